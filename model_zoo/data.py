@@ -26,7 +26,12 @@ _WHEELS = {"tpch": "duckdb_extension_tpch", "tpcds": "duckdb_extension_tpcds"}
 
 def _extension_path(suite: str) -> Path:
     package = importlib.import_module(_WHEELS[suite])
-    return Path(package.__file__).parent / "extensions" / f"v{duckdb.__version__}" / f"{suite}.duckdb_extension"
+    return (
+        Path(package.__file__).parent
+        / "extensions"
+        / f"v{duckdb.__version__}"
+        / f"{suite}.duckdb_extension"
+    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -45,7 +50,13 @@ def _to_numpy(col: pa.ChunkedArray) -> np.ndarray:
     """One Arrow column as float64 (dates as days since epoch) or, for strings, an object array."""
     t = col.type
     if pa.types.is_date(t):
-        return col.cast(pa.date32()).to_numpy().astype("datetime64[D]").astype(np.int64).astype(np.float64)
+        return (
+            col.cast(pa.date32())
+            .to_numpy()
+            .astype("datetime64[D]")
+            .astype(np.int64)
+            .astype(np.float64)
+        )
     if pa.types.is_timestamp(t):
         return col.cast(pa.timestamp("us")).to_numpy().astype(np.int64).astype(np.float64)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
@@ -54,7 +65,9 @@ def _to_numpy(col: pa.ChunkedArray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def _table_columns_cached(suite: str, table: str, exprs: tuple[str, ...], sf: float) -> tuple[np.ndarray, ...]:
+def _table_columns_cached(
+    suite: str, table: str, exprs: tuple[str, ...], sf: float
+) -> tuple[np.ndarray, ...]:
     con = _connect(suite, sf)
     select = ", ".join(f"{e} AS c{i}" for i, e in enumerate(exprs))
     not_null = " AND ".join(f"({e}) IS NOT NULL" for e in exprs)
@@ -95,5 +108,7 @@ def block_boxes(x: np.ndarray, block_rows: int = 1000) -> np.ndarray:
     blocks = -(-n // block_rows)
     pad = blocks * block_rows - n
     lo = np.pad(x, ((0, pad), (0, 0)), constant_values=np.inf).reshape(blocks, block_rows, d).min(1)
-    hi = np.pad(x, ((0, pad), (0, 0)), constant_values=-np.inf).reshape(blocks, block_rows, d).max(1)
+    hi = (
+        np.pad(x, ((0, pad), (0, 0)), constant_values=-np.inf).reshape(blocks, block_rows, d).max(1)
+    )
     return np.stack([lo, hi], axis=-1)

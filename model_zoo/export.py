@@ -35,7 +35,9 @@ def sequential_nodes(model: nn.Sequential, prefix: str = "", x: str = INPUT, out
         b = numpy_helper.from_array(lin.bias.detach().numpy().astype(np.float32), f"{prefix}b{i}")
         inits += [w, b]
         y = out if i == len(ls) - 1 else f"{prefix}z{i}"
-        nodes.append(helper.make_node("Gemm", [x, w.name, b.name], [y], transB=1, name=f"{prefix}gemm{i}"))
+        nodes.append(
+            helper.make_node("Gemm", [x, w.name, b.name], [y], transB=1, name=f"{prefix}gemm{i}")
+        )
         if i < len(ls) - 1:
             x = f"{prefix}h{i}"
             nodes.append(helper.make_node("Relu", [y], [x], name=f"{prefix}relu{i}"))
@@ -57,7 +59,9 @@ def to_onnx(
         nodes, inits = sequential_nodes(model)
         d_in, d_out = ls[0].in_features, ls[-1].out_features
     if input_columns is not None and len(input_columns) != d_in:
-        raise ModelInputError(f"{name}: {len(input_columns)} input columns for a model with {d_in} inputs")
+        raise ModelInputError(
+            f"{name}: {len(input_columns)} input columns for a model with {d_in} inputs"
+        )
     graph = helper.make_graph(
         nodes,
         name,
@@ -65,7 +69,9 @@ def to_onnx(
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N", d_out])],
         inits,
     )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mlskip.model_zoo")
+    proto = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mlskip.model_zoo"
+    )
     proto.ir_version = 8
     props = {}
     if input_columns is not None:
@@ -91,7 +97,11 @@ def session(proto_or_path, threads: int = 1):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    src = proto_or_path.SerializeToString() if isinstance(proto_or_path, onnx.ModelProto) else str(proto_or_path)
+    src = (
+        proto_or_path.SerializeToString()
+        if isinstance(proto_or_path, onnx.ModelProto)
+        else str(proto_or_path)
+    )
     return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
 
 
@@ -111,7 +121,9 @@ def max_rel_diff(model: nn.Module, proto: onnx.ModelProto, x: np.ndarray) -> flo
     return float(np.max(np.abs(got - ref)) / max(1.0, float(np.max(np.abs(ref)))))
 
 
-def rows_per_second(proto_or_path, d_in: int, batch: int = 2048, seconds: float = 0.3, seed: int = 0) -> float:
+def rows_per_second(
+    proto_or_path, d_in: int, batch: int = 2048, seconds: float = 0.3, seed: int = 0
+) -> float:
     """ONNX Runtime throughput at a fixed batch size (best of 5 timed rounds, 1 thread)."""
     sess = session(proto_or_path)
     x = np.random.default_rng(seed).normal(size=(batch, d_in)).astype(np.float32)
@@ -134,5 +146,3 @@ def rows_per_second(proto_or_path, d_in: int, batch: int = 2048, seconds: float 
 def metadata_props(proto: onnx.ModelProto) -> dict[str, str]:
     """The model's metadata_props as a dict (for tests and the report)."""
     return {p.key: p.value for p in proto.metadata_props}
-
-

@@ -20,7 +20,9 @@ from mlskip.errors import UnsupportedModelError
 LayerMap = tuple[int, "torch.Tensor | None"]
 
 
-def make_mlp(d_in: int, hidden: Sequence[int], d_out: int, seed: int | None = None) -> nn.Sequential:
+def make_mlp(
+    d_in: int, hidden: Sequence[int], d_out: int, seed: int | None = None
+) -> nn.Sequential:
     """A ReLU MLP ``d_in -> hidden... -> d_out`` (no activation on the output)."""
     if seed is not None:
         torch.manual_seed(seed)
@@ -35,13 +37,17 @@ def make_mlp(d_in: int, hidden: Sequence[int], d_out: int, seed: int | None = No
 def linears(model: nn.Module) -> list[nn.Linear]:
     """The Linear layers of a plain MLP, in order; raises for anything but Linear/ReLU."""
     if not isinstance(model, nn.Sequential):
-        raise UnsupportedModelError(f"expected nn.Sequential of Linear/ReLU, got {type(model).__name__}")
+        raise UnsupportedModelError(
+            f"expected nn.Sequential of Linear/ReLU, got {type(model).__name__}"
+        )
     out = []
     for i, m in enumerate(model):
         if isinstance(m, nn.Linear):
             out.append(m)
         elif not isinstance(m, nn.ReLU):
-            raise UnsupportedModelError(f"layer {i} is {type(m).__name__}; only Linear and ReLU are supported")
+            raise UnsupportedModelError(
+                f"layer {i} is {type(m).__name__}; only Linear and ReLU are supported"
+            )
     return out
 
 
@@ -78,7 +84,9 @@ def n_params(model: nn.Module, nonzero: bool = False) -> int:
     return int(sum(p.numel() for p in ps))
 
 
-def hidden_activations(model: nn.Sequential, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+def hidden_activations(
+    model: nn.Sequential, x: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Post-ReLU activation of every hidden layer, and the output."""
     hs = []
     h = x

@@ -146,7 +146,11 @@ SPECS: tuple[ModelSpec, ...] = (
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in SPECS}
 
 # the specs `build_zoo(quick=True)` uses: one TPC-H regressor, one TPC-DS regressor, one classifier
-QUICK_SPECS: tuple[str, ...] = ("lineitem_disc_price", "store_sales_net_profit", "lineitem_linestatus")
+QUICK_SPECS: tuple[str, ...] = (
+    "lineitem_disc_price",
+    "store_sales_net_profit",
+    "lineitem_linestatus",
+)
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -44,14 +44,18 @@ def load_dataset(
     spec: ModelSpec, n_train: int = 4000, n_test: int = 20000, seed: int = 0, sf: float = DEFAULT_SF
 ) -> Dataset:
     """Disjoint train and held-out samples of a spec's table."""
-    cols = sample_table(spec.suite, spec.table, [*spec.inputs, spec.target], n_train + n_test, seed, sf)
+    cols = sample_table(
+        spec.suite, spec.table, [*spec.inputs, spec.target], n_train + n_test, seed, sf
+    )
     x = np.stack([cols[c] for c in spec.inputs], axis=1).astype(np.float64)
     raw_y = cols[spec.target]
     if spec.task == CLASSIFICATION:
         index = {c: i for i, c in enumerate(spec.classes)}
         unknown = set(np.unique(raw_y)) - set(index)
         if unknown:
-            raise InputDataError(f"{spec.name}: target {spec.target!r} has labels {unknown} not in classes")
+            raise InputDataError(
+                f"{spec.name}: target {spec.target!r} has labels {unknown} not in classes"
+            )
         y = np.array([index[v] for v in raw_y], dtype=np.int64)
     else:
         y = raw_y.astype(np.float64)
@@ -60,7 +64,11 @@ def load_dataset(
 
 
 def fold_normalisation(
-    model: nn.Sequential, x_mean: np.ndarray, x_std: np.ndarray, y_mean: float = 0.0, y_std: float = 1.0
+    model: nn.Sequential,
+    x_mean: np.ndarray,
+    x_std: np.ndarray,
+    y_mean: float = 0.0,
+    y_std: float = 1.0,
 ) -> nn.Sequential:
     """Fold ``(x - x_mean) / x_std`` into the first Linear and ``y * y_std + y_mean`` into the last."""
     ls = linears(model)
@@ -144,3 +152,12 @@ def train_dense(
         data.x_train, data.y_train, spec.task, hidden, spec.n_outputs, epochs=epochs, seed=seed
     )
     return TrainedModel(spec, model, data, score(model, data.x_test, data.y_test, spec.task))
+
+
+def fidelity(model: nn.Module, reference: nn.Module, x: np.ndarray, task: str) -> float:
+    """How well ``model`` reproduces ``reference`` on unlabeled rows: R2 of its outputs
+    against the reference's (regression) or argmax agreement (classification)."""
+    ref = predict(reference, x)
+    if task == CLASSIFICATION:
+        return float((predict(model, x).argmax(1) == ref.argmax(1)).mean())
+    return score(model, x, ref[:, 0].astype(np.float64), task)
