@@ -1,0 +1,298 @@
+"""Reading skipping metadata back as regions: boxes, hulls and halfspaces per row group.
+
+Never raises for bad metadata and never returns a hull that could exclude a row:
+anything unknown, stale or corrupt is reported with SkippingFallbackWarning and
+the file falls back to boxes from Parquet's own statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from mlskip.errors import MetadataError, SkippingFallbackWarning
+
+from .encoding import is_numeric
+from .footer import KEY, KEY_PREFIX, Footer, decode_footer
+from .parquet_stats import stats_box, stats_null_count
+from .polygon_codec import decode_vertices, halfspaces
+
+_UNBOUNDED = (-math.inf, math.inf)
+_EMPTY: MappingProxyType = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class RowGroupSummary:
+    """One row group's region: box per numeric column, pair polygons, counts."""
+
+    index: int
+    num_rows: int
+    box: MappingProxyType  # {column: (lo, hi)} float64, (-inf, inf) where unknown
+    null_counts: MappingProxyType  # {column: int | None}
+    hulls: MappingProxyType = field(
+        default_factory=lambda: _EMPTY
+    )  # {(a, b): (k, 2) float64 CCW vertices}
+    hull_bytes: MappingProxyType = field(
+        default_factory=lambda: _EMPTY
+    )  # {(a, b): bytes the stored polygon took}
+    halfspaces: MappingProxyType = field(
+        default_factory=lambda: _EMPTY
+    )  # {(a, b): (A (m, 2), b (m,))}, A @ x <= b
+    may_have_nan: frozenset[str] = frozenset()  # float columns that may hold NaN here
+
+
+@dataclass(frozen=True)
+class FileSkipMetadata:
+    """Everything the skipper needs from one Parquet file, plus identity for plan caching."""
+
+    path: str | None
+    size: int | None
+    mtime: float | None
+    footer_hash: str
+    num_rows: int
+    columns: tuple[str, ...]  # numeric columns (those with a box entry)
+    pairs: tuple[tuple[str, str], ...]  # pairs with polygons (empty when status != "ok")
+    hull_budget: int | None  # hull_bytes the writer was given
+    row_groups: tuple[RowGroupSummary, ...]
+    status: str  # "ok", "boxes-only" (footer rejected), "no-summaries" (plain Parquet)
+    warnings: tuple[str, ...] = field(default=())
+
+
+def _footer_hash(source: Any, filesystem: Any) -> tuple[str, int | None, float | None]:
+    """blake2b of the Parquet footer bytes, the file size and mtime (when known)."""
+    size = mtime = None
+    if isinstance(source, (str, os.PathLike)) and filesystem is None:
+        st = os.stat(source)
+        size, mtime = st.st_size, st.st_mtime
+        with open(source, "rb") as f:
+            return _hash_open(f, size), size, mtime
+    if isinstance(source, (str, os.PathLike)):
+        info = filesystem.get_file_info(os.fspath(source))
+        size = info.size
+        mtime = info.mtime.timestamp() if info.mtime is not None else None
+        with filesystem.open_input_file(os.fspath(source)) as f:
+            return _hash_open(f, size), size, mtime
+    pos = source.tell()
+    try:
+        source.seek(0, 2)
+        size = source.tell()
+        return _hash_open(source, size), size, None
+    finally:
+        source.seek(pos)
+
+
+def _hash_open(f: Any, size: int) -> str:
+    if size < 12:
+        raise MetadataError("file too small to be Parquet")
+    f.seek(size - 8)
+    tail = f.read(8)
+    n = int.from_bytes(tail[:4], "little")
+    if tail[4:] != b"PAR1" or n + 8 > size:
+        raise MetadataError("no Parquet footer")
+    f.seek(size - 8 - n)
+    return hashlib.blake2b(f.read(n), digest_size=16).hexdigest()
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    a.setflags(write=False)
+    return a
+
+
+def _boxes(pf: pq.ParquetFile) -> tuple[list[str], list[dict], list[dict], list[frozenset]]:
+    meta = pf.metadata
+    schema = pf.schema_arrow
+    pschema = pf.schema
+    names: list[str] = []
+    leaf: dict[str, int] = {}
+    for i in range(meta.num_columns):
+        path = pschema.column(i).path
+        if "." not in path:
+            leaf[path] = i
+    floats = set()
+    for f in schema:
+        if f.name in leaf and is_numeric(f.type):
+            names.append(f.name)
+            if str(f.type).startswith(("float", "double", "halffloat")):
+                floats.add(f.name)
+    boxes, nulls, nans = [], [], []
+    for r in range(meta.num_row_groups):
+        rg = meta.row_group(r)
+        box, nc = {}, {}
+        for name in names:
+            chunk = rg.column(leaf[name])
+            b = stats_box(chunk, pschema.column(leaf[name]).logical_type)
+            box[name] = b if b is not None else _UNBOUNDED
+        for name, i in leaf.items():
+            nc[name] = stats_null_count(rg.column(i))
+        boxes.append(box)
+        nulls.append(nc)
+        nans.append(frozenset(floats))
+    return names, boxes, nulls, nans
+
+
+def _check_footer(fp: Footer, pf: pq.ParquetFile, names: list[str], boxes, nulls) -> None:
+    meta = pf.metadata
+    if len(fp.row_groups) != meta.num_row_groups:
+        raise MetadataError(
+            f"footer describes {len(fp.row_groups)} row groups, file has {meta.num_row_groups} (stale or foreign metadata)"
+        )
+    for r, rg in enumerate(fp.row_groups):
+        if rg.num_rows != meta.row_group(r).num_rows:
+            raise MetadataError(
+                f"row group {r}: footer says {rg.num_rows} rows, file has {meta.row_group(r).num_rows} (stale or foreign metadata)"
+            )
+    for c in fp.columns:
+        if c not in names:
+            raise MetadataError(
+                f"footer names column {c!r}, which is not a numeric column of the file"
+            )
+    for r, rg in enumerate(fp.row_groups):
+        for c, s in zip(fp.columns, rg.columns, strict=True):
+            pn = nulls[r].get(c)
+            if pn is not None and pn != s.null_count:
+                raise MetadataError(
+                    f"row group {r}, column {c!r}: footer says {s.null_count} NULLs, statistics say {pn} (stale metadata)"
+                )
+            lo, hi = boxes[r][c]
+            if s.lo <= s.hi and math.isfinite(lo) and math.isfinite(hi):
+                tol = 1e-9 * max(abs(lo), abs(hi), abs(s.lo), abs(s.hi), 1e-300)
+                if abs(s.lo - lo) > tol or abs(s.hi - hi) > tol:
+                    raise MetadataError(
+                        f"row group {r}, column {c!r}: footer range [{s.lo}, {s.hi}] disagrees with statistics [{lo}, {hi}] (stale metadata)"
+                    )
+
+
+def read_skip_metadata(path_or_file: Any, *, filesystem: Any = None) -> FileSkipMetadata:
+    """Boxes, polygons and halfspaces of every row group of one Parquet file.
+
+    ``path_or_file``: a path (optionally on a pyarrow ``filesystem``), or a
+    seekable binary file / pyarrow NativeFile. Bad mlskip metadata degrades to
+    boxes with a SkippingFallbackWarning; only an unreadable Parquet file raises.
+    """
+    label = (
+        os.fspath(path_or_file)
+        if isinstance(path_or_file, (str, os.PathLike))
+        else repr(path_or_file)
+    )
+    source = path_or_file
+    if filesystem is not None and isinstance(path_or_file, (str, os.PathLike)):
+        source = filesystem.open_input_file(os.fspath(path_or_file))
+    pf = pq.ParquetFile(source)
+    try:
+        fhash, size, mtime = _footer_hash(path_or_file, filesystem)
+    except (MetadataError, OSError, AttributeError, ValueError):
+        fhash, size, mtime = "", None, None
+    names, boxes, nulls, nans = _boxes(pf)
+    kv = pf.metadata.metadata or {}
+    problems: list[str] = []
+    footer = None
+    raw = kv.get(KEY.encode())
+    if raw is None:
+        others = sorted(
+            k.decode("utf-8", "replace") for k in kv if k.startswith(KEY_PREFIX.encode())
+        )
+        if others:
+            problems.append(
+                f"unknown skipping metadata version(s) {others}; this reader knows {KEY}"
+            )
+    else:
+        try:
+            footer = decode_footer(raw)
+            _check_footer(footer, pf, names, boxes, nulls)
+        except MetadataError as exc:
+            problems.append(str(exc))
+            footer = None
+        except Exception as exc:  # never let corrupt metadata escape
+            problems.append(f"unreadable skipping metadata ({type(exc).__name__}: {exc})")
+            footer = None
+    row_groups = []
+    pairs: tuple[tuple[str, str], ...] = ()
+    if footer is not None:
+        try:
+            row_groups, pairs = _with_polygons(footer, boxes, nulls, nans)
+        except Exception as exc:  # corrupt polygon data: boxes only
+            problems.append(f"unreadable polygon data ({type(exc).__name__}: {exc})")
+            footer, row_groups, pairs = None, [], ()
+    if footer is None:
+        row_groups = [
+            RowGroupSummary(
+                r,
+                pf.metadata.row_group(r).num_rows,
+                MappingProxyType(boxes[r]),
+                MappingProxyType(nulls[r]),
+                may_have_nan=nans[r],
+            )
+            for r in range(pf.metadata.num_row_groups)
+        ]
+    msgs = tuple(f"{label}: {p}; using min-max boxes only" for p in problems)
+    for m in msgs:
+        warnings.warn(m, SkippingFallbackWarning, stacklevel=2)
+    if footer is not None:
+        status = "ok"
+    elif raw is not None or problems:
+        status = "boxes-only"
+    else:
+        status = "no-summaries"
+    return FileSkipMetadata(
+        path=label if isinstance(path_or_file, (str, os.PathLike)) else None,
+        size=size,
+        mtime=mtime,
+        footer_hash=fhash,
+        num_rows=pf.metadata.num_rows,
+        columns=tuple(names),
+        pairs=pairs,
+        hull_budget=footer.hull_bytes if footer is not None else None,
+        row_groups=tuple(row_groups),
+        status=status,
+        warnings=msgs,
+    )
+
+
+def _with_polygons(fp: Footer, boxes, nulls, nans):
+    pairs = tuple((fp.columns[a], fp.columns[b]) for a, b in fp.pairs)
+    out = []
+    for r, rg in enumerate(fp.row_groups):
+        box = dict(boxes[r])
+        nc = dict(nulls[r])
+        nan = set(nans[r])
+        for c, s in zip(fp.columns, rg.columns, strict=True):
+            lo, hi = box[c]
+            if s.lo <= s.hi:
+                box[c] = (max(lo, s.lo), min(hi, s.hi))
+            nc[c] = s.null_count
+            if s.nan_count == 0:
+                nan.discard(c)
+        hulls, sizes, hs = {}, {}, {}
+        for (a, b), rec, name in zip(fp.pairs, rg.records, pairs, strict=True):
+            if rec is None:
+                continue
+            gx, gy = rg.columns[a].grid, rg.columns[b].grid
+            if gx is None or gy is None:
+                raise MetadataError(f"row group {r}: polygon for {name} without grids")
+            v = decode_vertices(rec, gx, gy)
+            A, bb = halfspaces(v)
+            hulls[name] = _frozen(v)
+            sizes[name] = len(rec)
+            hs[name] = (_frozen(A), _frozen(bb))
+        out.append(
+            RowGroupSummary(
+                r,
+                rg.num_rows,
+                MappingProxyType(box),
+                MappingProxyType(nc),
+                MappingProxyType(hulls),
+                MappingProxyType(sizes),
+                MappingProxyType(hs),
+                frozenset(nan),
+            )
+        )
+    return out, pairs
