@@ -68,9 +68,9 @@ def heal(
     model: nn.Module,
     dense: nn.Module,
     x_calib: np.ndarray,
-    steps: int = 300,
+    steps: int = 400,
     lr: float = 1e-3,
-    output_weight: float = 1.0,
+    output_weight: float = 0.3,
     seed: int = 0,
 ) -> nn.Module:
     """A healed copy of ``model`` (pruned, lumped or structured), aligned with ``dense``."""
