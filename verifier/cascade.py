@@ -1,0 +1,297 @@
+"""The ``Verifier``: a cascade of methods from cheap to complete.
+
+Each method runs only on the regions still UNKNOWN after the previous ones
+(and not yet proven mixed), within a total time budget. Between the cheap
+bound methods and the expensive ones, a few sample points per region are
+evaluated: a region with a clearly qualifying and a clearly non-qualifying
+point is *proven mixed* (it can never be NONE or ALL) and skips the
+expensive methods. Sampling never decides NONE or ALL.
+
+Every bound is widened by the float margins of fp_margin.py before the
+predicate decides, so NONE / ALL hold for the model as the UDF computes it
+(``precision="float32"``, the default) or in float64.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlskip.errors import ModelInputError
+
+from ._blas import single_thread
+from .concretize import tighten_boxes
+from .fp_margin import UNIT, eval_error
+from .load import load_model
+from .network import Network
+from .predicate import ALL, NONE, UNKNOWN, Predicate, Spec
+from .regions import RegionBatch
+
+METHOD_NAMES: tuple[str, ...] = (
+    "undecided",
+    "ibp",
+    "crown",
+    "alpha_crown",
+    "bab",
+    "milp",
+    "marabou",
+    "auto_lirpa",
+    "sampling",
+    "empty",
+)
+METHOD_CODE = {name: np.int8(i) for i, name in enumerate(METHOD_NAMES)}
+AVAILABLE = ("ibp", "crown", "alpha_crown", "bab", "milp", "marabou", "auto_lirpa")
+DEFAULT_METHODS = ("ibp", "crown", "alpha_crown", "bab", "milp")
+
+
+@dataclass(frozen=True, eq=False)
+class VerificationResult:
+    """Per-region verdicts (int8 NONE=0 / ALL=1 / UNKNOWN=2) and how they were reached.
+
+    ``method[r]`` is the code (index into ``method_names``) of the method that
+    decided region r, or that proved it mixed; 0 when undecided. ``mixed[r]``
+    is True for UNKNOWN regions proven to hold both qualifying and
+    non-qualifying points. ``seconds`` maps method name -> time spent.
+    """
+
+    verdicts: np.ndarray
+    method: np.ndarray
+    mixed: np.ndarray
+    seconds: Mapping[str, float]
+    method_names: tuple[str, ...] = METHOD_NAMES
+
+    def __post_init__(self) -> None:
+        for a in (self.verdicts, self.method, self.mixed):
+            a.setflags(write=False)
+
+    def __len__(self) -> int:
+        return len(self.verdicts)
+
+    def counts(self) -> dict[str, int]:
+        """Number of regions per verdict."""
+        v = self.verdicts
+        return {
+            "none": int((v == NONE).sum()),
+            "all": int((v == ALL).sum()),
+            "unknown": int((v == UNKNOWN).sum()),
+        }
+
+    def decided_by(self) -> dict[str, int]:
+        """Number of regions decided (or proven mixed) per method name."""
+        codes, cnt = np.unique(self.method, return_counts=True)
+        return {self.method_names[c]: int(k) for c, k in zip(codes, cnt, strict=True)}
+
+    @property
+    def total_seconds(self) -> float:
+        return float(sum(self.seconds.values()))
+
+
+@dataclass
+class Verifier:
+    """Decide NONE / ALL / UNKNOWN per region with a cascade of methods.
+
+    ``methods``: names from ``AVAILABLE``, run in order; ``time_budget``:
+    seconds for one ``verify`` call (None: unlimited; the cheap bound
+    methods always run); ``milp_time_per_region``: HiGHS limit per solve;
+    ``precision``: the precision the model is evaluated in ("float32" as
+    ONNX Runtime does, or "float64"); ``bab_max_pieces``: boxes per region
+    in branch and bound; ``sample_points``: points per region tried to prove
+    it mixed (0 disables).
+    """
+
+    methods: Sequence[str] = DEFAULT_METHODS
+    time_budget: float | None = None
+    milp_time_per_region: float = 1.0
+    precision: str = "float32"
+    bab_max_pieces: int = 256
+    bab_time_budget: float = 2.0
+    alpha_iters: int = 20
+    sample_points: int = 16
+    marabou_timeout: float = 5.0
+    seed: int = 0
+    _cheap: tuple[str, ...] = field(default=("ibp", "crown"), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.methods if m not in AVAILABLE]
+        if bad:
+            raise ValueError(f"unknown verification methods {bad}; choose from {AVAILABLE}")
+        if self.precision not in UNIT:
+            raise ValueError(f"precision must be 'float32' or 'float64', got {self.precision!r}")
+
+    def verify(
+        self, network: Any, regions: RegionBatch, predicate: Predicate
+    ) -> VerificationResult:
+        """Verdicts for ``predicate`` on ``network`` over every region of ``regions``."""
+        with single_thread():
+            return self._verify(network, regions, predicate)
+
+    def _verify(
+        self, network: Any, regions: RegionBatch, predicate: Predicate
+    ) -> VerificationResult:
+        t_start = time.perf_counter()
+        deadline = None if self.time_budget is None else t_start + self.time_budget
+        net: Network = load_model(network)
+        if not isinstance(regions, RegionBatch):
+            raise ModelInputError(f"regions must be a RegionBatch, got {type(regions).__name__}")
+        if regions.d != net.num_inputs:
+            raise ModelInputError(
+                f"regions have {regions.d} inputs, the model takes {net.num_inputs}"
+            )
+        spec = predicate.compile(net)
+        snet = spec.spec_net
+        n = regions.n
+        seconds: dict[str, float] = {}
+        verdicts = np.full(n, UNKNOWN, dtype=np.int8)
+        method = np.zeros(n, dtype=np.int8)
+        mixed = np.zeros(n, dtype=bool)
+
+        t0 = time.perf_counter()
+        empty = (regions.lower > regions.upper).any(axis=1)
+        verdicts[empty] = NONE
+        method[empty] = METHOD_CODE["empty"]
+        regions = tighten_boxes(regions)
+        row_margin = self.row_margins(net, spec, regions)
+        seconds["prepare"] = time.perf_counter() - t0
+
+        sampled = False
+        for name in self.methods:
+            open_ = np.flatnonzero((verdicts == UNKNOWN) & ~mixed)
+            if not len(open_):
+                break
+            expensive = name not in self._cheap
+            if expensive and not sampled and self.sample_points:
+                t0 = time.perf_counter()
+                mixed[open_] = self._sample_mixed(
+                    net, spec, regions.subset(open_), row_margin[open_]
+                )
+                method[open_[mixed[open_]]] = METHOD_CODE["sampling"]
+                seconds["sampling"] = seconds.get("sampling", 0.0) + time.perf_counter() - t0
+                sampled = True
+                open_ = open_[~mixed[open_]]
+                if not len(open_):
+                    break
+            if expensive and deadline is not None and time.perf_counter() >= deadline:
+                break
+            t0 = time.perf_counter()
+            sub = regions.subset(open_)
+            v, mx = self._run(name, net, spec, snet, sub, row_margin[open_], deadline)
+            dec = v != UNKNOWN
+            verdicts[open_[dec]] = v[dec]
+            method[open_[dec]] = METHOD_CODE[name]
+            if mx is not None:
+                mixed[open_[mx]] = True
+                method[open_[mx]] = METHOD_CODE[name]
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
+        return VerificationResult(verdicts, method, mixed, seconds)
+
+    # ------------------------------------------------------------------ helpers
+    def row_margins(self, net: Network, spec: Spec, regions: RegionBatch) -> np.ndarray:
+        """Float evaluation margin ``[n, m]`` of every spec row (``|C| e_out``)."""
+        e = eval_error(net, regions.lower, regions.upper, self.precision)
+        C = np.abs(spec.C)
+        fin = np.where(np.isfinite(e), e, 0.0) @ C.T
+        inf = (~np.isfinite(e)).astype(float) @ (C > 0).T.astype(float)
+        return np.where(inf > 0, np.inf, fin)
+
+    def _decide(self, spec: Spec, L: np.ndarray, U: np.ndarray, mg: np.ndarray) -> np.ndarray:
+        return spec.verdicts(L - mg, U + mg, self.precision)
+
+    def _run(
+        self,
+        name: str,
+        net: Network,
+        spec: Spec,
+        snet: Network,
+        sub: RegionBatch,
+        mg: np.ndarray,
+        deadline: float | None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        if name == "ibp":
+            from .ibp import ibp_bounds
+
+            return self._decide(spec, *ibp_bounds(snet, sub), mg), None
+        if name == "crown":
+            from .crown import crown_bounds
+
+            return self._decide(spec, *crown_bounds(snet, sub), mg), None
+        if name == "alpha_crown":
+            from .alpha_crown import alpha_crown_bounds
+
+            out = np.full(sub.n, UNKNOWN, dtype=np.int8)
+            for s in range(0, sub.n, 512):
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
+                idx = np.arange(s, min(sub.n, s + 512))
+                L, U = alpha_crown_bounds(snet, sub.subset(idx), iters=self.alpha_iters)
+                out[idx] = self._decide(spec, L, U, mg[idx])
+            return out, None
+        if name == "bab":
+            from .bab import bab_verdicts
+
+            budget = self.bab_time_budget
+            if deadline is not None:
+                budget = min(budget, max(0.0, deadline - time.perf_counter()))
+            return bab_verdicts(
+                spec, snet, sub, mg, self.precision, self.bab_max_pieces, budget
+            ), None
+        if name == "milp":
+            if not snet.is_piecewise_linear:
+                return np.full(sub.n, UNKNOWN, dtype=np.int8), None
+            from .decide_milp import milp_verdicts
+
+            return milp_verdicts(
+                spec, snet, sub, mg, self.precision, self.milp_time_per_region, deadline
+            )
+        if name == "marabou":
+            from .adapters.marabou import marabou_verdicts
+
+            return marabou_verdicts(
+                spec, net, sub, mg, self.precision, self.marabou_timeout, deadline
+            ), None
+        if name == "auto_lirpa":
+            from .adapters.auto_lirpa import auto_lirpa_bounds
+
+            return self._decide(spec, *auto_lirpa_bounds(snet, sub), mg), None
+        raise ValueError(name)  # pragma: no cover
+
+    def _sample_mixed(
+        self, net: Network, spec: Spec, sub: RegionBatch, mg: np.ndarray
+    ) -> np.ndarray:
+        """True where sample points show both a qualifying and a non-qualifying point."""
+        n, d = sub.n, sub.d
+        S = self.sample_points
+        rng = np.random.default_rng(self.seed)
+        lo = np.where(
+            np.isfinite(sub.lower),
+            sub.lower,
+            np.where(np.isfinite(sub.upper), sub.upper - 1.0, -1.0),
+        )
+        hi = np.where(np.isfinite(sub.upper), sub.upper, lo + 2.0)
+        t = rng.uniform(size=(n, S, d))
+        t[:, 0] = 0.5
+        t[:, 1:3] = rng.integers(0, 2, size=(n, 2, d))  # two corners
+        x = lo[:, None, :] + t * (hi - lo)[:, None, :]
+        inside = np.ones((n, S), bool)
+        for (i, j), (A, b) in zip(sub.pairs, sub.halfspaces, strict=True):
+            lhs = np.einsum("nmt,nst->nsm", A, x[..., [i, j]])
+            inside &= (lhs <= b[:, None, :]).all(-1)
+        inside &= ((x >= sub.lower[:, None, :]) & (x <= sub.upper[:, None, :])).all(-1)
+        flat = x.reshape(n * S, d)
+        z = spec.spec_net.evaluate(flat, final=False).reshape(n, S, -1)
+        # clear decisions only: the predicate holds (fails) even with every row
+        # moved by its float margin in the unfavourable direction
+        pos = np.zeros((n, S), bool)
+        neg = np.zeros((n, S), bool)
+        for sign in (-1.0, 1.0):
+            zz = (z + sign * mg[:, None, :]).reshape(n * S, -1)
+            v = spec.verdicts(zz, zz, self.precision).reshape(n, S)
+            pos_s, neg_s = v == ALL, v == NONE
+            pos = pos_s if sign < 0 else pos & pos_s
+            neg = neg_s if sign < 0 else neg & neg_s
+        pos &= inside
+        neg &= inside
+        return pos.any(1) & neg.any(1)

@@ -1,0 +1,154 @@
+"""Floating-point margins: the verdicts hold for the model *as computed*.
+
+Two separate effects are bounded here, per region and output.
+
+1. **Evaluation error of the model (``eval_error``).** The SQL UDF runs the
+   ONNX model in float32 (ONNX Runtime), so the value compared with the
+   threshold is ``fl32(f(x))``, not ``f(x)``. Standard forward error analysis
+   (Higham, *Accuracy and Stability of Numerical Algorithms*, 3.1/3.5), with
+   unit roundoff ``u`` (2^-24 for float32, 2^-53 for float64) and
+   ``gamma_k = k u / (1 - k u)``, over the op sequence as the file runs it
+   (``Network.fp_steps``, unfolded):
+
+   - input: the float64 column value is rounded to float32:
+     ``|e_0| <= u |x| + 2^-149`` (subnormal spacing);
+   - affine step ``y = W x + b`` with ``k`` terms per row: whatever the
+     summation order, blocking or FMA use of the kernel,
+     ``|fl(W x^ + b) - (W x^ + b)| <= gamma_k (|W| |x^| + |b|)``; the error
+     already in ``x^`` passes as ``|W| e``. We take ``k = fan_in + 3``: one
+     extra term for a bias fused into the product by the runtime and one
+     for weights that the runtime may re-round when it folds constants
+     (for example a ``Mul`` merged into a ``Gemm``);
+   - ReLU is exact and 1-Lipschitz; LeakyReLU adds ``u alpha |x|``;
+     sigmoid (1/4-Lipschitz) and tanh (1-Lipschitz) add a kernel error
+     ``ACT_APPROX_ABS_ERROR`` (2^-18 at float32, generous for the MLAS
+     rational approximations);
+   - magnitudes ``|x^| <= m + e`` with ``m`` the interval (IBP) bound of the
+     exact value over the region's box.
+
+   The output error bound ``e_out`` widens the output bounds; where any
+   magnitude could overflow float32 the margin is infinite (UNKNOWN).
+
+2. **Our own bound arithmetic (``bound_margin``).** Bounds are computed in
+   float64. Every quantity formed by IBP/CROWN (products of weights with
+   slopes in [0, 1], intercepts at most ``|l| + |u| + 1``) is bounded by the
+   absolute-value network's magnitude ``M`` (``M_i = |W_i| M_{i-1} + |b_i|``
+   plus 1 per activation); each bound is a sum of at most
+   ``N = sum_i 4 (fan_in_i + 4)`` rounded operations per chain, so its
+   rounding error is at most ``gamma_N M``. We widen every intermediate
+   pre-activation bound (so every relaxation stays valid on the true range)
+   and every final bound by ``2 gamma_N M``. In float64 these margins are
+   ~1e-13 relative: they never cost pruning (measured in bench.py).
+
+What is *not* covered: a runtime whose kernels are not IEEE-conforming
+beyond the stated activation error (e.g. flush-to-zero plus subnormals
+matters only below 1e-38; we add 2^-149 per input anyway).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import Activation, Affine, linear_box_range
+from .network import Network
+
+UNIT = {"float32": 2.0**-24, "float64": 2.0**-53}
+F32_MAX = float(np.finfo(np.float32).max)
+_U64 = 2.0**-53
+
+
+def gamma(k: int | np.ndarray, unit: float) -> float | np.ndarray:
+    k = np.asarray(k, dtype=np.float64)
+    return k * unit / (1.0 - k * unit)
+
+
+def eval_error(
+    net: Network, lower: np.ndarray, upper: np.ndarray, precision: str = "float32"
+) -> np.ndarray:
+    """Bound on ``|fl(f(x)) - f(x)|`` per output for every x in the boxes -> ``[n, k]``.
+
+    ``f`` stops before the final sigmoid/softmax (those are handled by the
+    predicate); ``precision`` is the precision the model is evaluated in.
+    """
+    if precision not in UNIT:
+        raise ValueError(f"precision must be one of {sorted(UNIT)}, got {precision!r}")
+    u = UNIT[precision]
+    limit = F32_MAX if precision == "float32" else float(np.finfo(np.float64).max)
+    with np.errstate(over="ignore", invalid="ignore"):
+        l, h = lower, upper
+        m = np.maximum(np.abs(l), np.abs(h))
+        e = u * m + (2.0**-149 if precision == "float32" else 0.0)
+        for st in net.fp_steps:
+            if isinstance(st, Affine):
+                k = int(np.count_nonzero(st.W, axis=1).max(initial=0)) + 3
+                absW = np.abs(st.W)
+                rounding = gamma(k, u) * ((m + e) @ absW.T + np.abs(st.b))
+                # weights not representable in the evaluation precision
+                if precision == "float32":
+                    dW = np.abs(st.W - st.W.astype(np.float32).astype(np.float64))
+                    db = np.abs(st.b - st.b.astype(np.float32).astype(np.float64))
+                    rounding = rounding + (m + e) @ dW.T + db
+                e = e @ absW.T + rounding
+                l, h = linear_box_range(st.W, st.b, l, h)
+            elif isinstance(st, Activation):
+                e = st.lipschitz * e + st.fp_abs_error(np.maximum(np.abs(l), np.abs(h)) + e, u)
+                l, h = st.ibp(l, h)
+            m = np.maximum(np.abs(l), np.abs(h))
+            e = np.where((m + e < limit) & np.isfinite(e), e, np.inf)
+    return e
+
+
+def final_op_error(precision: str = "float32") -> float:
+    """Absolute error allowed for a final sigmoid/softmax kernel output in [0, 1]."""
+    from .layers import ACT_APPROX_ABS_ERROR
+
+    return ACT_APPROX_ABS_ERROR * UNIT[precision] / UNIT["float32"] + 4 * UNIT[precision]
+
+
+def abs_magnitudes(net: Network, lower: np.ndarray, upper: np.ndarray) -> list[np.ndarray]:
+    """``M_i`` [n, h_i] for every affine output of the folded network (see module doc)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = np.maximum(np.abs(lower), np.abs(upper))
+        out = []
+        for i, a in enumerate(net.affines):
+            m = m @ np.abs(a.W).T + np.abs(a.b)
+            out.append(m)
+            if i < len(net.activations):
+                m = m + 1.0
+    return out
+
+
+def chain_ops(net: Network, upto: int) -> int:
+    """``N`` for the bound of affine output ``upto`` (operations along one chain)."""
+    return sum(4 * (a.in_features + 4) for a in net.affines[: upto + 1])
+
+
+def bound_margin(
+    net: Network, mags: list[np.ndarray], upto: int, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Outward margin for float64 bounds on affine output ``upto`` (optionally of ``C @ z``)."""
+    M = mags[upto]
+    if rows is not None:
+        M = M @ np.abs(rows).T
+    g = 2.0 * gamma(chain_ops(net, upto), _U64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(np.isfinite(M), g * (M + 1.0), np.inf)
+
+
+def scalar_magnitudes(net: Network, lower: np.ndarray, upper: np.ndarray) -> list[np.ndarray]:
+    """Per-region scalars ``[n, 1]`` bounding ``M_i`` for every neuron of layer i.
+
+    ``M_i <= ||W_i||_inf M_{i-1} + max|b_i|`` (+1 per activation): a cheap,
+    looser stand-in for ``abs_magnitudes`` used inside the fast methods.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = np.maximum(np.abs(lower), np.abs(upper)).max(axis=1, keepdims=True)
+        out = []
+        for i, a in enumerate(net.affines):
+            m = m * float(np.abs(a.W).sum(axis=1).max(initial=0.0)) + float(
+                np.abs(a.b).max(initial=0.0)
+            )
+            out.append(m)
+            if i < len(net.activations):
+                m = m + 1.0
+    return out

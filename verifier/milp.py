@@ -1,0 +1,220 @@
+"""Complete verification of piecewise-linear networks by MILP (scipy / HiGHS).
+
+One region at a time: inputs bounded by the box and cut by every polygon
+halfspace (overlapping pairs included), each unstable ReLU encoded with a
+binary and big-M constants taken from sound CROWN pre-activation bounds,
+stable ones fixed. LeakyReLU is ``alpha z + (1 - alpha) relu(z)``. The same
+model serves every objective of the region (min / max of each spec row, or
+``max_x min_j row_j`` for argmax).
+
+Trust: HiGHS solves in floating point with tolerances (primal feasibility
+1e-7, MIP feasibility 1e-6). We use the solver's *dual bound* (valid even
+after a time-out); the caller widens it by ``MILP_TOL * (1 + scale)``, with
+scale the magnitude of the objective's CROWN bounds, and intersects it with
+the sound CROWN interval. This is the one place where the verifier trusts a
+floating-point solver up to a stated tolerance.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import Bounds as SpBounds
+from scipy.optimize import LinearConstraint, milp
+
+from mlskip.errors import UnsupportedModelError
+
+from .layers import LeakyReLU
+from .network import Network
+from .regions import RegionBatch
+
+MILP_TOL = 1e-6
+
+
+@dataclass
+class MilpModel:
+    """The constraint system of one region; objectives are added per solve."""
+
+    nvar: int
+    A: sparse.csr_matrix
+    lb_con: np.ndarray
+    ub_con: np.ndarray
+    lb: np.ndarray
+    ub: np.ndarray
+    integrality: np.ndarray
+    out_expr: np.ndarray  # [m, nvar] output rows as linear expressions
+    out_const: np.ndarray  # [m]
+    d: int
+
+
+def build_model(
+    net: Network,
+    regions: RegionBatch,
+    r: int,
+    pre: list[tuple[np.ndarray, np.ndarray]],
+) -> MilpModel:
+    """MILP for region ``r`` of ``regions``; ``pre[i]`` bounds the i-th affine output (all regions)."""
+    if not net.is_piecewise_linear:
+        raise UnsupportedModelError(
+            "the MILP encoding needs a piecewise-linear network (ReLU/LeakyReLU)"
+        )
+    d = net.num_inputs
+    lo, hi = regions.lower[r], regions.upper[r]
+    rows, cols, vals = [], [], []
+    lcon, ucon = [], []
+    lb = list(lo)
+    ub = list(hi)
+    integ = [0] * d
+    nrow = 0
+
+    def add(coefs: dict[int, float], lo_: float, hi_: float) -> None:
+        nonlocal nrow
+        for c, v in coefs.items():
+            if v != 0.0:
+                rows.append(nrow)
+                cols.append(c)
+                vals.append(v)
+        lcon.append(lo_)
+        ucon.append(hi_)
+        nrow += 1
+
+    # previous layer's output as expression: var index -> coefficient, per neuron
+    prev = [{k: 1.0} for k in range(d)]
+    nvar = d
+    for k, (i, j) in enumerate(regions.pairs):
+        A, b = regions.halfspaces[k]
+        for row in range(A.shape[1]):
+            a0, a1 = A[r, row]
+            if (a0 == 0 and a1 == 0) or not np.isfinite(b[r, row]):
+                continue
+            add({i: a0, j: a1} if i != j else {i: a0 + a1}, -np.inf, b[r, row])
+    for li, act in enumerate(net.activations):
+        W, bvec = net.affines[li].W, net.affines[li].b
+        zl, zu = pre[li][0][r], pre[li][1][r]
+        if not (np.isfinite(zl).all() and np.isfinite(zu).all()):
+            raise UnsupportedModelError("MILP needs finite pre-activation bounds (bounded inputs)")
+        h = W.shape[0]
+        z0, r0, d0 = nvar, nvar + h, nvar + 2 * h
+        nvar += 3 * h
+        lb += list(zl) + [0.0] * h + [0.0] * h
+        ub += list(zu) + list(np.maximum(zu, 0.0)) + [1.0] * h
+        integ += [0] * (2 * h) + [1] * h
+        for n_ in range(h):
+            # z = W prev + b
+            coefs: dict[int, float] = {z0 + n_: 1.0}
+            for p_idx, expr in enumerate(prev):
+                w = W[n_, p_idx]
+                if w != 0.0:
+                    for var, cv in expr.items():
+                        coefs[var] = coefs.get(var, 0.0) - w * cv
+            add(coefs, bvec[n_], bvec[n_])
+            zv, rv, dv = z0 + n_, r0 + n_, d0 + n_
+            l_, u_ = zl[n_], zu[n_]
+            if l_ >= 0:  # active
+                add({rv: 1.0, zv: -1.0}, 0.0, 0.0)
+                ub[dv] = 0.0
+            elif u_ <= 0:  # inactive
+                ub[rv] = 0.0
+                ub[dv] = 0.0
+            else:
+                add({zv: 1.0, rv: -1.0}, -np.inf, 0.0)  # r >= z
+                add({rv: 1.0, zv: -1.0, dv: -l_}, -np.inf, -l_)  # r <= z - l (1 - d)
+                add({rv: 1.0, dv: -u_}, -np.inf, 0.0)  # r <= u d
+        alpha = float(act.alpha) if isinstance(act, LeakyReLU) else 1.0  # Identity is dropped
+        if alpha:
+            prev = [{z0 + n_: alpha, r0 + n_: 1.0 - alpha} for n_ in range(h)]
+        else:
+            prev = [{r0 + n_: 1.0} for n_ in range(h)]
+    last = net.affines[-1]
+    out = np.zeros((last.out_features, nvar))
+    for o in range(last.out_features):
+        for p_idx, expr in enumerate(prev):
+            w = last.W[o, p_idx]
+            for var, cv in expr.items():
+                out[o, var] += w * cv
+    A = (
+        sparse.csr_matrix((vals, (rows, cols)), shape=(nrow, nvar))
+        if nrow
+        else sparse.csr_matrix((0, nvar))
+    )
+    return MilpModel(
+        nvar,
+        A,
+        np.array(lcon),
+        np.array(ucon),
+        np.array(lb, float),
+        np.array(ub, float),
+        np.array(integ),
+        out,
+        last.b.copy(),
+        d,
+    )
+
+
+@dataclass
+class MilpOutcome:
+    bound: float  # sound bound in the asked direction (before intersecting with CROWN)
+    value: float  # objective at the best point found (nan if none)
+    x: np.ndarray | None
+    optimal: bool
+    infeasible: bool
+    seconds: float
+
+
+def solve(
+    model: MilpModel,
+    obj: np.ndarray,
+    const: float,
+    maximize: bool,
+    time_limit: float,
+    extra: tuple[np.ndarray, float] | None = None,
+) -> MilpOutcome:
+    """Minimise (or maximise) ``obj . v + const``; ``extra`` adds one variable t (maxmin form)."""
+    t0 = time.perf_counter()
+    A, lcon, ucon = model.A, model.lb_con, model.ub_con
+    lb, ub, integ = model.lb, model.ub, model.integrality
+    c = -obj if maximize else obj
+    constraints = [LinearConstraint(A, lcon, ucon)] if A.shape[0] else []
+    if extra is not None:  # maximise t s.t. t <= out_j for all rows: variable t appended
+        rows_expr, rows_const = extra
+        m = rows_expr.shape[0]
+        A2 = sparse.hstack([sparse.csr_matrix(rows_expr), -np.ones((m, 1))]).tocsr()
+        constraints = (
+            [
+                LinearConstraint(
+                    sparse.hstack([A, sparse.csr_matrix((A.shape[0], 1))]).tocsr(), lcon, ucon
+                )
+            ]
+            if A.shape[0]
+            else []
+        )
+        constraints.append(LinearConstraint(A2, -rows_const, np.inf))
+        c = np.zeros(model.nvar + 1)
+        c[-1] = -1.0
+        lb = np.append(lb, -np.inf)
+        ub = np.append(ub, np.inf)
+        integ = np.append(integ, 0)
+        maximize = True
+    res = milp(
+        c,
+        integrality=integ,
+        bounds=SpBounds(lb, ub),
+        constraints=constraints,
+        options={"time_limit": max(time_limit, 1e-3), "mip_rel_gap": 1e-9, "disp": False},
+    )
+    secs = time.perf_counter() - t0
+    sign = -1.0 if maximize else 1.0
+    if res.status == 2:  # infeasible: no point in the region at all
+        return MilpOutcome(sign * np.inf, np.nan, None, True, True, secs)
+    dual = getattr(res, "mip_dual_bound", None)
+    if dual is None or not np.isfinite(dual):
+        dual = res.fun if (res.status == 0 and res.fun is not None) else -np.inf
+    if res.status == 0 and res.fun is not None:
+        dual = min(dual, res.fun)
+    value = sign * res.fun + (const if extra is None else 0.0) if res.fun is not None else np.nan
+    bound = sign * dual + (const if extra is None else 0.0)
+    x = None if res.x is None else res.x[: model.d]
+    return MilpOutcome(bound, value, x, res.status == 0, False, secs)

@@ -1,0 +1,326 @@
+"""Read an ONNX model into a ``Network``.
+
+Accepted: one input [N, d], one output [N, k], a chain of Gemm / MatMul /
+Add / Sub / Mul / Div by constants, BatchNormalization, Relu, LeakyRelu,
+Sigmoid, Tanh, Identity, Flatten / Reshape of row vectors, Dropout
+(inference), and a final Softmax or Sigmoid. Anything else raises
+``UnsupportedModelError`` naming the op type and node, so callers can treat
+the model as unverifiable (no skipping, still correct).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from mlskip.errors import ModelInputError, UnsupportedModelError
+
+from .layers import Activation, Affine, LeakyReLU, ReLU, Sigmoid, Tanh
+from .network import Network, Step
+
+MAX_INITIALIZER_ELEMENTS = 50_000_000  # ~200 MB of float32: far beyond any filter model
+_PASS_THROUGH = {"Identity", "Dropout", "Flatten", "Reshape", "Cast"}
+
+
+def _node_label(node: Any) -> str:
+    return f"{node.op_type} node {node.name or '(unnamed)'!r}"
+
+
+def _check_initializers(graph: Any, where: str) -> None:
+    from onnx import TensorProto
+
+    for init in graph.initializer:
+        n = int(np.prod(init.dims)) if len(init.dims) else 1
+        if n > MAX_INITIALIZER_ELEMENTS:
+            raise UnsupportedModelError(
+                f"{where}: initializer {init.name!r} declares {n:,} elements "
+                f"(limit {MAX_INITIALIZER_ELEMENTS:,}); not a filter-sized model"
+            )
+        if init.data_location == TensorProto.EXTERNAL:
+            raise UnsupportedModelError(
+                f"{where}: initializer {init.name!r} uses external data; save the model as one file"
+            )
+
+
+def _as_model(src: Any) -> tuple[Any, str]:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if isinstance(src, onnx.ModelProto):
+        return src, "ONNX model"
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        where = "ONNX bytes"
+        try:
+            return onnx.load_model_from_string(bytes(src)), where
+        except (DecodeError, ValueError, RuntimeError) as exc:
+            raise UnsupportedModelError(f"{where}: not a valid ONNX model ({exc})") from None
+    path = os.fspath(src)
+    where = f"ONNX file {path!r}"
+    if not os.path.exists(path):
+        raise ModelInputError(f"{where} does not exist")
+    try:
+        return onnx.load(path, load_external_data=False), where
+    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        raise UnsupportedModelError(f"{where}: not a valid ONNX model ({exc})") from None
+
+
+def _dims(value_info: Any) -> list[int | None]:
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        return []
+    return [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+
+
+def _vector(c: np.ndarray, width: int, label: str) -> np.ndarray:
+    """A constant that broadcasts along features only: [] / [1] / [w] / [1, w]."""
+    c = np.asarray(c, dtype=np.float64)
+    if c.ndim > 2 or (c.ndim == 2 and c.shape[0] != 1) or c.size not in (1, width):
+        raise UnsupportedModelError(
+            f"{label}: constant of shape {list(c.shape)} does not broadcast over {width} features "
+            "(only per-feature constants can be folded)"
+        )
+    return np.broadcast_to(c.reshape(-1), (width,)).copy()
+
+
+def load_onnx(src: Any, input_names: list[str] | tuple[str, ...] | None = None) -> Network:
+    """Load an ONNX path, bytes or ``ModelProto`` into a ``Network``."""
+    from onnx import numpy_helper
+
+    model, where = _as_model(src)
+    graph = model.graph
+    _check_initializers(graph, where)
+    consts: dict[str, np.ndarray] = {}
+    for init in graph.initializer:
+        consts[init.name] = numpy_helper.to_array(init)
+    inputs = [i for i in graph.input if i.name not in consts]
+    if len(inputs) != 1:
+        raise ModelInputError(f"{where}: expected exactly one input tensor, found {len(inputs)}")
+    if len(graph.output) != 1:
+        raise UnsupportedModelError(
+            f"{where}: expected exactly one output tensor, found {len(graph.output)}"
+        )
+    dims = _dims(inputs[0])
+    if len(dims) != 2 or dims[1] is None or dims[1] <= 0:
+        raise ModelInputError(
+            f"{where}: input {inputs[0].name!r} must have shape [N, d] with a fixed d, got {dims}"
+        )
+    width = int(dims[1])
+    current = inputs[0].name
+    steps: list[Step] = []
+    final: str | None = None
+    for node in graph.node:
+        label = f"{where}: {_node_label(node)}"
+        op = node.op_type
+        attrs = {a.name: _attr(a) for a in node.attribute}
+        if op == "Constant":
+            if "value" not in attrs:
+                raise UnsupportedModelError(f"{label}: only tensor constants are supported")
+            consts[node.output[0]] = attrs["value"]
+            continue
+        if final is not None:
+            raise UnsupportedModelError(f"{label}: no op may follow the final {final}")
+        ins = [n for n in node.input if n]
+        live = [n for n in ins if n not in consts]
+        if op not in _PASS_THROUGH | {
+            "Gemm",
+            "MatMul",
+            "Add",
+            "Sub",
+            "Mul",
+            "Div",
+            "BatchNormalization",
+            "Relu",
+            "LeakyRelu",
+            "Sigmoid",
+            "Tanh",
+            "Softmax",
+        }:
+            raise UnsupportedModelError(
+                f"{label}: operator {op} is not supported by the verifier; "
+                "the model can still be used, but row groups will not be skipped"
+            )
+        if live != [current] or (op not in ("Add", "Mul", "Sub") and ins[0] != current):
+            raise UnsupportedModelError(
+                f"{label}: only a single chain of ops on the model input is supported "
+                f"(expected input {current!r}, got {ins})"
+            )
+        out = node.output[0]
+        if op in _PASS_THROUGH:
+            if op == "Reshape":
+                shape = consts[ins[1]].astype(np.int64).tolist() if len(ins) > 1 else []
+                if len(shape) != 2 or shape[1] not in (width, -1) or shape[0] not in (0, -1):
+                    raise UnsupportedModelError(
+                        f"{label}: only reshapes to [N, {width}] are supported"
+                    )
+            if op == "Cast" and int(attrs.get("to", 0)) not in (1, 11):
+                raise UnsupportedModelError(f"{label}: only casts to float/double are supported")
+            if op == "Flatten" and int(attrs.get("axis", 1)) != 1:
+                raise UnsupportedModelError(f"{label}: only Flatten(axis=1) is supported")
+        elif op == "Gemm":
+            if int(attrs.get("transA", 0)):
+                raise UnsupportedModelError(f"{label}: transA=1 would mix rows of the batch")
+            B = consts[ins[1]].astype(np.float64)
+            if B.ndim != 2:
+                raise UnsupportedModelError(
+                    f"{label}: weight must be 2-D, got shape {list(B.shape)}"
+                )
+            Bm = B.T if int(attrs.get("transB", 0)) else B  # [d, out]
+            if Bm.shape[0] != width:
+                raise UnsupportedModelError(
+                    f"{label}: weight takes {Bm.shape[0]} features, input has {width}"
+                )
+            alpha = float(attrs.get("alpha", 1.0))
+            beta = float(attrs.get("beta", 1.0))
+            bias = (
+                _vector(consts[ins[2]], Bm.shape[1], label) * beta
+                if len(ins) > 2
+                else np.zeros(Bm.shape[1])
+            )
+            steps.append(Affine(alpha * Bm.T, bias))
+            width = Bm.shape[1]
+        elif op == "MatMul":
+            B = consts[ins[1]].astype(np.float64)
+            if B.ndim != 2 or B.shape[0] != width:
+                raise UnsupportedModelError(
+                    f"{label}: weight of shape {list(B.shape)} does not fit {width} features"
+                )
+            steps.append(Affine(B.T, np.zeros(B.shape[1])))
+            width = B.shape[1]
+        elif op in ("Add", "Sub", "Mul", "Div"):
+            other = next(n for n in ins if n != current) if len(set(ins)) == 2 else None
+            if other is None:
+                raise UnsupportedModelError(f"{label}: both operands are the model input")
+            c = _vector(consts[other], width, label)
+            if op == "Add":
+                steps.append(Affine(np.eye(width), c))
+            elif op == "Sub":
+                steps.append(
+                    Affine(np.eye(width), -c) if ins[0] == current else Affine(-np.eye(width), c)
+                )
+            elif op == "Mul":
+                steps.append(Affine(np.diag(c), np.zeros(width)))
+            else:
+                if ins[0] != current:
+                    raise UnsupportedModelError(
+                        f"{label}: division by the model input is not supported"
+                    )
+                if (c == 0).any():
+                    raise UnsupportedModelError(f"{label}: division by zero")
+                steps.append(Affine(np.diag(1.0 / c), np.zeros(width)))
+        elif op == "BatchNormalization":
+            scale, bias, mean, var = (_vector(consts[n], width, label) for n in ins[1:5])
+            eps = float(attrs.get("epsilon", 1e-5))
+            k = scale / np.sqrt(var + eps)
+            steps.append(Affine(np.diag(k), bias - k * mean))
+        elif op in ("Relu", "LeakyRelu", "Tanh", "Sigmoid"):
+            act: Activation
+            if op == "Relu":
+                act = ReLU()
+            elif op == "LeakyRelu":
+                act = LeakyReLU(float(attrs.get("alpha", 0.01)))
+            elif op == "Tanh":
+                act = Tanh()
+            else:
+                act = Sigmoid()
+            steps.append(act)
+        elif op == "Softmax":
+            axis = int(attrs.get("axis", -1))
+            if axis not in (-1, 1):
+                raise UnsupportedModelError(f"{label}: Softmax must act on the feature axis")
+            final = "softmax"
+        current = out
+    if current != graph.output[0].name:
+        raise UnsupportedModelError(
+            f"{where}: the output {graph.output[0].name!r} is not the end of the op chain"
+        )
+    if final is None and steps and isinstance(steps[-1], Sigmoid):
+        steps.pop()
+        final = "sigmoid"  # a trailing sigmoid is handled through its monotonicity
+    names = _input_names(model, where, width_in=_first_width(steps), given=input_names)
+    try:
+        return Network.from_steps(steps, final, names)
+    except (ValueError, FloatingPointError) as exc:
+        raise UnsupportedModelError(f"{where}: {exc}") from None
+
+
+def _first_width(steps: list[Step]) -> int:
+    for st in steps:
+        if isinstance(st, Affine):
+            return st.in_features
+    raise UnsupportedModelError("the model has no Gemm/MatMul layer")
+
+
+def _input_names(model: Any, where: str, width_in: int, given: Any) -> tuple[str, ...]:
+    if given is not None:
+        names = tuple(given)
+    else:
+        props = {p.key: p.value for p in model.metadata_props}
+        raw = props.get("mlskip.input_columns")
+        if raw is None:
+            return ()
+        try:
+            names = tuple(json.loads(raw))
+        except (ValueError, TypeError):
+            raise ModelInputError(
+                f"{where}: metadata mlskip.input_columns is not a JSON list: {raw!r}"
+            ) from None
+    if len(names) != width_in or not all(isinstance(n, str) for n in names):
+        raise ModelInputError(
+            f"{where}: {len(names)} input column names given for a model with {width_in} inputs"
+        )
+    return names
+
+
+def _attr(a: Any) -> Any:
+    from onnx import helper, numpy_helper
+
+    v = helper.get_attribute_value(a)
+    if hasattr(v, "dims") and hasattr(v, "data_type"):
+        return numpy_helper.to_array(v)
+    return v
+
+
+def to_onnx(net: Network, opset: int = 17) -> bytes:
+    """Export a ``Network`` as float32 ONNX (Gemm + activations); used by tests and adapters."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+    cur = "input"
+    for i, (a, s) in enumerate(zip(net.affines, (*net.activations, None), strict=True)):
+        inits += [
+            numpy_helper.from_array(a.W.astype(np.float32), f"W{i}"),
+            numpy_helper.from_array(a.b.astype(np.float32), f"b{i}"),
+        ]
+        nodes.append(
+            helper.make_node("Gemm", [cur, f"W{i}", f"b{i}"], [f"z{i}"], name=f"gemm{i}", transB=1)
+        )
+        cur = f"z{i}"
+        if s is not None:
+            op = {"relu": "Relu", "leaky_relu": "LeakyRelu", "sigmoid": "Sigmoid", "tanh": "Tanh"}[
+                s.name
+            ]
+            kw = {"alpha": float(s.alpha)} if op == "LeakyRelu" else {}
+            nodes.append(helper.make_node(op, [cur], [f"a{i}"], name=f"act{i}", **kw))
+            cur = f"a{i}"
+    if net.final:
+        op = "Softmax" if net.final == "softmax" else "Sigmoid"
+        kw = {"axis": -1} if op == "Softmax" else {}
+        nodes.append(helper.make_node(op, [cur], ["final"], name="final", **kw))
+        cur = "final"
+    nodes.append(helper.make_node("Identity", [cur], ["output"], name="out"))
+    graph = helper.make_graph(
+        nodes,
+        "mlskip_net",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", net.num_inputs])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", net.num_outputs])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"mlskip.input_columns": json.dumps(list(net.input_names))})
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

@@ -1,0 +1,191 @@
+"""Input regions: a batch of boxes, optionally cut by 2D polygons on input pairs.
+
+Region ``r`` is ``{x : lower[r] <= x <= upper[r]}`` intersected, for every
+pair ``(i, j)`` in ``pairs``, with ``{x : A[r] @ (x_i, x_j) <= b[r]}``. Each
+pair has its own halfspace arrays ``A [n, m, 2]`` and ``b [n, m]``; rows may
+be padding that every point satisfies (``A = 0, b >= 0`` or ``b = +inf``).
+Bounds may be infinite (unknown statistics).
+
+The vertices of each polygon cut by its box are enumerated once per batch
+(``pair_vertices``) and cached: concretize.py uses them to minimise linear
+functions exactly and to certify the minimum with a dual solution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlskip.errors import ModelInputError
+
+
+@dataclass(frozen=True)
+class PairVertices:
+    """Candidate vertices of polygon ∩ box for one pair, compacted to width V.
+
+    ``xy [n, V, 2]``, ``rows [n, V, 2]`` (indices into the pair's constraint
+    rows: polygon rows first, then -x_i, +x_i, -x_j, +x_j box rows),
+    ``valid [n, V]``, ``usable [n]`` (False: ignore this polygon for the
+    region: unbounded box, or no vertex found), plus the full constraint
+    system ``A [n, K, 2]``, ``b [n, K]``.
+    """
+
+    xy: np.ndarray
+    rows: np.ndarray
+    valid: np.ndarray
+    usable: np.ndarray
+    A: np.ndarray
+    b: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class RegionBatch:
+    """A batch of ``n`` regions over ``d`` inputs (see module docstring)."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    pairs: tuple[tuple[int, int], ...] = ()
+    halfspaces: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        lo = np.array(self.lower, dtype=np.float64, copy=True)
+        hi = np.array(self.upper, dtype=np.float64, copy=True)
+        if lo.ndim == 1:
+            lo, hi = lo[None, :], hi[None, :]
+        if lo.ndim != 2 or lo.shape != hi.shape:
+            raise ModelInputError(
+                f"region bounds must be two [n, d] arrays, got {lo.shape} and {hi.shape}"
+            )
+        if np.isnan(lo).any() or np.isnan(hi).any():
+            raise ModelInputError("region bounds contain NaN; use -inf/+inf for unknown bounds")
+        lo.setflags(write=False)
+        hi.setflags(write=False)
+        object.__setattr__(self, "lower", lo)
+        object.__setattr__(self, "upper", hi)
+        pairs = tuple((int(i), int(j)) for i, j in self.pairs)
+        if len(pairs) != len(self.halfspaces):
+            raise ModelInputError(f"{len(pairs)} pairs but {len(self.halfspaces)} halfspace sets")
+        hs = []
+        n, d = lo.shape
+        for (i, j), (A, b) in zip(pairs, self.halfspaces, strict=True):
+            if not (0 <= i < d and 0 <= j < d and i != j):
+                raise ModelInputError(f"pair ({i}, {j}) does not name two distinct inputs of {d}")
+            A = np.array(A, dtype=np.float64, copy=True)
+            b = np.array(b, dtype=np.float64, copy=True)
+            if A.ndim == 2:
+                A, b = (
+                    np.broadcast_to(A, (n, *A.shape)).copy(),
+                    np.broadcast_to(b, (n, b.shape[-1])).copy(),
+                )
+            if A.shape[:1] != (n,) or A.ndim != 3 or A.shape[2] != 2 or b.shape != A.shape[:2]:
+                raise ModelInputError(
+                    f"pair ({i}, {j}): halfspaces must be A [n, m, 2] and b [n, m] with n={n}, "
+                    f"got {A.shape} and {b.shape}"
+                )
+            if not np.isfinite(A).all() or np.isnan(b).any():
+                raise ModelInputError(f"pair ({i}, {j}): halfspace coefficients must be finite")
+            A.setflags(write=False)
+            b.setflags(write=False)
+            hs.append((A, b))
+        object.__setattr__(self, "pairs", pairs)
+        object.__setattr__(self, "halfspaces", tuple(hs))
+
+    @classmethod
+    def boxes(cls, lower: np.ndarray, upper: np.ndarray) -> RegionBatch:
+        return cls(lower, upper)
+
+    @property
+    def n(self) -> int:
+        return int(self.lower.shape[0])
+
+    @property
+    def d(self) -> int:
+        return int(self.lower.shape[1])
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def has_polygons(self) -> bool:
+        return bool(self.pairs)
+
+    def subset(self, idx: np.ndarray | Sequence[int]) -> RegionBatch:
+        """Regions ``idx`` (an index array) as a new batch."""
+        idx = np.asarray(idx)
+        return RegionBatch(
+            self.lower[idx],
+            self.upper[idx],
+            self.pairs,
+            tuple((A[idx], b[idx]) for A, b in self.halfspaces),
+        )
+
+    def with_boxes(self, lower: np.ndarray, upper: np.ndarray, parent: np.ndarray) -> RegionBatch:
+        """Sub-boxes ``[lower, upper]`` each keeping the polygons of region ``parent[k]``."""
+        parent = np.asarray(parent)
+        return RegionBatch(
+            lower, upper, self.pairs, tuple((A[parent], b[parent]) for A, b in self.halfspaces)
+        )
+
+    def disjoint_pairs(self) -> list[int]:
+        """Indices of pairs chosen greedily so that no input is in two of them."""
+        used: set[int] = set()
+        keep = []
+        for k, (i, j) in enumerate(self.pairs):
+            if i not in used and j not in used:
+                keep.append(k)
+                used.update((i, j))
+        return keep
+
+    def pair_vertices(self, k: int) -> PairVertices:
+        """Vertices of polygon ``k`` cut by the boxes (cached)."""
+        key = ("vertices", k)
+        if key not in self._cache:
+            self._cache[key] = _enumerate_vertices(self, k)
+        return self._cache[key]
+
+
+def _enumerate_vertices(regions: RegionBatch, k: int) -> PairVertices:
+    i, j = regions.pairs[k]
+    Ap, bp = regions.halfspaces[k]
+    n = regions.n
+    li, ui = regions.lower[:, i], regions.upper[:, i]
+    lj, uj = regions.lower[:, j], regions.upper[:, j]
+    box_A = np.broadcast_to(np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]]), (n, 4, 2))
+    box_b = np.stack([-li, ui, -lj, uj], axis=1)
+    A = np.concatenate([Ap, box_A], axis=1)
+    b = np.concatenate([bp, box_b], axis=1)
+    K = A.shape[1]
+    p_idx, q_idx = np.triu_indices(K, 1)
+    Ap_, Aq_ = A[:, p_idx], A[:, q_idx]  # [n, P, 2]
+    bp_, bq_ = b[:, p_idx], b[:, q_idx]
+    det = Ap_[..., 0] * Aq_[..., 1] - Ap_[..., 1] * Aq_[..., 0]
+    scale = np.linalg.norm(Ap_, axis=-1) * np.linalg.norm(Aq_, axis=-1)
+    ok = (np.abs(det) > 1e-12 * scale) & np.isfinite(bp_) & np.isfinite(bq_)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        sdet = np.where(ok, det, 1.0)
+        x = (bp_ * Aq_[..., 1] - bq_ * Ap_[..., 1]) / sdet
+        y = (Ap_[..., 0] * bq_ - Aq_[..., 0] * bp_) / sdet
+        xy = np.stack([x, y], axis=-1)
+        lhs = np.einsum("nkt,npt->npk", A, xy)
+        # outward tolerance: keeping a near-feasible point only lowers a minimum
+        tol = 1e-9 * (
+            1.0
+            + np.abs(np.where(np.isfinite(b), b, 0.0))[:, None, :]
+            + np.einsum("nkt,npt->npk", np.abs(A), np.abs(xy))
+        )
+        feas = (lhs <= b[:, None, :] + tol).all(axis=-1)
+    valid = ok & feas & np.isfinite(xy).all(-1)
+    finite_box = np.isfinite(li) & np.isfinite(ui) & np.isfinite(lj) & np.isfinite(uj)
+    usable = finite_box & valid.any(axis=1)
+    # compact: valid candidates first
+    order = np.argsort(~valid, axis=1, kind="stable")
+    V = max(1, int(valid.sum(axis=1).max(initial=0)))
+    order = order[:, :V]
+    xy_c = np.take_along_axis(xy, order[..., None], axis=1)
+    valid_c = np.take_along_axis(valid, order, axis=1)
+    rows = np.stack([p_idx[order], q_idx[order]], axis=-1)
+    xy_c = np.where(valid_c[..., None], xy_c, 0.0)
+    return PairVertices(xy_c, rows, valid_c, usable, A, b)
