@@ -18,7 +18,7 @@ QMAX = (1 << FINE_BITS) - 1  # largest fine grid coordinate
 PAD = 1 << (FINE_BITS - 4)  # free cells on each side of the data range
 INNER = QMAX - 2 * PAD  # cells available for [lo, hi]
 _MIN_EXP = -1074
-_MAG_BITS = 50  # grid exponent >= exponent(max |value|) - 50 keeps |n0 + q| < 2**51 + 2**16
+_MAG_BITS = 52  # grid exponent >= exponent(max |value|) - 52 keeps |n0 + q| < 2**52 + 2**16
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def _zorder(coords, bits):
 
 
 def _quantized_ranks(col: pa.ChunkedArray | pa.Array, bits: int) -> np.ndarray:
-    ranks = pc.rank(col, sort_keys="ascending", null_placement="at_end", tiebreaker="dense")
+    ranks = pc.rank(col, sort_keys="ascending", tiebreaker="dense")
     r = np.asarray(ranks.to_numpy(zero_copy_only=False), np.uint64) - np.uint64(1)
     top = int(r.max()) + 1 if len(r) else 1
     scaled = (r.astype(np.float64) * float(1 << bits) / float(top)).astype(np.uint64)

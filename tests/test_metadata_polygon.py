@@ -1,0 +1,143 @@
+"""Property tests: every point lies inside its decoded polygon and halfspaces; size bounded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlskip.metadata.grid import make_grid
+from mlskip.metadata.polygon import pair_polygon
+from mlskip.metadata.polygon_codec import decode_record, decode_vertices, encode_record, halfspaces
+
+SCALES = [1.0, 1e-300, 1e300, 1e-8, 1e15, 1e308]
+
+
+def _check(x, y, valid=None, hull_bytes=45, x_ulps=0, y_ulps=0):
+    res = pair_polygon(x, y, valid, hull_bytes, x_ulps=x_ulps, y_ulps=y_ulps)
+    if valid is None:
+        valid = np.ones(len(x), bool)
+    px, py = x[valid], y[valid]
+    if len(px) == 0 or not (np.isfinite(px).all() and np.isfinite(py).all()):
+        assert res.record is None
+        return res
+    if res.record is None:  # only a grid overflowing float64 may drop the polygon
+        assert max(np.abs(px).max(), np.abs(py).max()) > 1e307
+        return res
+    assert len(res.record) <= hull_bytes
+    v = decode_vertices(res.record, res.x.grid, res.y.grid)
+    assert np.isfinite(v).all()
+    a, b = halfspaces(v)
+    pts = np.column_stack([px, py])
+    # widened values (lossy conversions) must be inside too
+    for dx in (-1, 1) if x_ulps else (0,):
+        for dy in (-1, 1) if y_ulps else (0,):
+            qx = px if dx == 0 else np.nextafter(px, dx * np.inf)
+            qy = py if dy == 0 else np.nextafter(py, dy * np.inf)
+            q = np.column_stack([qx, qy])
+            lhs = a[:, 0][:, None] * q[:, 0][None, :] + a[:, 1][:, None] * q[:, 1][None, :]
+            assert (lhs <= b[:, None]).all()
+            assert ((a @ q.T) <= b[:, None]).all()
+    # shapely's own arithmetic under/overflows at extreme magnitudes (areas ~ 1e-600)
+    if np.abs(v).max() < 1e150 and np.abs(v[np.nonzero(v)]).min(initial=1.0) > 1e-150:
+        if len(v) >= 3:
+            poly = shapely.Polygon(v)
+            assert poly.is_valid and poly.exterior.is_ccw
+        else:
+            poly = shapely.LineString(v) if len(v) == 2 else shapely.Point(v[0])
+        assert poly.covers(shapely.points(pts)).all()
+    return res
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pts=st.lists(st.tuples(finite, finite), min_size=1, max_size=300),
+    scale=st.sampled_from(SCALES),
+    hull_bytes=st.sampled_from([45, 33, 17, 100]),
+    dup=st.integers(1, 3),
+)
+def test_points_inside(pts, scale, hull_bytes, dup):
+    p = np.array(pts * dup, dtype=np.float64) / 1e6 * scale
+    _check(p[:, 0], p[:, 1], hull_bytes=hull_bytes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 500),
+    slope=st.floats(-1e3, 1e3, allow_nan=False),
+    scale=st.sampled_from(SCALES),
+    seed=st.integers(0, 2**31),
+)
+def test_collinear_and_thin(n, slope, scale, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, n) * scale
+    with np.errstate(all="ignore"):
+        y = slope * x
+        y2 = y + rng.normal(size=n) * scale * 1e-9
+    _check(x, y)
+    _check(x, y2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 2000), nulls=st.floats(0, 1))
+def test_nulls_and_lossy_widening(seed, n, nulls):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n) * 1e17  # beyond 2**53: lossy, widened
+    y = x * 0.5 + rng.normal(size=n)
+    valid = rng.uniform(size=n) >= nulls
+    res = _check(x, y, valid, x_ulps=1, y_ulps=2)
+    assert res.null_count == int((~valid).sum())
+
+
+def test_single_point_and_zero():
+    for v in (0.0, 5.0, -1e-300, 1e300, 2.0**-1074):
+        r = _check(np.array([v]), np.array([v]))
+        # a point on the grid stays a point; otherwise its grid cell
+        assert len(decode_vertices(r.record, r.x.grid, r.y.grid)) in (1, 4)
+    r = pair_polygon(np.array([5.0]), np.array([0.0]))
+    assert decode_vertices(r.record, r.x.grid, r.y.grid).tolist() == [[5.0, 0.0]]
+
+
+def test_nonfinite_makes_polygon_absent():
+    x = np.array([1.0, 2.0, np.nan])
+    assert pair_polygon(x, np.ones(3)).record is None
+    assert pair_polygon(np.array([1.0, np.inf]), np.ones(2)).record is None
+    # a NaN in a row that is NULL in the pair does not matter
+    r = pair_polygon(x, np.ones(3), np.array([True, True, False]))
+    assert r.record is not None and r.null_count == 1
+
+
+def test_many_points_and_budget():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=100_000)
+    y = 0.9 * x + 0.3 * rng.normal(size=100_000)
+    for hb in (9, 13, 17, 33, 45, 255):
+        r = _check(x, y, hull_bytes=hb)
+        assert r.record is not None and len(r.record) <= hb
+    # the 45-byte polygon is close to the exact hull
+    r = pair_polygon(x, y)
+    v = decode_vertices(r.record, r.x.grid, r.y.grid)
+    exact = shapely.MultiPoint(np.column_stack([x, y])).convex_hull.area
+    assert shapely.Polygon(v).area < exact * 1.01
+
+
+@pytest.mark.parametrize("bits", [16, 12, 10, 8, 4])
+def test_record_roundtrip(bits):
+    rng = np.random.default_rng(bits)
+    cx = rng.integers(0, 1 << bits, 7)
+    cy = rng.integers(0, 1 << bits, 7)
+    rec = encode_record(cx, cy, bits)
+    b, dx, dy = decode_record(rec)
+    assert b == bits and (dx == cx).all() and (dy == cy).all()
+
+
+def test_grid_values_exact():
+    for lo, hi in [(0.0, 0.0), (-1e-300, 1e-300), (1e15, 1e15 + 1), (-1e300, 1e300), (3.0, 1e16)]:
+        g = make_grid(lo, hi)
+        assert g is not None
+        assert g.value(0) <= lo and g.value(65535) >= hi
