@@ -19,6 +19,8 @@ folded into the next weight matrix as one large GEMM instead of
 materialising ``[n, m, h]`` arrays. Regions are processed in chunks.
 """
 
+# ruff: noqa: E741 -- l / u are the standard names for lower / upper bounds
+
 from __future__ import annotations
 
 import numpy as np

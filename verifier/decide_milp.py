@@ -47,57 +47,75 @@ def milp_verdicts(
             model = build_model(snet, regions, r, bounds)
         except UnsupportedModelError:
             continue
-        L, U = L0[r].copy(), U0[r].copy()
-        scale = 1.0 + np.nanmax(np.abs(np.concatenate([L, U])))
-        tol = MILP_TOL * scale
         limit = time_per_solve
         if deadline is not None:
             limit = max(1e-3, min(limit, deadline - time.perf_counter()))
-        exact = True
+        out[r], mixed[r] = _RegionMilp(spec, model, L0[r], U0[r], mg[r], precision, limit).run()
+    return out, mixed
 
-        def decide() -> np.int8:
-            return spec.verdicts((L - mg[r])[None], (U + mg[r])[None], precision)[0]
 
-        def bound_row(j: int, maximize: bool) -> None:
-            nonlocal exact
-            res = solve(model, model.out_expr[j], model.out_const[j], maximize, limit)
-            exact &= res.optimal
-            if maximize:
-                U[j] = min(U[j], res.bound + tol)
-            else:
-                L[j] = max(L[j], res.bound - tol)
+class _RegionMilp:
+    """The MILP decision of one region: solves only the objectives needed."""
 
+    def __init__(
+        self,
+        spec: Spec,
+        model,
+        L: np.ndarray,
+        U: np.ndarray,
+        mg: np.ndarray,
+        precision: str,
+        limit: float,
+    ) -> None:
+        self.spec, self.model, self.mg, self.precision, self.limit = (
+            spec,
+            model,
+            mg,
+            precision,
+            limit,
+        )
+        self.L, self.U = L.copy(), U.copy()
+        self.tol = MILP_TOL * (1.0 + np.nanmax(np.abs(np.concatenate([L, U]))))
+        self.exact = True
+
+    def decide(self) -> np.int8:
+        return self.spec.verdicts(
+            (self.L - self.mg)[None], (self.U + self.mg)[None], self.precision
+        )[0]
+
+    def bound_row(self, j: int, maximize: bool) -> None:
+        m = self.model
+        res = solve(m, m.out_expr[j], m.out_const[j], maximize, self.limit)
+        self.exact &= res.optimal
+        if maximize:
+            self.U[j] = min(self.U[j], res.bound + self.tol)
+        else:
+            self.L[j] = max(self.L[j], res.bound - self.tol)
+
+    def run(self) -> tuple[np.int8, bool]:
+        spec = self.spec
         if spec.kind == "linear":
-            op = spec.predicate.op
-            first_max = op in (">", ">=", "between")
-            bound_row(0, maximize=first_max)
-            v = decide()
+            first_max = spec.predicate.op in (">", ">=", "between")
+            self.bound_row(0, maximize=first_max)
+            v = self.decide()
             if v == UNKNOWN:
-                bound_row(0, maximize=not first_max)
-                v = decide()
+                self.bound_row(0, maximize=not first_max)
+                v = self.decide()
         elif spec.kind == "argmax":
-            res = solve(
-                model,
-                np.zeros(model.nvar),
-                0.0,
-                True,
-                limit,
-                extra=(model.out_expr, model.out_const),
-            )
-            exact &= res.optimal
-            if res.infeasible or res.bound + tol + float(np.max(mg[r])) < 0:
+            m = self.model
+            res = solve(m, np.zeros(m.nvar), 0.0, True, self.limit, extra=(m.out_expr, m.out_const))
+            self.exact &= res.optimal
+            if res.infeasible or res.bound + self.tol + float(np.max(self.mg)) < 0:
                 v = NONE
             else:
-                for j in range(L.shape[0]):
-                    bound_row(j, maximize=False)
-                    if decide() != UNKNOWN:
+                for j in range(self.L.shape[0]):
+                    self.bound_row(j, maximize=False)
+                    if self.decide() != UNKNOWN:
                         break
-                v = decide()
+                v = self.decide()
         else:
-            for j in range(L.shape[0]):
-                bound_row(j, maximize=True)
-                bound_row(j, maximize=False)
-            v = decide()
-        out[r] = v
-        mixed[r] = v == UNKNOWN and exact
-    return out, mixed
+            for j in range(self.L.shape[0]):
+                self.bound_row(j, maximize=True)
+                self.bound_row(j, maximize=False)
+            v = self.decide()
+        return v, bool(v == UNKNOWN and self.exact)

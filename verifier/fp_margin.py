@@ -45,6 +45,8 @@ beyond the stated activation error (e.g. flush-to-zero plus subnormals
 matters only below 1e-38; we add 2^-149 per input anyway).
 """
 
+# ruff: noqa: E741 -- l / u are the standard names for lower / upper bounds
+
 from __future__ import annotations
 
 import numpy as np

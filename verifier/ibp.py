@@ -5,6 +5,8 @@ minimised exactly over the region (polygons included). Every affine output
 is widened by the float64 bound margin of fp_margin.py.
 """
 
+# ruff: noqa: E741 -- l / u are the standard names for lower / upper bounds
+
 from __future__ import annotations
 
 import numpy as np

@@ -18,6 +18,8 @@ bound does not exist, an infinite intercept (callers multiply safely).
 The propagation loops in ibp.py / crown.py never special-case a kind.
 """
 
+# ruff: noqa: E741 -- l / u are the standard names for lower / upper bounds
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

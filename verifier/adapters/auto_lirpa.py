@@ -1,0 +1,74 @@
+"""auto_LiRPA adapter: CROWN bounds from auto_LiRPA where a working copy is importable.
+
+auto_LiRPA's PyPI release (0.3) does not import with numpy 2 / torch 2
+(DESIGN.md); newer versions exist only as source. ``available()`` reports
+whether it can be used; the bench and tests skip it otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlskip.errors import UnsupportedModelError
+
+from ..network import Network
+from ..regions import RegionBatch
+
+
+def available() -> bool:
+    try:
+        import auto_LiRPA  # noqa: F401
+    except Exception:  # broken installs raise all sorts of errors at import
+        return False
+    return True
+
+
+def to_torch(net: Network):
+    """The network as a float64 torch ``nn.Sequential``."""
+    import torch
+    from torch import nn
+
+    mods: list = []
+    for i, a in enumerate(net.affines):
+        lin = nn.Linear(a.in_features, a.out_features).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(np.array(a.W)))
+            lin.bias.copy_(torch.tensor(np.array(a.b)))
+        mods.append(lin)
+        if i < len(net.activations):
+            act = net.activations[i]
+            mods.append(
+                {"relu": nn.ReLU(), "sigmoid": nn.Sigmoid(), "tanh": nn.Tanh()}.get(act.name)
+                or nn.LeakyReLU(float(getattr(act, "alpha", 0.01)))
+            )
+    return nn.Sequential(*mods)
+
+
+def auto_lirpa_bounds(
+    net: Network, regions: RegionBatch, method: str = "CROWN"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Output bounds by auto_LiRPA over the boxes (polygons ignored: still sound).
+
+    auto_LiRPA rounds to nearest in float64, so the float64 margin of
+    fp_margin.py is added as for our own CROWN.
+    """
+    if not available():
+        raise UnsupportedModelError(
+            "auto_LiRPA is not importable here (its PyPI release is broken on numpy 2)"
+        )
+    import torch
+    from auto_LiRPA import BoundedModule, BoundedTensor
+    from auto_LiRPA.perturbations import PerturbationLpNorm
+
+    from ..fp_margin import bound_margin, scalar_magnitudes
+
+    model = to_torch(net)
+    lo = torch.tensor(np.array(regions.lower))
+    hi = torch.tensor(np.array(regions.upper))
+    bm = BoundedModule(model, torch.zeros(1, net.num_inputs, dtype=torch.float64))
+    x = BoundedTensor((lo + hi) / 2, PerturbationLpNorm(x_L=lo, x_U=hi))
+    lb, ub = bm.compute_bounds(x=(x,), method=method)
+    mg = bound_margin(
+        net, scalar_magnitudes(net, regions.lower, regions.upper), len(net.affines) - 1
+    )
+    return lb.detach().numpy() - mg, ub.detach().numpy() + mg

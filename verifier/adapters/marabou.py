@@ -1,0 +1,161 @@
+"""maraboupy 2.0 adapter: a complete (but floating-point) verifier backend and test oracle.
+
+The query is built from the ``Network`` directly: input variables with the
+box as bounds, polygon halfspaces as linear inequalities, one equation per
+affine neuron, Marabou's ReLU / LeakyReLU constraints, and the predicate's
+condition on the output as inequalities. Marabou is *not* a perfect oracle
+in floating point (see DESIGN.md): a SAT answer comes with an input that
+callers should check by evaluating the model; an UNSAT answer is trusted
+only with an outward margin (``delta``) on the tested condition.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from mlskip.errors import UnsupportedModelError
+
+from ..layers import LeakyReLU
+from ..network import Network
+from ..predicate import ALL, NONE, UNKNOWN, Spec
+from ..regions import RegionBatch
+
+Halfspace = tuple[int, int, np.ndarray, np.ndarray]  # pair (i, j), A [m, 2], b [m]
+OutCon = tuple[np.ndarray, str, float]  # coef over outputs, ">=" or "<=", value
+
+
+def available() -> bool:
+    try:
+        import maraboupy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def marabou_query(
+    net: Network,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    halfspaces: Sequence[Halfspace],
+    conditions: Sequence[OutCon],
+    timeout: float = 5.0,
+) -> tuple[str, np.ndarray | None]:
+    """Is there an input in box ∩ halfspaces whose logits meet every condition?
+
+    Returns ``("sat", x)``, ``("unsat", None)`` or ``("timeout" | "error", None)``.
+    """
+    from maraboupy import Marabou
+    from maraboupy.MarabouNetwork import MarabouNetwork
+
+    if not net.is_piecewise_linear:
+        raise UnsupportedModelError("the Marabou adapter supports ReLU / LeakyReLU networks only")
+    q = MarabouNetwork()
+    d = net.num_inputs
+    xs = [q.getNewVariable() for _ in range(d)]
+    q.inputVars = [np.array(xs)]
+    for v, lo, hi in zip(xs, lower, upper, strict=True):
+        if np.isfinite(lo):
+            q.setLowerBound(v, float(lo))
+        if np.isfinite(hi):
+            q.setUpperBound(v, float(hi))
+    for i, j, A, b in halfspaces:
+        for (a0, a1), bb in zip(A, b, strict=True):
+            if (a0 != 0 or a1 != 0) and np.isfinite(bb):
+                q.addInequality([xs[i], xs[j]], [float(a0), float(a1)], float(bb))
+    prev = xs
+    for li, aff in enumerate(net.affines):
+        zs = [q.getNewVariable() for _ in range(aff.out_features)]
+        for o, z in enumerate(zs):
+            vars_ = [z] + [prev[k] for k in range(len(prev)) if aff.W[o, k] != 0]
+            coefs = [1.0] + [-float(aff.W[o, k]) for k in range(len(prev)) if aff.W[o, k] != 0]
+            q.addEquality(vars_, coefs, float(aff.b[o]))
+        if li < len(net.activations):
+            act = net.activations[li]
+            outs = [q.getNewVariable() for _ in zs]
+            for z, a in zip(zs, outs, strict=True):
+                if isinstance(act, LeakyReLU) and act.alpha > 0:
+                    q.addLeakyRelu(z, a, float(act.alpha))
+                else:
+                    q.addRelu(z, a)
+            prev = outs
+        else:
+            prev = zs
+    q.outputVars = [np.array(prev)]
+    for coef, op, value in conditions:
+        idx = [k for k in range(len(prev)) if coef[k] != 0]
+        sign = 1.0 if op == "<=" else -1.0
+        q.addInequality(
+            [prev[k] for k in idx], [sign * float(coef[k]) for k in idx], sign * float(value)
+        )
+    opts = Marabou.createOptions(verbosity=0, timeoutInSeconds=max(1, int(np.ceil(timeout))))
+    with tempfile.TemporaryDirectory() as tmp:  # Marabou may write logs
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            code, vals, _ = q.solve(options=opts, verbose=False)
+        finally:
+            os.chdir(cwd)
+    code = code.lower()
+    if code == "sat":
+        return "sat", np.array([vals[v] for v in xs], dtype=np.float64)
+    if code == "unsat":
+        return "unsat", None
+    return ("timeout" if "timeout" in code else "error"), None
+
+
+def _conditions(spec: Spec, mg: np.ndarray, delta: float) -> tuple[list, list[list]]:
+    """(NONE query, ALL queries): a NONE claim needs its query UNSAT, ALL needs every one UNSAT."""
+    p = spec.predicate
+    if spec.kind == "linear":
+        c = p._c(spec.net.num_outputs)
+        t, h, m = p.threshold, p.high, float(mg[0]) + delta * (1 + abs(p.threshold))
+        if p.op in (">", ">="):
+            return [(c, ">=", t - m)], [[(c, "<=", t + m)]]
+        if p.op in ("<", "<="):
+            return [(c, "<=", t + m)], [[(c, ">=", t - m)]]
+        mh = float(mg[0]) + delta * (1 + abs(h))
+        return [(c, ">=", t - m), (c, "<=", h + mh)], [[(c, "<=", t + m)], [(c, ">=", h - mh)]]
+    if spec.kind == "argmax":
+        none_q = [(spec.C[j], ">=", -float(mg[j]) - delta) for j in range(spec.C.shape[0])]
+        all_q = [[(spec.C[j], "<=", float(mg[j]) + delta)] for j in range(spec.C.shape[0])]
+        return none_q, all_q
+    raise UnsupportedModelError(f"the Marabou adapter does not handle a final {spec.net.final}")
+
+
+def marabou_verdicts(
+    spec: Spec,
+    net: Network,
+    regions: RegionBatch,
+    mg: np.ndarray,
+    precision: str,
+    timeout: float = 5.0,
+    deadline: float | None = None,
+    delta: float = 1e-6,
+) -> np.ndarray:
+    """Verdicts by Marabou, region by region (UNKNOWN on time-out or unsupported kinds)."""
+    out = np.full(regions.n, UNKNOWN, dtype=np.int8)
+    if not available() or spec.kind not in ("linear", "argmax") or not net.is_piecewise_linear:
+        return out
+    for r in range(regions.n):
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
+        hs = [
+            (i, j, A[r], b[r])
+            for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True)
+        ]
+        none_q, all_q = _conditions(spec, mg[r], delta)
+        lo, hi = regions.lower[r], regions.upper[r]
+        status, _ = marabou_query(net, lo, hi, hs, none_q, timeout)
+        if status == "unsat":
+            out[r] = NONE
+            continue
+        if status == "sat" and all(
+            marabou_query(net, lo, hi, hs, q, timeout)[0] == "unsat" for q in all_q
+        ):
+            out[r] = ALL
+    return out
