@@ -23,6 +23,11 @@ from mlskip.errors import (
 
 # public name -> module that defines it (imported on first use)
 _LAZY: dict[str, str] = {
+    "connect": "mlskip.udf.connection",
+    "Connection": "mlskip.udf.connection",
+    "write_parquet": "mlskip.metadata",
+    "copy": "mlskip.metadata",
+    "read_skip_metadata": "mlskip.metadata",
     "generate_tpc": "mlskip.tpch.generate",
 }
 

@@ -1,0 +1,229 @@
+"""Plan which row groups of which files to prune, read without the model, or evaluate.
+
+The planner reads each file's footer summaries (cached by file identity),
+builds one region per row group and ML predicate, asks the verifier for
+verdicts (one batched call per predicate over all files of a scan) and
+returns a ``FilePlan`` per file. Anything it cannot trust becomes UNKNOWN:
+the row group is read and the model evaluated, so results never change.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from mlskip.errors import MlskipError, SkippingFallbackWarning
+from mlskip.metadata import FileSkipMetadata, read_skip_metadata
+from mlskip.plan import FilePlan
+from mlskip.regions import build_regions
+from mlskip.rules.predicates import AffineArg, MLPredicate
+from mlskip.verifier import Network, Predicate, RegionBatch
+from mlskip.verifier.cascade import Verifier
+
+UNKNOWN = 2
+
+
+@dataclass(frozen=True, eq=False)
+class BoundPredicate:
+    """An ML conjunct bound to its model, with arguments named as in the files."""
+
+    network: Network
+    predicate: Predicate
+    args: tuple[AffineArg, ...]
+    digest: str
+    sql: str
+
+    @property
+    def key(self) -> tuple:
+        return (self.digest, repr(self.predicate), self.args)
+
+
+def verifier_predicate(ml: MLPredicate) -> Predicate:
+    """The verifier's predicate for an SQL ML conjunct."""
+    v = ml.values
+    if ml.kind == "argmax":
+        return Predicate.argmax(int(v[0]))
+    if ml.kind == "between":
+        return Predicate.between(v[0], v[1])
+    return getattr(Predicate, ml.kind)(v[0])
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """A file's summaries plus compressed bytes per row group, for one identity."""
+
+    identity: tuple
+    metadata: FileSkipMetadata
+    row_group_bytes: np.ndarray
+    column_names: tuple[str, ...]
+
+
+def stat_identity(path: str) -> tuple:
+    """Cheap identity of a local file: size, mtime and inode change when it is rewritten."""
+    st = os.stat(path)
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class Planner:
+    """Plans scans; caches footers by file identity and plans by
+    (footer hash, model digest, predicate, bounds)."""
+
+    def __init__(self, verifier: Verifier | None = None, cache_size: int = 512) -> None:
+        self.verifier = verifier or Verifier(time_budget=5.0)
+        self._files: OrderedDict[str, FileFacts] = OrderedDict()
+        self._plans: OrderedDict[tuple, FilePlan] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def file_facts(self, path: str) -> FileFacts:
+        """Footer summaries of ``path``, re-read whenever the file changed."""
+        identity = stat_identity(path)
+        with self._lock:
+            cached = self._files.get(identity[0])
+        if cached is not None and cached.identity == identity:
+            return cached
+        meta = read_skip_metadata(path)
+        parquet = pq.ParquetFile(path).metadata
+        sizes = np.array(
+            [parquet.row_group(i).total_byte_size for i in range(parquet.num_row_groups)],
+            dtype=np.int64,
+        )
+        names = tuple(parquet.schema.to_arrow_schema().names)
+        facts = FileFacts(identity, meta, sizes, names)
+        with self._lock:
+            self._files[identity[0]] = facts
+            self._trim(self._files)
+        return facts
+
+    def _trim(self, cache: OrderedDict) -> None:
+        while len(cache) > self._cache_size:
+            cache.popitem(last=False)
+
+    def plan_files(
+        self,
+        paths: Sequence[str],
+        predicates: Sequence[BoundPredicate],
+        bounds: Mapping[str, tuple[float, float]],
+    ) -> tuple[FilePlan, ...]:
+        """One plan per file for the conjunction of ``predicates`` (bounds by column)."""
+        facts: list[FileFacts] = []
+        plans: dict[int, FilePlan] = {}
+        for i, path in enumerate(paths):
+            try:
+                facts.append(self.file_facts(path))
+            except (OSError, MlskipError, ValueError) as error:
+                # unreadable here: DuckDB will read it (or report the error) as usual
+                warnings.warn(
+                    f"{path}: cannot read its footer ({error}); reading it in full",
+                    SkippingFallbackWarning,
+                    stacklevel=3,
+                )
+                facts.append(None)  # type: ignore[arg-type]
+                plans[i] = _full_read(path, f"footer unreadable: {error}", len(predicates))
+        bounds_key = tuple(sorted(bounds.items()))
+        pred_key = tuple(p.key for p in predicates)
+        todo: list[int] = []
+        for i, f in enumerate(facts):
+            if f is None:
+                continue
+            key = (f.metadata.footer_hash, f.identity, pred_key, bounds_key)
+            with self._lock:
+                hit = self._plans.get(key)
+            if hit is not None:
+                plans[i] = hit
+            else:
+                todo.append(i)
+        if todo:
+            fresh = self._verify([facts[i] for i in todo], predicates, bounds)
+            with self._lock:
+                for i, plan in zip(todo, fresh, strict=True):
+                    f = facts[i]
+                    self._plans[(f.metadata.footer_hash, f.identity, pred_key, bounds_key)] = plan
+                    plans[i] = plan
+                self._trim(self._plans)
+        return tuple(plans[i] for i in range(len(paths)))
+
+    def _verify(
+        self,
+        files: Sequence[FileFacts],
+        predicates: Sequence[BoundPredicate],
+        bounds: Mapping[str, tuple[float, float]],
+    ) -> list[FilePlan]:
+        groups = [g for f in files for g in f.metadata.row_groups]
+        starts = np.cumsum([0] + [len(f.metadata.row_groups) for f in files])
+        verdicts: list[np.ndarray] = []
+        methods: list[np.ndarray] = []
+        seconds = 0.0
+        for bound in predicates:
+            start = time.perf_counter()
+            verdict, method = self._verify_one(groups, bound, bounds)
+            seconds += time.perf_counter() - start
+            verdicts.append(verdict)
+            methods.append(method)
+        total = max(len(groups), 1)
+        plans = []
+        for k, f in enumerate(files):
+            lo, hi = starts[k], starts[k + 1]
+            plans.append(
+                FilePlan(
+                    path=f.metadata.path or f.identity[0],
+                    num_rows=np.array([g.num_rows for g in f.metadata.row_groups], dtype=np.int64),
+                    row_group_bytes=f.row_group_bytes,
+                    verdicts=tuple(v[lo:hi] for v in verdicts),
+                    methods=tuple(tuple(m[lo:hi].tolist()) for m in methods),
+                    seconds=seconds * (hi - lo) / total,
+                    reason=None,
+                )
+            )
+        return plans
+
+    def _verify_one(
+        self,
+        groups: Sequence,
+        bound: BoundPredicate,
+        bounds: Mapping[str, tuple[float, float]],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(groups)
+        regions = build_regions(groups, bound.args, bounds)
+        verdicts = np.full(n, UNKNOWN, dtype=np.int8)
+        methods = np.array(["untrusted"] * n, dtype=object)
+        methods[regions.empty] = "sql-bounds"
+        methods[regions.all_null] = "all-null"
+        verdicts[regions.empty | regions.all_null] = 0
+        todo = np.flatnonzero(~regions.empty & ~regions.all_null & ~regions.untrusted)
+        if len(todo):
+            batch = RegionBatch(
+                regions.lower[todo],
+                regions.upper[todo],
+                regions.pairs,
+                tuple((A[todo], b[todo]) for A, b in regions.halfspaces),
+            )
+            result = self.verifier.verify(bound.network, batch, bound.predicate)
+            got = np.asarray(result.verdicts, dtype=np.int8).copy()
+            # NULL arguments never qualify, so "every row qualifies" needs no NULLs
+            got[(got == 1) & regions.has_nulls[todo]] = UNKNOWN
+            verdicts[todo] = got
+            names = np.array(result.method_names, dtype=object)[result.method]
+            methods[todo] = np.where(got == UNKNOWN, "undecided", names)
+        return verdicts, methods
+
+
+def _full_read(path: str, reason: str, num_predicates: int) -> FilePlan:
+    empty = np.zeros(0, dtype=np.int64)
+    return FilePlan(
+        path=path,
+        num_rows=empty,
+        row_group_bytes=empty,
+        verdicts=tuple(np.zeros(0, dtype=np.int8) for _ in range(num_predicates)),
+        methods=tuple(() for _ in range(num_predicates)),
+        seconds=0.0,
+        reason=reason,
+    )

@@ -1,0 +1,205 @@
+"""Plan a whole SQL query: find its Parquet scans and ML predicates, verify, rewrite.
+
+Only what can be handled soundly is touched: a scan is rewritten when its
+plan prunes a row group or spares the model somewhere; every other part of
+the query, and every query shape we do not handle, runs unmodified, and the
+report says why.
+"""
+
+from __future__ import annotations
+
+import glob
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from mlskip.errors import ModelInputError
+from mlskip.planner import BoundPredicate, Planner, verifier_predicate
+from mlskip.report import FileReport, SkippingReport
+from mlskip.rules.predicates import AffineArg, analyse_where
+from mlskip.rules.rewrite import FileScan, rewrite_scan
+from mlskip.rules.scans import ParquetScan, find_parquet_scans
+from mlskip.verifier import Network
+
+REMOTE_PREFIXES = (
+    "s3://",
+    "s3a://",
+    "gs://",
+    "gcs://",
+    "http://",
+    "https://",
+    "az://",
+    "abfss://",
+    "hf://",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelBinding:
+    """A SQL function backed by a model: ``kind`` is ``value`` (a number) or
+    ``class`` (the argmax); ``network`` is None when it cannot be verified."""
+
+    name: str
+    kind: str
+    num_inputs: int
+    network: Network | None
+    digest: str
+    unverifiable: str | None = None
+
+
+def expand_paths(pattern: str) -> list[str]:
+    """Files a path or glob names, in DuckDB's order (sorted)."""
+    if any(ch in pattern for ch in "*?["):
+        return sorted(glob.glob(pattern, recursive=True))
+    return [pattern]
+
+
+def check_arity(tree: exp.Expression, functions: Mapping[str, ModelBinding]) -> None:
+    """Raise a clear error when a model function is called with the wrong number of arguments."""
+    for call in tree.find_all(exp.Anonymous):
+        binding = functions.get(str(call.this).lower())
+        if binding is not None and len(call.expressions) != binding.num_inputs:
+            raise ModelInputError(
+                f"{binding.name}() takes {binding.num_inputs} arguments (one per model input), "
+                f"got {len(call.expressions)} in {call.sql(dialect='duckdb')}"
+            )
+
+
+def _rename(arg: AffineArg, names: Mapping[str, str]) -> AffineArg:
+    return AffineArg(tuple((names.get(c.lower(), c), w) for c, w in arg.coeffs), arg.const)
+
+
+def plan_query(
+    sql: str,
+    functions: Mapping[str, ModelBinding],
+    planner: Planner,
+    expand: Callable[[str], Sequence[str]] = expand_paths,
+) -> SkippingReport:
+    """The skipping report for ``sql``; ``report.sql`` is the query to run."""
+    start = time.perf_counter()
+
+    def done(reasons, files=(), tree=None, predicates=()) -> SkippingReport:
+        rewritten = tree is not None
+        return SkippingReport(
+            files=tuple(files),
+            reasons=tuple(reasons),
+            sql=tree.sql(dialect="duckdb") if rewritten else sql,
+            rewritten=rewritten,
+            planning_seconds=time.perf_counter() - start,
+            predicates=tuple(predicates),
+        )
+
+    if not functions:
+        return done([])
+    try:
+        statements = [s for s in sqlglot.parse(sql, dialect="duckdb") if s is not None]
+    except SqlglotError as error:
+        return done([f"the query could not be parsed for planning ({str(error).splitlines()[0]})"])
+    if len(statements) != 1:
+        return done(["several statements in one string are run unmodified"])
+    tree = statements[0]
+    check_arity(tree, functions)
+    names = {
+        n for n in (str(c.this).lower() for c in tree.find_all(exp.Anonymous)) if n in functions
+    }
+    if not names:
+        return done([])
+    kinds = {name: b.kind for name, b in functions.items()}
+    reasons: list[str] = []
+    files: list[FileReport] = []
+    predicates_seen: list[str] = []
+    changed = False
+    for scan in find_parquet_scans(tree):
+        changed |= _plan_scan(
+            scan, functions, kinds, planner, expand, reasons, files, predicates_seen
+        )
+    if not find_parquet_scans(tree) and not changed:
+        reasons.append(
+            "no Parquet scan (read_parquet or a '*.parquet' path) carries the ML predicate"
+        )
+    return done(reasons, files, tree if changed else None, predicates_seen)
+
+
+def _plan_scan(
+    scan: ParquetScan,
+    functions: Mapping[str, ModelBinding],
+    kinds: Mapping[str, str],
+    planner: Planner,
+    expand: Callable[[str], Sequence[str]],
+    reasons: list[str],
+    files: list[FileReport],
+    predicates_seen: list[str],
+) -> bool:
+    """Plan one scan and rewrite it if that helps; returns whether it was rewritten."""
+    label = ", ".join(scan.paths)
+    light = analyse_where(scan, kinds, None)
+    if not light.predicates and not light.ignored:
+        return False
+    if scan.nullable_side:
+        reasons.append(f"{label}: on the NULL-filled side of an outer join")
+        return False
+    if any(p.lower().startswith(REMOTE_PREFIXES) for p in scan.paths):
+        reasons.append(f"{label}: remote paths are read without skipping")
+        return False
+    paths = [f for p in scan.paths for f in expand(p)]
+    if not paths:
+        reasons.append(f"{label}: no file matches")
+        return False
+    try:
+        first = planner.file_facts(paths[0])
+    except (OSError, ValueError) as error:
+        reasons.append(f"{paths[0]}: cannot read its footer ({error})")
+        return False
+    column_map = {c.lower(): c for c in first.column_names}
+    analysis = analyse_where(scan, kinds, frozenset(column_map))
+    reasons.extend(analysis.ignored)
+    usable = []
+    bound: list[BoundPredicate] = []
+    for ml in analysis.predicates:
+        binding = functions[ml.function]
+        if binding.network is None:
+            reasons.append(
+                f"{ml.sql}: model {binding.name} cannot be verified ({binding.unverifiable})"
+            )
+            continue
+        if any(a is None for a in ml.args):
+            bad = [i + 1 for i, a in enumerate(ml.args) if a is None]
+            reasons.append(f"{ml.sql}: argument(s) {bad} are not affine in the columns of {label}")
+            continue
+        usable.append(ml)
+        predicates_seen.append(ml.sql)
+        bound.append(
+            BoundPredicate(
+                network=binding.network,
+                predicate=verifier_predicate(ml),
+                args=tuple(_rename(a, column_map) for a in ml.args),
+                digest=binding.digest,
+                sql=ml.sql,
+            )
+        )
+    if not bound:
+        return False
+    bounds = {column_map.get(c.lower(), c): b for c, b in analysis.bounds.items()}
+    plans = planner.plan_files(paths, bound, bounds)
+    files.extend(FileReport.from_plan(p) for p in plans)
+    if not any(p.changes_anything for p in plans):
+        return False
+    scans = []
+    for path, plan in zip(paths, plans, strict=True):
+        if plan.reason is not None:
+            scans.append(FileScan(path, None, tuple(() for _ in bound)))
+            continue
+        read = plan.read_ranges()
+        if read == ():
+            continue
+        scans.append(
+            FileScan(path, read, tuple(plan.all_match_ranges(p) for p in range(len(bound))))
+        )
+    if not scans:  # every row group pruned: keep one empty scan for the schema
+        scans.append(FileScan(paths[0], (), tuple(() for _ in bound)))
+    rewrite_scan(scan, scans, usable)
+    return True

@@ -1,0 +1,138 @@
+"""What skipping did for a query: totals, per-file details and reasons, printable."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from mlskip.plan import FilePlan
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """One file of one scan."""
+
+    path: str
+    row_groups: int
+    pruned: int
+    all_match: int
+    evaluated: int
+    bytes_skipped: int
+    seconds: float
+    methods: tuple[tuple[str, int], ...]
+    reason: str | None = None
+
+    @classmethod
+    def from_plan(cls, plan: FilePlan) -> FileReport:
+        methods: Counter[str] = Counter()
+        for per_predicate in plan.methods:
+            methods.update(per_predicate)
+        return cls(
+            path=plan.path,
+            row_groups=plan.num_row_groups,
+            pruned=int(plan.pruned.sum()),
+            all_match=int(plan.all_match_everywhere.sum()),
+            evaluated=int(plan.evaluated.sum()),
+            bytes_skipped=plan.bytes_skipped,
+            seconds=plan.seconds,
+            methods=tuple(sorted(methods.items())),
+            reason=plan.reason,
+        )
+
+
+@dataclass(frozen=True)
+class SkippingReport:
+    """Totals over every planned file, per-file details, and why skipping did
+    not apply where it did not. ``sql`` is the query DuckDB runs."""
+
+    files: tuple[FileReport, ...] = ()
+    reasons: tuple[str, ...] = ()
+    sql: str = ""
+    rewritten: bool = False
+    planning_seconds: float = 0.0
+    predicates: tuple[str, ...] = field(default=())
+
+    @property
+    def row_groups(self) -> int:
+        return sum(f.row_groups for f in self.files)
+
+    @property
+    def pruned(self) -> int:
+        return sum(f.pruned for f in self.files)
+
+    @property
+    def all_match(self) -> int:
+        return sum(f.all_match for f in self.files)
+
+    @property
+    def evaluated(self) -> int:
+        return sum(f.evaluated for f in self.files)
+
+    @property
+    def bytes_skipped(self) -> int:
+        return sum(f.bytes_skipped for f in self.files)
+
+    @property
+    def verification_seconds(self) -> float:
+        return sum(f.seconds for f in self.files)
+
+    def __rich__(self):
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title="mlskip: row groups per file")
+        for column in (
+            "file",
+            "row groups",
+            "pruned",
+            "all-match",
+            "evaluated",
+            "bytes skipped",
+            "verify ms",
+            "decided by",
+        ):
+            table.add_column(
+                column, justify="left" if column in ("file", "decided by") else "right"
+            )
+        for f in self.files:
+            methods = ", ".join(f"{m} {n}" for m, n in f.methods) or (f.reason or "")
+            table.add_row(
+                f.path,
+                str(f.row_groups),
+                str(f.pruned),
+                str(f.all_match),
+                str(f.evaluated),
+                f"{f.bytes_skipped:,}",
+                f"{f.seconds * 1e3:.1f}",
+                methods,
+            )
+        table.add_row(
+            "total",
+            str(self.row_groups),
+            str(self.pruned),
+            str(self.all_match),
+            str(self.evaluated),
+            f"{self.bytes_skipped:,}",
+            f"{self.verification_seconds * 1e3:.1f}",
+            "",
+            style="bold",
+        )
+        parts = [
+            table,
+            Text(
+                f"planning {self.planning_seconds * 1e3:.1f} ms; "
+                f"query {'rewritten' if self.rewritten else 'run unmodified'}"
+            ),
+        ]
+        parts += [Text(f"not applied: {reason}", style="yellow") for reason in self.reasons]
+        return Group(*parts)
+
+    def __str__(self) -> str:
+        from io import StringIO
+
+        from rich.console import Console
+
+        buffer = StringIO()
+        Console(file=buffer, width=140, force_terminal=False).print(self)
+        return buffer.getvalue()

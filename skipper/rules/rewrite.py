@@ -1,0 +1,111 @@
+"""Replace a Parquet scan by per-file scans that read only the planned row groups.
+
+Each file becomes ``read_parquet(file, ..., file_row_number = true)`` filtered
+to the row ranges of the row groups to read (DuckDB pushes such ranges into
+the scan and skips the other row groups). ML predicates moved into the scan
+become ``(all-match ranges) OR predicate`` so the model does not run on row
+groups where every row provably qualifies. Files are combined with
+UNION ALL: DuckDB would not push per-file ranges through one multi-file scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
+
+import sqlglot
+from sqlglot import exp
+
+from mlskip.rules.predicates import MLPredicate, conjuncts
+from mlskip.rules.scans import ParquetScan
+
+Ranges = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class FileScan:
+    """What to read of one file: ``read`` row ranges (``None`` = the whole file),
+    and per moved predicate the ranges where every row satisfies it."""
+
+    path: str
+    read: Ranges | None
+    all_match: tuple[Ranges, ...]
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal for ``value`` (quotes doubled, so paths cannot inject SQL)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ranges_condition(ranges: Ranges, column: str = "file_row_number") -> str:
+    """``column`` inside any of the inclusive ``ranges``; FALSE when there are none."""
+    if not ranges:
+        return "FALSE"
+    terms = [
+        f"{column} = {lo}" if lo == hi else f"{column} BETWEEN {lo} AND {hi}" for lo, hi in ranges
+    ]
+    return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
+
+
+def _strip_qualifiers(node: exp.Expression) -> exp.Expression:
+    def strip(n: exp.Expression) -> exp.Expression:
+        if isinstance(n, exp.Column) and n.table:
+            return exp.column(n.this.copy())
+        return n
+
+    return node.copy().transform(strip)
+
+
+def default_binding_name(scan: ParquetScan) -> str:
+    """The name DuckDB gives a scan without alias (file stem or function name)."""
+    if scan.alias:
+        return scan.alias
+    inner = scan.node.this
+    if isinstance(inner, exp.Identifier):
+        return PurePath(inner.this).stem.split(".")[0]
+    return "read_parquet" if isinstance(inner, exp.ReadParquet) else str(inner.this).lower()
+
+
+def file_scan_sql(scan: ParquetScan, file: FileScan, moved: Sequence[MLPredicate]) -> str:
+    """The SELECT that reads one file as planned."""
+    options = [(k, v) for k, v in scan.options if k != "file_row_number"]
+    user_wants_row_number = any(
+        k == "file_row_number" and v.upper() == "TRUE" for k, v in scan.options
+    )
+    args = ", ".join([sql_string(file.path)] + [f"{k} = {v}" for k, v in options])
+    args += ", file_row_number = TRUE"
+    star = "*" if user_wants_row_number else "* EXCLUDE (file_row_number)"
+    where: list[str] = []
+    if file.read is not None:
+        where.append(ranges_condition(file.read))
+    for predicate, ranges in zip(moved, file.all_match, strict=True):
+        condition = _strip_qualifiers(predicate.node).sql(dialect="duckdb")
+        where.append(f"({ranges_condition(ranges)} OR {condition})" if ranges else condition)
+    sql = f"SELECT {star} FROM read_parquet({args})"
+    return sql + (" WHERE " + " AND ".join(where) if where else "")
+
+
+def rewrite_scan(
+    scan: ParquetScan, files: Sequence[FileScan], moved: Sequence[MLPredicate]
+) -> None:
+    """Rewrite ``scan`` in place (in its tree) to read ``files`` as planned, and
+    drop the ``moved`` predicates from the SELECT's WHERE clause."""
+    if not files:
+        raise ValueError("a scan rewrite needs at least one file")
+    by_name = any(k == "union_by_name" and v.upper() == "TRUE" for k, v in scan.options)
+    union = " UNION ALL BY NAME " if by_name else " UNION ALL "
+    body = union.join(file_scan_sql(scan, f, moved) for f in files)
+    subquery = exp.Subquery(
+        this=sqlglot.parse_one(body, dialect="duckdb"),
+        alias=exp.TableAlias(this=exp.to_identifier(default_binding_name(scan), quoted=True)),
+    )
+    scan.node.replace(subquery)
+    if moved:
+        moved_ids = {id(p.node) for p in moved}
+        where = scan.select.args.get("where")
+        remaining = [t for t in conjuncts(where) if id(t) not in moved_ids]
+        if remaining:
+            scan.select.set("where", exp.Where(this=exp.and_(*remaining)))
+        else:
+            scan.select.set("where", None)
