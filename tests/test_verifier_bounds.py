@@ -1,0 +1,200 @@
+"""Bound methods of mlskip.verifier: soundness by dense sampling, the tightness
+order IBP ⊇ CROWN ⊇ alpha-CROWN ⊇ exact, relaxations, polygons, infinite bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+from mlskip.verifier import LeakyReLU, Network, ReLU, RegionBatch, Sigmoid, Tanh
+from mlskip.verifier.alpha_crown import alpha_crown_bounds
+from mlskip.verifier.concretize import region_min, tighten_boxes
+from mlskip.verifier.crown import crown_bounds, crown_layers
+from mlskip.verifier.ibp import ibp_bounds
+from mlskip.verifier.milp import build_model, solve
+
+
+def random_net(rng, sizes, act=None, scale=1.0):
+    ws = [(rng.normal(size=(o, i)) * scale / np.sqrt(i), rng.normal(size=o) * 0.3) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    return Network.mlp(ws, activation=act)
+
+
+def random_boxes(rng, n, d, width=0.6):
+    c = rng.uniform(-1, 1, size=(n, d))
+    r = rng.uniform(0.01, width, size=(n, d))
+    return c - r, c + r
+
+
+def random_polygons(rng, lo, hi, m=6):
+    """Per region, m halfspaces tangent to a random ellipse-ish set inside the box (+ padding rows)."""
+    n = lo.shape[0]
+    ang = rng.uniform(0, 2 * np.pi, size=(n, m))
+    A = np.stack([np.cos(ang), np.sin(ang)], axis=-1)
+    c = (lo + hi) / 2
+    r = (hi - lo) / 2
+    pts = c[:, None, :] + 0.6 * r[:, None, :] * np.stack([np.cos(ang), np.sin(ang)], -1)
+    b = np.einsum("nmt,nmt->nm", A, pts)
+    A = np.concatenate([A, np.zeros((n, 2, 2))], axis=1)  # padding rows
+    b = np.concatenate([b, np.zeros((n, 2))], axis=1)
+    return A, b
+
+
+def sample(rng, regions, k=400):
+    n, d = regions.n, regions.d
+    x = regions.lower[:, None, :] + rng.uniform(size=(n, k, d)) * (regions.upper - regions.lower)[:, None, :]
+    inside = np.ones((n, k), bool)
+    for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
+        inside &= (np.einsum("nmt,nkt->nkm", A, x[..., [i, j]]) <= b[:, None, :]).all(-1)
+    return x, inside
+
+
+ACTS = [ReLU(), LeakyReLU(0.1), Sigmoid(), Tanh()]
+
+
+@pytest.mark.parametrize("act", ACTS, ids=lambda a: a.name)
+@pytest.mark.parametrize("sizes", [(2, 16, 1), (3, 12, 12, 2), (4, 8, 8, 8, 3)])
+def test_bounds_contain_sampled_outputs_and_are_ordered(act, sizes):
+    rng = np.random.default_rng(hash((act.name, sizes)) % 2**32)
+    net = random_net(rng, sizes, act, scale=1.5)
+    lo, hi = random_boxes(rng, 60, sizes[0])
+    R = RegionBatch(lo, hi)
+    li, ui = ibp_bounds(net, R)
+    lc, uc = crown_bounds(net, R)
+    la, ua = alpha_crown_bounds(net, R, iters=10)
+    x, _ = sample(rng, R)
+    y = net.evaluate(x.reshape(-1, sizes[0])).reshape(R.n, x.shape[1], -1)
+    assert (y.min(1) >= la).all() and (y.max(1) <= ua).all()
+    assert (li <= lc).all() and (uc <= ui).all()
+    assert (lc <= la).all() and (ua <= uc).all()
+
+
+@pytest.mark.parametrize("act", ACTS, ids=lambda a: a.name)
+def test_relaxations_are_valid(act):
+    rng = np.random.default_rng(3)
+    lo = rng.normal(size=4000) * 3
+    hi = lo + np.abs(rng.normal(size=4000)) * rng.choice([1e-9, 0.1, 3.0, 20.0], size=4000)
+    al, bl, au, bu = act.relax(lo, hi)
+    bl = 0.0 if bl is None else bl
+    t = np.linspace(0, 1, 64)[:, None]
+    x = lo + t * (hi - lo)
+    f = act.forward(x)
+    slack = 1e-9 * (1 + np.abs(x))
+    assert (al * x + bl <= f + slack).all()
+    assert (au * x + bu >= f - slack).all()
+
+
+def test_relaxation_with_infinite_bounds_is_valid():
+    lo = np.array([-np.inf, -np.inf, -3.0, 1.0, -np.inf])
+    hi = np.array([2.0, np.inf, np.inf, np.inf, -1.0])
+    for act in ACTS:
+        al, bl, au, bu = act.relax(lo, hi)
+        bl = 0.0 if bl is None else bl
+        for x in (-1e6, -5.0, -1.5, 0.0, 1.5, 1e6):
+            ok = (x >= lo) & (x <= hi)
+            fx = act.forward(np.array(x))
+            with np.errstate(invalid="ignore"):
+                assert (~ok | (al * x + bl <= fx + 1e-9)).all()
+                assert (~ok | np.isnan(au * x + bu) | (au * x + bu >= fx - 1e-9)).all()
+
+
+def test_exact_range_contains_in_alpha_bounds():
+    """Tightness against the exact range (MILP on a small ReLU net)."""
+    rng = np.random.default_rng(11)
+    net = random_net(rng, (3, 10, 10, 1), scale=1.5)
+    lo, hi = random_boxes(rng, 12, 3)
+    R = RegionBatch(lo, hi)
+    la, ua = alpha_crown_bounds(net, R, iters=15)
+    bounds, _ = crown_layers(net, R)
+    for r in range(R.n):
+        m = build_model(net, R, r, bounds)
+        mx = solve(m, m.out_expr[0], m.out_const[0], True, 10.0)
+        mn = solve(m, m.out_expr[0], m.out_const[0], False, 10.0)
+        assert mx.optimal and mn.optimal
+        assert la[r, 0] <= mn.value + 1e-7 and mx.value <= ua[r, 0] + 1e-7
+        # the MILP's witnesses are real points with those values
+        np.testing.assert_allclose(net.evaluate(mx.x)[0, 0], mx.value, atol=1e-5)
+
+
+def test_region_min_with_polygons_matches_lp():
+    rng = np.random.default_rng(5)
+    n, d = 40, 4
+    lo, hi = random_boxes(rng, n, d)
+    A1, b1 = random_polygons(rng, lo[:, :2], hi[:, :2])
+    A2, b2 = random_polygons(rng, lo[:, 2:], hi[:, 2:])
+    R = RegionBatch(lo, hi, pairs=((0, 1), (2, 3)), halfspaces=((A1, b1), (A2, b2)))
+    a = rng.normal(size=(n, 3, d))
+    got = region_min(a, np.zeros((n, 3)), R)
+    for r in range(n):
+        Aub = np.zeros((A1.shape[1] + A2.shape[1], d))
+        Aub[: A1.shape[1], :2] = A1[r]
+        Aub[A1.shape[1]:, 2:] = A2[r]
+        bub = np.concatenate([b1[r], b2[r]])
+        for k in range(3):
+            res = linprog(a[r, k], A_ub=Aub, b_ub=bub, bounds=list(zip(lo[r], hi[r], strict=True)))
+            assert res.status == 0
+            assert got[r, k] <= res.fun + 1e-9  # sound
+            assert got[r, k] >= res.fun - 1e-6  # and exact
+    T = tighten_boxes(R)
+    assert (T.lower >= R.lower).all() and (T.upper <= R.upper).all()
+
+
+def test_polygons_tighten_and_stay_sound():
+    rng = np.random.default_rng(8)
+    net = random_net(rng, (2, 16, 16, 1), scale=1.5)
+    lo, hi = random_boxes(rng, 80, 2, width=0.8)
+    A, b = random_polygons(rng, lo, hi)
+    R = RegionBatch(lo, hi, pairs=((0, 1),), halfspaces=((A, b),))
+    lb, ub = crown_bounds(net, RegionBatch(lo, hi))
+    lp, up = crown_bounds(net, tighten_boxes(R))
+    # relaxations differ once intermediate bounds differ, so not every bound is
+    # tighter, but the polygons help on average
+    assert np.mean(up - lp) < 0.9 * np.mean(ub - lb)
+    x, inside = sample(rng, R, k=2000)
+    y = net.evaluate(x.reshape(-1, 2)).reshape(R.n, -1)
+    assert (np.where(inside, y, np.inf).min(1) >= lp[:, 0]).all()
+    assert (np.where(inside, y, -np.inf).max(1) <= up[:, 0]).all()
+
+
+def test_overlapping_pairs_are_sound():
+    rng = np.random.default_rng(9)
+    lo, hi = random_boxes(rng, 20, 3)
+    A1, b1 = random_polygons(rng, lo[:, :2], hi[:, :2])
+    A2, b2 = random_polygons(rng, lo[:, 1:], hi[:, 1:])
+    R = RegionBatch(lo, hi, pairs=((0, 1), (1, 2)), halfspaces=((A1, b1), (A2, b2)))
+    net = random_net(rng, (3, 8, 1))
+    lc, uc = crown_bounds(net, R)
+    x, inside = sample(rng, R, k=2000)
+    y = net.evaluate(x.reshape(-1, 3)).reshape(R.n, -1)
+    assert (np.where(inside, y, np.inf).min(1) >= lc[:, 0]).all()
+
+
+def test_infinite_bounds_are_sound():
+    rng = np.random.default_rng(4)
+    net = random_net(rng, (3, 8, 8, 1))
+    lo, hi = random_boxes(rng, 30, 3)
+    lo[::3, 0] = -np.inf
+    hi[1::3, 2] = np.inf
+    lo[2::5, 1], hi[2::5, 1] = -np.inf, np.inf
+    R = RegionBatch(lo, hi)
+    for method in (ibp_bounds, crown_bounds, alpha_crown_bounds):
+        l_, u_ = method(net, R)
+        assert not np.isnan(l_).any() and not np.isnan(u_).any()
+        xs = np.clip(rng.normal(size=(30, 500, 3)) * 50, lo[:, None], hi[:, None])
+        y = net.evaluate(xs.reshape(-1, 3)).reshape(30, 500)
+        assert (y.min(1) >= l_[:, 0]).all() and (y.max(1) <= u_[:, 0]).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), d=st.integers(1, 5), depth=st.integers(1, 3))
+def test_crown_sound_property(seed, d, depth):
+    rng = np.random.default_rng(seed)
+    net = random_net(rng, (d, *[8] * depth, 2), scale=2.0)
+    lo, hi = random_boxes(rng, 10, d, width=rng.uniform(0.001, 2))
+    R = RegionBatch(lo, hi)
+    lc, uc = crown_bounds(net, R)
+    x, _ = sample(rng, R, k=300)
+    y = net.evaluate(x.reshape(-1, d)).reshape(10, 300, 2)
+    assert (y.min(1) >= lc).all() and (y.max(1) <= uc).all()
