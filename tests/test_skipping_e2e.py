@@ -1,0 +1,201 @@
+"""Differential: every query returns the same rows with skipping as without it."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import mlskip
+from mlskip.errors import ModelInputError
+from mlskip.verifier import Network, ReLU
+from mlskip.verifier.cascade import Verifier
+
+N_ROWS = 40_000
+
+
+def make_table(rng: np.random.Generator, n: int = N_ROWS) -> pa.Table:
+    a = rng.uniform(0, 100, n)
+    b = 2 * a + rng.normal(0, 8, n)
+    c = rng.integers(0, 50, n)
+    d = np.where(rng.random(n) < 0.02, np.nan, rng.normal(0, 1, n))
+    a_nullable = pa.array(a, mask=rng.random(n) < 0.01)
+    return pa.table(
+        {"a": a, "b": b, "c": c, "d": d, "a_null": a_nullable, "s": [f"r{i}" for i in range(n)]}
+    )
+
+
+def make_net(rng: np.random.Generator, inputs: int, outputs: int = 1, hidden: int = 16) -> Network:
+    scale = np.array([0.02, 0.01, 0.04][:inputs] + [0.5] * max(0, inputs - 3))
+    w1 = rng.normal(size=(hidden, inputs)) * scale
+    return Network.mlp(
+        [
+            (w1, rng.normal(size=hidden)),
+            (rng.normal(size=(outputs, hidden)), rng.normal(size=outputs)),
+        ],
+        ReLU(),
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    root = tmp_path_factory.mktemp("e2e")
+    table = make_table(rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlskip.write_parquet(
+            table,
+            root / "sorted.parquet",
+            row_group_size=2_000,
+            hulls=[("a", "b")],
+            cluster_by=["a"],
+        )
+        mlskip.write_parquet(
+            table.slice(0, 20_000),
+            root / "part1.parquet",
+            row_group_size=1_500,
+            hulls=[("a", "b")],
+            cluster_by=["b"],
+        )
+        mlskip.write_parquet(
+            table.slice(20_000), root / "part2.parquet", row_group_size=3_000, hulls=None
+        )
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, root / "plain.parquet", row_group_size=5_000)  # no mlskip metadata
+    return root, table
+
+
+@pytest.fixture(scope="module")
+def connections(dataset):
+    rng = np.random.default_rng(11)
+    nets = {"risk": make_net(rng, 2), "risk3": make_net(rng, 3), "kind": make_net(rng, 2, 3)}
+    fast = Verifier(time_budget=0.3, milp_time_per_region=0.05, bab_time_budget=0.1)
+    on, off = mlskip.connect(verifier=fast), mlskip.connect(skipping=False)
+    for con in (on, off):
+        for name, net in nets.items():
+            con.register_model(name, net)
+    return on, off, nets
+
+
+def output_quantile(net, table, columns, q):
+    x = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in columns])
+    y = net.evaluate(x.astype(np.float64))[:, 0]
+    return float(np.nanquantile(y, q))
+
+
+def same_rows(on, off, sql):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = sorted(map(repr, on.sql(sql).fetchall()))
+    want = sorted(map(repr, off.sql(sql).fetchall()))
+    assert got == want, sql
+    return on.explain_skipping(sql)
+
+
+QUERIES = [
+    "SELECT * FROM '{root}/sorted.parquet' WHERE risk(a, b) > {hi}",
+    "SELECT s, c FROM '{root}/sorted.parquet' WHERE risk(a, b) < {lo} AND c < 30",
+    "SELECT count(*), sum(c) FROM '{root}/sorted.parquet' WHERE risk(a, b) BETWEEN {lo} AND {hi}",
+    "SELECT count(*) FROM '{root}/sorted.parquet' WHERE risk(a, b) >= {hi} AND a < 60",
+    "SELECT count(*) FROM '{root}/sorted.parquet' t WHERE risk(t.a / 2 + 1, t.b) <= {lo}",
+    "SELECT count(*) FROM read_parquet('{root}/part*.parquet') WHERE risk(a, b) > {hi}",
+    "SELECT count(*) FROM read_parquet(['{root}/part1.parquet', '{root}/part2.parquet']) "
+    "WHERE risk(a, b) < {lo}",
+    "SELECT count(*) FROM '{root}/plain.parquet' WHERE risk(a, b) > {hi}",
+    "SELECT count(*) FROM '{root}/sorted.parquet' WHERE risk(a_null, b) > {hi}",
+    "SELECT count(*) FROM '{root}/sorted.parquet' WHERE risk(d, b) > {hi}",
+    "SELECT count(*) FROM '{root}/sorted.parquet' WHERE risk3(a, b, c) > {hi}",
+    "SELECT kind_class(a, b), count(*) FROM '{root}/sorted.parquet' WHERE kind_class(a, b) = 1 GROUP BY 1",
+    "SELECT count(*) FROM '{root}/sorted.parquet' x JOIN '{root}/plain.parquet' y ON x.s = y.s "
+    "WHERE risk(x.a, x.b) > {hi} AND y.c < 25",
+    "SELECT count(*) FROM '{root}/sorted.parquet' x LEFT JOIN '{root}/plain.parquet' y "
+    "ON x.s = y.s AND y.c < 5 WHERE risk(y.a, y.b) > {hi}",
+    "WITH f AS (SELECT * FROM '{root}/sorted.parquet' WHERE risk(a, b) > {hi}) "
+    "SELECT count(*), max(a) FROM f",
+    "SELECT count(*) FROM '{root}/sorted.parquet' WHERE risk(a, b) > {hi} OR c = 3",
+]
+
+
+@pytest.mark.parametrize("template", QUERIES)
+@pytest.mark.parametrize("q", [0.001, 0.05, 0.5, 0.999])
+def test_results_equal_with_and_without_skipping(dataset, connections, template, q):
+    root, table = dataset
+    on, off, nets = connections
+    lo = output_quantile(nets["risk"], table, ["a", "b"], q)
+    hi = output_quantile(nets["risk"], table, ["a", "b"], 1 - q)
+    lo, hi = min(lo, hi), max(lo, hi)
+    same_rows(on, off, template.format(root=root, lo=repr(lo), hi=repr(hi)))
+
+
+def test_selective_query_prunes_row_groups(dataset, connections):
+    root, table = dataset
+    on, off, nets = connections
+    hi = output_quantile(nets["risk"], table, ["a", "b"], 0.999)
+    report = same_rows(on, off, f"SELECT * FROM '{root}/sorted.parquet' WHERE risk(a, b) > {hi!r}")
+    assert report.rewritten and report.pruned > 0
+    assert report.row_groups == report.pruned + report.all_match + report.evaluated
+
+
+def test_all_match_row_groups_skip_the_model(dataset, connections):
+    root, table = dataset
+    on, off, nets = connections
+    lo = output_quantile(nets["risk"], table, ["a", "b"], 0.0) - 1e6
+    report = same_rows(
+        on, off, f"SELECT count(*) FROM '{root}/sorted.parquet' WHERE risk(a, b) > {lo!r}"
+    )
+    assert report.all_match == report.row_groups
+
+
+def test_nan_and_null_columns_are_never_decided_unsoundly(dataset, connections):
+    root, table = dataset
+    on, off, nets = connections
+    report = on.explain_skipping(
+        f"SELECT count(*) FROM '{root}/sorted.parquet' WHERE risk(a_null, b) > -1e9"
+    )
+    assert report.all_match == 0  # NULL arguments never qualify
+
+
+def test_unsupported_shapes_run_unmodified_with_a_reason(dataset, connections):
+    root, _ = dataset
+    on, _, _ = connections
+    report = on.explain_skipping(
+        f"SELECT count(*) FROM '{root}/sorted.parquet' WHERE risk(a, b) > 1 OR c = 3"
+    )
+    assert not report.rewritten and any("under OR" in r for r in report.reasons)
+    report = on.explain_skipping(
+        f"SELECT count(*) FROM '{root}/sorted.parquet' WHERE risk(a * b, b) > 1"
+    )
+    assert not report.rewritten and any("not affine" in r for r in report.reasons)
+
+
+def test_wrong_arity_is_a_clear_error(dataset, connections):
+    root, _ = dataset
+    on, _, _ = connections
+    with pytest.raises(ModelInputError, match=r"risk\(\) takes 2 arguments"):
+        on.sql(f"SELECT risk(a) FROM '{root}/sorted.parquet'")
+
+
+def test_unknown_model_is_a_sql_error(dataset, connections):
+    import duckdb
+
+    root, _ = dataset
+    on, _, _ = connections
+    with pytest.raises(duckdb.CatalogException, match="nosuchmodel"):
+        on.sql(f"SELECT nosuchmodel(a) FROM '{root}/sorted.parquet'").fetchall()
+
+
+def test_file_rewritten_after_planning_invalidates_the_plan(tmp_path, connections, rng):
+    on, off, nets = connections
+    path = tmp_path / "x.parquet"
+    table = make_table(rng, 6_000)
+    mlskip.write_parquet(table, path, row_group_size=1_000, hulls=None, cluster_by=["a"])
+    hi = output_quantile(nets["risk"], table, ["a", "b"], 0.99)
+    sql = f"SELECT count(*) FROM '{path}' WHERE risk(a, b) > {hi!r}"
+    same_rows(on, off, sql)
+    reversed_table = table.take(np.arange(table.num_rows)[::-1].copy())
+    mlskip.write_parquet(reversed_table, path, row_group_size=1_000, hulls=None, cluster_by=None)
+    same_rows(on, off, sql)

@@ -1,0 +1,149 @@
+"""SQL rules on strings: scans found, ML predicates and bounds extracted, scans rewritten."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import sqlglot
+
+from mlskip.rules.predicates import AffineArg, analyse_where
+from mlskip.rules.rewrite import FileScan, ranges_condition, rewrite_scan, sql_string
+from mlskip.rules.scans import find_parquet_scans
+
+FUNCTIONS = {"risk": "value", "kind_class": "class", "vec": "vector"}
+
+
+def scans_of(sql: str):
+    tree = sqlglot.parse_one(sql, dialect="duckdb")
+    return tree, find_parquet_scans(tree)
+
+
+@pytest.mark.parametrize(
+    "sql, paths, options, alias",
+    [
+        ("SELECT * FROM 'x.parquet'", ("x.parquet",), (), None),
+        ("SELECT * FROM read_parquet('d/*.parquet', hive_partitioning = true) t", ("d/*.parquet",),
+         (("hive_partitioning", "TRUE"),), "t"),
+        ("SELECT * FROM read_parquet(['a.parquet', 'b.parquet']) AS u", ("a.parquet", "b.parquet"), (), "u"),
+        ("SELECT * FROM parquet_scan('p.parquet')", ("p.parquet",), (), None),
+    ],
+)  # fmt: skip
+def test_parquet_scans_are_found(sql, paths, options, alias):
+    _, scans = scans_of(sql)
+    assert len(scans) == 1
+    assert (scans[0].paths, scans[0].options, scans[0].alias) == (paths, options, alias)
+
+
+def test_non_parquet_tables_and_computed_paths_are_ignored():
+    _, scans = scans_of("SELECT * FROM t, read_parquet(concat('a', '.parquet')), 'data.csv'")
+    assert scans == []
+
+
+def test_outer_join_marks_the_nullable_side():
+    _, scans = scans_of("SELECT * FROM 'a.parquet' x LEFT JOIN 'b.parquet' y ON x.k = y.k")
+    assert [s.nullable_side for s in scans] == [False, True]
+    _, scans = scans_of("SELECT * FROM 'a.parquet' x RIGHT JOIN 'b.parquet' y ON x.k = y.k")
+    assert scans[0].nullable_side
+
+
+def test_ml_predicates_of_every_kind_are_extracted():
+    _, (scan,) = scans_of(
+        "SELECT * FROM 'x.parquet' WHERE risk(a, b) > 0.9 AND 0.2 >= risk(a, b) "
+        "AND risk(a, -b) BETWEEN -1 AND 2 AND kind_class(a, b, c) = 2 AND risk(a, b) = 3"
+    )
+    found = analyse_where(scan, FUNCTIONS).predicates
+    assert [(p.kind, p.values) for p in found] == [
+        ("gt", (0.9,)),
+        ("le", (0.2,)),
+        ("between", (-1.0, 2.0)),
+        ("argmax", (2.0,)),
+        ("between", (3.0, 3.0)),
+    ]
+    assert found[2].args[1] == AffineArg((("b", -1.0),), 0.0)
+
+
+def test_affine_arguments_are_linearised():
+    _, (scan,) = scans_of(
+        "SELECT * FROM 'x.parquet' t WHERE risk(2 * t.a + 1, (b - a) / 4, CAST(c AS DOUBLE)) > 0"
+    )
+    (pred,) = analyse_where(scan, FUNCTIONS).predicates
+    assert pred.args[0] == AffineArg((("a", 2.0),), 1.0)
+    assert dict(pred.args[1].coeffs) == {"b": 0.25, "a": -0.25}
+    assert pred.args[2].plain_column == "c"
+
+
+def test_non_affine_arguments_give_none():
+    _, (scan,) = scans_of("SELECT * FROM 'x.parquet' WHERE risk(a * b, abs(c)) > 0")
+    (pred,) = analyse_where(scan, FUNCTIONS).predicates
+    assert pred.args == (None, None)
+
+
+@pytest.mark.parametrize(
+    "where, reason",
+    [
+        ("risk(a, b) > 0.9 OR a > 1", "under OR"),
+        ("NOT risk(a, b) > 0.9", "under OR, NOT"),
+        ("risk(a, b) > c", "something other than a constant"),
+        ("risk(a, b) + 1 > 2", "inside an expression"),
+        ("kind_class(a, b, c) > 1", "only '= <integer>'"),
+        ("vec(a, b) > 1", "returns a vector"),
+    ],
+)
+def test_unusable_ml_conjuncts_are_reported(where, reason):
+    _, (scan,) = scans_of(f"SELECT * FROM 'x.parquet' WHERE {where}")
+    analysis = analyse_where(scan, FUNCTIONS)
+    assert analysis.predicates == ()
+    assert len(analysis.ignored) == 1 and reason in analysis.ignored[0]
+
+
+def test_column_bounds_from_ordinary_conjuncts():
+    _, (scan,) = scans_of(
+        "SELECT * FROM 'x.parquet' WHERE a < 10 AND a >= -2.5 AND 3 < b AND c BETWEEN 1 AND 5 "
+        "AND d IN (4, 9, 7) AND e = 3 AND (f < 1 OR f > 2) AND g <> 1"
+    )
+    bounds = analyse_where(scan, FUNCTIONS).bounds
+    assert bounds == {
+        "a": (-2.5, 10.0),
+        "b": (3.0, math.inf),
+        "c": (1.0, 5.0),
+        "d": (4.0, 9.0),
+        "e": (3.0, 3.0),
+    }
+
+
+def test_joined_columns_are_attributed_by_qualifier_or_schema():
+    _, scans = scans_of(
+        "SELECT * FROM 'x.parquet' x JOIN 'y.parquet' y ON x.k = y.k "
+        "WHERE risk(x.a, b) > 1 AND risk(y.a, z) > 2"
+    )
+    x_preds = analyse_where(scans[0], FUNCTIONS, frozenset({"a", "b", "k"})).predicates
+    assert [p.args[0] is not None and p.args[1] is not None for p in x_preds] == [True, False]
+
+
+def test_rewrite_reads_ranges_and_moves_predicates_inside():
+    tree, (scan,) = scans_of(
+        "SELECT t.a, count(*) FROM read_parquet('d/*.parquet', hive_partitioning = true) t "
+        "WHERE risk(t.a, t.b) > 0.9 AND t.a < 10 GROUP BY 1"
+    )
+    moved = analyse_where(scan, FUNCTIONS).predicates
+    rewrite_scan(
+        scan,
+        [
+            FileScan("d/x'1.parquet", ((0, 9), (20, 29)), (((20, 29),),)),
+            FileScan("d/2.parquet", None, ((),)),
+        ],
+        moved,
+    )
+    out = tree.sql(dialect="duckdb")
+    assert "READ_PARQUET('d/x''1.parquet', hive_partitioning = TRUE, file_row_number = TRUE)" in out
+    assert "(file_row_number BETWEEN 0 AND 9 OR file_row_number BETWEEN 20 AND 29)" in out
+    assert "(file_row_number BETWEEN 20 AND 29 OR RISK(a, b) > 0.9)" in out
+    assert " UNION ALL " in out and ') AS "t" WHERE t.a < 10 GROUP BY 1' in out
+    assert out.count("RISK(") == 2  # once per file, no longer in the outer WHERE
+
+
+def test_sql_string_and_ranges_render_safely():
+    assert sql_string("a'; DROP TABLE x; --") == "'a''; DROP TABLE x; --'"
+    assert ranges_condition(()) == "FALSE"
+    assert ranges_condition(((5, 5),)) == "file_row_number = 5"
