@@ -21,14 +21,14 @@ NULL = -1  # cell marker: row is NULL in this column
 NONFINITE = -2  # cell marker: row is NaN or +-inf
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _nudge(v, ulps, toward):
     for _ in range(ulps):
         v = np.nextafter(v, toward)
     return v
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def column_stats(values, valid, ulps):
     """(lo, hi, nulls, nans, infs) over non-NULL rows; lo/hi skip NaN and include +-inf.
 
@@ -46,21 +46,23 @@ def column_stats(values, valid, ulps):
             nulls += 1
             continue
         v = values[i]
-        if np.isnan(v):
+        if v != v:
             nans += 1
             continue
-        if np.isinf(v):
+        if v == np.inf or v == -np.inf:
             infs += 1
-        a = _nudge(v, ulps, -np.inf)
-        b = _nudge(v, ulps, np.inf)
-        if a < lo:
-            lo = a
-        if b > hi:
-            hi = b
+        if v < lo:
+            lo = v
+        if v > hi:
+            hi = v
+    # widening is monotone: widen the extremes only
+    if lo <= hi:
+        lo = _nudge(lo, ulps, -np.inf)
+        hi = _nudge(hi, ulps, np.inf)
     return lo, hi, nulls, nans, infs
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def column_cells(values, valid, ulps, n0, e):
     """Outward fine-grid cell bounds (qlo, qhi) of each row, int32.
 
@@ -89,7 +91,7 @@ def column_cells(values, valid, ulps, n0, e):
             continue
         a = v
         b = v
-        if ulps:
+        if ulps > 1:
             a = _nudge(v, ulps, -np.inf)
             b = _nudge(v, ulps, np.inf)
         # t only guides the guess; the exact comparisons below decide
@@ -110,6 +112,12 @@ def column_cells(values, valid, ulps, n0, e):
         hb = int(math.ceil(tb))
         while float(n0 + hb) * step < b:
             hb += 1
+        if ulps == 1:
+            # grid values are floats: value < v implies value <= nextafter(v, -inf)
+            if float(n0 + la) * step == v:
+                la -= 1
+            if float(n0 + hb) * step == v:
+                hb += 1
         if la < 0 or hb > QMAX:
             qlo[i] = NONFINITE
             qhi[i] = NONFINITE
@@ -119,12 +127,12 @@ def column_cells(values, valid, ulps, n0, e):
     return qlo, qhi
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _cross(ox, oy, ax, ay, bx, by):
     return (ax - ox) * (by - oy) - (ay - oy) * (bx - ox)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def chain_hull(px, py):
     """Andrew's monotone chain on points sorted by (x, y); int64, CCW, no collinear.
 
@@ -160,7 +168,7 @@ def chain_hull(px, py):
     return hx[:m].copy(), hy[:m].copy()
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def hull_of_points(px, py):
     """Exact convex hull of a small set of int64 points (sorts them first)."""
     n = px.shape[0]
@@ -181,7 +189,7 @@ def hull_of_points(px, py):
     return chain_hull(sx[:m], sy[:m])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def pair_hull(xlo, xhi, ylo, yhi):
     """Exact hull of the cell rectangles of all rows valid in both columns.
 
@@ -234,7 +242,7 @@ def pair_hull(xlo, xhi, ylo, yhi):
     return hx, hy, 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def coarsen(hx, hy, shift):
     """Hull of the coarse-lattice cells (lattice step 2**shift) holding each vertex."""
     n = hx.shape[0]
@@ -257,7 +265,7 @@ def coarsen(hx, hy, shift):
     return hull_of_points(px, py)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def area2(hx, hy):
     """Twice the polygon's area (exact int64 shoelace)."""
     n = hx.shape[0]

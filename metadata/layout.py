@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from mlskip.errors import InputDataError
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _hilbert(coords, bits):
     n, d = coords.shape
     keys = np.zeros(n, np.uint64)
@@ -55,7 +55,7 @@ def _hilbert(coords, bits):
     return keys
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _zorder(coords, bits):
     n, d = coords.shape
     keys = np.zeros(n, np.uint64)

@@ -18,12 +18,12 @@ import numpy as np
 _MAX_PUSH = 12  # outward search: push the candidate by 0, 1, 2, 4, ... 2**11 lattice steps
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _cr(ax, ay, bx, by):
     return ax * by - ay * bx
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _candidate(x, y, pp, p, a, b, n, nn, qmax):
     """Best lattice replacement for edge (a, b): (cost2, cx, cy); cost2 < 0 if none."""
     d0x = x[a] - x[p]
@@ -98,7 +98,7 @@ def _candidate(x, y, pp, p, a, b, n, nn, qmax):
     return best, bx_, by_
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def reduce_outward(hx, hy, k, qmax):
     """Reduce a strictly convex CCW int64 polygon to <= k (>= 3) vertices, outward.
 

@@ -1,0 +1,342 @@
+"""Benchmarks of the metadata stage (figures for FORMAT.md / HULLS.md; not tests).
+
+- ``writer_overhead``: write_parquet vs a plain pyarrow.parquet.write_table of the
+  same in-memory table and row-group size (TPC-H lineitem, 2 and 6 pairs);
+- ``clustering``: average box and polygon area per row group relative to the
+  global box, natural order vs cluster_by;
+- ``constructions``: area added over the exact hull and bytes, per polygon
+  construction (outward k-gon at several lattice widths, adaptive, MLSkip-style
+  lattice-only hull, k-DOP with fixed directions).
+
+Each function returns plain dicts and prints a rich table. Run
+``python -m mlskip.metadata.bench --sf 0.1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import shapely
+
+from . import hull as _hull
+from .encoding import to_numeric
+from .grid import FINE_BITS
+from .layout import cluster_order
+from .polygon import (
+    DEFAULT_BITS_CHOICES,
+    cells,
+    fine_hull,
+    lattice_candidates,
+    polygon_from_hull,
+    summarize_column,
+)
+from .polygon_codec import decode_vertices, max_vertices, record_size
+from .writer import select_pairs, summarize_row_group, write_parquet
+
+RG = 122_880
+PAIRS6 = [
+    ("l_shipdate", "l_receiptdate"),
+    ("l_shipdate", "l_commitdate"),
+    ("l_commitdate", "l_receiptdate"),
+    ("l_quantity", "l_extendedprice"),
+    ("l_extendedprice", "l_discount"),
+    ("l_extendedprice", "l_tax"),
+]
+
+
+def _print(title: str, rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for k in rows[0]:
+        t.add_column(k)
+    for r in rows:
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()])
+    Console().print(t)
+
+
+def lineitem(sf: float, cache_dir: str | None = None) -> pa.Table:
+    """TPC-H lineitem at scale factor ``sf`` (mlskip.tpch if present, else DuckDB dbgen)."""
+    cache = (
+        Path(cache_dir or os.path.join(tempfile.gettempdir(), "mlskip_bench"))
+        / f"lineitem_sf{sf}.parquet"
+    )
+    if cache.exists():
+        return pq.read_table(cache)
+    import duckdb
+
+    ext = glob.glob(
+        os.path.join(
+            os.path.dirname(duckdb.__file__),
+            "..",
+            "duckdb_extension_tpch",
+            "extensions",
+            "*",
+            "tpch.duckdb_extension",
+        )
+    )
+    con = duckdb.connect()
+    con.execute(f"INSTALL '{ext[0]}'; LOAD tpch; CALL dbgen(sf={sf})")
+    tbl = con.sql("SELECT * FROM lineitem").to_arrow_table()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(tbl, cache, row_group_size=RG, compression="zstd")
+    return tbl
+
+
+def writer_overhead(
+    table: pa.Table, pair_counts=(2, 6), repeats: int = 2, out_dir: str | None = None
+) -> list[dict]:
+    """Wall time of write_parquet vs pq.write_table (best of ``repeats``)."""
+    out = Path(out_dir or tempfile.mkdtemp(prefix="mlskip_bench_"))
+    plain = min(
+        _timed(
+            lambda: pq.write_table(
+                table, out / "plain.parquet", row_group_size=RG, compression="zstd"
+            )
+        )
+        for _ in range(repeats)
+    )
+    rows = [{"config": "pq.write_table", "pairs": 0, "seconds": plain, "overhead_%": 0.0}]
+    for n in pair_counts:
+        t = min(
+            _timed(
+                lambda n=n: write_parquet(
+                    table, out / f"ml{n}.parquet", row_group_size=RG, hulls=PAIRS6[:n]
+                )
+            )
+            for _ in range(repeats)
+        )
+        rows.append(
+            {
+                "config": "write_parquet",
+                "pairs": n,
+                "seconds": t,
+                "overhead_%": 100 * (t / plain - 1),
+            }
+        )
+    t = min(
+        _timed(lambda: write_parquet(table, out / "auto.parquet", row_group_size=RG, hulls="auto"))
+        for _ in range(repeats)
+    )
+    rows.append(
+        {
+            "config": "write_parquet auto",
+            "pairs": 6,
+            "seconds": t,
+            "overhead_%": 100 * (t / plain - 1),
+        }
+    )
+    _print(f"writer overhead ({table.num_rows} rows, row groups of {RG})", rows)
+    return rows
+
+
+def _timed(f) -> float:
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def clustering(
+    table: pa.Table, layouts: dict[str, list[str] | None] | None = None, pairs=PAIRS6[:4]
+) -> list[dict]:
+    """Mean per-row-group box and stored-polygon area relative to the global pair box."""
+    layouts = layouts or {
+        "natural": None,
+        "sort l_shipdate": ["l_shipdate"],
+        "sort l_extendedprice": ["l_extendedprice"],
+        "hilbert quantity,extendedprice": ["l_quantity", "l_extendedprice"],
+        "hilbert shipdate,extendedprice,quantity": ["l_shipdate", "l_extendedprice", "l_quantity"],
+    }
+    cols = sorted({c for p in pairs for c in p}, key=table.column_names.index)
+    idx = {c: i for i, c in enumerate(cols)}
+    gl = {c: summarize_column(*to_numeric(table.column(c))) for c in cols}
+    rows = []
+    for name, by in layouts.items():
+        t = table if by is None else table.take(cluster_order(table, by))
+        stats = {p: ([], []) for p in pairs}
+        for start in range(0, t.num_rows, RG):
+            rg = summarize_row_group(
+                t.slice(start, RG), cols, [(idx[a], idx[b]) for a, b in pairs], 45
+            )
+            for (a, b), rec in zip(pairs, rg.records, strict=True):
+                sa, sb = rg.columns[idx[a]], rg.columns[idx[b]]
+                gbox = (gl[a].hi - gl[a].lo) * (gl[b].hi - gl[b].lo)
+                stats[(a, b)][0].append((sa.hi - sa.lo) * (sb.hi - sb.lo) / gbox)
+                if rec is not None:
+                    v = decode_vertices(rec, sa.grid, sb.grid)
+                    stats[(a, b)][1].append(shapely.Polygon(v).area / gbox if len(v) >= 3 else 0.0)
+        for (a, b), (boxes, polys) in stats.items():
+            rows.append(
+                {
+                    "layout": name,
+                    "pair": f"{a},{b}",
+                    "box/global": float(np.mean(boxes)),
+                    "polygon/global": float(np.mean(polys)),
+                }
+            )
+    _print(f"clustering ({table.num_rows} rows)", rows)
+    return rows
+
+
+def _kdop_area(hx, hy, k: int) -> float:
+    """Area (fine units) of the k-DOP of the fine hull, 16-bit offsets rounded outward."""
+    ang = np.arange(k) * 2 * np.pi / k
+    dirs = np.column_stack([np.cos(ang), np.sin(ang)])
+    off = np.ceil((dirs @ np.vstack([hx, hy])).max(axis=1) + 1e-9)
+    big = 1e7
+    poly = shapely.box(-big, -big, big, big)
+    for d, o in zip(dirs, off, strict=True):
+        # halfplane d . p <= o as a large polygon
+        c = d * o
+        t = np.array([-d[1], d[0]])
+        hp = shapely.Polygon(
+            [
+                c + t * 3 * big,
+                c + t * 3 * big - d * 3 * big,
+                c - t * 3 * big - d * 3 * big,
+                c - t * 3 * big,
+            ]
+        )
+        poly = poly.intersection(hp)
+    return poly.area
+
+
+def _lattice_only(hx, hy, hull_bytes: int):
+    """MLSkip-style: coarsen the lattice until the plain hull fits (no vertex reduction)."""
+    for bits in (16, 14, 12, 10, 8, 6, 4):
+        shift = FINE_BITS - bits
+        lx, ly = _hull.coarsen(hx, hy, shift) if shift else (hx, hy)
+        if len(lx) <= max_vertices(hull_bytes, bits):
+            return record_size(len(lx), bits), int(_hull.area2(lx, ly)) / 2 * 4.0**shift
+    return None
+
+
+def _synthetic(n: int, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    u = rng.uniform(-1, 1, size=(2, n))
+    r = np.sqrt(rng.uniform(size=n))
+    th = rng.uniform(0, 2 * np.pi, n)
+    return {
+        "gauss rho=0.9": (x, 0.9 * x + math.sqrt(1 - 0.81) * rng.normal(size=n)),
+        "gauss rho=0.999": (x, 0.999 * x + math.sqrt(1 - 0.998) * rng.normal(size=n)),
+        "uniform square": (u[0], u[1]),
+        "uniform disk": (r * np.cos(th), r * np.sin(th)),
+        "parabola": (u[0], u[0] ** 2 + 0.05 * u[1]),
+    }
+
+
+def constructions(
+    table: pa.Table | None = None, hull_bytes: int = 45, n_synth: int = 4
+) -> list[dict]:
+    """Mean area added over the exact hull (share of hull and of box) and bytes per construction."""
+    sets: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    if table is not None:
+        for a, b in PAIRS6[:5]:
+            xs, ys = to_numeric(table.column(a)).values, to_numeric(table.column(b)).values
+            sets[f"tpch {a},{b}"] = [
+                (xs[s : s + RG], ys[s : s + RG]) for s in range(0, len(xs), RG)
+            ]
+    for i in range(n_synth):
+        for name, xy in _synthetic(RG, seed=i).items():
+            sets.setdefault(name, []).append(xy)
+    methods = {
+        "kgon16": (16,),
+        "kgon12": (12,),
+        "kgon10": (10,),
+        "kgon8": (8,),
+        "adaptive(16..8)": DEFAULT_BITS_CHOICES,
+    }
+    acc: dict[str, dict[str, list[float]]] = {}
+    for _, groups in sets.items():
+        for x, y in groups:
+            sx, sy = summarize_column(x, None), summarize_column(y, None)
+            hx, hy, _ = fine_hull(cells(x, None, 0, sx.grid), cells(y, None, 0, sy.grid))
+            exact = shapely.MultiPoint(np.column_stack([x, y])).convex_hull.area
+            cell = math.ldexp(1.0, sx.grid.e + sy.grid.e)  # fine cell area in data units
+            box = (sx.hi - sx.lo) * (sy.hi - sy.lo)
+            if exact <= 0 or box <= 0:
+                continue
+            res: dict[str, tuple[int, float]] = {}
+            for m, bits in methods.items():
+                rec = polygon_from_hull(hx, hy, hull_bytes, bits)
+                v = decode_vertices(rec, sx.grid, sy.grid)
+                res[m] = (len(rec), shapely.Polygon(v).area if len(v) >= 3 else 0.0)
+            lat = _lattice_only(hx, hy, hull_bytes)
+            if lat is not None:
+                res["lattice-only (MLSkip-like)"] = (lat[0], lat[1] * cell)
+            res["8-DOP"] = (1 + 2 * 8, _kdop_area(hx, hy, 8) * cell)
+            res["16-DOP"] = (1 + 2 * 16, _kdop_area(hx, hy, 16) * cell)
+            res["exact fine-cell hull"] = (
+                record_size(len(hx), 16),
+                int(_hull.area2(hx, hy)) / 2 * cell,
+            )
+            for m, (nb, area) in res.items():
+                d = acc.setdefault(m, {"hull": [], "box": [], "bytes": []})
+                d["hull"].append((area - exact) / exact)
+                d["box"].append((area - exact) / box)
+                d["bytes"].append(nb)
+    rows = [
+        {
+            "construction": m,
+            "added/hull %": 100 * float(np.mean(d["hull"])),
+            "median added/hull %": 100 * float(np.median(d["hull"])),
+            "added/box %": 100 * float(np.mean(d["box"])),
+            "max added/box %": 100 * float(np.max(d["box"])),
+            "mean bytes": float(np.mean(d["bytes"])),
+        }
+        for m, d in acc.items()
+    ]
+    _print(
+        f"polygon constructions, budget {hull_bytes} bytes, {sum(len(g) for g in sets.values())} polygons",
+        rows,
+    )
+    _ = candidates_used(sets, hull_bytes)
+    return rows
+
+
+def candidates_used(sets, hull_bytes: int) -> dict[int, int]:
+    """How often the adaptive default picks each lattice width."""
+    counts: dict[int, int] = {}
+    for groups in sets.values():
+        for x, y in groups:
+            sx, sy = summarize_column(x, None), summarize_column(y, None)
+            hx, hy, _ = fine_hull(cells(x, None, 0, sx.grid), cells(y, None, 0, sy.grid))
+            best = min(lattice_candidates(hx, hy, hull_bytes), key=lambda c: c[3], default=None)
+            if best is not None:
+                counts[best[0]] = counts.get(best[0], 0) + 1
+    print("adaptive picks (bits: count):", dict(sorted(counts.items())))
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sf", type=float, default=0.1)
+    ap.add_argument(
+        "--only", choices=["overhead", "clustering", "constructions", "auto"], default=None
+    )
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args(argv)
+    table = lineitem(args.sf)
+    if args.only in (None, "auto"):
+        print("auto pairs:", select_pairs(table.slice(0, RG), 6))
+    if args.only in (None, "constructions"):
+        constructions(table)
+    if args.only in (None, "overhead"):
+        writer_overhead(table, repeats=args.repeats)
+    if args.only in (None, "clustering"):
+        clustering(table)
+
+
+if __name__ == "__main__":
+    main()
