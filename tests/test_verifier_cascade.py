@@ -1,0 +1,230 @@
+"""The Verifier cascade: predicates, dense-sampling soundness (float64, float32
+numpy and onnxruntime), argmax ties, final sigmoid/softmax, float margins."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from mlskip.errors import ModelInputError, PredicateError
+from mlskip.verifier import ALL, NONE, UNKNOWN, Network, Predicate, RegionBatch, Verifier
+from mlskip.verifier.fp_margin import eval_error
+from mlskip.verifier.layers import Affine, ReLU, Tanh
+from mlskip.verifier.onnx_loader import to_onnx
+
+
+def random_net(rng, sizes, final=None, scale=1.5):
+    ws = [(rng.normal(size=(o, i)) * scale / np.sqrt(i), rng.normal(size=o) * 0.3) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    return Network.mlp(ws, final=final)
+
+
+def regions_for(rng, n, d, polygons=False, width=0.5):
+    c = rng.uniform(-1, 1, size=(n, d))
+    r = rng.uniform(0.02, width, size=(n, d))
+    lo, hi = c - r, c + r
+    if not polygons:
+        return RegionBatch(lo, hi)
+    ang = rng.uniform(0, 2 * np.pi, size=(n, 5))
+    A = np.stack([np.cos(ang), np.sin(ang)], -1)
+    pts = c[:, None, :2] + 0.5 * r[:, None, :2] * np.stack([np.cos(ang), np.sin(ang)], -1)
+    b = np.einsum("nmt,nmt->nm", A, pts)
+    return RegionBatch(lo, hi, pairs=((0, 1),), halfspaces=((A, b),))
+
+
+def dense(rng, R, k=600):
+    n, d = R.n, R.d
+    t = rng.uniform(size=(n, k, d))
+    t[:, :8] = rng.integers(0, 2, size=(n, 8, d))  # corners too
+    x = R.lower[:, None, :] + t * (R.upper - R.lower)[:, None, :]
+    inside = np.ones((n, k), bool)
+    for (i, j), (A, b) in zip(R.pairs, R.halfspaces, strict=True):
+        inside &= (np.einsum("nmt,nkt->nkm", A, x[..., [i, j]]) <= b[:, None, :]).all(-1)
+    return x, inside
+
+
+def check_sampled(net, R, pred, res, rng, use_ort=True):
+    x, inside = dense(rng, R)
+    flat = x.reshape(-1, R.d)
+    outs = [net.evaluate(flat), net.evaluate(flat, dtype=np.float32)]
+    if use_ort:
+        sess = ort.InferenceSession(to_onnx(net), providers=["CPUExecutionProvider"])
+        outs.append(sess.run(None, {"input": flat.astype(np.float32)})[0])
+    for y in outs:
+        q = pred.holds(y).reshape(R.n, -1)
+        bad_none = (res.verdicts == NONE)[:, None] & q & inside
+        bad_all = (res.verdicts == ALL)[:, None] & ~q & inside
+        assert not bad_none.any(), f"qualifying point in a NONE region: {np.flatnonzero(bad_none.any(1))}"
+        assert not bad_all.any(), f"violating point in an ALL region: {np.flatnonzero(bad_all.any(1))}"
+
+
+def quantile_threshold(net, rng, d, q, output=0):
+    y = net.evaluate(rng.uniform(-1.5, 1.5, size=(20000, d)))
+    return float(np.quantile(y[:, output], q))
+
+
+PREDS = [
+    lambda t, t2: Predicate.gt(t),
+    lambda t, t2: Predicate.ge(t),
+    lambda t, t2: Predicate.lt(t2),
+    lambda t, t2: Predicate.le(t2),
+    lambda t, t2: Predicate.between(t2, t),
+]
+
+
+@pytest.mark.parametrize("polygons", [False, True])
+@pytest.mark.parametrize("pi", range(len(PREDS)))
+def test_threshold_predicates_sound_by_sampling(pi, polygons):
+    rng = np.random.default_rng(100 + pi + 10 * polygons)
+    net = random_net(rng, (3, 12, 12, 1))
+    t, t2 = quantile_threshold(net, rng, 3, 0.95), quantile_threshold(net, rng, 3, 0.3)
+    pred = PREDS[pi](t, t2)
+    R = regions_for(rng, 80, 3, polygons)
+    res = Verifier(methods=("ibp", "crown", "bab", "milp")).verify(net, R, pred)
+    assert res.verdicts.dtype == np.int8 and set(np.unique(res.verdicts)) <= {0, 1, 2}
+    # the complete cascade decides every region or proves it mixed
+    assert ((res.verdicts != UNKNOWN) | res.mixed).all()
+    check_sampled(net, R, pred, res, rng)
+
+
+@pytest.mark.parametrize("k", [3, 4])
+def test_argmax_many_classes_sound(k):
+    rng = np.random.default_rng(k)
+    net = random_net(rng, (2, 16, 16, k), scale=2.0)
+    R = regions_for(rng, 60, 2, polygons=True, width=0.3)
+    for label in range(k):
+        pred = Predicate.argmax(label)
+        res = Verifier(methods=("ibp", "crown", "bab", "milp")).verify(net, R, pred)
+        assert ((res.verdicts != UNKNOWN) | res.mixed).mean() > 0.9
+        check_sampled(net, R, pred, res, rng)
+
+
+def test_argmax_ties_follow_first_index():
+    # classes 0 and 1 have identical logits: argmax always returns 0, never 1
+    W1, b1 = np.array([[1.0, -1.0], [0.5, 2.0]]), np.zeros(2)
+    W2 = np.array([[1.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
+    net = Network.mlp([(W1, b1), (W2, np.array([0.0, 0.0, -5.0]))])
+    R = RegionBatch(np.zeros((1, 2)), np.ones((1, 2)))
+    for precision in ("float32", "float64"):
+        v1 = Verifier(precision=precision).verify(net, R, Predicate.argmax(1)).verdicts[0]
+        assert v1 != ALL
+        check_sampled(net, R, Predicate.argmax(1), Verifier(precision=precision).verify(
+            net, R, Predicate.argmax(1)), np.random.default_rng(0))
+    # class 1 just below class 0 (by far more than the float margins): 1 never wins, 0 always
+    net2 = Network.mlp([(W1, b1), (W2, np.array([0.0, -1e-3, -5.0]))])
+    assert Verifier().verify(net2, R, Predicate.argmax(1)).verdicts[0] == NONE
+    assert Verifier().verify(net2, R, Predicate.argmax(0)).verdicts[0] == ALL
+    # class 1 just above class 0: the later index wins when strictly larger
+    net3 = Network.mlp([(W1, b1), (W2, np.array([0.0, 1e-3, -5.0]))])
+    assert Verifier().verify(net3, R, Predicate.argmax(1)).verdicts[0] == ALL
+
+
+@pytest.mark.parametrize("final", ["sigmoid", "softmax"])
+def test_final_monotone_ops_sound(final):
+    rng = np.random.default_rng(21)
+    k = 1 if final == "sigmoid" else 3
+    net = random_net(rng, (2, 12, k), final=final, scale=2.5)
+    R = regions_for(rng, 200, 2, width=0.3)
+    y = net.evaluate(rng.uniform(-1.5, 1.5, size=(20000, 2)))
+    preds = [Predicate.gt(float(np.quantile(y[:, 0], 0.9))), Predicate.le(float(np.quantile(y[:, 0], 0.2)))]
+    if final == "softmax":
+        preds += [Predicate.argmax(2), Predicate.linear([1.0, -1.0, 0.0], ">", 0.1)]
+    for pred in preds:
+        res = Verifier().verify(net, R, pred)
+        assert (res.verdicts != UNKNOWN).mean() > 0.3, pred
+        check_sampled(net, R, pred, res, rng)
+
+
+def test_tanh_network_cascade_sound():
+    rng = np.random.default_rng(5)
+    net = Network.from_steps([Affine(rng.normal(size=(10, 3)), rng.normal(size=10)), Tanh(),
+                              Affine(rng.normal(size=(1, 10)), [0.0])])
+    assert not net.is_piecewise_linear
+    R = regions_for(rng, 100, 3)
+    pred = Predicate.gt(quantile_threshold(net, rng, 3, 0.9))
+    res = Verifier().verify(net, R, pred)  # MILP skipped: not piecewise linear
+    check_sampled(net, R, pred, res, rng)
+
+
+def test_eval_error_bound_holds_for_float32_and_onnxruntime():
+    rng = np.random.default_rng(2)
+    for sizes, scale in [((4, 32, 32, 1), 1.0), ((8, 64, 64, 3), 3.0), ((2, 16, 16, 16, 2), 2.0)]:
+        net = random_net(rng, sizes, scale=scale)
+        lo = rng.uniform(-1e3, 1e3, size=(20, sizes[0]))
+        hi = lo + rng.uniform(0, 500, size=lo.shape)
+        e = eval_error(net, lo, hi, "float32")
+        x = lo[:, None, :] + rng.uniform(size=(20, 300, sizes[0])) * (hi - lo)[:, None, :]
+        flat = x.reshape(-1, sizes[0])
+        exact = net.evaluate(flat).reshape(20, 300, -1)
+        f32 = net.evaluate(flat, dtype=np.float32).reshape(20, 300, -1).astype(np.float64)
+        sess = ort.InferenceSession(to_onnx(net), providers=["CPUExecutionProvider"])
+        orty = sess.run(None, {"input": flat.astype(np.float32)})[0].reshape(20, 300, -1)
+        for y in (f32, orty):
+            err = np.abs(y - exact).max(1)
+            assert (err <= e).all()
+        # and the bound is not absurdly loose
+        assert np.median(e / (np.abs(exact).max(1) + 1)) < 1e-3
+
+
+def test_margins_cost_almost_nothing():
+    rng = np.random.default_rng(12)
+    net = random_net(rng, (4, 32, 32, 1), scale=1.0)
+    R = regions_for(rng, 3000, 4, width=0.3)
+    pred = Predicate.gt(quantile_threshold(net, rng, 4, 0.999))
+    v32 = Verifier(methods=("ibp", "crown")).verify(net, R, pred).verdicts
+    v64 = Verifier(methods=("ibp", "crown"), precision="float64").verify(net, R, pred).verdicts
+    v0 = Verifier(methods=("ibp", "crown"), fp_margins=False).verify(net, R, pred).verdicts
+    assert (v32 != v0).mean() <= 0.001 and (v64 != v0).mean() <= 0.001
+    assert (v0 == NONE).sum() - (v32 == NONE).sum() <= 3
+
+
+def test_empty_regions_errors_and_budget():
+    rng = np.random.default_rng(0)
+    net = random_net(rng, (2, 8, 1))
+    lo = np.array([[0.0, 0.0], [1.0, 0.0]])
+    hi = np.array([[1.0, 1.0], [0.0, 1.0]])  # second is empty
+    res = Verifier().verify(net, RegionBatch(lo, hi), Predicate.gt(1e9))
+    assert list(res.verdicts) == [NONE, NONE] and res.method_names[res.method[1]] == "empty"
+    with pytest.raises(ModelInputError):
+        Verifier().verify(net, RegionBatch(np.zeros((1, 3)), np.ones((1, 3))), Predicate.gt(0))
+    with pytest.raises(PredicateError):
+        Verifier().verify(net, RegionBatch(lo, hi), Predicate.argmax(0))
+    with pytest.raises(PredicateError):
+        Predicate.between(2, 1)
+    with pytest.raises(ValueError):
+        Verifier(methods=("magic",))
+    with pytest.raises(ValueError):
+        res.verdicts[0] = 1
+    # a total time budget bounds the expensive methods
+    big = random_net(rng, (4, 32, 32, 1), scale=2.0)
+    R = regions_for(rng, 500, 4, width=1.0)
+    pred = Predicate.gt(quantile_threshold(big, rng, 4, 0.5))
+    import time
+
+    t0 = time.perf_counter()
+    res = Verifier(time_budget=1.0, sample_points=0).verify(big, R, pred)
+    assert time.perf_counter() - t0 < 4.0
+    assert res.seconds and res.counts()["none"] + res.counts()["all"] + res.counts()["unknown"] == 500
+
+
+def test_import_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, mlskip.verifier; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_leaky_relu_milp_sound():
+    rng = np.random.default_rng(33)
+    ws = [(rng.normal(size=(10, 2)), rng.normal(size=10)), (rng.normal(size=(1, 10)), [0.0])]
+    from mlskip.verifier import LeakyReLU
+
+    net = Network.mlp(ws, activation=LeakyReLU(0.2))
+    R = regions_for(rng, 80, 2, polygons=True)
+    pred = Predicate.ge(quantile_threshold(net, rng, 2, 0.9))
+    res = Verifier(methods=("crown", "milp")).verify(net, R, pred)
+    assert (res.verdicts != UNKNOWN).all() or res.mixed[res.verdicts == UNKNOWN].all()
+    check_sampled(net, R, pred, res, rng)
+    assert ReLU().piecewise_linear
