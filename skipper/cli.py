@@ -23,6 +23,10 @@ app = typer.Typer(
 )
 tpch_app = typer.Typer(help="TPC-H / TPC-DS data generation (offline).", no_args_is_help=True)
 app.add_typer(tpch_app, name="tpch")
+bench_app = typer.Typer(help="Benchmarks that print measured figures.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+zoo_app = typer.Typer(help="Filter models and their compressed variants.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
 
 console = Console()
 
@@ -71,6 +75,146 @@ def tpch_generate(
         table.add_row(name, f"{meta.num_rows:,}", str(meta.num_row_groups), str(path))
     console.print(table)
     console.print(f"done in {time.perf_counter() - start:.1f} s")
+
+
+@app.command()
+def demo(
+    sf: float = typer.Option(0.1, help="TPC-H scale factor of the demo data"),
+    row_group_size: int = typer.Option(10_000, help="rows per row group of the demo file"),
+    out: Path | None = typer.Option(
+        None, help="where to put the demo's files (default: a temp dir)"
+    ),
+) -> None:
+    """Skipping on TPC-H lineitem: three ML-predicate queries with and without skipping."""
+    from mlskip.tpch.demo import run_demo
+
+    rows = run_demo(sf=sf, row_group_size=row_group_size, out_dir=out, console=console)
+    if not all(r.identical for r in rows):
+        console.print("[bold red]results with skipping differ from results without it[/]")
+        raise typer.Exit(1)
+
+
+def _connection(models: list[str], models_dir: Path | None):
+    import mlskip
+
+    con = mlskip.connect(models_dir=models_dir)
+    for item in models:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--model takes NAME=PATH, got {item!r}")
+        con.register_model(name, path)
+    return con
+
+
+_MODEL_OPTION = typer.Option([], "--model", "-m", help="NAME=PATH of an ONNX model (repeatable)")
+_MODELS_DIR_OPTION = typer.Option(None, help="register every *.onnx file here under its stem")
+
+
+@app.command()
+def explain(
+    sql: str = typer.Argument(..., help="the query"),
+    model: list[str] = _MODEL_OPTION,
+    models_dir: Path | None = _MODELS_DIR_OPTION,
+    show_sql: bool = typer.Option(False, help="also print the rewritten SQL"),
+) -> None:
+    """Show which row groups a query would prune, read without the model, or evaluate."""
+    try:
+        con = _connection(model, models_dir)
+        report = con.explain_skipping(sql)
+    except MlskipError as error:
+        _fail(error)
+    console.print(report)
+    if show_sql:
+        console.print(report.sql, markup=False, highlight=False)
+
+
+@app.command()
+def query(
+    sql: str = typer.Argument(..., help="the query"),
+    model: list[str] = _MODEL_OPTION,
+    models_dir: Path | None = _MODELS_DIR_OPTION,
+    skipping: bool = typer.Option(True, help="plan and skip (off: evaluate every row)"),
+    limit: int = typer.Option(50, help="rows to print"),
+) -> None:
+    """Run a query with skipping and print its result."""
+    import duckdb
+
+    try:
+        con = _connection(model, models_dir)
+        con.skipping = skipping
+        start = time.perf_counter()
+        relation = con.sql(sql)
+        rows = relation.fetchmany(limit) if relation is not None else []
+        columns = relation.columns if relation is not None else []
+        seconds = time.perf_counter() - start
+    except (MlskipError, duckdb.Error) as error:
+        _fail(error)
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*map(str, row))
+    console.print(table)
+    console.print(f"{len(rows)} row(s) shown in {seconds * 1e3:.0f} ms")
+
+
+@app.command()
+def write(
+    source: Path = typer.Argument(..., help="input Parquet or CSV file"),
+    target: Path = typer.Argument(..., help="output Parquet file with mlskip summaries"),
+    row_group_size: int = typer.Option(122_880, help="rows per row group"),
+    hull: list[str] = typer.Option(
+        [], help="column pair A,B to summarise (repeatable; default auto)"
+    ),
+    hull_bytes: int = typer.Option(45, help="byte budget per row group and pair"),
+    cluster_by: list[str] = typer.Option([], help="columns to cluster rows by (repeatable)"),
+) -> None:
+    """Rewrite a Parquet or CSV file with skipping summaries in its footer."""
+    from mlskip.metadata import write_file
+
+    pairs = [tuple(h.split(",", 1)) for h in hull] if hull else "auto"
+    start = time.perf_counter()
+    try:
+        report = write_file(
+            source, target, row_group_size=row_group_size, hulls=pairs,
+            hull_bytes=hull_bytes, cluster_by=cluster_by or None,
+        )  # fmt: skip
+    except MlskipError as error:
+        _fail(error)
+    console.print(report)
+    console.print(f"written in {time.perf_counter() - start:.1f} s")
+
+
+@bench_app.command("verifier")
+def bench_verifier(
+    quick: bool = typer.Option(False, help="fewer regions and networks"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Regions per second and decisions per method on random MLPs and boxes."""
+    from mlskip.verifier.bench import run_bench
+
+    run_bench(quick=quick, seed=seed)
+
+
+@zoo_app.command("build")
+def zoo_build(
+    out: Path = typer.Option(Path("zoo"), help="output directory"),
+    quick: bool = typer.Option(False, help="3 models, fewer settings"),
+) -> None:
+    """Train the filter models and derive their compressed variants (ONNX)."""
+    from mlskip.model_zoo.build import build_zoo
+
+    console.print(f"manifest: {build_zoo(out, quick=quick, progress=True)}")
+
+
+@zoo_app.command("report")
+def zoo_report(
+    out: Path = typer.Option(Path("zoo"), help="zoo directory (built first if empty)"),
+    quick: bool = typer.Option(False, help="build a quick zoo if none exists"),
+) -> None:
+    """Measure every variant: size, accuracy, speed, verification and pruning."""
+    from mlskip.model_zoo.report import zoo_report as run_report
+
+    path = run_report(out, quick=quick, progress=True)
+    console.print(path.read_text())
 
 
 def main() -> None:
