@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
-from mlskip.verifier import LeakyReLU, Network, ReLU, RegionBatch, Sigmoid, Tanh
+from mlskip.verifier import LeakyReLU, Network, RegionBatch, ReLU, Sigmoid, Tanh
 from mlskip.verifier.alpha_crown import alpha_crown_bounds
 from mlskip.verifier.concretize import region_min, tighten_boxes
 from mlskip.verifier.crown import crown_bounds, crown_layers
@@ -18,7 +18,10 @@ from mlskip.verifier.milp import build_model, solve
 
 
 def random_net(rng, sizes, act=None, scale=1.0):
-    ws = [(rng.normal(size=(o, i)) * scale / np.sqrt(i), rng.normal(size=o) * 0.3) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    ws = [
+        (rng.normal(size=(o, i)) * scale / np.sqrt(i), rng.normal(size=o) * 0.3)
+        for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
     return Network.mlp(ws, activation=act)
 
 
@@ -44,7 +47,10 @@ def random_polygons(rng, lo, hi, m=6):
 
 def sample(rng, regions, k=400):
     n, d = regions.n, regions.d
-    x = regions.lower[:, None, :] + rng.uniform(size=(n, k, d)) * (regions.upper - regions.lower)[:, None, :]
+    x = (
+        regions.lower[:, None, :]
+        + rng.uniform(size=(n, k, d)) * (regions.upper - regions.lower)[:, None, :]
+    )
     inside = np.ones((n, k), bool)
     for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
         inside &= (np.einsum("nmt,nkt->nkm", A, x[..., [i, j]]) <= b[:, None, :]).all(-1)
@@ -130,7 +136,7 @@ def test_region_min_with_polygons_matches_lp():
     for r in range(n):
         Aub = np.zeros((A1.shape[1] + A2.shape[1], d))
         Aub[: A1.shape[1], :2] = A1[r]
-        Aub[A1.shape[1]:, 2:] = A2[r]
+        Aub[A1.shape[1] :, 2:] = A2[r]
         bub = np.concatenate([b1[r], b2[r]])
         for k in range(3):
             res = linprog(a[r, k], A_ub=Aub, b_ub=bub, bounds=list(zip(lo[r], hi[r], strict=True)))

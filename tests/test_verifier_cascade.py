@@ -15,7 +15,10 @@ from mlskip.verifier.onnx_loader import to_onnx
 
 
 def random_net(rng, sizes, final=None, scale=1.5):
-    ws = [(rng.normal(size=(o, i)) * scale / np.sqrt(i), rng.normal(size=o) * 0.3) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    ws = [
+        (rng.normal(size=(o, i)) * scale / np.sqrt(i), rng.normal(size=o) * 0.3)
+        for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
     return Network.mlp(ws, final=final)
 
 
@@ -54,8 +57,12 @@ def check_sampled(net, R, pred, res, rng, use_ort=True):
         q = pred.holds(y).reshape(R.n, -1)
         bad_none = (res.verdicts == NONE)[:, None] & q & inside
         bad_all = (res.verdicts == ALL)[:, None] & ~q & inside
-        assert not bad_none.any(), f"qualifying point in a NONE region: {np.flatnonzero(bad_none.any(1))}"
-        assert not bad_all.any(), f"violating point in an ALL region: {np.flatnonzero(bad_all.any(1))}"
+        assert not bad_none.any(), (
+            f"qualifying point in a NONE region: {np.flatnonzero(bad_none.any(1))}"
+        )
+        assert not bad_all.any(), (
+            f"violating point in an ALL region: {np.flatnonzero(bad_all.any(1))}"
+        )
 
 
 def quantile_threshold(net, rng, d, q, output=0):
@@ -108,8 +115,13 @@ def test_argmax_ties_follow_first_index():
     for precision in ("float32", "float64"):
         v1 = Verifier(precision=precision).verify(net, R, Predicate.argmax(1)).verdicts[0]
         assert v1 != ALL
-        check_sampled(net, R, Predicate.argmax(1), Verifier(precision=precision).verify(
-            net, R, Predicate.argmax(1)), np.random.default_rng(0))
+        check_sampled(
+            net,
+            R,
+            Predicate.argmax(1),
+            Verifier(precision=precision).verify(net, R, Predicate.argmax(1)),
+            np.random.default_rng(0),
+        )
     # class 1 just below class 0 (by far more than the float margins): 1 never wins, 0 always
     net2 = Network.mlp([(W1, b1), (W2, np.array([0.0, -1e-3, -5.0]))])
     assert Verifier().verify(net2, R, Predicate.argmax(1)).verdicts[0] == NONE
@@ -126,7 +138,10 @@ def test_final_monotone_ops_sound(final):
     net = random_net(rng, (2, 12, k), final=final, scale=2.5)
     R = regions_for(rng, 200, 2, width=0.3)
     y = net.evaluate(rng.uniform(-1.5, 1.5, size=(20000, 2)))
-    preds = [Predicate.gt(float(np.quantile(y[:, 0], 0.9))), Predicate.le(float(np.quantile(y[:, 0], 0.2)))]
+    preds = [
+        Predicate.gt(float(np.quantile(y[:, 0], 0.9))),
+        Predicate.le(float(np.quantile(y[:, 0], 0.2))),
+    ]
     if final == "softmax":
         preds += [Predicate.argmax(2), Predicate.linear([1.0, -1.0, 0.0], ">", 0.1)]
     for pred in preds:
@@ -137,8 +152,13 @@ def test_final_monotone_ops_sound(final):
 
 def test_tanh_network_cascade_sound():
     rng = np.random.default_rng(5)
-    net = Network.from_steps([Affine(rng.normal(size=(10, 3)), rng.normal(size=10)), Tanh(),
-                              Affine(rng.normal(size=(1, 10)), [0.0])])
+    net = Network.from_steps(
+        [
+            Affine(rng.normal(size=(10, 3)), rng.normal(size=10)),
+            Tanh(),
+            Affine(rng.normal(size=(1, 10)), [0.0]),
+        ]
+    )
     assert not net.is_piecewise_linear
     R = regions_for(rng, 100, 3)
     pred = Predicate.gt(quantile_threshold(net, rng, 3, 0.9))
@@ -204,7 +224,9 @@ def test_empty_regions_errors_and_budget():
     t0 = time.perf_counter()
     res = Verifier(time_budget=1.0, sample_points=0).verify(big, R, pred)
     assert time.perf_counter() - t0 < 4.0
-    assert res.seconds and res.counts()["none"] + res.counts()["all"] + res.counts()["unknown"] == 500
+    assert (
+        res.seconds and res.counts()["none"] + res.counts()["all"] + res.counts()["unknown"] == 500
+    )
 
 
 def test_import_does_not_load_torch():
@@ -212,7 +234,9 @@ def test_import_does_not_load_torch():
     import sys
 
     code = "import sys, mlskip.verifier; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "False"
 
 

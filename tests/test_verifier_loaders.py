@@ -25,7 +25,10 @@ def _f32(a):
 def _model(nodes, inits, d=3, k=2, inputs=None, props=None, opset=17):
     inputs = inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", d])]
     g = helper.make_graph(
-        nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", k])],
+        nodes,
+        "g",
+        inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", k])],
         [numpy_helper.from_array(_f32(v), name) for name, v in inits.items()],
     )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
@@ -54,11 +57,18 @@ def _agree(model, d=3, atol=1e-5):
 def test_gemm_variants_agree_with_onnxruntime(transB, alpha, beta):
     W = RNG.normal(size=(4, 3)) if transB else RNG.normal(size=(3, 4))
     nodes = [
-        helper.make_node("Gemm", ["x", "W", "b"], ["h"], name="g0", transB=transB, alpha=alpha, beta=beta),
+        helper.make_node(
+            "Gemm", ["x", "W", "b"], ["h"], name="g0", transB=transB, alpha=alpha, beta=beta
+        ),
         helper.make_node("Relu", ["h"], ["r"], name="relu"),
         helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], name="g1"),
     ]
-    net = _agree(_model(nodes, {"W": W, "b": RNG.normal(size=4), "W2": RNG.normal(size=(4, 2)), "b2": [0.1, -0.2]}))
+    net = _agree(
+        _model(
+            nodes,
+            {"W": W, "b": RNG.normal(size=4), "W2": RNG.normal(size=(4, 2)), "b2": [0.1, -0.2]},
+        )
+    )
     assert net.is_piecewise_linear and net.hidden_sizes == (4,)
 
 
@@ -70,7 +80,9 @@ def test_normalisation_ops_fold_into_affine_maps():
         helper.make_node("Add", ["c", "off"], ["d"], name="shift"),
         helper.make_node("MatMul", ["d", "W"], ["e"], name="mm"),
         helper.make_node("Add", ["e", "bias"], ["f"], name="bias"),
-        helper.make_node("BatchNormalization", ["f", "g", "be", "m", "v"], ["h"], name="bn", epsilon=1e-3),
+        helper.make_node(
+            "BatchNormalization", ["f", "g", "be", "m", "v"], ["h"], name="bn", epsilon=1e-3
+        ),
         helper.make_node("LeakyRelu", ["h"], ["i"], name="lrelu", alpha=0.1),
         helper.make_node("Flatten", ["i"], ["j"], name="flat", axis=1),
         helper.make_node("Reshape", ["j", "shape"], ["jj"], name="resh"),
@@ -80,10 +92,19 @@ def test_normalisation_ops_fold_into_affine_maps():
         helper.make_node("Gemm", ["t3", "W2", "b2"], ["y"], name="out", transB=1),
     ]
     inits = {
-        "mu": RNG.normal(size=3), "sd": RNG.uniform(0.5, 2, size=3), "k": [2.0], "off": RNG.normal(size=(1, 3)),
-        "W": RNG.normal(size=(3, 5)), "bias": RNG.normal(size=5), "g": RNG.uniform(0.5, 1.5, 5),
-        "be": RNG.normal(size=5), "m": RNG.normal(size=5), "v": RNG.uniform(0.5, 2, 5), "one": [1.0],
-        "W2": RNG.normal(size=(2, 5)), "b2": RNG.normal(size=2),
+        "mu": RNG.normal(size=3),
+        "sd": RNG.uniform(0.5, 2, size=3),
+        "k": [2.0],
+        "off": RNG.normal(size=(1, 3)),
+        "W": RNG.normal(size=(3, 5)),
+        "bias": RNG.normal(size=5),
+        "g": RNG.uniform(0.5, 1.5, 5),
+        "be": RNG.normal(size=5),
+        "m": RNG.normal(size=5),
+        "v": RNG.uniform(0.5, 2, 5),
+        "one": [1.0],
+        "W2": RNG.normal(size=(2, 5)),
+        "b2": RNG.normal(size=2),
     }
     m = _model(nodes, inits)
     m.graph.initializer.append(numpy_helper.from_array(np.array([-1, 5], dtype=np.int64), "shape"))
@@ -102,15 +123,24 @@ def test_final_monotone_op_is_recorded(final):
         helper.make_node("Gemm", ["r", "W2", "b2"], ["z"], name="g1", transB=1),
         helper.make_node(final, ["z"], ["y"], name="fin"),
     ]
-    m = _model(nodes, {"W": RNG.normal(size=(6, 3)), "b": RNG.normal(size=6), "W2": RNG.normal(size=(2, 6)),
-                       "b2": RNG.normal(size=2)})
+    m = _model(
+        nodes,
+        {
+            "W": RNG.normal(size=(6, 3)),
+            "b": RNG.normal(size=6),
+            "W2": RNG.normal(size=(2, 6)),
+            "b2": RNG.normal(size=2),
+        },
+    )
     net = _agree(m)
     assert net.final == final.lower()
 
 
 def test_input_names_from_metadata_and_roundtrip_export():
-    net = Network.mlp([(RNG.normal(size=(4, 2)), RNG.normal(size=4)), (RNG.normal(size=(1, 4)), [0.0])],
-                      input_names=("a", "b"))
+    net = Network.mlp(
+        [(RNG.normal(size=(4, 2)), RNG.normal(size=4)), (RNG.normal(size=(1, 4)), [0.0])],
+        input_names=("a", "b"),
+    )
     back = load_model(to_onnx(net))
     assert back.input_names == ("a", "b")
     x = RNG.normal(size=(50, 2))
@@ -123,9 +153,18 @@ def test_torch_sequential_agrees_with_torch_forward():
     nn = torch.nn
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Flatten(), nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4, 8),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
         nn.Sequential(nn.Linear(8, 8), nn.LeakyReLU(0.2), nn.Dropout(0.1)),
-        nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8), nn.Sigmoid(), nn.Identity(), nn.Linear(8, 3), nn.Softmax(dim=-1),
+        nn.Linear(8, 8),
+        nn.Tanh(),
+        nn.Linear(8, 8),
+        nn.Sigmoid(),
+        nn.Identity(),
+        nn.Linear(8, 3),
+        nn.Softmax(dim=-1),
     )
     with torch.no_grad():
         model[2].running_mean.normal_()
@@ -141,8 +180,15 @@ def test_torch_sequential_agrees_with_torch_forward():
     import io
 
     buf = io.BytesIO()
-    torch.onnx.export(model, torch.zeros(2, 4), buf, input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "N"}, "y": {0: "N"}}, dynamo=False)
+    torch.onnx.export(
+        model,
+        torch.zeros(2, 4),
+        buf,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
+        dynamo=False,
+    )
     net2 = load_model(buf.getvalue())
     np.testing.assert_allclose(net2.evaluate(x), ref, atol=1e-5)
 
@@ -164,7 +210,15 @@ def test_unsupported_op_error_names_op_and_node(op):
         helper.make_node(op, ["h"], ["r"], name="the_bad_node"),
         helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], name="g1", transB=1),
     ]
-    m = _model(nodes, {"W": RNG.normal(size=(4, 3)), "b": np.zeros(4), "W2": RNG.normal(size=(2, 4)), "b2": np.zeros(2)})
+    m = _model(
+        nodes,
+        {
+            "W": RNG.normal(size=(4, 3)),
+            "b": np.zeros(4),
+            "W2": RNG.normal(size=(2, 4)),
+            "b2": np.zeros(2),
+        },
+    )
     with pytest.raises(UnsupportedModelError, match=rf"{op} node 'the_bad_node'"):
         load_model(m)
 
@@ -173,8 +227,10 @@ def test_structural_errors_are_mlskip_errors(tmp_path):
     base = [helper.make_node("Gemm", ["x", "W", "b"], ["y"], name="g0", transB=1)]
     inits = {"W": RNG.normal(size=(2, 3)), "b": np.zeros(2)}
     # two inputs
-    two = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3]),
-           helper.make_tensor_value_info("x2", TensorProto.FLOAT, ["N", 3])]
+    two = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3]),
+        helper.make_tensor_value_info("x2", TensorProto.FLOAT, ["N", 3]),
+    ]
     with pytest.raises(ModelInputError, match="exactly one input"):
         load_model(_model(base, inits, inputs=two))
     # wrong rank
@@ -200,8 +256,10 @@ def test_structural_errors_are_mlskip_errors(tmp_path):
     with pytest.raises(UnsupportedModelError):
         load_model(42)
     # an op on two live tensors (a residual connection) is not a chain
-    res = [helper.make_node("Gemm", ["x", "W", "b"], ["h"], name="g0", transB=1),
-           helper.make_node("Add", ["h", "h"], ["y"], name="double")]
+    res = [
+        helper.make_node("Gemm", ["x", "W", "b"], ["h"], name="g0", transB=1),
+        helper.make_node("Add", ["h", "h"], ["y"], name="double"),
+    ]
     with pytest.raises(MlskipError):
         load_model(_model(res, {"W": RNG.normal(size=(2, 3)), "b": np.zeros(2)}))
 

@@ -33,7 +33,10 @@ def make_case(seed: int):
     d = int(rng.integers(2, 4))
     hidden = [int(rng.integers(3, 9)) for _ in range(int(rng.integers(1, 3)))]
     sizes = (d, *hidden, 1)
-    ws = [(rng.normal(size=(o, i)), rng.normal(size=o) * 0.5) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    ws = [
+        (rng.normal(size=(o, i)), rng.normal(size=o) * 0.5)
+        for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
     net = Network.mlp(ws)
     c = rng.uniform(-1, 1, size=d)
     r = rng.uniform(0.05, 0.8, size=d)
@@ -68,7 +71,9 @@ def inside(x, lo, hi, hs, tol=1e-9):
 def run_case(seed: int) -> None:
     net, lo, hi, hs, t = make_case(seed)
     pred = Predicate.gt(t)
-    res = Verifier(methods=("ibp", "crown", "bab", "milp"), milp_time_per_region=5.0).verify(net, region(lo, hi, hs), pred)
+    res = Verifier(methods=("ibp", "crown", "bab", "milp"), milp_time_per_region=5.0).verify(
+        net, region(lo, hi, hs), pred
+    )
     v = res.verdicts[0]
     one = np.ones(1)
     # is there a qualifying input?
@@ -108,13 +113,19 @@ def test_marabou_backend_in_cascade():
     net, lo, hi, hs, t = make_case(3)
     R = region(lo, hi, hs)
     a = Verifier(methods=("marabou",), sample_points=0).verify(net, R, Predicate.gt(t)).verdicts[0]
-    b = Verifier(methods=("ibp", "crown", "bab", "milp")).verify(net, R, Predicate.gt(t)).verdicts[0]
+    b = (
+        Verifier(methods=("ibp", "crown", "bab", "milp"))
+        .verify(net, R, Predicate.gt(t))
+        .verdicts[0]
+    )
     assert a == b or 2 in (a, b)  # Marabou leaves UNKNOWN within the gap / on time-out
 
 
-@pytest.mark.skipif(not auto_lirpa.available(),
-                    reason="auto_LiRPA is not importable: its PyPI release (0.3) breaks on numpy 2 / torch 2 "
-                           "and newer versions are source-only (see DESIGN.md)")
+@pytest.mark.skipif(
+    not auto_lirpa.available(),
+    reason="auto_LiRPA is not importable: its PyPI release (0.3) breaks on numpy 2 / torch 2 "
+    "and newer versions are source-only (see DESIGN.md)",
+)
 def test_auto_lirpa_adapter_matches_crown():  # pragma: no cover - not installable here
     from mlskip.verifier.crown import crown_bounds
 

@@ -108,4 +108,4 @@ def tighten_boxes(regions: RegionBatch) -> RegionBatch:
     bad = lo > hi
     lo = np.where(bad, regions.lower, lo)
     hi = np.where(bad, regions.upper, hi)
-    return RegionBatch(lo, hi, regions.pairs, regions.halfspaces)
+    return regions.with_tighter_boxes(lo, hi)

@@ -188,8 +188,12 @@ def _chunks(net: Network, n: int) -> int:
     return max(64, min(n, CHUNK_ELEMENTS // per))
 
 
-def crown_bounds(net: Network, regions: RegionBatch, polygon_intermediate: bool = True) -> Bounds:
-    """Sound output bounds ``[n, k]`` of ``net`` over ``regions`` by CROWN."""
+def crown_bounds(net: Network, regions: RegionBatch, polygon_intermediate: bool = False) -> Bounds:
+    """Sound output bounds ``[n, k]`` of ``net`` over ``regions`` by CROWN.
+
+    Polygons always shape the final bound; ``polygon_intermediate`` also uses
+    them for hidden-layer bounds (tighter, several times slower).
+    """
     n = regions.n
     step = _chunks(net, n)
     if step >= n:

@@ -115,12 +115,34 @@ class RegionBatch:
     def subset(self, idx: np.ndarray | Sequence[int]) -> RegionBatch:
         """Regions ``idx`` (an index array) as a new batch."""
         idx = np.asarray(idx)
-        return RegionBatch(
+        out = RegionBatch(
             self.lower[idx],
             self.upper[idx],
             self.pairs,
             tuple((A[idx], b[idx]) for A, b in self.halfspaces),
         )
+        for key, pv in self._cache.items():  # vertices of a subset are a slice
+            if key[0] == "vertices":
+                out._cache[key] = PairVertices(
+                    *(getattr(pv, f)[idx] for f in PairVertices.__dataclass_fields__)
+                )
+        return out
+
+    def with_tighter_boxes(self, lower: np.ndarray, upper: np.ndarray) -> RegionBatch:
+        """The same point sets with boxes shrunk to ``[lower, upper]`` (still containing
+        every polygon ∩ box point). Cached vertices are reused: they only guide
+        which dual certificate concretize.py builds, so soundness never depends
+        on them; the box rows' right-hand sides are updated to the new boxes."""
+        out = RegionBatch(lower, upper, self.pairs, self.halfspaces)
+        for key, pv in self._cache.items():
+            if key[0] == "vertices":
+                i, j = self.pairs[key[1]]
+                b = pv.b.copy()
+                b[:, -4:] = np.stack(
+                    [-out.lower[:, i], out.upper[:, i], -out.lower[:, j], out.upper[:, j]], axis=1
+                )
+                out._cache[key] = PairVertices(pv.xy, pv.rows, pv.valid, pv.usable, pv.A, b)
+        return out
 
     def with_boxes(self, lower: np.ndarray, upper: np.ndarray, parent: np.ndarray) -> RegionBatch:
         """Sub-boxes ``[lower, upper]`` each keeping the polygons of region ``parent[k]``."""
@@ -169,14 +191,15 @@ def _enumerate_vertices(regions: RegionBatch, k: int) -> PairVertices:
         x = (bp_ * Aq_[..., 1] - bq_ * Ap_[..., 1]) / sdet
         y = (Ap_[..., 0] * bq_ - Aq_[..., 0] * bp_) / sdet
         xy = np.stack([x, y], axis=-1)
-        lhs = np.einsum("nkt,npt->npk", A, xy)
+        lhs = A[:, None, :, 0] * x[:, :, None]
+        lhs += A[:, None, :, 1] * y[:, :, None]
         # outward tolerance: keeping a near-feasible point only lowers a minimum
-        tol = 1e-9 * (
-            1.0
-            + np.abs(np.where(np.isfinite(b), b, 0.0))[:, None, :]
-            + np.einsum("nkt,npt->npk", np.abs(A), np.abs(xy))
-        )
-        feas = (lhs <= b[:, None, :] + tol).all(axis=-1)
+        # (and vertices only guide the dual certificate; see concretize.py)
+        xmax = np.maximum(np.abs(x), np.abs(y))
+        bf = np.where(np.isfinite(b), np.abs(b), 0.0)
+        tol = 1e-9 * (1.0 + bf[:, None, :] + np.abs(A).sum(-1)[:, None, :] * xmax[:, :, None])
+        lhs -= tol
+        feas = (lhs <= b[:, None, :]).all(axis=-1)
     valid = ok & feas & np.isfinite(xy).all(-1)
     finite_box = np.isfinite(li) & np.isfinite(ui) & np.isfinite(lj) & np.isfinite(uj)
     usable = finite_box & valid.any(axis=1)
