@@ -28,6 +28,13 @@ _LAZY: dict[str, str] = {
     "write_parquet": "mlskip.metadata",
     "copy": "mlskip.metadata",
     "read_skip_metadata": "mlskip.metadata",
+    "scan": "mlskip.udf.arrow_scan",
+    "scan_dataset": "mlskip.udf.arrow_scan",
+    "scan_polars": "mlskip.udf.arrow_scan",
+    "plan_scan": "mlskip.udf.arrow_scan",
+    "Verifier": "mlskip.verifier.cascade",
+    "Predicate": "mlskip.verifier",
+    "load_model": "mlskip.verifier",
     "generate_tpc": "mlskip.tpch.generate",
 }
 

@@ -29,6 +29,8 @@ from mlskip.verifier import Network, Predicate, RegionBatch
 from mlskip.verifier.cascade import Verifier
 
 UNKNOWN = 2
+# no alpha-CROWN by default: it needs torch, whose import costs seconds on a first query
+PLANNER_METHODS = ("ibp", "crown", "bab", "milp")
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,8 +78,18 @@ class Planner:
     """Plans scans; caches footers by file identity and plans by
     (footer hash, model digest, predicate, bounds)."""
 
-    def __init__(self, verifier: Verifier | None = None, cache_size: int = 512) -> None:
-        self.verifier = verifier or Verifier(time_budget=5.0)
+    def __init__(
+        self,
+        verifier: Verifier | None = None,
+        cache_size: int = 512,
+        seconds_per_row_group: float = 0.002,
+        min_seconds: float = 0.05,
+    ) -> None:
+        # without an explicit verifier, the expensive methods get a budget that
+        # grows with the number of row groups: planning must stay cheap next to the scan
+        self.verifier = verifier
+        self.seconds_per_row_group = seconds_per_row_group
+        self.min_seconds = min_seconds
         self._files: OrderedDict[str, FileFacts] = OrderedDict()
         self._plans: OrderedDict[tuple, FilePlan] = OrderedDict()
         self._cache_size = cache_size
@@ -102,6 +114,17 @@ class Planner:
             self._files[identity[0]] = facts
             self._trim(self._files)
         return facts
+
+    def _verifier(self, regions: int) -> Verifier:
+        if self.verifier is not None:
+            return self.verifier
+        budget = max(self.min_seconds, self.seconds_per_row_group * regions)
+        return Verifier(
+            methods=PLANNER_METHODS,
+            time_budget=budget,
+            milp_time_per_region=min(0.5, budget),
+            bab_time_budget=budget / 2,
+        )
 
     def _trim(self, cache: OrderedDict) -> None:
         while len(cache) > self._cache_size:
@@ -206,7 +229,7 @@ class Planner:
                 regions.pairs,
                 tuple((A[todo], b[todo]) for A, b in regions.halfspaces),
             )
-            result = self.verifier.verify(bound.network, batch, bound.predicate)
+            result = self._verifier(len(todo)).verify(bound.network, batch, bound.predicate)
             got = np.asarray(result.verdicts, dtype=np.int8).copy()
             # NULL arguments never qualify, so "every row qualifies" needs no NULLs
             got[(got == 1) & regions.has_nulls[todo]] = UNKNOWN

@@ -1,0 +1,101 @@
+"""Arrow and Polars scans follow the same plan and return exactly the qualifying rows."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import mlskip
+from mlskip.errors import PredicateError
+from mlskip.udf.arrow_scan import parse_predicate
+from mlskip.verifier import Predicate
+from tests.test_skipping_e2e import make_net, make_table
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    rng = np.random.default_rng(3)
+    root = tmp_path_factory.mktemp("scan")
+    table = make_table(rng, 30_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlskip.write_parquet(
+            table.slice(0, 15_000),
+            root / "p1.parquet",
+            row_group_size=1_000,
+            hulls=[("a", "b")],
+            cluster_by=["a"],
+        )
+        mlskip.write_parquet(
+            table.slice(15_000),
+            root / "p2.parquet",
+            row_group_size=2_500,
+            hulls=None,
+            cluster_by=["b"],
+        )
+    return root, table
+
+
+def brute_force(table, net, inputs, predicate):
+    """Every row evaluated with the same runtime the scan uses (ONNX Runtime, float32)."""
+    from mlskip.udf.model import prepare_model
+    from mlskip.udf.runtime import make_runner
+
+    x = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in inputs])
+    y = make_runner(prepare_model(net))(x.astype(np.float32))
+    return sorted(table.filter(predicate.holds(y)).column("s").to_pylist())
+
+
+@pytest.mark.parametrize("q", [0.001, 0.3, 0.999])
+@pytest.mark.parametrize("op", [">", "<", "between"])
+def test_scan_equals_brute_force(files, q, op):
+    root, table = files
+    net = make_net(np.random.default_rng(5), 2)
+    x = np.column_stack([table.column(c).to_numpy() for c in ("a", "b")])
+    y = net.evaluate(x)[:, 0]
+    t = float(np.quantile(y, q))
+    text = f"between {t} and {t + abs(t) * 0.05 + 0.1}" if op == "between" else f"{op} {t}"
+    result = mlskip.scan(str(root / "p*.parquet"), net, text, inputs=["a", "b"])
+    expected = brute_force(table, net, ["a", "b"], parse_predicate(text, False))
+    assert sorted(result.column("s").to_pylist()) == expected
+
+
+def test_dataset_holds_only_unpruned_row_groups(files):
+    root, table = files
+    net = make_net(np.random.default_rng(5), 2)
+    y = net.evaluate(np.column_stack([table.column(c).to_numpy() for c in ("a", "b")]))[:, 0]
+    text = f"> {float(np.quantile(y, 0.999))}"
+    plan = mlskip.plan_scan(str(root / "p*.parquet"), net, text, inputs=["a", "b"])
+    kept_rows = sum(int(f.num_rows[~f.pruned].sum()) for f in plan.files)
+    assert kept_rows < table.num_rows  # something was pruned
+    dataset = mlskip.scan_dataset(str(root / "p*.parquet"), net, text, inputs=["a", "b"])
+    assert dataset.to_table().num_rows == kept_rows
+    expected = brute_force(table, net, ["a", "b"], parse_predicate(text, False))
+    assert set(expected) <= set(dataset.to_table().column("s").to_pylist())
+
+
+def test_polars_lazy_frame_matches(files):
+    root, table = files
+    net = make_net(np.random.default_rng(5), 2)
+    lazy = mlskip.scan_polars(
+        str(root / "p1.parquet"), net, "> 0.5", inputs=["a", "b"], columns=["s"]
+    )
+    expected = brute_force(pq.read_table(root / "p1.parquet"), net, ["a", "b"], Predicate.gt(0.5))
+    assert sorted(lazy.collect()["s"].to_list()) == expected
+
+
+def test_classifier_scan(files):
+    root, table = files
+    net = make_net(np.random.default_rng(6), 2, outputs=3)
+    result = mlskip.scan(str(root / "p1.parquet"), net, "= 2", inputs=["a", "b"])
+    expected = brute_force(pq.read_table(root / "p1.parquet"), net, ["a", "b"], Predicate.argmax(2))
+    assert sorted(result.column("s").to_pylist()) == expected
+
+
+@pytest.mark.parametrize("bad", ["> abc", "~ 3", "between 1", ""])
+def test_bad_predicate_text_is_a_clear_error(bad):
+    with pytest.raises(PredicateError, match="cannot read predicate"):
+        parse_predicate(bad, False)
