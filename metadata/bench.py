@@ -55,7 +55,6 @@ PAIRS6 = [
 
 def _print(title: str, rows: list[dict]) -> None:
     from rich.console import Console
-
     from rich.table import Table
 
     t = Table(title=title)
