@@ -12,6 +12,8 @@ keep their CROWN relaxation. torch is imported only when this runs.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .concretize import region_min
@@ -46,7 +48,11 @@ def _backward_alpha(
 
 
 def alpha_crown_bounds(
-    net: Network, regions: RegionBatch, iters: int = 20, lr: float = 0.2
+    net: Network,
+    regions: RegionBatch,
+    iters: int = 20,
+    lr: float = 0.2,
+    deadline: float | None = None,
 ) -> Bounds:
     """Sound output bounds ``[n, k]``, at least as tight as CROWN's."""
     import torch
@@ -96,7 +102,9 @@ def alpha_crown_bounds(
     opt = torch.optim.Adam(opt_params, lr=lr)
     best = None
     best_val = torch.full((n, m), -torch.inf, dtype=dt)
-    for _ in range(iters):
+    for it in range(iters):
+        if it and deadline is not None and time.perf_counter() >= deadline:
+            break  # the best slopes so far are valid
         lam = (trows @ T[-1][0]).expand(n, m, -1)
         bias = (trows @ T[-1][1]).expand(n, m)
         for j in range(len(net.activations) - 1, -1, -1):

@@ -46,6 +46,9 @@ METHOD_NAMES: tuple[str, ...] = (
 METHOD_CODE = {name: np.int8(i) for i, name in enumerate(METHOD_NAMES)}
 AVAILABLE = ("ibp", "crown", "alpha_crown", "bab", "milp", "marabou", "auto_lirpa")
 DEFAULT_METHODS = ("ibp", "crown", "alpha_crown", "bab", "milp")
+TORCH_IMPORT_RESERVE = (
+    10.0  # seconds; alpha-CROWN is skipped under a tighter budget before torch is loaded
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,14 +225,26 @@ class Verifier:
 
             return self._decide(spec, *crown_bounds(snet, sub), mg), None
         if name == "alpha_crown":
+            import sys
+
+            if (
+                "torch" not in sys.modules
+                and deadline is not None
+                and deadline - time.perf_counter() < TORCH_IMPORT_RESERVE
+            ):
+                return np.full(
+                    sub.n, UNKNOWN, dtype=np.int8
+                ), None  # importing torch alone would overrun
             from .alpha_crown import alpha_crown_bounds
 
             out = np.full(sub.n, UNKNOWN, dtype=np.int8)
-            for s in range(0, sub.n, 512):
+            for s in range(0, sub.n, 256):
                 if deadline is not None and time.perf_counter() >= deadline:
                     break
-                idx = np.arange(s, min(sub.n, s + 512))
-                L, U = alpha_crown_bounds(snet, sub.subset(idx), iters=self.alpha_iters)
+                idx = np.arange(s, min(sub.n, s + 256))
+                L, U = alpha_crown_bounds(
+                    snet, sub.subset(idx), iters=self.alpha_iters, deadline=deadline
+                )
                 out[idx] = self._decide(spec, L, U, mg[idx])
             return out, None
         if name == "bab":
