@@ -72,7 +72,7 @@ def _table_columns_cached(
     select = ", ".join(f"{e} AS c{i}" for i, e in enumerate(exprs))
     not_null = " AND ".join(f"({e}) IS NOT NULL" for e in exprs)
     try:
-        arrow = con.sql(f"SELECT {select} FROM {table} WHERE {not_null}").fetch_arrow_table()
+        arrow = con.sql(f"SELECT {select} FROM {table} WHERE {not_null}").to_arrow_table()
     except duckdb.Error as exc:
         raise InputDataError(f"cannot read {exprs} from {suite}.{table}: {exc}") from exc
     return tuple(_to_numpy(arrow.column(i)) for i in range(len(exprs)))
