@@ -194,6 +194,19 @@ def bench_verifier(
     run_bench(quick=quick, seed=seed)
 
 
+@bench_app.command("sql")
+def bench_sql(
+    sf: float = typer.Option(1.0, help="TPC-H scale factor"),
+    row_group_size: int = typer.Option(122_880, help="rows per row group"),
+    repeats: int = typer.Option(3, help="interleaved repetitions (medians reported)"),
+    quick: bool = typer.Option(False, help="SF 0.1, 2 repetitions"),
+) -> None:
+    """Model rows/s inside DuckDB (torch vs ONNX UDF) and end-to-end skipping speedups."""
+    from mlskip.udf.bench import run_sql_bench
+
+    run_sql_bench(sf=sf, row_group_size=row_group_size, repeats=repeats, quick=quick)
+
+
 @zoo_app.command("build")
 def zoo_build(
     out: Path = typer.Option(Path("zoo"), help="output directory"),
