@@ -1,0 +1,288 @@
+//! The C ABI (loaded by metadata/native.py with ctypes). Every function returns
+//! a status: 0 ok, 1 the reference raises OverflowError (grid beyond float64),
+//! 2 the reference raises MetadataError (record not encodable), 3 bad argument,
+//! 4 internal panic (caught; never unwinds into the caller).
+
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::slice;
+
+use crate::column::{int_ulps, summarize, Grid, Summary, Validity, Values};
+use crate::polygon::{cells, pair_polygon, record_from_cells, Cells, Column, Error, BITS_CHOICES, MAX_RECORD};
+
+pub const OK: i32 = 0;
+pub const E_OVERFLOW: i32 = 1;
+pub const E_ENCODE: i32 = 2;
+pub const E_ARG: i32 = 3;
+pub const E_PANIC: i32 = 4;
+
+/// Column buffer: `kind` 0 = f64, 1 = i64, 2 = i32, 3 = decimal128 (low 64-bit words
+/// read with stride 2, divided by `div`); `data` points at row 0; `valid` null = no
+/// NULLs, else one byte per row (`valid_kind` 0) or an Arrow bitmap (1) starting at
+/// bit `valid_offset`; `ulps` -1 = as to_numeric for integers (1 beyond 2**53, else 0).
+#[repr(C)]
+pub struct MlsColumn {
+    pub kind: i32,
+    pub ulps: i32,
+    pub data: *const c_void,
+    pub len: i64,
+    pub valid: *const u8,
+    pub valid_kind: i32,
+    pub _pad: i32,
+    pub valid_offset: i64,
+    pub div: f64,
+}
+
+/// Column summary (polygon.py ColumnSummary; `ulps` is the widening used).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct MlsSummary {
+    pub lo: f64,
+    pub hi: f64,
+    pub nulls: i64,
+    pub nans: i64,
+    pub infs: i64,
+    pub has_grid: i32,
+    pub e: i32,
+    pub n0: i64,
+    pub ulps: i32,
+    pub _pad: i32,
+}
+
+/// Encoded record; `len` 0 = absent.
+#[repr(C)]
+pub struct MlsRecord {
+    pub len: i32,
+    pub bytes: [u8; 128],
+}
+
+const _: () = assert!(MAX_RECORD <= 128);
+
+struct Col<'a> {
+    col: Column<'a>,
+}
+
+unsafe fn column<'a>(c: &MlsColumn) -> Result<Col<'a>, i32> {
+    if c.len < 0 || (c.data.is_null() && c.len > 0) {
+        return Err(E_ARG);
+    }
+    let n = c.len as usize;
+    let data = if n == 0 { std::ptr::NonNull::<i64>::dangling().as_ptr() as *const c_void } else { c.data };
+    let values = match c.kind {
+        0 => Values::F64(slice::from_raw_parts(data as *const f64, n)),
+        1 => Values::I64(slice::from_raw_parts(data as *const i64, n)),
+        2 => Values::I32(slice::from_raw_parts(data as *const i32, n)),
+        3 if c.div > 0.0 => Values::Dec(slice::from_raw_parts(data as *const i64, 2 * n), c.div),
+        _ => return Err(E_ARG),
+    };
+    let valid = if c.valid.is_null() {
+        Validity::All
+    } else if c.valid_kind == 0 {
+        Validity::Bytes(slice::from_raw_parts(c.valid, n))
+    } else if c.valid_kind == 1 && c.valid_offset >= 0 {
+        let off = c.valid_offset as usize;
+        Validity::Bits(slice::from_raw_parts(c.valid, (off + n).div_ceil(8)), off)
+    } else {
+        return Err(E_ARG);
+    };
+    let ulps = if c.ulps >= 0 {
+        c.ulps as u32
+    } else if c.ulps == -1 {
+        int_ulps(&values, &valid)
+    } else {
+        return Err(E_ARG);
+    };
+    Ok(Col { col: Column { values, valid, ulps } })
+}
+
+fn to_c(s: &Summary, ulps: u32) -> MlsSummary {
+    let g = s.grid.unwrap_or(Grid { e: 0, n0: 0 });
+    MlsSummary {
+        lo: s.lo,
+        hi: s.hi,
+        nulls: s.nulls as i64,
+        nans: s.nans as i64,
+        infs: s.infs as i64,
+        has_grid: s.grid.is_some() as i32,
+        e: g.e,
+        n0: g.n0,
+        ulps: ulps as i32,
+        _pad: 0,
+    }
+}
+
+fn from_c(s: &MlsSummary) -> Summary {
+    Summary {
+        lo: s.lo,
+        hi: s.hi,
+        nulls: s.nulls as u64,
+        nans: s.nans as u64,
+        infs: s.infs as u64,
+        grid: if s.has_grid != 0 { Some(Grid { e: s.e, n0: s.n0 }) } else { None },
+    }
+}
+
+fn status(e: Error) -> i32 {
+    match e {
+        Error::Overflow => E_OVERFLOW,
+        Error::Encode => E_ENCODE,
+    }
+}
+
+fn put_record(rec: Option<Vec<u8>>, out: &mut MlsRecord) {
+    match rec {
+        Some(r) => {
+            out.len = r.len() as i32;
+            out.bytes[..r.len()].copy_from_slice(&r);
+        }
+        None => out.len = 0,
+    }
+}
+
+unsafe fn bits_choices<'a>(bits: *const u32, nbits: usize) -> Result<&'a [u32], i32> {
+    if nbits == 0 {
+        return Ok(&[]);
+    }
+    if bits.is_null() {
+        return Err(E_ARG);
+    }
+    let b = slice::from_raw_parts(bits, nbits);
+    if b.iter().all(|v| BITS_CHOICES.contains(v)) {
+        Ok(b)
+    } else {
+        Err(E_ARG)
+    }
+}
+
+fn guarded(f: impl FnOnce() -> i32) -> i32 {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(E_PANIC)
+}
+
+/// Version of this ABI (bumped on any signature or struct change).
+#[no_mangle]
+pub extern "C" fn mlskip_abi_version() -> u32 {
+    1
+}
+
+/// `pair_polygon(x, y, valid, hull_bytes, x_ulps=, y_ulps=, x_summary=, y_summary=,
+/// bits_choices=)`: both columns carry the pair's validity; `x_given`/`y_given` may be null.
+///
+/// # Safety
+/// All pointers must be valid for the lengths they describe; outputs writable.
+#[no_mangle]
+pub unsafe extern "C" fn mlskip_pair_polygon(
+    x: *const MlsColumn,
+    y: *const MlsColumn,
+    hull_bytes: u32,
+    bits: *const u32,
+    nbits: usize,
+    x_given: *const MlsSummary,
+    y_given: *const MlsSummary,
+    out_x: *mut MlsSummary,
+    out_y: *mut MlsSummary,
+    out_rec: *mut MlsRecord,
+) -> i32 {
+    guarded(|| {
+        if x.is_null() || y.is_null() || out_x.is_null() || out_y.is_null() || out_rec.is_null() {
+            return E_ARG;
+        }
+        let (cx, cy) = match (column(&*x), column(&*y)) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => return E_ARG,
+        };
+        if cx.col.values.len() != cy.col.values.len() {
+            return E_ARG;
+        }
+        let bits = match bits_choices(bits, nbits) {
+            Ok(b) => b,
+            Err(e) => return e,
+        };
+        let xg = x_given.as_ref().map(from_c);
+        let yg = y_given.as_ref().map(from_c);
+        match pair_polygon(&cx.col, &cy.col, hull_bytes, bits, xg, yg) {
+            Ok(p) => {
+                *out_x = to_c(&p.x, cx.col.ulps);
+                *out_y = to_c(&p.y, cy.col.ulps);
+                put_record(p.record, &mut *out_rec);
+                OK
+            }
+            Err(e) => status(e),
+        }
+    })
+}
+
+/// The writer's row group: summaries of `ncols` columns (each with its own validity)
+/// and the records of `npairs` pairs (`pairs[2i]`, `pairs[2i+1]` column indices),
+/// cells shared between the pairs of a column (writer.py `summarize_row_group`).
+///
+/// # Safety
+/// All pointers must be valid for the lengths they describe; outputs writable.
+#[no_mangle]
+pub unsafe extern "C" fn mlskip_row_group(
+    cols: *const MlsColumn,
+    ncols: usize,
+    pairs: *const u32,
+    npairs: usize,
+    hull_bytes: u32,
+    bits: *const u32,
+    nbits: usize,
+    out_cols: *mut MlsSummary,
+    out_recs: *mut MlsRecord,
+) -> i32 {
+    guarded(|| {
+        if (ncols > 0 && (cols.is_null() || out_cols.is_null())) || (npairs > 0 && (pairs.is_null() || out_recs.is_null())) {
+            return E_ARG;
+        }
+        let bits = match bits_choices(bits, nbits) {
+            Ok(b) => b,
+            Err(e) => return e,
+        };
+        let cin = if ncols == 0 { &[][..] } else { slice::from_raw_parts(cols, ncols) };
+        let mut columns = Vec::with_capacity(ncols);
+        for c in cin {
+            match column(c) {
+                Ok(c) => columns.push(c.col),
+                Err(e) => return e,
+            }
+        }
+        let pin = if npairs == 0 { &[][..] } else { slice::from_raw_parts(pairs, 2 * npairs) };
+        if pin.iter().any(|&i| i as usize >= ncols) {
+            return E_ARG;
+        }
+        let mut sums = Vec::with_capacity(ncols);
+        for c in &columns {
+            match summarize(&c.values, &c.valid, c.ulps) {
+                Ok(s) => sums.push(s),
+                Err(e) => return status(e.into()),
+            }
+        }
+        let oc = if ncols == 0 { &mut [][..] } else { slice::from_raw_parts_mut(out_cols, ncols) };
+        for (i, s) in sums.iter().enumerate() {
+            oc[i] = to_c(s, columns[i].ulps);
+        }
+        let orec = if npairs == 0 { &mut [][..] } else { slice::from_raw_parts_mut(out_recs, npairs) };
+        let mut cache: Vec<Option<Cells>> = (0..ncols).map(|_| None).collect();
+        for p in 0..npairs {
+            let (a, b) = (pin[2 * p] as usize, pin[2 * p + 1] as usize);
+            let (ga, gb) = match (sums[a].grid, sums[b].grid) {
+                (Some(ga), Some(gb)) => (ga, gb),
+                _ => {
+                    orec[p].len = 0;
+                    continue;
+                }
+            };
+            if cache[a].is_none() {
+                cache[a] = Some(cells(&columns[a], ga));
+            }
+            if cache[b].is_none() {
+                cache[b] = Some(cells(&columns[b], gb));
+            }
+            let rec = record_from_cells(cache[a].as_ref().unwrap(), cache[b].as_ref().unwrap(), hull_bytes, bits);
+            match rec {
+                Ok(r) => put_record(r, &mut orec[p]),
+                Err(e) => return status(e),
+            }
+        }
+        OK
+    })
+}
