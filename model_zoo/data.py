@@ -40,6 +40,7 @@ def _connect(suite: str, sf: float) -> duckdb.DuckDBPyConnection:
     if suite not in _GENERATORS:
         raise UnknownSuiteError(f"unknown suite {suite!r}; choose one of {', '.join(_GENERATORS)}")
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"INSTALL '{_extension_path(suite)}'")
     con.execute(f"LOAD {suite}")
     con.execute(_GENERATORS[suite].format(sf=sf))
