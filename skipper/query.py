@@ -20,8 +20,8 @@ from sqlglot.errors import SqlglotError
 from mlskip.errors import ModelInputError
 from mlskip.planner import BoundPredicate, Planner, verifier_predicate
 from mlskip.report import FileReport, SkippingReport
-from mlskip.rules.predicates import AffineArg, analyse_where
-from mlskip.rules.rewrite import FileScan, rewrite_scan
+from mlskip.rules.predicates import AffineArg, MLPredicate, analyse_where
+from mlskip.rules.rewrite import FileScan, Ranges, rewrite_scan, unqualified_sql
 from mlskip.rules.scans import ParquetScan, find_parquet_scans
 from mlskip.verifier import Network
 
@@ -51,6 +51,34 @@ class ModelBinding:
     unverifiable: str | None = None
 
 
+@dataclass(frozen=True)
+class EvaluationTask:
+    """Rows of one file on which one ML predicate is to be evaluated in advance.
+
+    ``source`` is a ``read_parquet(...)`` call exposing ``file_row_number``;
+    ``ranges`` the rows to evaluate (None: all); ``filters`` other conjuncts
+    on the same scan (rows failing them never reach the result); ``args``
+    the model's arguments as SQL; ``kind``/``values`` the comparison.
+    """
+
+    source: str
+    ranges: Ranges | None
+    filters: tuple[str, ...]
+    function: str
+    args: tuple[str, ...]
+    kind: str
+    values: tuple[float, ...]
+
+
+# returns the name of a relation with column file_row_number, or None to keep the SQL function
+Evaluator = Callable[[EvaluationTask], "str | None"]
+
+
+def _call_args(ml: MLPredicate) -> tuple[str, ...]:
+    call = next(c for c in ml.node.find_all(exp.Anonymous) if str(c.this).lower() == ml.function)
+    return tuple(unqualified_sql(a) for a in call.expressions)
+
+
 def expand_paths(pattern: str) -> list[str]:
     """Files a path or glob names, in DuckDB's order (sorted)."""
     if any(ch in pattern for ch in "*?["):
@@ -78,8 +106,14 @@ def plan_query(
     functions: Mapping[str, ModelBinding],
     planner: Planner,
     expand: Callable[[str], Sequence[str]] = expand_paths,
+    evaluate: Evaluator | None = None,
 ) -> SkippingReport:
-    """The skipping report for ``sql``; ``report.sql`` is the query to run."""
+    """The skipping report for ``sql``; ``report.sql`` is the query to run.
+
+    With ``evaluate``, ML predicates on planned scans are evaluated in advance
+    through it (outside DuckDB's per-chunk UDF calls) and the query selects the
+    qualifying rows by ``file_row_number``.
+    """
     start = time.perf_counter()
 
     def done(reasons, files=(), tree=None, predicates=()) -> SkippingReport:
@@ -115,7 +149,7 @@ def plan_query(
     changed = False
     for scan in find_parquet_scans(tree):
         changed |= _plan_scan(
-            scan, functions, kinds, planner, expand, reasons, files, predicates_seen
+            scan, functions, kinds, planner, expand, evaluate, reasons, files, predicates_seen
         )
     if not find_parquet_scans(tree) and not changed:
         reasons.append(
@@ -130,6 +164,7 @@ def _plan_scan(
     kinds: Mapping[str, str],
     planner: Planner,
     expand: Callable[[str], Sequence[str]],
+    evaluate: Evaluator | None,
     reasons: list[str],
     files: list[FileReport],
     predicates_seen: list[str],

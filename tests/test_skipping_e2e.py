@@ -75,9 +75,11 @@ def connections(dataset):
     nets = {"risk": make_net(rng, 2), "risk3": make_net(rng, 3), "kind": make_net(rng, 2, 3)}
     fast = Verifier(time_budget=0.3, milp_time_per_region=0.05, bab_time_budget=0.1)
     on, off = mlskip.connect(verifier=fast), mlskip.connect(skipping=False)
-    for con in (on, off):
+    udf_path = mlskip.connect(verifier=fast, batch_evaluation=False)
+    for con in (on, off, udf_path):
         for name, net in nets.items():
             con.register_model(name, net)
+    on.udf_path = udf_path  # the same plans, with the model evaluated by the SQL function
     return on, off, nets
 
 
@@ -88,11 +90,13 @@ def output_quantile(net, table, columns, q):
 
 
 def same_rows(on, off, sql):
+    """Skipping with batch evaluation, skipping with the SQL function, and no skipping agree."""
+    want = sorted(map(repr, off.sql(sql).fetchall()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        got = sorted(map(repr, on.sql(sql).fetchall()))
-    want = sorted(map(repr, off.sql(sql).fetchall()))
-    assert got == want, sql
+        for con in (on, on.udf_path):
+            got = sorted(map(repr, con.sql(sql).fetchall()))
+            assert got == want, sql
     return on.explain_skipping(sql)
 
 

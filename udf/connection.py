@@ -20,9 +20,10 @@ from mlskip.errors import ModelInputError
 from mlskip.planner import Planner
 from mlskip.query import ModelBinding, plan_query
 from mlskip.report import SkippingReport
+from mlskip.udf.batch_eval import BatchEvaluator
 from mlskip.udf.functions import check_function_name, class_function_name, register_functions
 from mlskip.udf.model import SqlModel, prepare_model
-from mlskip.udf.runtime import make_runner
+from mlskip.udf.runtime import Runner, make_runner
 from mlskip.verifier.cascade import Verifier
 
 
@@ -44,18 +45,22 @@ class Connection:
         threads: int = 1,
         verifier: Verifier | None = None,
         config: dict | None = None,
+        batch_evaluation: bool = True,
     ) -> None:
         if isinstance(database, duckdb.DuckDBPyConnection):
             self.duckdb = database
         else:
             self.duckdb = duckdb.connect(database, config=config or {})
         self.skipping = skipping
+        self.batch_evaluation = batch_evaluation
         self.backend = backend
         self.threads = threads
         self.planner = Planner(verifier)
         self.models: dict[str, SqlModel] = {}
         self._functions: dict[str, ModelBinding] = {}
+        self._runners: dict[str, Runner] = {}
         self._lock = threading.Lock()
+        self._evaluator = BatchEvaluator(self.duckdb, self._batch_model)
         if models_dir is not None:
             self.register_models_dir(models_dir)
 
@@ -78,6 +83,7 @@ class Connection:
         with self._lock:
             register_functions(self.duckdb, fname, prepared, runner)
             self.models[fname] = prepared
+            self._runners[fname] = runner
             self._functions = {k: v for k, v in self._functions.items() if v.name != fname}
             common = dict(
                 num_inputs=prepared.num_inputs,
@@ -106,6 +112,15 @@ class Connection:
             names.append(check_function_name(path.stem))
         return names
 
+    def _batch_model(self, function: str) -> tuple[SqlModel, Runner] | None:
+        """The model behind a SQL function and its runner, for batch evaluation."""
+        with self._lock:
+            binding = self._functions.get(function)
+            if binding is None or binding.kind not in ("value", "class"):
+                return None
+            name = function[: -len("_class")] if binding.kind == "class" else function
+            return self.models[name], self._runners[name]
+
     # ------------------------------------------------------------------ queries
     def explain_skipping(self, query: str) -> SkippingReport:
         """What skipping would do for ``query`` (nothing is executed)."""
@@ -114,10 +129,14 @@ class Connection:
         return plan_query(query, functions, self.planner)
 
     def rewrite(self, query: str) -> str:
-        """The SQL that ``sql``/``execute`` run for ``query``."""
+        """The SQL that ``sql``/``execute`` run for ``query`` (ML predicates of planned
+        scans are evaluated in advance when ``batch_evaluation`` is on)."""
         if not self.skipping:
             return query
-        return self.explain_skipping(query).sql
+        with self._lock:
+            functions = dict(self._functions)
+        evaluate = self._evaluator if self.batch_evaluation else None
+        return plan_query(query, functions, self.planner, evaluate=evaluate).sql
 
     def sql(self, query: str, *, params: Any = None) -> duckdb.DuckDBPyRelation | None:
         """Like ``duckdb.sql``: a relation for a SELECT, None for a statement without result."""
@@ -164,6 +183,7 @@ def connect(
     backend: str = "onnx",
     threads: int = 1,
     verifier: Verifier | None = None,
+    batch_evaluation: bool = True,
 ) -> Connection:
     """Open a DuckDB connection (or wrap an existing one) with ML functions and skipping."""
     return Connection(
@@ -173,4 +193,5 @@ def connect(
         backend=backend,
         threads=threads,
         verifier=verifier,
+        batch_evaluation=batch_evaluation,
     )

@@ -286,3 +286,28 @@ def analyse_where(
             old_lo, old_hi = bounds.get(column, (-math.inf, math.inf))
             bounds[column] = (max(old_lo, lo), min(old_hi, hi))
     return ConjunctAnalysis(tuple(predicates), bounds, tuple(ignored))
+
+
+_LOCAL_NODES = (
+    exp.Column, exp.Identifier, exp.Literal, exp.Neg, exp.Paren, exp.Boolean, exp.Null,
+    exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod,
+    exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, exp.In,
+    exp.And, exp.Or, exp.Not, exp.Is, exp.Cast, exp.DataType, exp.Tuple,
+)  # fmt: skip
+
+
+def local_conjuncts(
+    scan: ParquetScan, functions: Mapping[str, str], columns: frozenset[str] | None = None
+) -> list[exp.Expression]:
+    """Conjuncts that only compare this scan's columns with constants (arithmetic,
+    comparisons, BETWEEN, IN lists, AND/OR/NOT, casts): cheap, deterministic,
+    and safe to also apply inside the scan."""
+    local: list[exp.Expression] = []
+    for term in conjuncts(scan.select.args.get("where")):
+        nodes = list(term.walk())
+        if not all(isinstance(n, _LOCAL_NODES) for n in nodes):
+            continue
+        cols = [n for n in nodes if isinstance(n, exp.Column)]
+        if cols and all(_scan_column(c, scan, columns) for c in cols):
+            local.append(term)
+    return local

@@ -26,11 +26,14 @@ Ranges = tuple[tuple[int, int], ...]
 @dataclass(frozen=True)
 class FileScan:
     """What to read of one file: ``read`` row ranges (``None`` = the whole file),
-    and per moved predicate the ranges where every row satisfies it."""
+    per moved predicate the ranges where every row satisfies it, and optionally
+    per predicate the name of a relation listing the ``file_row_number`` of the
+    other rows that satisfy it (evaluated in advance, in large batches)."""
 
     path: str
     read: Ranges | None
     all_match: tuple[Ranges, ...]
+    matches: tuple[str | None, ...] = ()
 
 
 def sql_string(value: str) -> str:
@@ -67,22 +70,35 @@ def default_binding_name(scan: ParquetScan) -> str:
     return "read_parquet" if isinstance(inner, exp.ReadParquet) else str(inner.this).lower()
 
 
+def read_parquet_call(scan: ParquetScan, path: str) -> str:
+    """``read_parquet(path, <the scan's options>, file_row_number = TRUE)``."""
+    options = [(k, v) for k, v in scan.options if k != "file_row_number"]
+    args = ", ".join([sql_string(path)] + [f"{k} = {v}" for k, v in options])
+    return f"read_parquet({args}, file_row_number = TRUE)"
+
+
+def unqualified_sql(node: exp.Expression) -> str:
+    """``node`` as DuckDB SQL with table qualifiers removed (for use inside a file scan)."""
+    return _strip_qualifiers(node).sql(dialect="duckdb")
+
+
 def file_scan_sql(scan: ParquetScan, file: FileScan, moved: Sequence[MLPredicate]) -> str:
     """The SELECT that reads one file as planned."""
-    options = [(k, v) for k, v in scan.options if k != "file_row_number"]
     user_wants_row_number = any(
         k == "file_row_number" and v.upper() == "TRUE" for k, v in scan.options
     )
-    args = ", ".join([sql_string(file.path)] + [f"{k} = {v}" for k, v in options])
-    args += ", file_row_number = TRUE"
     star = "*" if user_wants_row_number else "* EXCLUDE (file_row_number)"
     where: list[str] = []
     if file.read is not None:
         where.append(ranges_condition(file.read))
-    for predicate, ranges in zip(moved, file.all_match, strict=True):
-        condition = _strip_qualifiers(predicate.node).sql(dialect="duckdb")
+    matches = file.matches or (None,) * len(moved)
+    for predicate, ranges, match in zip(moved, file.all_match, matches, strict=True):
+        if match is not None:
+            condition = f"file_row_number IN (SELECT file_row_number FROM {match})"
+        else:
+            condition = unqualified_sql(predicate.node)
         where.append(f"({ranges_condition(ranges)} OR {condition})" if ranges else condition)
-    sql = f"SELECT {star} FROM read_parquet({args})"
+    sql = f"SELECT {star} FROM {read_parquet_call(scan, file.path)}"
     return sql + (" WHERE " + " AND ".join(where) if where else "")
 
 

@@ -1,0 +1,123 @@
+"""Evaluate ML predicates in advance, in large batches, outside DuckDB's UDF calls.
+
+DuckDB calls a Python scalar function once per 2,048-row chunk, and that call
+costs more than the model itself. For the scans the skipper plans, the model
+is instead run here on the rows still to evaluate (arguments computed by
+DuckDB exactly as for the SQL function, then float32 ONNX Runtime in batches
+of 8,192 rows), and the query selects the qualifying rows by
+``file_row_number``. Comparisons follow DuckDB's semantics: NULL arguments
+never qualify, and NaN is greater than every number (so ``NaN > t`` holds).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from mlskip.query import EvaluationTask
+from mlskip.rules.rewrite import ranges_condition
+from mlskip.udf.model import SqlModel
+from mlskip.udf.runtime import Runner
+
+BATCH_ROWS = 1 << 16  # rows fetched from DuckDB at a time
+MODEL_ROWS = 8192  # rows per model call: larger batches fall out of cache and run slower
+_names = itertools.count()
+
+
+def qualifies(out: np.ndarray, kind: str, values: tuple[float, ...]) -> np.ndarray:
+    """Rows whose model output satisfies the comparison, as DuckDB decides it."""
+    if kind == "argmax":
+        return np.argmax(out, axis=1) == int(values[0])
+    y = out[:, 0].astype(np.float64)
+    nan = np.isnan(y)
+    with np.errstate(invalid="ignore"):
+        if kind == "gt":
+            return (y > values[0]) | nan
+        if kind == "ge":
+            return (y >= values[0]) | nan
+        if kind == "lt":
+            return y < values[0]
+        if kind == "le":
+            return y <= values[0]
+        if kind == "between":
+            return (y >= values[0]) & (y <= values[1])
+    raise ValueError(f"unknown comparison {kind!r}")
+
+
+class BatchEvaluator:
+    """Runs ``EvaluationTask``s on one DuckDB connection and registers the results.
+
+    ``models`` maps SQL function names to the model and a batch runner factory.
+    The last ``keep`` result relations stay registered (a relation returned by
+    ``sql`` may still read them).
+    """
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        lookup: Callable[[str], tuple[SqlModel, Runner] | None],
+        keep: int = 256,
+    ) -> None:
+        self._con = con
+        self._lookup = lookup
+        self._registered: deque[str] = deque()
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def __call__(self, task: EvaluationTask) -> str | None:
+        found = self._lookup(task.function)
+        if found is None:
+            return None
+        model, runner = found
+        if task.ranges == ():
+            rows = np.zeros(0, dtype=np.int64)
+        else:
+            rows = self._evaluate(task, runner, model.num_inputs)
+        return self._register(pa.table({"file_row_number": pa.array(rows, type=pa.int64())}))
+
+    def _evaluate(self, task: EvaluationTask, runner: Runner, d: int) -> np.ndarray:
+        where = [ranges_condition(task.ranges)] if task.ranges is not None else []
+        where += [f"({f})" for f in task.filters]
+        args = ", ".join(f"CAST(({a}) AS DOUBLE) AS x{i}" for i, a in enumerate(task.args))
+        sql = f"SELECT file_row_number, {args} FROM {task.source}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        cursor = self._con.cursor()
+        try:
+            reader = cursor.execute(sql).to_arrow_reader(BATCH_ROWS)
+            found: list[np.ndarray] = []
+            for batch in reader:
+                if batch.num_rows == 0:
+                    continue
+                x = np.empty((batch.num_rows, d), dtype=np.float32)
+                valid = np.ones(batch.num_rows, dtype=bool)
+                for j in range(d):
+                    column = batch.column(j + 1)
+                    if column.null_count:
+                        valid &= ~column.is_null().to_numpy(zero_copy_only=False)
+                        column = column.fill_null(0.0)
+                    x[:, j] = column.to_numpy(zero_copy_only=False)
+                out = np.concatenate(
+                    [runner(x[i : i + MODEL_ROWS]) for i in range(0, len(x), MODEL_ROWS)]
+                )
+                keep = qualifies(out, task.kind, task.values) & valid
+                if keep.any():
+                    found.append(batch.column(0).to_numpy(zero_copy_only=False)[keep])
+        finally:
+            cursor.close()
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+    def _register(self, table: pa.Table) -> str:
+        name = f"__mlskip_match_{next(_names)}"
+        with self._lock:
+            self._con.register(name, table)
+            self._registered.append(name)
+            while len(self._registered) > self._keep:
+                self._con.unregister(self._registered.popleft())
+        return name
