@@ -230,7 +230,10 @@ def write_parquet(
         raise InputDataError(f"hulls must be 'auto', None or a list of column pairs, got {hulls!r}")
     else:
         pairs = _check_pairs(schema, hulls)
-    columns = sorted({c for p in pairs for c in p}, key=schema.get_field_index)
+    # pair columns, plus every floating-point column: its NaN count lets the reader
+    # trust the column's box (Parquet statistics say nothing about NaN)
+    floats = {f.name for f in schema if pa.types.is_floating(f.type)}
+    columns = sorted({c for p in pairs for c in p} | floats, key=schema.get_field_index)
     index = {c: i for i, c in enumerate(columns)}
     pair_idx = [(index[a], index[b]) for a, b in pairs]
     parquet_options.setdefault("write_statistics", True)

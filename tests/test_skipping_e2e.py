@@ -203,3 +203,42 @@ def test_file_rewritten_after_planning_invalidates_the_plan(tmp_path, connection
     reversed_table = table.take(np.arange(table.num_rows)[::-1].copy())
     mlskip.write_parquet(reversed_table, path, row_group_size=1_000, hulls=None, cluster_by=None)
     same_rows(on, off, sql)
+
+
+def test_hive_partitioned_folders(tmp_path, connections, rng):
+    on, off, nets = connections
+    table = make_table(rng, 8_000)
+    for k, part in enumerate((table.slice(0, 4_000), table.slice(4_000))):
+        (tmp_path / f"k={k}").mkdir()
+        mlskip.write_parquet(part, tmp_path / f"k={k}" / "data.parquet", row_group_size=500,
+                             hulls=None, cluster_by=["a"])  # fmt: skip
+    hi = output_quantile(nets["risk"], table, ["a", "b"], 0.99)
+    for sql in (
+        f"SELECT k, count(*) FROM read_parquet('{tmp_path}/*/*.parquet', hive_partitioning = true) "
+        f"WHERE risk(a, b) > {hi!r} GROUP BY k",
+        f"SELECT count(*) FROM read_parquet('{tmp_path}/*/*.parquet') WHERE risk(a, b) > {hi!r} AND k = 1",
+    ):
+        report = same_rows(on, off, sql)
+        assert report.pruned > 0
+
+
+def test_cli_explain_and_query(dataset, connections, tmp_path):
+    from typer.testing import CliRunner
+
+    from mlskip.cli import app
+    from mlskip.verifier.onnx_loader import to_onnx
+
+    root, table = dataset
+    _, _, nets = connections
+    model = tmp_path / "risk.onnx"
+    model.write_bytes(to_onnx(nets["risk"]))
+    hi = output_quantile(nets["risk"], table, ["a", "b"], 0.999)
+    sql = f"SELECT count(*) AS n FROM '{root}/sorted.parquet' WHERE risk(a, b) > {hi!r}"
+    runner = CliRunner()
+    result = runner.invoke(app, ["explain", sql, "-m", f"risk={model}", "--show-sql"])
+    assert result.exit_code == 0, result.output
+    assert "pruned" in result.output and "READ_PARQUET" in result.output
+    result = runner.invoke(app, ["query", sql, "-m", f"risk={model}"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["query", sql, "-m", "risk"])
+    assert result.exit_code != 0 and "NAME=PATH" in result.output
