@@ -35,9 +35,13 @@ PLANNER_METHODS = ("ibp", "crown", "bab", "milp")
 
 @dataclass(frozen=True, eq=False)
 class BoundPredicate:
-    """An ML conjunct bound to its model, with arguments named as in the files."""
+    """An ML conjunct bound to its model, with arguments named as in the files.
 
-    network: Network
+    ``network`` is None for a model the verifier cannot bound: its row groups
+    are all evaluated.
+    """
+
+    network: Network | None
     predicate: Predicate
     args: tuple[AffineArg, ...]
     digest: str
@@ -221,7 +225,11 @@ class Planner:
         methods[regions.empty] = "sql-bounds"
         methods[regions.all_null] = "all-null"
         verdicts[regions.empty | regions.all_null] = 0
+        if bound.network is None:
+            methods[:] = "unverifiable"
         todo = np.flatnonzero(~regions.empty & ~regions.all_null & ~regions.untrusted)
+        if bound.network is None:
+            todo = todo[:0]
         if len(todo):
             batch = RegionBatch(
                 regions.lower[todo],

@@ -197,10 +197,11 @@ def _plan_scan(
     for ml in analysis.predicates:
         binding = functions[ml.function]
         if binding.network is None:
+            # still planned: column bounds may prune, and batch evaluation applies
             reasons.append(
-                f"{ml.sql}: model {binding.name} cannot be verified ({binding.unverifiable})"
+                f"{ml.sql}: model {binding.name} cannot be verified ({binding.unverifiable}); "
+                "only column bounds can prune"
             )
-            continue
         if any(a is None for a in ml.args):
             bad = [i + 1 for i, a in enumerate(ml.args) if a is None]
             reasons.append(f"{ml.sql}: argument(s) {bad} are not affine in the columns of {label}")

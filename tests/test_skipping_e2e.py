@@ -242,3 +242,25 @@ def test_cli_explain_and_query(dataset, connections, tmp_path):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["query", sql, "-m", "risk"])
     assert result.exit_code != 0 and "NAME=PATH" in result.output
+
+
+def test_unverifiable_model_still_answers_correctly(dataset, connections, tmp_path):
+    """A model with an op the verifier does not support (here Abs) runs, unpruned."""
+    import onnx
+    from onnx import helper
+
+    from mlskip.verifier.onnx_loader import to_onnx
+
+    root, table = dataset
+    on, off, nets = connections
+    model = onnx.load_model_from_string(to_onnx(nets["risk"]))
+    graph = model.graph
+    last = graph.node[-1]
+    graph.node.append(helper.make_node("Abs", [last.output[0]], ["abs_out"], name="abs"))
+    graph.output[0].name = "abs_out"
+    for con in (on, on.udf_path, off):
+        con.register_model("odd", model.SerializeToString())
+    sql = f"SELECT count(*) FROM '{root}/sorted.parquet' WHERE odd(a, b) > 1.0 AND a < 20"
+    report = same_rows(on, off, sql)
+    assert report.pruned > 0  # only from the bound a < 20 on a clustered column
+    assert any("cannot be verified" in r and "Abs" in r for r in report.reasons)

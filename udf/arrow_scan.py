@@ -93,9 +93,6 @@ def plan_scan(
     files = [f for p in paths for f in expand_paths(os.fspath(p))]
     if not files:
         raise ModelInputError(f"no Parquet file matches {[os.fspath(p) for p in paths]}")
-    if prepared.network is None:
-        plans = tuple(_unplanned(f, 1, prepared.unverifiable or "unverifiable") for f in files)
-        return ScanPlan(prepared, pred, names, plans)
     bound = BoundPredicate(
         network=prepared.network,
         predicate=pred,
@@ -105,17 +102,6 @@ def plan_scan(
     )
     plans = (planner or _PLANNER).plan_files(files, [bound], {})
     return ScanPlan(prepared, pred, names, plans)
-
-
-def _unplanned(path: str, predicates: int, reason: str) -> FilePlan:
-    import pyarrow.parquet as pq
-
-    meta = pq.ParquetFile(path).metadata
-    counts = np.array([meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
-    unknown = np.full(len(counts), 2, dtype=np.int8)
-    return FilePlan(path, counts, np.zeros(len(counts), dtype=np.int64),
-                    tuple(unknown for _ in range(predicates)),
-                    tuple(("unverifiable",) * len(counts) for _ in range(predicates)), 0.0, reason)  # fmt: skip
 
 
 def _read_groups(plan: FilePlan, groups: np.ndarray, columns: Sequence[str] | None) -> pa.Table:
