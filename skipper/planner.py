@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlskip.errors import MlskipError, SkippingFallbackWarning
@@ -70,6 +71,7 @@ class FileFacts:
     metadata: FileSkipMetadata
     row_group_bytes: np.ndarray
     column_names: tuple[str, ...]
+    numeric_columns: frozenset[str]
 
 
 def stat_identity(path: str) -> tuple:
@@ -112,8 +114,14 @@ class Planner:
             [parquet.row_group(i).total_byte_size for i in range(parquet.num_row_groups)],
             dtype=np.int64,
         )
-        names = tuple(parquet.schema.to_arrow_schema().names)
-        facts = FileFacts(identity, meta, sizes, names)
+        schema = parquet.schema.to_arrow_schema()
+        numeric = frozenset(
+            f.name
+            for f in schema
+            if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+            or pa.types.is_decimal(f.type)
+        )  # fmt: skip
+        facts = FileFacts(identity, meta, sizes, tuple(schema.names), numeric)
         with self._lock:
             self._files[identity[0]] = facts
             self._trim(self._files)

@@ -206,6 +206,15 @@ def _plan_scan(
             bad = [i + 1 for i, a in enumerate(ml.args) if a is None]
             reasons.append(f"{ml.sql}: argument(s) {bad} are not affine in the columns of {label}")
             continue
+        for position, arg in enumerate(ml.args, start=1):
+            for column in arg.columns:
+                actual = column_map.get(column.lower())
+                if actual is not None and actual not in first.numeric_columns:
+                    raise ModelInputError(
+                        f"argument {position} of {ml.function}() uses column {actual!r} of "
+                        f"{paths[0]}, which is not numeric; models take numbers "
+                        "(cast or encode the column first)"
+                    )
         usable.append(ml)
         predicates_seen.append(ml.sql)
         bound.append(

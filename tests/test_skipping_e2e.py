@@ -264,3 +264,12 @@ def test_unverifiable_model_still_answers_correctly(dataset, connections, tmp_pa
     report = same_rows(on, off, sql)
     assert report.pruned > 0  # only from the bound a < 20 on a clustered column
     assert any("cannot be verified" in r and "Abs" in r for r in report.reasons)
+
+
+def test_string_column_as_model_input_is_a_clear_error(dataset, connections):
+    root, _ = dataset
+    on, _, _ = connections
+    with pytest.raises(
+        ModelInputError, match="argument 1 of risk\\(\\) uses column 's'.*not numeric"
+    ):
+        on.sql(f"SELECT count(*) FROM '{root}/sorted.parquet' WHERE risk(s, b) > 0")
