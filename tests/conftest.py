@@ -1,9 +1,20 @@
-"""Shared fixtures: small deterministic data sets and models."""
+"""Shared fixtures and test settings.
+
+Property tests are derandomized by default so that CI runs the same examples
+every time; ``HYPOTHESIS_PROFILE=explore`` searches new examples locally.
+"""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import settings
+
+settings.register_profile("default", derandomize=True, deadline=None)
+settings.register_profile("explore", derandomize=False, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture
