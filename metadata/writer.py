@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from mlskip.errors import InputDataError
 
 from . import hull as _hull
+from . import native
 from .encoding import is_numeric, to_numeric
 from .footer import KEY, Footer, FooterRowGroup, encode_footer
 from .grid import FINE_BITS
@@ -170,7 +171,14 @@ def summarize_row_group(
     hull_bytes: int,
     bits_choices: tuple[int, ...] = DEFAULT_BITS_CHOICES,
 ) -> FooterRowGroup:
-    """Column summaries and pair polygon records of one row group."""
+    """Column summaries and pair polygon records of one row group.
+
+    Uses the Rust kernel (metadata/native.py) when it is built and enabled; its
+    bytes are identical to this reference path's.
+    """
+    if native.enabled() and native.supports(bits_choices):
+        sums, recs = native.row_group_native(table, columns, pairs, hull_bytes, bits_choices)
+        return FooterRowGroup(table.num_rows, sums, recs)
     nums = [to_numeric(table.column(c)) for c in columns]
     sums = [summarize_column(n.values, n.valid, n.ulps) for n in nums]
     cell_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}

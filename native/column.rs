@@ -147,30 +147,84 @@ pub struct Summary {
     pub grid: Option<Grid>,
 }
 
+/// A pass over a column, monomorphized per value kind and validity kind
+/// (no per-row dispatch in the hot loops).
+pub trait Visit {
+    type Out;
+    fn run<V: Fn(usize) -> f64 + Copy, M: Fn(usize) -> bool + Copy>(
+        self,
+        n: usize,
+        at: V,
+        ok: M,
+    ) -> Self::Out;
+}
+
+/// Run `t` over `values` with `valid`.
+pub fn visit<T: Visit>(values: &Values, valid: &Validity, t: T) -> T::Out {
+    match *valid {
+        Validity::All => visit_values(values, |_| true, t),
+        Validity::Bytes(m) => {
+            let m = &m[..values.len()];
+            visit_values(values, move |i| m[i] != 0, t)
+        }
+        Validity::Bits(m, off) => visit_values(
+            values,
+            move |i| (m[(off + i) >> 3] >> ((off + i) & 7)) & 1 != 0,
+            t,
+        ),
+    }
+}
+
+fn visit_values<T: Visit, M: Fn(usize) -> bool + Copy>(values: &Values, ok: M, t: T) -> T::Out {
+    match *values {
+        Values::F64(v) => t.run(v.len(), move |i| v[i], ok),
+        Values::I64(v) => t.run(v.len(), move |i| v[i] as f64, ok),
+        Values::I32(v) => t.run(v.len(), move |i| v[i] as f64, ok),
+        Values::Dec(v, div) if div == 1.0 => t.run(v.len() / 2, move |i| v[2 * i] as f64, ok),
+        Values::Dec(v, div) => t.run(v.len() / 2, move |i| v[2 * i] as f64 / div, ok),
+    }
+}
+
+struct Stats;
+
+impl Visit for Stats {
+    type Out = (f64, f64, u64, u64, u64);
+    #[inline(always)]
+    fn run<V: Fn(usize) -> f64 + Copy, M: Fn(usize) -> bool + Copy>(
+        self,
+        n: usize,
+        at: V,
+        ok: M,
+    ) -> Self::Out {
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut nulls, mut nans, mut infs) = (0u64, 0u64, 0u64);
+        for i in 0..n {
+            if !ok(i) {
+                nulls += 1;
+                continue;
+            }
+            let v = at(i);
+            if v.is_nan() {
+                nans += 1;
+                continue;
+            }
+            if v.is_infinite() {
+                infs += 1;
+            }
+            if v < lo {
+                lo = v;
+            }
+            if v > hi {
+                hi = v;
+            }
+        }
+        (lo, hi, nulls, nans, infs)
+    }
+}
+
 /// hull.py `column_stats` then the grid as `summarize_column` builds it.
 pub fn summarize(values: &Values, valid: &Validity, ulps: u32) -> Result<Summary, Overflow> {
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    let (mut nulls, mut nans, mut infs) = (0u64, 0u64, 0u64);
-    for i in 0..values.len() {
-        if !valid.valid(i) {
-            nulls += 1;
-            continue;
-        }
-        let v = values.at(i);
-        if v.is_nan() {
-            nans += 1;
-            continue;
-        }
-        if v.is_infinite() {
-            infs += 1;
-        }
-        if v < lo {
-            lo = v;
-        }
-        if v > hi {
-            hi = v;
-        }
-    }
+    let (mut lo, mut hi, nulls, nans, infs) = visit(values, valid, Stats);
     if lo <= hi {
         lo = nudge(lo, ulps, false);
         hi = nudge(hi, ulps, true);
@@ -180,7 +234,14 @@ pub fn summarize(values: &Values, valid: &Validity, ulps: u32) -> Result<Summary
     } else {
         None
     };
-    Ok(Summary { lo, hi, nulls, nans, infs, grid })
+    Ok(Summary {
+        lo,
+        hi,
+        nulls,
+        nans,
+        infs,
+        grid,
+    })
 }
 
 /// Largest |value| <= 2**53 test of `encoding._int_ulps`: 1 when an integer

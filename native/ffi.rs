@@ -8,7 +8,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::slice;
 
 use crate::column::{int_ulps, summarize, Grid, Summary, Validity, Values};
-use crate::polygon::{cells, pair_polygon, record_from_cells, Cells, Column, Error, BITS_CHOICES, MAX_RECORD};
+use crate::polygon::{
+    cells, pair_polygon, record_from_cells, Cells, Column, Error, BITS_CHOICES, MAX_RECORD,
+};
 
 pub const OK: i32 = 0;
 pub const E_OVERFLOW: i32 = 1;
@@ -67,7 +69,11 @@ unsafe fn column<'a>(c: &MlsColumn) -> Result<Col<'a>, i32> {
         return Err(E_ARG);
     }
     let n = c.len as usize;
-    let data = if n == 0 { std::ptr::NonNull::<i64>::dangling().as_ptr() as *const c_void } else { c.data };
+    let data = if n == 0 {
+        std::ptr::NonNull::<i64>::dangling().as_ptr() as *const c_void
+    } else {
+        c.data
+    };
     let values = match c.kind {
         0 => Values::F64(slice::from_raw_parts(data as *const f64, n)),
         1 => Values::I64(slice::from_raw_parts(data as *const i64, n)),
@@ -92,7 +98,9 @@ unsafe fn column<'a>(c: &MlsColumn) -> Result<Col<'a>, i32> {
     } else {
         return Err(E_ARG);
     };
-    Ok(Col { col: Column { values, valid, ulps } })
+    Ok(Col {
+        col: Column { values, valid, ulps },
+    })
 }
 
 fn to_c(s: &Summary, ulps: u32) -> MlsSummary {
@@ -118,7 +126,11 @@ fn from_c(s: &MlsSummary) -> Summary {
         nulls: s.nulls as u64,
         nans: s.nans as u64,
         infs: s.infs as u64,
-        grid: if s.has_grid != 0 { Some(Grid { e: s.e, n0: s.n0 }) } else { None },
+        grid: if s.has_grid != 0 {
+            Some(Grid { e: s.e, n0: s.n0 })
+        } else {
+            None
+        },
     }
 }
 
@@ -230,14 +242,20 @@ pub unsafe extern "C" fn mlskip_row_group(
     out_recs: *mut MlsRecord,
 ) -> i32 {
     guarded(|| {
-        if (ncols > 0 && (cols.is_null() || out_cols.is_null())) || (npairs > 0 && (pairs.is_null() || out_recs.is_null())) {
+        if (ncols > 0 && (cols.is_null() || out_cols.is_null()))
+            || (npairs > 0 && (pairs.is_null() || out_recs.is_null()))
+        {
             return E_ARG;
         }
         let bits = match bits_choices(bits, nbits) {
             Ok(b) => b,
             Err(e) => return e,
         };
-        let cin = if ncols == 0 { &[][..] } else { slice::from_raw_parts(cols, ncols) };
+        let cin = if ncols == 0 {
+            &[][..]
+        } else {
+            slice::from_raw_parts(cols, ncols)
+        };
         let mut columns = Vec::with_capacity(ncols);
         for c in cin {
             match column(c) {
@@ -245,7 +263,11 @@ pub unsafe extern "C" fn mlskip_row_group(
                 Err(e) => return e,
             }
         }
-        let pin = if npairs == 0 { &[][..] } else { slice::from_raw_parts(pairs, 2 * npairs) };
+        let pin = if npairs == 0 {
+            &[][..]
+        } else {
+            slice::from_raw_parts(pairs, 2 * npairs)
+        };
         if pin.iter().any(|&i| i as usize >= ncols) {
             return E_ARG;
         }
@@ -256,11 +278,19 @@ pub unsafe extern "C" fn mlskip_row_group(
                 Err(e) => return status(e.into()),
             }
         }
-        let oc = if ncols == 0 { &mut [][..] } else { slice::from_raw_parts_mut(out_cols, ncols) };
+        let oc = if ncols == 0 {
+            &mut [][..]
+        } else {
+            slice::from_raw_parts_mut(out_cols, ncols)
+        };
         for (i, s) in sums.iter().enumerate() {
             oc[i] = to_c(s, columns[i].ulps);
         }
-        let orec = if npairs == 0 { &mut [][..] } else { slice::from_raw_parts_mut(out_recs, npairs) };
+        let orec = if npairs == 0 {
+            &mut [][..]
+        } else {
+            slice::from_raw_parts_mut(out_recs, npairs)
+        };
         let mut cache: Vec<Option<Cells>> = (0..ncols).map(|_| None).collect();
         for p in 0..npairs {
             let (a, b) = (pin[2 * p] as usize, pin[2 * p + 1] as usize);
@@ -277,7 +307,12 @@ pub unsafe extern "C" fn mlskip_row_group(
             if cache[b].is_none() {
                 cache[b] = Some(cells(&columns[b], gb));
             }
-            let rec = record_from_cells(cache[a].as_ref().unwrap(), cache[b].as_ref().unwrap(), hull_bytes, bits);
+            let rec = record_from_cells(
+                cache[a].as_ref().unwrap(),
+                cache[b].as_ref().unwrap(),
+                hull_bytes,
+                bits,
+            );
             match rec {
                 Ok(r) => put_record(r, &mut orec[p]),
                 Err(e) => return status(e),

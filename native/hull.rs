@@ -1,75 +1,126 @@
 //! Exact integer hulls on the fine grid (port of hull.py): outward cells of
 //! each row, the hull of all cell rectangles, coarsening, area.
 
-use crate::column::{Grid, Validity, Values, QMAX};
+use crate::column::{visit, Grid, Validity, Values, Visit, QMAX};
 use crate::fp::{ldexp, nudge};
 
 pub const NULL: i32 = -1;
 pub const NONFINITE: i32 = -2;
 
-/// hull.py `column_cells`: outward fine-grid cell bounds (qlo, qhi) of each row.
-pub fn column_cells(values: &Values, valid: &Validity, ulps: u32, g: Grid) -> (Vec<i32>, Vec<i32>) {
-    let n = values.len();
-    let mut qlo = vec![0i32; n];
-    let mut qhi = vec![0i32; n];
-    let n0 = g.n0;
-    let fn0 = n0 as f64;
-    let step = ldexp(1.0, g.e);
-    let fast = g.e >= -1022;
-    let inv = if fast { ldexp(1.0, -g.e) } else { 0.0 };
-    let qmax2 = QMAX as f64 + 2.0;
-    for i in 0..n {
-        if !valid.valid(i) {
-            qlo[i] = NULL;
-            qhi[i] = NULL;
-            continue;
+/// `floor(t)` for finite `t` well inside the i64 range (no libm call).
+#[inline(always)]
+fn floor_i64(t: f64) -> i64 {
+    let i = t as i64;
+    if i as f64 > t {
+        i - 1
+    } else {
+        i
+    }
+}
+
+/// `ceil(t)` for finite `t` well inside the i64 range.
+#[inline(always)]
+fn ceil_i64(t: f64) -> i64 {
+    let i = t as i64;
+    if (i as f64) < t {
+        i + 1
+    } else {
+        i
+    }
+}
+
+struct Cells {
+    ulps: u32,
+    g: Grid,
+}
+
+impl Visit for Cells {
+    type Out = (Vec<i32>, Vec<i32>);
+    #[inline(always)]
+    fn run<V: Fn(usize) -> f64 + Copy, M: Fn(usize) -> bool + Copy>(
+        self,
+        n: usize,
+        at: V,
+        ok: M,
+    ) -> Self::Out {
+        let (ulps, g) = (self.ulps, self.g);
+        let mut qlo = Vec::with_capacity(n);
+        let mut qhi = Vec::with_capacity(n);
+        let n0 = g.n0;
+        let fn0 = n0 as f64;
+        let step = ldexp(1.0, g.e);
+        let fast = g.e >= -1022;
+        let inv = if fast { ldexp(1.0, -g.e) } else { 0.0 };
+        let qmax2 = QMAX as f64 + 2.0;
+        for i in 0..n {
+            let (l, h) = cell(ok(i), at(i), ulps, n0, fn0, step, fast, inv, g.e, qmax2);
+            qlo.push(l);
+            qhi.push(h);
         }
-        let v = values.at(i);
-        if !v.is_finite() {
-            qlo[i] = NONFINITE;
-            qhi[i] = NONFINITE;
-            continue;
-        }
-        let (a, b) = if ulps > 1 {
-            (nudge(v, ulps, false), nudge(v, ulps, true))
-        } else {
-            (v, v)
-        };
-        let (ta, tb) = if fast {
-            (a * inv - fn0, b * inv - fn0)
-        } else {
-            (ldexp(a, -g.e) - fn0, ldexp(b, -g.e) - fn0)
-        };
-        if !(ta > -2.0 && tb < qmax2) {
-            qlo[i] = NONFINITE;
-            qhi[i] = NONFINITE;
-            continue;
-        }
-        let mut la = ta.floor() as i64;
-        while (n0 + la) as f64 * step > a {
+        (qlo, qhi)
+    }
+}
+
+/// The cell of one row (the body of hull.py `column_cells`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn cell(
+    ok: bool,
+    v: f64,
+    ulps: u32,
+    n0: i64,
+    fn0: f64,
+    step: f64,
+    fast: bool,
+    inv: f64,
+    e: i32,
+    qmax2: f64,
+) -> (i32, i32) {
+    if !ok {
+        return (NULL, NULL);
+    }
+    if !v.is_finite() {
+        return (NONFINITE, NONFINITE);
+    }
+    let (a, b) = if ulps > 1 {
+        (nudge(v, ulps, false), nudge(v, ulps, true))
+    } else {
+        (v, v)
+    };
+    let (ta, tb) = if fast {
+        (a * inv - fn0, b * inv - fn0)
+    } else {
+        (ldexp(a, -e) - fn0, ldexp(b, -e) - fn0)
+    };
+    if !(ta > -2.0 && tb < qmax2) {
+        return (NONFINITE, NONFINITE);
+    }
+    // -2 < ta <= tb < QMAX + 2 here: the cast-based floor/ceil are exact
+    let mut la = floor_i64(ta);
+    while (n0 + la) as f64 * step > a {
+        la -= 1;
+    }
+    let mut hb = ceil_i64(tb);
+    while ((n0 + hb) as f64 * step) < b {
+        hb += 1;
+    }
+    if ulps == 1 {
+        if (n0 + la) as f64 * step == v {
             la -= 1;
         }
-        let mut hb = tb.ceil() as i64;
-        while ((n0 + hb) as f64 * step) < b {
+        if (n0 + hb) as f64 * step == v {
             hb += 1;
         }
-        if ulps == 1 {
-            if (n0 + la) as f64 * step == v {
-                la -= 1;
-            }
-            if (n0 + hb) as f64 * step == v {
-                hb += 1;
-            }
-        }
-        if la < 0 || hb > QMAX {
-            qlo[i] = NONFINITE;
-            qhi[i] = NONFINITE;
-            continue;
-        }
-        qlo[i] = la as i32;
-        qhi[i] = hb as i32;
     }
-    (qlo, qhi)
+    if la < 0 || hb > QMAX {
+        return (NONFINITE, NONFINITE);
+    }
+    (la as i32, hb as i32)
+}
+
+/// hull.py `column_cells`: outward fine-grid cell bounds (qlo, qhi) of each row.
+pub fn column_cells(values: &Values, valid: &Validity, ulps: u32, g: Grid) -> (Vec<i32>, Vec<i32>) {
+    visit(values, valid, Cells { ulps, g })
 }
 
 #[inline(always)]

@@ -60,7 +60,12 @@ pub fn encode_record(cx: &[i64], cy: &[i64], bits: u32) -> Result<Vec<u8>, Error
 }
 
 /// polygon.py `polygon_from_hull`: least-area outward polygon record within `hull_bytes`.
-pub fn polygon_from_hull(hx: &[i64], hy: &[i64], hull_bytes: u32, bits_choices: &[u32]) -> Result<Option<Vec<u8>>, Error> {
+pub fn polygon_from_hull(
+    hx: &[i64],
+    hy: &[i64],
+    hull_bytes: u32,
+    bits_choices: &[u32],
+) -> Result<Option<Vec<u8>>, Error> {
     let mut best: Option<(u32, Vec<i64>, Vec<i64>, i64)> = None;
     for &bits in bits_choices {
         let k = max_vertices(hull_bytes, bits);
@@ -68,7 +73,11 @@ pub fn polygon_from_hull(hx: &[i64], hy: &[i64], hull_bytes: u32, bits_choices: 
             continue;
         }
         let shift = FINE_BITS - bits;
-        let (mut lx, mut ly) = if shift != 0 { coarsen(hx, hy, shift) } else { (hx.to_vec(), hy.to_vec()) };
+        let (mut lx, mut ly) = if shift != 0 {
+            coarsen(hx, hy, shift)
+        } else {
+            (hx.to_vec(), hy.to_vec())
+        };
         if lx.len() > k {
             if k < 3 {
                 continue;
@@ -114,7 +123,12 @@ pub fn cells(col: &Column, grid: Grid) -> Cells {
 }
 
 /// Record of a pair from its columns' cells (None = absent), as the writer builds it.
-pub fn record_from_cells(cx: &Cells, cy: &Cells, hull_bytes: u32, bits_choices: &[u32]) -> Result<Option<Vec<u8>>, Error> {
+pub fn record_from_cells(
+    cx: &Cells,
+    cy: &Cells,
+    hull_bytes: u32,
+    bits_choices: &[u32],
+) -> Result<Option<Vec<u8>>, Error> {
     match pair_hull(&cx.0, &cx.1, &cy.0, &cy.1) {
         Ok((hx, hy)) => polygon_from_hull(&hx, &hy, hull_bytes, bits_choices),
         Err(_) => Ok(None),
@@ -148,7 +162,13 @@ pub fn pair_polygon(
     };
     let (gx, gy) = match (xs.grid, ys.grid) {
         (Some(gx), Some(gy)) => (gx, gy),
-        _ => return Ok(PairPolygon { record: None, x: xs, y: ys }),
+        _ => {
+            return Ok(PairPolygon {
+                record: None,
+                x: xs,
+                y: ys,
+            })
+        }
     };
     let record = record_from_cells(&cells(x, gx), &cells(y, gy), hull_bytes, bits_choices)?;
     Ok(PairPolygon { record, x: xs, y: ys })
@@ -174,15 +194,31 @@ mod tests {
     }
 
     fn f64_col(v: &[f64]) -> Column<'_> {
-        Column { values: Values::F64(v), valid: Validity::All, ulps: 0 }
+        Column {
+            values: Values::F64(v),
+            valid: Validity::All,
+            ulps: 0,
+        }
     }
 
     #[test]
     fn disk_fits_budget_and_contains_points() {
         let n = 2000;
-        let xs: Vec<f64> = (0..n).map(|i| (i as f64 * 0.7).cos() * (i as f64 / n as f64)).collect();
-        let ys: Vec<f64> = (0..n).map(|i| (i as f64 * 0.7).sin() * (i as f64 / n as f64)).collect();
-        let p = pair_polygon(&f64_col(&xs), &f64_col(&ys), 45, &DEFAULT_BITS_CHOICES, None, None).unwrap();
+        let xs: Vec<f64> = (0..n)
+            .map(|i| (i as f64 * 0.7).cos() * (i as f64 / n as f64))
+            .collect();
+        let ys: Vec<f64> = (0..n)
+            .map(|i| (i as f64 * 0.7).sin() * (i as f64 / n as f64))
+            .collect();
+        let p = pair_polygon(
+            &f64_col(&xs),
+            &f64_col(&ys),
+            45,
+            &DEFAULT_BITS_CHOICES,
+            None,
+            None,
+        )
+        .unwrap();
         let rec = p.record.unwrap();
         assert!(rec.len() <= 45 && (rec[0] & 31) >= 3);
     }
@@ -191,21 +227,116 @@ mod tests {
     fn absent_records() {
         let nan = [1.0, f64::NAN];
         let ok = [1.0, 2.0];
-        let p = pair_polygon(&f64_col(&nan), &f64_col(&ok), 45, &DEFAULT_BITS_CHOICES, None, None).unwrap();
+        let p = pair_polygon(
+            &f64_col(&nan),
+            &f64_col(&ok),
+            45,
+            &DEFAULT_BITS_CHOICES,
+            None,
+            None,
+        )
+        .unwrap();
         assert!(p.record.is_none());
         let inf = [1.0, f64::INFINITY];
-        let p = pair_polygon(&f64_col(&inf), &f64_col(&ok), 45, &DEFAULT_BITS_CHOICES, None, None).unwrap();
+        let p = pair_polygon(
+            &f64_col(&inf),
+            &f64_col(&ok),
+            45,
+            &DEFAULT_BITS_CHOICES,
+            None,
+            None,
+        )
+        .unwrap();
         assert!(p.record.is_none() && p.x.grid.is_none());
         let none = [0u8, 0];
-        let c = Column { values: Values::F64(&ok), valid: Validity::Bytes(&none), ulps: 0 };
+        let c = Column {
+            values: Values::F64(&ok),
+            valid: Validity::Bytes(&none),
+            ulps: 0,
+        };
         let p = pair_polygon(&c, &c, 45, &DEFAULT_BITS_CHOICES, None, None).unwrap();
         assert!(p.record.is_none() && p.x.nulls == 2);
         // a single point: one vertex
         let one = [3.0];
-        let p = pair_polygon(&f64_col(&one), &f64_col(&one), 45, &DEFAULT_BITS_CHOICES, None, None).unwrap();
+        let p = pair_polygon(
+            &f64_col(&one),
+            &f64_col(&one),
+            45,
+            &DEFAULT_BITS_CHOICES,
+            None,
+            None,
+        )
+        .unwrap();
         assert!(p.record.is_some());
         // budget too small for anything
         let p = pair_polygon(&f64_col(&ok), &f64_col(&ok), 1, &DEFAULT_BITS_CHOICES, None, None).unwrap();
         assert!(p.record.is_none());
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    extern "C" {
+        fn clock_gettime(clk: i32, ts: *mut [i64; 2]) -> i32;
+    }
+
+    /// Thread CPU time (the machine is shared: wall time is noise).
+    struct Instant(f64);
+    impl Instant {
+        fn now() -> Self {
+            let mut ts = [0i64; 2];
+            unsafe { clock_gettime(3, &mut ts) };
+            Instant(ts[0] as f64 + ts[1] as f64 * 1e-9)
+        }
+        fn elapsed(&self) -> std::time::Duration {
+            std::time::Duration::from_secs_f64(Instant::now().0 - self.0)
+        }
+    }
+
+    /// Stage timings on TPC-H-like columns: `cargo test --release -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn stage_timings() {
+        let n = 122_880usize;
+        let mut s = 12345u64;
+        let mut rnd = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let price: Vec<i64> = (0..n).flat_map(|_| [(rnd() % 10_000_000) as i64 + 90_000, 0]).collect();
+        let disc: Vec<i64> = (0..n).flat_map(|_| [(rnd() % 11) as i64, 0]).collect();
+        let ship: Vec<i32> = (0..n).map(|_| 8000 + (rnd() % 2500) as i32).collect();
+        let rec: Vec<i32> = ship.iter().map(|&d| d + 1 + (rnd() % 30) as i32).collect();
+        let cols = [
+            Column { values: Values::Dec(&price, 100.0), valid: Validity::All, ulps: 1 },
+            Column { values: Values::Dec(&disc, 100.0), valid: Validity::All, ulps: 1 },
+            Column { values: Values::I32(&ship), valid: Validity::All, ulps: 0 },
+            Column { values: Values::I32(&rec), valid: Validity::All, ulps: 0 },
+        ];
+        for _ in 0..5 {
+            let t = Instant::now();
+            let sums: Vec<Summary> = cols.iter().map(|c| summarize(&c.values, &c.valid, c.ulps).unwrap()).collect();
+            let t1 = t.elapsed();
+            let t = Instant::now();
+            let cl: Vec<Cells> = cols.iter().zip(&sums).map(|(c, s)| cells(c, s.grid.unwrap())).collect();
+            let t2 = t.elapsed();
+            let t = Instant::now();
+            let h1 = pair_hull(&cl[0].0, &cl[0].1, &cl[1].0, &cl[1].1).unwrap();
+            let h2 = pair_hull(&cl[2].0, &cl[2].1, &cl[3].0, &cl[3].1).unwrap();
+            let t3 = t.elapsed();
+            let t = Instant::now();
+            polygon_from_hull(&h1.0, &h1.1, 45, &DEFAULT_BITS_CHOICES).unwrap();
+            polygon_from_hull(&h2.0, &h2.1, 45, &DEFAULT_BITS_CHOICES).unwrap();
+            let t4 = t.elapsed();
+            println!(
+                "4 cols: stats {t1:?}, cells {t2:?}; 2 pairs: hull {t3:?} ({} + {} vertices), polygons {t4:?}",
+                h1.0.len(),
+                h2.0.len()
+            );
+        }
     }
 }
