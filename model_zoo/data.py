@@ -1,15 +1,14 @@
 """Training and evaluation data for zoo models: TPC columns as float64 arrays.
 
-All data access of the zoo goes through `table_columns` (and `_connect`), so
-moving to the lead's Parquet generator (`mlskip.tpch.generate_tpc`) is a change
-in one place. Columns follow docs/CONTRACTS.md's numeric encoding: numbers and
+All data access of the zoo goes through `table_columns`, which reads the
+Parquet files of the shared TPC generator (`mlskip.tpch.generate_tpc`, cached
+on disk, so models train without regenerating data). Columns follow docs/CONTRACTS.md's numeric encoding: numbers and
 decimals as float64, dates as days since 1970-01-01.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,34 +16,16 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from mlskip.errors import InputDataError, UnknownSuiteError
+from mlskip.errors import InputDataError
 
 DEFAULT_SF = 0.1
-_GENERATORS = {"tpch": "CALL dbgen(sf={sf})", "tpcds": "CALL dsdgen(sf={sf})"}
-_WHEELS = {"tpch": "duckdb_extension_tpch", "tpcds": "duckdb_extension_tpcds"}
 
 
-def _extension_path(suite: str) -> Path:
-    package = importlib.import_module(_WHEELS[suite])
-    return (
-        Path(package.__file__).parent
-        / "extensions"
-        / f"v{duckdb.__version__}"
-        / f"{suite}.duckdb_extension"
-    )
+def _table_path(suite: str, table: str, sf: float) -> Path:
+    """The table as a Parquet file from the shared, cached TPC generator."""
+    from mlskip.tpch.generate import generate_tpc
 
-
-@functools.lru_cache(maxsize=4)
-def _connect(suite: str, sf: float) -> duckdb.DuckDBPyConnection:
-    """An in-memory database holding the suite at scale ``sf`` (one per suite: both define customer)."""
-    if suite not in _GENERATORS:
-        raise UnknownSuiteError(f"unknown suite {suite!r}; choose one of {', '.join(_GENERATORS)}")
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    con.execute(f"INSTALL '{_extension_path(suite)}'")
-    con.execute(f"LOAD {suite}")
-    con.execute(_GENERATORS[suite].format(sf=sf))
-    return con
+    return generate_tpc(suite, sf, tables=[table])[table]
 
 
 def _to_numpy(col: pa.ChunkedArray) -> np.ndarray:
@@ -69,11 +50,14 @@ def _to_numpy(col: pa.ChunkedArray) -> np.ndarray:
 def _table_columns_cached(
     suite: str, table: str, exprs: tuple[str, ...], sf: float
 ) -> tuple[np.ndarray, ...]:
-    con = _connect(suite, sf)
+    path = _table_path(suite, table, sf)
     select = ", ".join(f"{e} AS c{i}" for i, e in enumerate(exprs))
     not_null = " AND ".join(f"({e}) IS NOT NULL" for e in exprs)
     try:
-        arrow = con.sql(f"SELECT {select} FROM {table} WHERE {not_null}").to_arrow_table()
+        con = duckdb.connect()
+        arrow = con.sql(
+            f"SELECT {select} FROM read_parquet('{path}') WHERE {not_null}"
+        ).to_arrow_table()
     except duckdb.Error as exc:
         raise InputDataError(f"cannot read {exprs} from {suite}.{table}: {exc}") from exc
     return tuple(_to_numpy(arrow.column(i)) for i in range(len(exprs)))
