@@ -3,13 +3,15 @@
 //! 2 the reference raises MetadataError (record not encodable), 3 bad argument,
 //! 4 internal panic (caught; never unwinds into the caller).
 
+use std::cell::RefCell;
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::slice;
 
 use crate::column::{int_ulps, summarize, Grid, Summary, Validity, Values};
+use crate::hull::HullScratch;
 use crate::polygon::{
-    cells, pair_polygon, record_from_cells, Cells, Column, Error, BITS_CHOICES, MAX_RECORD,
+    cells_into, pair_polygon, record_from_cells_with, Cells, Column, Error, BITS_CHOICES, MAX_RECORD,
 };
 
 pub const OK: i32 = 0;
@@ -59,6 +61,20 @@ pub struct MlsRecord {
 }
 
 const _: () = assert!(MAX_RECORD <= 128);
+
+/// Buffers reused across calls on one thread (cells of each column, hull table).
+#[derive(Default)]
+struct Scratch {
+    cells: Vec<Cells>,
+    hull: HullScratch,
+}
+
+/// Rows of cells kept per column between calls (16 MiB).
+const KEEP_CELLS: usize = 1 << 22;
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
 
 struct Col<'a> {
     col: Column<'a>,
@@ -291,33 +307,37 @@ pub unsafe extern "C" fn mlskip_row_group(
         } else {
             slice::from_raw_parts_mut(out_recs, npairs)
         };
-        let mut cache: Vec<Option<Cells>> = (0..ncols).map(|_| None).collect();
-        for p in 0..npairs {
-            let (a, b) = (pin[2 * p] as usize, pin[2 * p + 1] as usize);
-            let (ga, gb) = match (sums[a].grid, sums[b].grid) {
-                (Some(ga), Some(gb)) => (ga, gb),
-                _ => {
-                    orec[p].len = 0;
-                    continue;
+        SCRATCH.with(|sc| {
+            let mut guard = sc.borrow_mut();
+            let Scratch { cells, hull } = &mut *guard;
+            if cells.len() < ncols {
+                cells.resize_with(ncols, Vec::new);
+            }
+            let mut done = vec![false; ncols];
+            for p in 0..npairs {
+                let (a, b) = (pin[2 * p] as usize, pin[2 * p + 1] as usize);
+                let (ga, gb) = match (sums[a].grid, sums[b].grid) {
+                    (Some(ga), Some(gb)) => (ga, gb),
+                    _ => {
+                        orec[p].len = 0;
+                        continue;
+                    }
+                };
+                for (i, g) in [(a, ga), (b, gb)] {
+                    if !done[i] {
+                        cells_into(&columns[i], g, &mut cells[i]);
+                        done[i] = true;
+                    }
                 }
-            };
-            if cache[a].is_none() {
-                cache[a] = Some(cells(&columns[a], ga));
+                match record_from_cells_with(&cells[a], &cells[b], hull_bytes, bits, hull) {
+                    Ok(r) => put_record(r, &mut orec[p]),
+                    Err(e) => return status(e),
+                }
             }
-            if cache[b].is_none() {
-                cache[b] = Some(cells(&columns[b], gb));
+            for c in cells.iter_mut() {
+                c.shrink_to(KEEP_CELLS);
             }
-            let rec = record_from_cells(
-                cache[a].as_ref().unwrap(),
-                cache[b].as_ref().unwrap(),
-                hull_bytes,
-                bits,
-            );
-            match rec {
-                Ok(r) => put_record(r, &mut orec[p]),
-                Err(e) => return status(e),
-            }
-        }
-        OK
+            OK
+        })
     })
 }

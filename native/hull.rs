@@ -4,8 +4,25 @@
 use crate::column::{visit, Grid, Validity, Values, Visit, QMAX};
 use crate::fp::{ldexp, nudge};
 
-pub const NULL: i32 = -1;
-pub const NONFINITE: i32 = -2;
+/// A row's cell packed as `qlo << 16 | qhi` (0 <= qlo <= qhi <= QMAX), or a marker;
+/// both markers have qlo > qhi, so they never collide with a cell.
+pub type Cell = u32;
+/// row is NULL in this column (hull.py `NULL`)
+pub const NULL: Cell = 0xFFFF_FFFE;
+/// row is NaN, +-inf or off the grid (hull.py `NONFINITE`)
+pub const NONFINITE: Cell = 0xFFFF_FFFD;
+
+/// Pack a cell.
+#[inline(always)]
+pub fn pack(qlo: i64, qhi: i64) -> Cell {
+    ((qlo as u32) << 16) | qhi as u32
+}
+
+/// Unpack a cell (not a marker).
+#[inline(always)]
+pub fn unpack(c: Cell) -> (i64, i64) {
+    ((c >> 16) as i64, (c & 0xFFFF) as i64)
+}
 
 /// `floor(t)` for finite `t` well inside the i64 range (no libm call).
 #[inline(always)]
@@ -29,13 +46,14 @@ fn ceil_i64(t: f64) -> i64 {
     }
 }
 
-struct Cells {
+struct Cells<'a> {
     ulps: u32,
     g: Grid,
+    out: &'a mut Vec<Cell>,
 }
 
-impl Visit for Cells {
-    type Out = (Vec<i32>, Vec<i32>);
+impl Visit for Cells<'_> {
+    type Out = ();
     #[inline(always)]
     fn run<V: Fn(usize) -> f64 + Copy, M: Fn(usize) -> bool + Copy>(
         self,
@@ -43,30 +61,27 @@ impl Visit for Cells {
         at: V,
         ok: M,
     ) -> Self::Out {
-        let (ulps, g) = (self.ulps, self.g);
-        let mut qlo = Vec::with_capacity(n);
-        let mut qhi = Vec::with_capacity(n);
-        let n0 = g.n0;
-        let fn0 = n0 as f64;
-        let step = ldexp(1.0, g.e);
-        let fast = g.e >= -1022;
-        let inv = if fast { ldexp(1.0, -g.e) } else { 0.0 };
-        let qmax2 = QMAX as f64 + 2.0;
-        for i in 0..n {
-            let (l, h) = cell(ok(i), at(i), ulps, n0, fn0, step, fast, inv, g.e, qmax2);
-            qlo.push(l);
-            qhi.push(h);
+        let out = self.out;
+        out.clear();
+        out.reserve(n);
+        let c = Consts::new(self.g, self.ulps);
+        let dst = &mut out.spare_capacity_mut()[..n];
+        // the loop-invariant branches (widening mode, ldexp path) are hoisted
+        match (self.ulps, c.fast) {
+            (0, true) => fill::<0, true, _, _>(dst, &c, at, ok),
+            (1, true) => fill::<1, true, _, _>(dst, &c, at, ok),
+            (_, true) => fill::<2, true, _, _>(dst, &c, at, ok),
+            (0, false) => fill::<0, false, _, _>(dst, &c, at, ok),
+            (1, false) => fill::<1, false, _, _>(dst, &c, at, ok),
+            (_, false) => fill::<2, false, _, _>(dst, &c, at, ok),
         }
-        (qlo, qhi)
+        // SAFETY: fill wrote all n slots
+        unsafe { out.set_len(n) };
     }
 }
 
-/// The cell of one row (the body of hull.py `column_cells`).
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn cell(
-    ok: bool,
-    v: f64,
+/// Loop invariants of the cell computation of one column.
+struct Consts {
     ulps: u32,
     n0: i64,
     fn0: f64,
@@ -74,28 +89,59 @@ fn cell(
     fast: bool,
     inv: f64,
     e: i32,
-    qmax2: f64,
-) -> (i32, i32) {
+}
+
+impl Consts {
+    fn new(g: Grid, ulps: u32) -> Self {
+        let fast = g.e >= -1022;
+        Consts {
+            ulps,
+            n0: g.n0,
+            fn0: g.n0 as f64,
+            step: ldexp(1.0, g.e),
+            fast,
+            inv: if fast { ldexp(1.0, -g.e) } else { 0.0 },
+            e: g.e,
+        }
+    }
+}
+
+#[inline(always)]
+fn fill<const MODE: u32, const FAST: bool, V: Fn(usize) -> f64, M: Fn(usize) -> bool>(
+    dst: &mut [std::mem::MaybeUninit<Cell>],
+    c: &Consts,
+    at: V,
+    ok: M,
+) {
+    for (i, d) in dst.iter_mut().enumerate() {
+        d.write(cell::<MODE, FAST>(ok(i), at(i), c));
+    }
+}
+
+/// The cell of one row (the body of hull.py `column_cells`); MODE 0, 1, 2 = ulps 0, 1, > 1.
+#[inline(always)]
+fn cell<const MODE: u32, const FAST: bool>(ok: bool, v: f64, c: &Consts) -> Cell {
     if !ok {
-        return (NULL, NULL);
+        return NULL;
     }
     if !v.is_finite() {
-        return (NONFINITE, NONFINITE);
+        return NONFINITE;
     }
-    let (a, b) = if ulps > 1 {
-        (nudge(v, ulps, false), nudge(v, ulps, true))
+    let (a, b) = if MODE == 2 {
+        (nudge(v, c.ulps, false), nudge(v, c.ulps, true))
     } else {
         (v, v)
     };
-    let (ta, tb) = if fast {
-        (a * inv - fn0, b * inv - fn0)
+    let (ta, tb) = if FAST {
+        (a * c.inv - c.fn0, b * c.inv - c.fn0)
     } else {
-        (ldexp(a, -e) - fn0, ldexp(b, -e) - fn0)
+        (ldexp(a, -c.e) - c.fn0, ldexp(b, -c.e) - c.fn0)
     };
-    if !(ta > -2.0 && tb < qmax2) {
-        return (NONFINITE, NONFINITE);
+    if !(ta > -2.0 && tb < QMAX as f64 + 2.0) {
+        return NONFINITE;
     }
     // -2 < ta <= tb < QMAX + 2 here: the cast-based floor/ceil are exact
+    let (n0, step) = (c.n0, c.step);
     let mut la = floor_i64(ta);
     while (n0 + la) as f64 * step > a {
         la -= 1;
@@ -104,7 +150,7 @@ fn cell(
     while ((n0 + hb) as f64 * step) < b {
         hb += 1;
     }
-    if ulps == 1 {
+    if MODE == 1 {
         if (n0 + la) as f64 * step == v {
             la -= 1;
         }
@@ -113,14 +159,92 @@ fn cell(
         }
     }
     if la < 0 || hb > QMAX {
-        return (NONFINITE, NONFINITE);
+        return NONFINITE;
     }
-    (la as i32, hb as i32)
+    pack(la, hb)
 }
 
-/// hull.py `column_cells`: outward fine-grid cell bounds (qlo, qhi) of each row.
-pub fn column_cells(values: &Values, valid: &Validity, ulps: u32, g: Grid) -> (Vec<i32>, Vec<i32>) {
-    visit(values, valid, Cells { ulps, g })
+/// hull.py `column_cells`: outward fine-grid cell bounds of each row, packed into `out`.
+pub fn column_cells_into(values: &Values, valid: &Validity, ulps: u32, g: Grid, out: &mut Vec<Cell>) {
+    let c = Consts::new(g, ulps);
+    let done = match *values {
+        Values::F64(_) => false,
+        Values::I64(v) => lut_cells(v.len(), |i| v[i], |r| r as f64, valid, &c, out),
+        Values::I32(v) => lut_cells(v.len(), |i| v[i] as i64, |r| r as f64, valid, &c, out),
+        Values::Dec(v, div) => lut_cells(v.len() / 2, |i| v[2 * i], |r| r as f64 / div, valid, &c, out),
+    };
+    if !done {
+        visit(values, valid, Cells { ulps, g, out })
+    }
+}
+
+/// Largest integer span looked up in a table instead of computed per row.
+const LUT_MAX: i64 = 1 << 16;
+
+/// `cell` of one value with the mode chosen at run time (table construction).
+fn cell_dyn(v: f64, c: &Consts) -> Cell {
+    match (c.ulps, c.fast) {
+        (0, true) => cell::<0, true>(true, v, c),
+        (1, true) => cell::<1, true>(true, v, c),
+        (_, true) => cell::<2, true>(true, v, c),
+        (0, false) => cell::<0, false>(true, v, c),
+        (1, false) => cell::<1, false>(true, v, c),
+        (_, false) => cell::<2, false>(true, v, c),
+    }
+}
+
+/// Integer-backed columns (dates, decimals, ints) with a small raw span: the cell is a
+/// function of the raw integer, so it is computed once per distinct raw value (the same
+/// `cell` function, hence the same bytes) and looked up per row. False = not applicable.
+fn lut_cells<R: Fn(usize) -> i64 + Copy, C: Fn(i64) -> f64>(
+    n: usize,
+    raw: R,
+    conv: C,
+    valid: &Validity,
+    c: &Consts,
+    out: &mut Vec<Cell>,
+) -> bool {
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    match *valid {
+        Validity::All => {
+            for i in 0..n {
+                let r = raw(i);
+                lo = lo.min(r);
+                hi = hi.max(r);
+            }
+        }
+        _ => {
+            for i in (0..n).filter(|&i| valid.valid(i)) {
+                let r = raw(i);
+                lo = lo.min(r);
+                hi = hi.max(r);
+            }
+        }
+    }
+    let span = match hi.checked_sub(lo) {
+        Some(s) if lo <= hi && s < LUT_MAX && (s as usize) < n => s as usize,
+        _ => return false,
+    };
+    let lut: Vec<Cell> = (0..=span).map(|k| cell_dyn(conv(lo + k as i64), c)).collect();
+    out.clear();
+    match *valid {
+        Validity::All => out.extend((0..n).map(|i| lut[(raw(i) - lo) as usize])),
+        _ => out.extend((0..n).map(|i| {
+            if valid.valid(i) {
+                lut[(raw(i) - lo) as usize]
+            } else {
+                NULL
+            }
+        })),
+    }
+    true
+}
+
+/// `column_cells_into` with a fresh vector.
+pub fn column_cells(values: &Values, valid: &Validity, ulps: u32, g: Grid) -> Vec<Cell> {
+    let mut out = Vec::new();
+    column_cells_into(values, valid, ulps, g, &mut out);
+    out
 }
 
 #[inline(always)]
@@ -131,42 +255,44 @@ fn cross(ox: i64, oy: i64, ax: i64, ay: i64, bx: i64, by: i64) -> i64 {
 /// A polygon as two coordinate vectors (CCW, from the smallest (x, y)).
 pub type Poly = (Vec<i64>, Vec<i64>);
 
-/// hull.py `chain_hull`: Andrew's monotone chain on points sorted by (x, y).
+/// hull.py `chain_hull`: Andrew's monotone chain on distinct points sorted by (x, y);
+/// CCW from the smallest point, no collinear vertices (a stack instead of 2n + 1 slots).
+pub fn chain_hull_pts(p: &[(i64, i64)], st: &mut Vec<(i64, i64)>) {
+    st.clear();
+    let n = p.len();
+    if n <= 1 {
+        st.extend_from_slice(p);
+        return;
+    }
+    let turn = |st: &Vec<(i64, i64)>, q: (i64, i64)| {
+        let (o, a) = (st[st.len() - 2], st[st.len() - 1]);
+        cross(o.0, o.1, a.0, a.1, q.0, q.1)
+    };
+    for &q in p {
+        while st.len() >= 2 && turn(st, q) <= 0 {
+            st.pop();
+        }
+        st.push(q);
+    }
+    let lower = st.len() + 1;
+    for &q in p[..n - 1].iter().rev() {
+        while st.len() >= lower && turn(st, q) <= 0 {
+            st.pop();
+        }
+        st.push(q);
+    }
+    let last = st.pop().unwrap(); // equals the first point
+    if st.len() == 1 && st[0] != last {
+        st.push(last); // two distinct points: keep the segment
+    }
+}
+
+/// `chain_hull_pts` on coordinate slices.
 pub fn chain_hull(px: &[i64], py: &[i64]) -> Poly {
-    let n = px.len();
-    if n == 0 {
-        return (vec![], vec![]);
-    }
-    if n == 1 {
-        return (vec![px[0]], vec![py[0]]);
-    }
-    let mut hx = vec![0i64; 2 * n + 1];
-    let mut hy = vec![0i64; 2 * n + 1];
-    let mut m = 0usize;
-    for i in 0..n {
-        while m >= 2 && cross(hx[m - 2], hy[m - 2], hx[m - 1], hy[m - 1], px[i], py[i]) <= 0 {
-            m -= 1;
-        }
-        hx[m] = px[i];
-        hy[m] = py[i];
-        m += 1;
-    }
-    let lower = m + 1;
-    for i in (0..n - 1).rev() {
-        while m >= lower && cross(hx[m - 2], hy[m - 2], hx[m - 1], hy[m - 1], px[i], py[i]) <= 0 {
-            m -= 1;
-        }
-        hx[m] = px[i];
-        hy[m] = py[i];
-        m += 1;
-    }
-    m -= 1;
-    if m == 1 && (hx[0] != hx[1] || hy[0] != hy[1]) {
-        m = 2;
-    }
-    hx.truncate(m);
-    hy.truncate(m);
-    (hx, hy)
+    let pts: Vec<(i64, i64)> = px.iter().copied().zip(py.iter().copied()).collect();
+    let mut st = Vec::new();
+    chain_hull_pts(&pts, &mut st);
+    st.into_iter().unzip()
 }
 
 /// hull.py `hull_of_points`: exact hull of a small unsorted point set.
@@ -186,17 +312,28 @@ pub enum NoHull {
     NonFinite,
 }
 
+/// Reusable buffers of `pair_hull` (one per thread: no page faults per call).
+#[derive(Default)]
+pub struct HullScratch {
+    /// per fine x: [lowest qlo_y, highest qhi_y]; unseen while lowest > highest
+    tab: Vec<[u16; 2]>,
+    lower: Vec<(i64, i64)>,
+    upper: Vec<(i64, i64)>,
+    pts: Vec<(i64, i64)>,
+    st: Vec<(i64, i64)>,
+}
+
 /// hull.py `pair_hull`: exact hull of the cell rectangles of rows valid in both columns.
-pub fn pair_hull(xlo: &[i32], xhi: &[i32], ylo: &[i32], yhi: &[i32]) -> Result<Poly, NoHull> {
+pub fn pair_hull_with(cx: &[Cell], cy: &[Cell], s: &mut HullScratch) -> Result<Poly, NoHull> {
     let size = (QMAX + 1) as usize;
-    let mut cmin = vec![size as i32; size];
-    let mut cmax = vec![-1i32; size];
+    s.tab.clear();
+    s.tab.resize(size, [u16::MAX, 0]);
+    let tab = &mut s.tab[..size];
+    let n = cx.len();
+    let cy = &cy[..n];
     let mut seen = false;
-    let n = xlo.len();
-    let (xhi, ylo, yhi) = (&xhi[..n], &ylo[..n], &yhi[..n]);
     for i in 0..n {
-        let a = xlo[i];
-        let c = ylo[i];
+        let (a, c) = (cx[i], cy[i]);
         if a == NULL || c == NULL {
             continue;
         }
@@ -204,40 +341,69 @@ pub fn pair_hull(xlo: &[i32], xhi: &[i32], ylo: &[i32], yhi: &[i32]) -> Result<P
             return Err(NoHull::NonFinite);
         }
         seen = true;
-        let b = xhi[i];
-        let d = yhi[i];
-        let (a, b) = (a as usize, b as usize);
-        if c < cmin[a] {
-            cmin[a] = c;
-        }
-        if d > cmax[a] {
-            cmax[a] = d;
-        }
-        if b != a {
-            if c < cmin[b] {
-                cmin[b] = c;
-            }
-            if d > cmax[b] {
-                cmax[b] = d;
-            }
+        let (xl, xh) = ((a >> 16) as usize, (a & 0xFFFF) as usize);
+        let (yl, yh) = ((c >> 16) as u16, (c & 0xFFFF) as u16);
+        let t = &mut tab[xl];
+        t[0] = t[0].min(yl);
+        t[1] = t[1].max(yh);
+        if xh != xl {
+            let t = &mut tab[xh];
+            t[0] = t[0].min(yl);
+            t[1] = t[1].max(yh);
         }
     }
     if !seen {
         return Err(NoHull::NoValidRow);
     }
-    let mut px = Vec::new();
-    let mut py = Vec::new();
-    for x in 0..size {
-        if cmax[x] >= 0 {
-            px.push(x as i64);
-            py.push(cmin[x] as i64);
-            if cmax[x] != cmin[x] {
-                px.push(x as i64);
-                py.push(cmax[x] as i64);
+    // Every vertex of the hull of all (x, min) and (x, max) points lies on the lower
+    // chain of the column minima or on the upper chain of the column maxima; the
+    // reference chain on those few candidates gives the same strict, canonical hull.
+    let (lower, upper) = (&mut s.lower, &mut s.upper);
+    lower.clear();
+    upper.clear();
+    for (x, t) in tab.iter().enumerate() {
+        if t[0] <= t[1] {
+            let x = x as i64;
+            let q = (x, t[0] as i64);
+            while lower.len() >= 2 && turn(lower, q) <= 0 {
+                lower.pop();
             }
+            lower.push(q);
+            let q = (x, t[1] as i64);
+            while upper.len() >= 2 && turn(upper, q) >= 0 {
+                upper.pop();
+            }
+            upper.push(q);
         }
     }
-    Ok(chain_hull(&px, &py))
+    s.pts.clear();
+    let (mut i, mut j) = (0, 0);
+    while i < lower.len() || j < upper.len() {
+        let q = if j == upper.len() || (i < lower.len() && lower[i] <= upper[j]) {
+            i += 1;
+            lower[i - 1]
+        } else {
+            j += 1;
+            upper[j - 1]
+        };
+        if s.pts.last() != Some(&q) {
+            s.pts.push(q);
+        }
+    }
+    chain_hull_pts(&s.pts, &mut s.st);
+    Ok(s.st.iter().copied().unzip())
+}
+
+/// Cross product of the last two stack points and `q` (> 0: left turn).
+#[inline(always)]
+fn turn(st: &[(i64, i64)], q: (i64, i64)) -> i64 {
+    let (o, a) = (st[st.len() - 2], st[st.len() - 1]);
+    cross(o.0, o.1, a.0, a.1, q.0, q.1)
+}
+
+/// `pair_hull_with` on fresh buffers.
+pub fn pair_hull(cx: &[Cell], cy: &[Cell]) -> Result<Poly, NoHull> {
+    pair_hull_with(cx, cy, &mut HullScratch::default())
 }
 
 /// hull.py `coarsen`: hull of the coarse cells (step 2**shift) holding each vertex.
@@ -284,11 +450,16 @@ mod tests {
 
     #[test]
     fn pair_hull_status() {
-        let n = [NULL, NULL];
-        assert_eq!(pair_hull(&n, &n, &[1, 2], &[1, 2]), Err(NoHull::NoValidRow));
-        let f = [NONFINITE, 5];
-        assert_eq!(pair_hull(&f, &f, &[1, 2], &[1, 2]), Err(NoHull::NonFinite));
-        let (x, y) = pair_hull(&[10, 20], &[11, 20], &[5, 7], &[6, 7]).unwrap();
+        let y = [pack(1, 1), pack(2, 2)];
+        assert_eq!(pair_hull(&[NULL, NULL], &y), Err(NoHull::NoValidRow));
+        assert_eq!(pair_hull(&[NONFINITE, pack(5, 5)], &y), Err(NoHull::NonFinite));
+        assert_eq!(
+            pair_hull(&[NULL, pack(5, 5)], &[NONFINITE, NULL]),
+            Err(NoHull::NoValidRow)
+        );
+        let top = pack(QMAX, QMAX);
+        assert_eq!(pair_hull(&[top], &[top]).unwrap(), (vec![QMAX], vec![QMAX]));
+        let (x, y) = pair_hull(&[pack(10, 11), pack(20, 20)], &[pack(5, 6), pack(7, 7)]).unwrap();
         assert_eq!((x, y), (vec![10, 11, 20, 10], vec![5, 5, 7, 6]));
     }
 
@@ -296,12 +467,13 @@ mod tests {
     fn cells_are_outward() {
         let v = [0.25, 1.0, 3.0, f64::NAN];
         let g = crate::column::make_grid(0.25, 3.0).unwrap().unwrap();
-        let (lo, hi) = column_cells(&Values::F64(&v), &Validity::All, 0, g);
+        let c = column_cells(&Values::F64(&v), &Validity::All, 0, g);
         for i in 0..3 {
-            assert!(g.value(lo[i] as i64) <= v[i] && g.value(hi[i] as i64) >= v[i]);
+            let (lo, hi) = unpack(c[i]);
+            assert!(g.value(lo) <= v[i] && g.value(hi) >= v[i]);
         }
-        assert_eq!((lo[3], hi[3]), (NONFINITE, NONFINITE));
-        let (lo, hi) = column_cells(&Values::F64(&v), &Validity::All, 1, g);
-        assert!(g.value(lo[1] as i64) < 1.0 && g.value(hi[1] as i64) > 1.0);
+        assert_eq!(c[3], NONFINITE);
+        let (lo, hi) = unpack(column_cells(&Values::F64(&v), &Validity::All, 1, g)[1]);
+        assert!(g.value(lo) < 1.0 && g.value(hi) > 1.0);
     }
 }

@@ -2,7 +2,7 @@
 //! fine hull -> per lattice width an outward k-gon -> least exact area -> record bytes.
 
 use crate::column::{summarize, Grid, Overflow, Summary, Validity, Values, FINE_BITS, QMAX};
-use crate::hull::{area2, coarsen, column_cells, pair_hull};
+use crate::hull::{area2, coarsen, column_cells_into, pair_hull_with, Cell, HullScratch};
 use crate::reduce::reduce_outward;
 
 pub const MAX_VERTICES: usize = 31;
@@ -114,22 +114,40 @@ pub struct Column<'a> {
     pub ulps: u32,
 }
 
-/// Cells of a column on its grid.
-pub type Cells = (Vec<i32>, Vec<i32>);
+/// Packed cells of a column on its grid (hull::Cell per row).
+pub type Cells = Vec<Cell>;
 
-/// Cells of one column (the writer shares them between the pairs of that column).
+/// Cells of one column into `out` (the writer shares them between the pairs of that column).
+pub fn cells_into(col: &Column, grid: Grid, out: &mut Cells) {
+    column_cells_into(&col.values, &col.valid, col.ulps, grid, out)
+}
+
+/// Cells of one column.
 pub fn cells(col: &Column, grid: Grid) -> Cells {
-    column_cells(&col.values, &col.valid, col.ulps, grid)
+    let mut out = Vec::new();
+    cells_into(col, grid, &mut out);
+    out
 }
 
 /// Record of a pair from its columns' cells (None = absent), as the writer builds it.
 pub fn record_from_cells(
-    cx: &Cells,
-    cy: &Cells,
+    cx: &[Cell],
+    cy: &[Cell],
     hull_bytes: u32,
     bits_choices: &[u32],
 ) -> Result<Option<Vec<u8>>, Error> {
-    match pair_hull(&cx.0, &cx.1, &cy.0, &cy.1) {
+    record_from_cells_with(cx, cy, hull_bytes, bits_choices, &mut HullScratch::default())
+}
+
+/// `record_from_cells` with reusable buffers.
+pub fn record_from_cells_with(
+    cx: &[Cell],
+    cy: &[Cell],
+    hull_bytes: u32,
+    bits_choices: &[u32],
+    scratch: &mut HullScratch,
+) -> Result<Option<Vec<u8>>, Error> {
+    match pair_hull_with(cx, cy, scratch) {
         Ok((hx, hy)) => polygon_from_hull(&hx, &hy, hull_bytes, bits_choices),
         Err(_) => Ok(None),
     }
@@ -307,26 +325,62 @@ mod timing {
             s ^= s << 17;
             s
         };
-        let price: Vec<i64> = (0..n).flat_map(|_| [(rnd() % 10_000_000) as i64 + 90_000, 0]).collect();
+        let price: Vec<i64> = (0..n)
+            .flat_map(|_| [(rnd() % 10_000_000) as i64 + 90_000, 0])
+            .collect();
         let disc: Vec<i64> = (0..n).flat_map(|_| [(rnd() % 11) as i64, 0]).collect();
         let ship: Vec<i32> = (0..n).map(|_| 8000 + (rnd() % 2500) as i32).collect();
         let rec: Vec<i32> = ship.iter().map(|&d| d + 1 + (rnd() % 30) as i32).collect();
         let cols = [
-            Column { values: Values::Dec(&price, 100.0), valid: Validity::All, ulps: 1 },
-            Column { values: Values::Dec(&disc, 100.0), valid: Validity::All, ulps: 1 },
-            Column { values: Values::I32(&ship), valid: Validity::All, ulps: 0 },
-            Column { values: Values::I32(&rec), valid: Validity::All, ulps: 0 },
+            Column {
+                values: Values::Dec(&price, 100.0),
+                valid: Validity::All,
+                ulps: 1,
+            },
+            Column {
+                values: Values::Dec(&disc, 100.0),
+                valid: Validity::All,
+                ulps: 1,
+            },
+            Column {
+                values: Values::I32(&ship),
+                valid: Validity::All,
+                ulps: 0,
+            },
+            Column {
+                values: Values::I32(&rec),
+                valid: Validity::All,
+                ulps: 0,
+            },
         ];
         for _ in 0..5 {
             let t = Instant::now();
-            let sums: Vec<Summary> = cols.iter().map(|c| summarize(&c.values, &c.valid, c.ulps).unwrap()).collect();
+            let sums: Vec<Summary> = cols
+                .iter()
+                .map(|c| summarize(&c.values, &c.valid, c.ulps).unwrap())
+                .collect();
             let t1 = t.elapsed();
             let t = Instant::now();
-            let cl: Vec<Cells> = cols.iter().zip(&sums).map(|(c, s)| cells(c, s.grid.unwrap())).collect();
+            let cl: Vec<Cells> = cols
+                .iter()
+                .zip(&sums)
+                .map(|(c, s)| cells(c, s.grid.unwrap()))
+                .collect();
             let t2 = t.elapsed();
+            let per: Vec<String> = cols
+                .iter()
+                .zip(&sums)
+                .map(|(c, s)| {
+                    let t = Instant::now();
+                    cells(c, s.grid.unwrap());
+                    format!("{:?}", t.elapsed())
+                })
+                .collect();
+            println!("cells per column {per:?}");
             let t = Instant::now();
-            let h1 = pair_hull(&cl[0].0, &cl[0].1, &cl[1].0, &cl[1].1).unwrap();
-            let h2 = pair_hull(&cl[2].0, &cl[2].1, &cl[3].0, &cl[3].1).unwrap();
+            let mut scratch = HullScratch::default();
+            let h1 = pair_hull_with(&cl[0], &cl[1], &mut scratch).unwrap();
+            let h2 = pair_hull_with(&cl[2], &cl[3], &mut scratch).unwrap();
             let t3 = t.elapsed();
             let t = Instant::now();
             polygon_from_hull(&h1.0, &h1.1, 45, &DEFAULT_BITS_CHOICES).unwrap();

@@ -1,0 +1,164 @@
+"""Benchmark of the Rust kernel against the numba reference (issue 9; figures, not a test).
+
+- ``hull_pass``: throughput (table rows per second) of one row group's summaries
+  (7 columns, 6 pairs: min/max/counts, grids, cells, fine hulls, 45-byte polygons)
+  for the Rust kernel (reads Arrow buffers) and the numba reference (to_numeric
+  then kernels). There is no plain-numpy implementation of the hull pass: numba
+  is the reference, so no numpy row is reported;
+- ``writer_overhead``: ``write_parquet`` (6 pairs, Rust / numba, and no pairs)
+  against a plain ``pyarrow.parquet.write_table`` of the same table and
+  row-group size.
+
+Configurations are interleaved and the best of ``repeats`` is kept, for wall
+time and for CPU time (all threads of this process): the 2-core machines are
+shared, so wall time alone mostly measures the other jobs. Run
+``python -m mlskip.metadata.bench_native --sf 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import native
+from .bench import PAIRS6, RG, _print
+from .writer import summarize_row_group, write_parquet
+
+
+def lineitem(sf: float) -> pa.Table:
+    """TPC-H lineitem from mlskip.tpch's cache (generated once, offline)."""
+    from mlskip.tpch import generate_tpc
+
+    path = generate_tpc("tpch", sf, tables=["lineitem"], row_group_size=RG)["lineitem"]
+    return pq.read_table(path)
+
+
+def _timed(f: Callable[[], object]) -> tuple[float, float]:
+    t, c = time.perf_counter(), time.process_time()
+    f()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def _best(configs: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
+    """Best (wall, cpu) seconds per configuration, configurations interleaved."""
+    best: dict[str, tuple[float, float]] = {}
+    for _ in range(repeats):
+        for name, f in configs.items():
+            w, c = _timed(f)
+            bw, bc = best.get(name, (math.inf, math.inf))
+            best[name] = (min(bw, w), min(bc, c))
+    return best
+
+
+def _with_native(flag: bool, f: Callable[[], object]) -> Callable[[], object]:
+    def run() -> object:
+        native.set_enabled(flag)
+        try:
+            return f()
+        finally:
+            native.set_enabled(None)
+
+    return run
+
+
+def hull_pass(table: pa.Table, pairs=PAIRS6, repeats: int = 5) -> list[dict]:
+    """Rows/s of the per-row-group summaries, Rust vs numba (same bytes, checked)."""
+    cols = sorted({c for p in pairs for c in p}, key=table.column_names.index)
+    idx = {c: i for i, c in enumerate(cols)}
+    pidx = [(idx[a], idx[b]) for a, b in pairs]
+    groups = [
+        table.slice(s, RG).select(cols).combine_chunks() for s in range(0, table.num_rows, RG)
+    ]
+
+    def run(flag: bool) -> Callable[[], object]:
+        return _with_native(flag, lambda: [summarize_row_group(g, cols, pidx, 45) for g in groups])
+
+    if not native.available():
+        raise RuntimeError("the Rust library is not built: run `cargo build --release`")
+    if run(True)() != run(False)():
+        raise AssertionError("Rust and numba summaries differ")
+    best = _best({"rust": run(True), "numba": run(False)}, repeats)
+    rows = [
+        {
+            "kernel": k,
+            "wall_s": w,
+            "rows/s (wall)": table.num_rows / w,
+            "cpu_s": c,
+            "rows/s (cpu)": table.num_rows / c,
+            "ms/row group (cpu)": 1e3 * c / len(groups),
+        }
+        for k, (w, c) in best.items()
+    ]
+    ratio = best["numba"][1] / best["rust"][1]
+    _print(
+        f"hull pass: {table.num_rows} rows, {len(groups)} row groups, {len(pairs)} pairs, "
+        f"{len(cols)} columns; Rust/numba speed-up {ratio:.2f}x (CPU), "
+        f"{best['numba'][0] / best['rust'][0]:.2f}x (wall); load {os.getloadavg()[0]:.1f}",
+        rows,
+    )
+    return rows
+
+
+def writer_overhead(table: pa.Table, repeats: int = 3, out_dir: str | None = None) -> list[dict]:
+    """Wall and CPU time of write_parquet (6 pairs, Rust or numba) over pq.write_table."""
+    out = Path(out_dir or tempfile.mkdtemp(prefix="mlskip_bench_native_"))
+    configs: dict[str, Callable[[], object]] = {
+        "pq.write_table": lambda: pq.write_table(
+            table, out / "plain.parquet", row_group_size=RG, compression="zstd"
+        ),
+        "write_parquet 6 pairs, rust": _with_native(
+            True,
+            lambda: write_parquet(table, out / "rust.parquet", row_group_size=RG, hulls=PAIRS6),
+        ),
+        "write_parquet 6 pairs, numba": _with_native(
+            False,
+            lambda: write_parquet(table, out / "numba.parquet", row_group_size=RG, hulls=PAIRS6),
+        ),
+        "write_parquet hulls=None": lambda: write_parquet(
+            table, out / "none.parquet", row_group_size=RG, hulls=None
+        ),
+    }
+    best = _best(configs, repeats)
+    same = (out / "rust.parquet").read_bytes() == (out / "numba.parquet").read_bytes()
+    pw, pc = best["pq.write_table"]
+    rows = [
+        {
+            "config": k,
+            "wall_s": w,
+            "wall_overhead_%": 100 * (w / pw - 1),
+            "cpu_s": c,
+            "cpu_overhead_%": 100 * (c / pc - 1),
+        }
+        for k, (w, c) in best.items()
+    ]
+    _print(
+        f"writer overhead: {table.num_rows} rows, row groups of {RG}, zstd, best of {repeats}; "
+        f"rust and numba files identical: {same}; load {os.getloadavg()[0]:.1f}",
+        rows,
+    )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sf", type=float, default=1)
+    ap.add_argument("--only", choices=["hull", "overhead"], default=None)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    table = lineitem(args.sf)
+    if args.only in (None, "hull"):
+        hull_pass(table, repeats=max(args.repeats, 3))
+    if args.only in (None, "overhead"):
+        writer_overhead(table, repeats=args.repeats)
+
+
+if __name__ == "__main__":
+    main()
