@@ -8,8 +8,10 @@ vertices and halfspaces. Knows nothing of models.
 
 from __future__ import annotations
 
+from . import native
 from .encoding import NumericColumn, is_numeric, to_numeric
 from .layout import cluster_order
+from .native import pair_polygon_native
 from .polygon import PairPolygon, pair_polygon
 from .polygon_codec import decode_vertices, halfspaces
 from .reader import FileSkipMetadata, RowGroupSummary, read_skip_metadata
@@ -26,7 +28,9 @@ __all__ = [
     "decode_vertices",
     "halfspaces",
     "is_numeric",
+    "native",
     "pair_polygon",
+    "pair_polygon_native",
     "read_skip_metadata",
     "select_pairs",
     "to_numeric",
