@@ -157,17 +157,19 @@ def _check(status: int) -> None:
         raise exc(msg)
 
 
-def _f64_column(values: np.ndarray, mask: np.ndarray, ulps: int) -> _Column:
-    return _Column(
-        kind=_K_F64,
-        ulps=ulps,
-        data=values.ctypes.data,
-        len=len(values),
-        valid=mask.ctypes.data if mask.size else None,
-        valid_kind=0,
-        valid_offset=0,
-        div=1.0,
-    )
+def _array_column(values: np.ndarray, mask: np.ndarray, ulps: int) -> tuple[_Column, np.ndarray]:
+    """Descriptor of a 1-d array: int64/int32 read as is (converted in the kernel exactly
+    as ``astype(float64)`` converts them), anything else as contiguous float64."""
+    if values.dtype in (np.int64, np.int32):
+        kind = _K_I64 if values.dtype == np.int64 else _K_I32
+        values = np.ascontiguousarray(values)
+    else:
+        kind, values = _K_F64, np.ascontiguousarray(values, dtype=np.float64)
+    col = _Column(
+        kind=kind, ulps=ulps, data=values.ctypes.data, len=len(values),
+        valid=mask.ctypes.data if mask.size else None, valid_kind=0, valid_offset=0, div=1.0,
+    )  # fmt: skip
+    return col, values
 
 
 def _to_summary(s: _Summary) -> ColumnSummary:
@@ -216,10 +218,13 @@ def pair_polygon_native(
     y_summary: ColumnSummary | None = None,
     bits_choices: tuple[int, ...] = DEFAULT_BITS_CHOICES,
 ) -> PairPolygon:
-    """``polygon.pair_polygon`` computed by the Rust kernel (byte-identical result)."""
+    """``polygon.pair_polygon`` computed by the Rust kernel (byte-identical result).
+
+    int64/int32 arrays are passed without a float64 copy; ``*_ulps`` are used as
+    given (as by the reference, which converts with ``astype(float64)``).
+    """
     lib = _require()
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    y = np.ascontiguousarray(y, dtype=np.float64)
+    x, y = np.asarray(x), np.asarray(y)
     if x.shape != y.shape or x.ndim != 1:
         raise InputDataError(
             f"pair_polygon needs two 1-d arrays of one length, got {x.shape}, {y.shape}"
@@ -228,7 +233,7 @@ def pair_polygon_native(
         raise InputDataError(f"invalid hull_bytes {hull_bytes} or ulps {x_ulps}, {y_ulps}")
     mask = as_mask(valid, len(x))
     bits, nbits = _bits(bits_choices)
-    cx, cy = _f64_column(x, mask, x_ulps), _f64_column(y, mask, y_ulps)
+    (cx, x), (cy, y) = _array_column(x, mask, x_ulps), _array_column(y, mask, y_ulps)
     gx = _from_summary(x_summary) if x_summary else None
     gy = _from_summary(y_summary) if y_summary else None
     ox, oy, rec = _Summary(), _Summary(), _Record()

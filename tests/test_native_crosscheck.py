@@ -108,6 +108,19 @@ def test_bits_choices(bits, rng):
         _check(x, y, None, hb, bits_choices=bits)
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_integer_arrays(dtype, rng):
+    """Integer arrays go to the kernel uncopied; its conversion equals astype(float64)."""
+    hi = np.iinfo(dtype).max
+    for scale in (10, 2**20, hi):
+        x = rng.integers(-scale, scale, 2000, dtype=dtype, endpoint=True)
+        y = (x // 3 + rng.integers(-5, 5, 2000)).astype(dtype)
+        for ulps in (0, 1):
+            _check(x, y, rng.uniform(size=2000) > 0.1, 45, x_ulps=ulps, y_ulps=1 - ulps)
+    big = np.array([2**62 + 1, 2**53 + 1, -(2**63), 2**63 - 1, 7], np.int64)
+    _check(big, big[::-1].copy(), None, 45, x_ulps=1)
+
+
 def test_given_summaries(rng):
     x, y = rng.normal(size=500), rng.normal(size=500)
     ref = pair_polygon(np.append(x, 10.0), np.append(y, -10.0))
