@@ -207,6 +207,37 @@ def bench_sql(
     run_sql_bench(sf=sf, row_group_size=row_group_size, repeats=repeats, quick=quick)
 
 
+@bench_app.command("paper")
+def bench_paper(
+    out: Path = typer.Option(..., help="output directory (results.json, REPORT.md, plots)"),
+    quick: bool = typer.Option(False, help="SF 0.1, 2 models, few filters (< 3 min)"),
+    sf: float | None = typer.Option(None, help="scale factor (default 1, or 0.1 with --quick)"),
+    models: list[str] = typer.Option([], "--model", help="zoo regressor to include (repeatable)"),
+    block_sizes: list[int] = typer.Option([], "--block", help="row-group size (repeatable)"),
+    max_blocks: int | None = typer.Option(None, help="blocks sampled per file and size"),
+    e2e: bool = typer.Option(True, help="also measure end-to-end query time"),
+) -> None:
+    """The MLSkip paper's experiment and beyond: effectiveness, exact limits, timings, e2e."""
+    import dataclasses
+    import shlex
+    import sys
+
+    from mlskip.tpch.paper import PaperConfig, run_paper
+
+    cfg = PaperConfig.quick_preset() if quick else PaperConfig()
+    changes = {"e2e": e2e}
+    if sf is not None:
+        changes["sf"] = sf
+    if models:
+        changes["models"] = tuple(models)
+    if block_sizes:
+        changes["block_sizes"] = tuple(block_sizes)
+    if max_blocks is not None:
+        changes["max_blocks"] = max_blocks
+    cfg = dataclasses.replace(cfg, **changes)
+    run_paper(cfg, out, command="mlskip " + shlex.join(sys.argv[1:]))
+
+
 @zoo_app.command("build")
 def zoo_build(
     out: Path = typer.Option(Path("zoo"), help="output directory"),

@@ -22,6 +22,7 @@ from mlskip.planner import BoundPredicate, Planner, verifier_predicate
 from mlskip.report import FileReport, SkippingReport
 from mlskip.rules.predicates import AffineArg, MLPredicate, analyse_where
 from mlskip.rules.rewrite import FileScan, Ranges, rewrite_scan, unqualified_sql
+from mlskip.rules.roundtrip import faithful
 from mlskip.rules.scans import ParquetScan, find_parquet_scans
 from mlskip.verifier import Network
 
@@ -142,6 +143,12 @@ def plan_query(
     }
     if not names:
         return done([])
+    if not faithful(sql, tree.sql(dialect="duckdb")):
+        return done(
+            [
+                "only SELECT statements that the rewriter reproduces exactly are planned; run as written"
+            ]
+        )
     kinds = {name: b.kind for name, b in functions.items()}
     reasons: list[str] = []
     files: list[FileReport] = []

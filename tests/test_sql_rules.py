@@ -147,3 +147,12 @@ def test_sql_string_and_ranges_render_safely():
     assert sql_string("a'; DROP TABLE x; --") == "'a''; DROP TABLE x; --'"
     assert ranges_condition(()) == "FALSE"
     assert ranges_condition(((5, 5),)) == "file_row_number = 5"
+
+
+def test_round_trip_check_accepts_faithful_sql_and_rejects_changes():
+    from mlskip.rules.roundtrip import faithful
+
+    sql = "SELECT a, count(*) FROM 'x.parquet' t WHERE risk(t.a, 2*b) > 0.9 GROUP BY ALL"
+    assert faithful(sql, sqlglot.parse_one(sql, dialect="duckdb").sql(dialect="duckdb"))
+    assert not faithful(sql, sql.replace("0.9", "0.8"))
+    assert not faithful("CREATE TABLE t AS SELECT 1", "CREATE TABLE t AS SELECT 1")  # not a SELECT

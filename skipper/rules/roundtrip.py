@@ -1,0 +1,47 @@
+"""Check that sqlglot regenerates a query faithfully before we rewrite it.
+
+The rewrite changes only the planned scans and moves ML conjuncts; everything
+else must reach DuckDB exactly as the user wrote it. sqlglot regenerates the
+whole statement, so before any rewrite the unmodified round trip is compared
+with the original by DuckDB's own parser (``json_serialize_sql``): if the
+parse trees differ (or DuckDB cannot serialize the statement), the query runs
+unmodified.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import duckdb
+
+_LOCAL = threading.local()
+_IGNORED_KEYS = {"query_location"}
+
+
+def _parse_tree(sql: str) -> Any | None:
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _LOCAL.con = duckdb.connect()
+    try:
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    except (duckdb.Error, ValueError, TypeError):
+        return None
+    if not isinstance(tree, dict) or tree.get("error"):
+        return None
+    return _strip(tree)
+
+
+def _strip(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip(v) for k, v in node.items() if k not in _IGNORED_KEYS}
+    if isinstance(node, list):
+        return [_strip(v) for v in node]
+    return node
+
+
+def faithful(original: str, regenerated: str) -> bool:
+    """True when DuckDB parses both statements to the same tree."""
+    a = _parse_tree(original)
+    return a is not None and a == _parse_tree(regenerated)
