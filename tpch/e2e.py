@@ -1,0 +1,106 @@
+"""End-to-end wall time of selective queries in DuckDB: PyTorch UDF, ONNX UDF, mlskip.
+
+For each table of the run, the 2-hidden-layer model of its first spec and its
+most selective-bin filters are queried on the table written (122,880-row row
+groups, 45-byte hulls) in natural order and clustered by the model's most
+output-correlated input. (a) PyTorch UDF on every row (the paper's
+baseline), (b) the default ONNX UDF on every row, (c) mlskip with skipping;
+interleaved repetitions, medians (``mlskip.udf.bench._interleaved``, the
+helper ``mlskip bench sql`` uses), plus planning time cold and warm.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from mlskip.tpch import bench_data
+
+E2E_ROW_GROUP = 122_880
+
+
+def _write_full(data: bench_data.TableInputs, path: Path, cluster_by: str | None) -> Path:
+    import itertools
+
+    import mlskip
+
+    if not path.exists():
+        pairs = list(itertools.combinations(data.table.column_names, 2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            mlskip.write_parquet(
+                data.table, path, row_group_size=E2E_ROW_GROUP, hulls=pairs,
+                cluster_by=[cluster_by] if cluster_by else None,
+            )  # fmt: skip
+    return path
+
+
+def _pick(records: list[dict[str, Any]], per_table: int) -> list[dict[str, Any]]:
+    """Per table: the 2-layer model of its first spec and up to ``per_table`` filters of <= 0.1%."""
+    chosen: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r["setting"] != "layout-hull" or len(r["hidden"]) != 2 or r["bin"] != "<=0.1%":
+            continue
+        if r["block_rows"] != min(x["block_rows"] for x in records):
+            continue
+        lst = chosen.setdefault(r["table"], [])
+        if lst and lst[0]["model"] != r["model"]:
+            continue
+        if all(x["filter"]["fid"] != r["filter"]["fid"] for x in lst) and len(lst) < per_table:
+            lst.append(r)
+    return [r for lst in chosen.values() for r in lst]
+
+
+def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[dict[str, Any]]:
+    """Measure every chosen query; one record per (query, layout)."""
+    import mlskip
+    from mlskip.udf.bench import _interleaved
+
+    picks = _pick(records, cfg.e2e_queries_per_table)
+    task = progress.add_task("end to end", total=2 * len(picks))
+    out: list[dict[str, Any]] = []
+    for r in picks:
+        data = bench_data.load_inputs(r["suite"], r["table"], tuple(r["inputs"]), cfg.sf)
+        name = f"{r['model']}_h2"
+        onnx = work / f"{name}.onnx"
+        call = f"{name}({', '.join(r['inputs'])})"
+        lo, hi = r["filter"]["lo"], r["filter"]["hi"]
+        for layout in (None, r["cluster_by"]):
+            tag = "natural" if layout is None else f"by-{layout}"
+            progress.update(task, description=f"e2e {name} f{r['filter']['fid']} {tag}")
+            path = _write_full(
+                data, work / f"{r['table']}-{'-'.join(r['inputs'])}-full-{tag}.parquet", layout
+            )
+            sql = f"SELECT count(*) FROM '{path}' WHERE {call} BETWEEN {lo!r} AND {hi!r}"
+            cons = {
+                "torch": mlskip.connect(skipping=False, backend="torch"),
+                "onnx": mlskip.connect(skipping=False),
+                "mlskip": mlskip.connect(),
+            }
+            for con in cons.values():
+                con.register_model(name, onnx)
+            start = time.perf_counter()
+            report = cons["mlskip"].explain_skipping(sql)
+            planning_cold = time.perf_counter() - start
+            start = time.perf_counter()
+            cons["mlskip"].explain_skipping(sql)
+            planning_warm = time.perf_counter() - start
+            counts = {k: c.sql(sql).fetchall()[0][0] for k, c in cons.items()}
+            med = _interleaved({k: (lambda c=c, q=sql: c.sql(q).fetchall()) for k, c in cons.items()},
+                               cfg.e2e_repeats)  # fmt: skip
+            out.append({
+                "table": r["table"], "model": name, "fid": r["filter"]["fid"], "lo": lo, "hi": hi,
+                "selectivity": r["filter"]["selectivity"], "layout": tag, "sql": sql,
+                "rows": int(data.table.num_rows), "row_groups": report.row_groups,
+                "pruned": report.pruned, "all_match": report.all_match,
+                "torch_s": med["torch"], "onnx_s": med["onnx"], "mlskip_s": med["mlskip"],
+                "torch_over_mlskip": med["torch"] / med["mlskip"],
+                "onnx_over_mlskip": med["onnx"] / med["mlskip"],
+                "planning_cold_s": planning_cold, "planning_warm_s": planning_warm,
+                "counts": counts, "same_result": len(set(counts.values())) == 1,
+                "repeats": cfg.e2e_repeats,
+            })  # fmt: skip
+            progress.advance(task)
+    return out

@@ -1,0 +1,161 @@
+"""Pruning effectiveness of one filter on one file setting: the product's cascade and the exact limit.
+
+The cascade is what the planner runs (``build_regions`` + the planner's
+default ``Verifier``), with the same NULL/NaN rules. The exact limit is what
+the complete method (MILP, exact for ReLU nets) prunes on the same regions:
+blocks the cascade already pruned count, a skippable block whose region holds
+a real qualifying row (a *witness*, from anywhere in the table) provably
+cannot be pruned by any sound method, and MILP decides the rest (a sample of
+at most ``exact_cap`` of them, extrapolated, with the count of time-outs kept).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from mlskip.planner import Planner
+from mlskip.regions import build_regions
+from mlskip.rules.predicates import AffineArg
+from mlskip.tpch.filters import BlockTruth
+from mlskip.verifier import Network, Predicate, RegionBatch
+from mlskip.verifier.cascade import Verifier
+
+NONE, ALL, UNKNOWN = 0, 1, 2
+WITNESS_ROWS = 4000
+
+
+def without_hulls(groups: Sequence[Any]) -> list[Any]:
+    """The same row-group summaries with only their min-max boxes."""
+    empty = MappingProxyType({})
+    return [replace(g, halfspaces=empty, hulls=empty) for g in groups]
+
+
+def plain_args(columns: Sequence[str]) -> tuple[AffineArg, ...]:
+    """Model arguments that are plain columns, as the SQL rules produce them."""
+    return tuple(AffineArg(((c, 1.0),), 0.0) for c in columns)
+
+
+def _batch(regions, idx: np.ndarray) -> RegionBatch:
+    return RegionBatch(
+        regions.lower[idx],
+        regions.upper[idx],
+        regions.pairs,
+        tuple((A[idx], b[idx]) for A, b in regions.halfspaces),
+    )
+
+
+def cascade_verdicts(
+    groups: Sequence[Any],
+    args: Sequence[AffineArg],
+    bounds: Mapping[str, tuple[float, float]],
+    network: Network,
+    predicate: Predicate,
+    verifier: Verifier | None = None,
+) -> tuple[np.ndarray, dict[str, int], float, Any]:
+    """Verdicts per row group as the planner decides them, counts per deciding method,
+    seconds, and the regions (mirrors ``Planner._verify_one``)."""
+    start = time.perf_counter()
+    regions = build_regions(groups, args, bounds)
+    n = len(groups)
+    verdicts = np.full(n, UNKNOWN, dtype=np.int8)
+    flagged = regions.empty | regions.all_null
+    verdicts[flagged] = NONE
+    by: dict[str, int] = {}
+    if regions.empty.any():
+        by["sql-bounds"] = int(regions.empty.sum())
+    if (regions.all_null & ~regions.empty).any():
+        by["all-null"] = int((regions.all_null & ~regions.empty).sum())
+    if regions.untrusted.any():
+        by["untrusted"] = int((regions.untrusted & ~flagged).sum())
+    todo = np.flatnonzero(~flagged & ~regions.untrusted)
+    if len(todo):
+        verifier = verifier or Planner()._verifier(len(todo))
+        result = verifier.verify(network, _batch(regions, todo), predicate)
+        got = np.asarray(result.verdicts, dtype=np.int8).copy()
+        got[(got == ALL) & regions.has_nulls[todo]] = UNKNOWN
+        verdicts[todo] = got
+        for name, count in result.decided_by().items():
+            by[name] = by.get(name, 0) + count
+    return verdicts, by, time.perf_counter() - start, regions
+
+
+def witnessed(regions, idx: np.ndarray, witnesses: np.ndarray) -> np.ndarray:
+    """True where region ``idx[k]`` contains one of the ``witnesses`` rows [m, d]."""
+    out = np.zeros(len(idx), dtype=bool)
+    if len(witnesses) == 0 or len(idx) == 0:
+        return out
+    for k, r in enumerate(idx):
+        inside = ((witnesses >= regions.lower[r]) & (witnesses <= regions.upper[r])).all(1)
+        for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
+            if not inside.any():
+                break
+            inside &= (witnesses[:, [i, j]] @ A[r].T <= b[r]).all(1)
+        out[k] = inside.any()
+    return out
+
+
+def evaluate(
+    groups: Sequence[Any],
+    args: Sequence[AffineArg],
+    bounds: Mapping[str, tuple[float, float]],
+    network: Network,
+    predicate: Predicate,
+    truth: BlockTruth,
+    witnesses: np.ndarray,
+    exact_cap: int,
+    milp_seconds: float,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Counts for one filter and setting: truth, cascade, soundness checks and the exact limit."""
+    verdicts, by, seconds, regions = cascade_verdicts(groups, args, bounds, network, predicate)
+    skippable = truth.skippable
+    pruned = verdicts == NONE
+    all_match = verdicts == ALL
+    rec: dict[str, Any] = {
+        "row_groups": len(groups),
+        "skippable": int(skippable.sum()),
+        "truth_all_match": int(truth.all_match.sum()),
+        "cascade_pruned": int(pruned.sum()),
+        "cascade_pruned_skippable": int((pruned & skippable).sum()),
+        "cascade_all_match": int(all_match.sum()),
+        "lost_row_groups": int((pruned & ~skippable).sum()),
+        "wrong_all_match": int((all_match & ~truth.all_match).sum()),
+        "cascade_seconds": seconds,
+        "decided_by": by,
+    }
+    # exact limit: only skippable blocks the cascade left open can add to it
+    open_ = np.flatnonzero(skippable & ~pruned & ~regions.untrusted)
+    if len(witnesses) > WITNESS_ROWS:
+        witnesses = witnesses[rng.choice(len(witnesses), WITNESS_ROWS, replace=False)]
+    t0 = time.perf_counter()
+    seen = witnessed(regions, open_, witnesses)
+    rest = open_[~seen]
+    sample = rest if len(rest) <= exact_cap else rng.choice(rest, exact_cap, replace=False)
+    milp_pruned = milp_mixed = 0
+    if len(sample):
+        exact = Verifier(
+            methods=("ibp", "crown", "milp"),
+            milp_time_per_region=milp_seconds,
+            time_budget=None,
+        ).verify(network, _batch(regions, np.sort(sample)), predicate)
+        milp_pruned = int((exact.verdicts == NONE).sum())
+        milp_mixed = int(exact.mixed.sum())
+    scale = len(rest) / len(sample) if len(sample) else 0.0
+    rec.update(
+        exact_open=len(open_),
+        exact_witnessed=int(seen.sum()),
+        exact_rest=len(rest),
+        exact_sampled=len(sample),
+        exact_milp_pruned=milp_pruned,
+        exact_milp_mixed=milp_mixed,
+        exact_milp_undetermined=len(sample) - milp_pruned - milp_mixed,
+        exact_pruned_estimate=rec["cascade_pruned_skippable"] + milp_pruned * scale,
+        exact_seconds=time.perf_counter() - t0,
+    )
+    return rec
