@@ -183,6 +183,18 @@ def write(
     console.print(f"written in {time.perf_counter() - start:.1f} s")
 
 
+@app.command()
+def selfcheck(
+    trials: int = typer.Option(200, help="random end-to-end cases to run"),
+    seed: int = typer.Option(0, help="first seed (trials use seed, seed+1, ...)"),
+) -> None:
+    """Randomized soundness campaign: results with skipping equal results without."""
+    from mlskip.tpch.selfcheck import main as run_selfcheck
+
+    if not run_selfcheck(trials, seed):
+        raise typer.Exit(1)
+
+
 @bench_app.command("verifier")
 def bench_verifier(
     quick: bool = typer.Option(False, help="fewer regions and networks"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from mlskip.plan import FilePlan
 
 
@@ -21,6 +23,8 @@ class FileReport:
     seconds: float
     methods: tuple[tuple[str, int], ...]
     reason: str | None = None
+    pruned_groups: tuple[int, ...] = ()
+    all_match_groups: tuple[int, ...] = ()
 
     @classmethod
     def from_plan(cls, plan: FilePlan) -> FileReport:
@@ -37,6 +41,8 @@ class FileReport:
             seconds=plan.seconds,
             methods=tuple(sorted(methods.items())),
             reason=plan.reason,
+            pruned_groups=tuple(np.flatnonzero(plan.pruned).tolist()),
+            all_match_groups=tuple(np.flatnonzero(plan.all_match_everywhere).tolist()),
         )
 
 

@@ -1,0 +1,301 @@
+"""``mlskip selfcheck``: a randomized end-to-end soundness campaign.
+
+Each trial draws a table (numeric types, layouts, NULLs, NaN, infinities,
+extreme magnitudes), writes it through the mlskip hook with random row-group
+sizes, pairs and byte budgets, draws a model (ReLU / sigmoid / tanh MLP or a
+classifier) and a predicate with its threshold near the outputs' extremes,
+then checks:
+
+1. the query returns the same multiset of rows with skipping (batch
+   evaluation and SQL-function evaluation) as without it;
+2. no row group the planner pruned holds a row that passes the WHERE clause;
+3. every row of a row group judged all-match (that passes the ordinary
+   conjuncts) satisfies the ML predicate.
+
+Qualification is decided by brute force: the model is run on every row by the
+same runtime the SQL function uses, with DuckDB's comparison semantics.
+"""
+
+from __future__ import annotations
+
+import decimal
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+NUMERIC_TYPES = ("int8", "int16", "int32", "int64", "uint16", "float32", "float64", "decimal")
+EXTRA_TYPES = ("date", "timestamp")
+
+
+@dataclass
+class TrialResult:
+    seed: int
+    sql: str
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    row_groups: int = 0
+    pruned: int = 0
+    all_match: int = 0
+
+
+def _values(rng: np.random.Generator, n: int, kind: str, layout: str) -> np.ndarray:
+    """float64 values of one column before casting to its type."""
+    shape = rng.choice(["uniform", "normal", "constant", "duplicates", "wide", "tiny"])
+    if shape == "uniform":
+        v = rng.uniform(-100, 100, n)
+    elif shape == "normal":
+        v = rng.normal(rng.uniform(-50, 50), rng.uniform(0.01, 30), n)
+    elif shape == "constant":
+        v = np.full(n, rng.uniform(-10, 10))
+    elif shape == "duplicates":
+        v = rng.choice(rng.uniform(-20, 20, 3), n)
+    elif shape == "wide":
+        v = rng.uniform(-1, 1, n) * 10.0 ** rng.integers(3, 300)
+    else:
+        v = rng.uniform(-1, 1, n) * 10.0 ** -rng.integers(3, 300)
+    if layout == "sorted":
+        v = np.sort(v)
+    elif layout == "clustered":
+        v = np.sort(v).reshape(-1)[np.argsort(np.arange(n) // max(1, n // 7) + rng.random(n) * 0.5)]
+    if kind.startswith(("int", "uint")):
+        info = np.iinfo(kind)
+        v = np.clip(
+            np.round(v / (10.0 ** max(0, np.log10(np.abs(v).max() + 1) - 6))), info.min, info.max
+        )
+    return v
+
+
+def _column(rng: np.random.Generator, n: int, kind: str, layout: str) -> pa.Array:
+    v = _values(rng, n, kind, layout)
+    mask = rng.random(n) < rng.choice([0.0, 0.0, 0.05, 0.5, 1.0])
+    if kind in ("float32", "float64"):
+        special = rng.random(n) < rng.choice([0.0, 0.0, 0.01])
+        v = np.where(special, rng.choice([np.nan, np.inf, -np.inf], n), v)
+        if kind == "float32":
+            with np.errstate(over="ignore"):
+                v = v.astype(np.float32)
+        return pa.array(v, mask=mask)
+    if kind == "decimal":
+        scale = int(rng.integers(0, 4))
+        q = decimal.Decimal(1).scaleb(-scale)
+        values = [
+            None if m else decimal.Decimal(repr(float(np.clip(x, -1e12, 1e12)))).quantize(q)
+            for x, m in zip(v, mask, strict=True)
+        ]
+        return pa.array(values, type=pa.decimal128(18, scale))
+    if kind == "date":
+        days = np.clip(np.round(v), -100_000, 100_000).astype("int32")
+        return pa.array(days, type=pa.int32(), mask=mask).cast(pa.date32())
+    if kind == "timestamp":
+        us = np.clip(np.round(v * 1e6), -1e15, 1e15).astype("int64")
+        return pa.array(us, type=pa.int64(), mask=mask).cast(pa.timestamp("us"))
+    return pa.array(v.astype(kind), mask=mask)
+
+
+def random_table(rng: np.random.Generator, n: int) -> tuple[pa.Table, list[str]]:
+    """A table of 2-5 numeric columns (model inputs) plus a date, a timestamp and a row id."""
+    layout = rng.choice(["random", "sorted", "clustered"])
+    columns: dict[str, pa.Array] = {}
+    numeric: list[str] = []
+    for i in range(int(rng.integers(2, 6))):
+        kind = str(rng.choice(NUMERIC_TYPES))
+        name = f"c{i}_{kind}"
+        columns[name] = _column(rng, n, kind, str(layout))
+        numeric.append(name)
+    for kind in EXTRA_TYPES:
+        columns[kind] = _column(rng, n, kind, "random")
+    columns["rid"] = pa.array(np.arange(n, dtype=np.int64))
+    return pa.table(columns), numeric
+
+
+def random_network(rng: np.random.Generator, d: int, classes: int):
+    from mlskip.verifier import Network, ReLU, Sigmoid, Tanh
+
+    act = [ReLU(), ReLU(), Sigmoid(), Tanh()][int(rng.integers(0, 4))]
+    widths = [d, *rng.integers(2, 12, size=int(rng.integers(1, 3))).tolist(), classes]
+    scale = float(rng.choice([1e-3, 0.05, 0.5, 3.0]))
+    weights = [
+        (rng.normal(size=(widths[i + 1], widths[i])) * scale, rng.normal(size=widths[i + 1]))
+        for i in range(len(widths) - 1)
+    ]
+    return Network.mlp(weights, act)
+
+
+def run_trial(seed: int, workdir: Path, verifier=None) -> TrialResult:
+    """One random case end to end (see module docstring)."""
+    import duckdb
+
+    import mlskip
+    from mlskip.udf.batch_eval import qualifies
+    from mlskip.udf.model import prepare_model
+    from mlskip.udf.runtime import make_runner
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    table, numeric = random_table(rng, n)
+    path = workdir / f"t{seed}.parquet"
+    pairs = [(a, b) for i, a in enumerate(numeric) for b in numeric[i + 1 :]]
+    hulls = [None, "auto", pairs[: int(rng.integers(1, len(pairs) + 1))]][int(rng.integers(0, 3))]
+    cluster = None if rng.random() < 0.5 else [str(rng.choice(numeric))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlskip.write_parquet(
+            table, path, row_group_size=int(rng.integers(1, 600)), hulls=hulls,
+            hull_bytes=int(rng.integers(12, 80)), cluster_by=cluster,
+        )  # fmt: skip
+    d = int(rng.integers(1, min(4, len(numeric)) + 1))
+    inputs = [str(c) for c in rng.choice(numeric, size=d, replace=False)]
+    classes = 1 if rng.random() < 0.7 else int(rng.integers(2, 5))
+    net = random_network(rng, d, classes)
+    model = prepare_model(net)
+    runner = make_runner(model)
+
+    probe = duckdb.connect()
+    args_sql = ", ".join(f"CAST({c} AS DOUBLE)" for c in inputs)
+    rows = probe.execute(
+        f"SELECT file_row_number, {args_sql} FROM read_parquet('{path}', file_row_number = true) "
+        "ORDER BY file_row_number"
+    ).fetch_arrow_table()
+    x = np.column_stack(
+        [rows.column(j + 1).fill_null(0.0).to_numpy(zero_copy_only=False) for j in range(d)]
+    ) if n else np.zeros((0, d))  # fmt: skip
+    valid = np.ones(rows.num_rows, dtype=bool)
+    for j in range(d):
+        valid &= ~rows.column(j + 1).is_null().to_numpy(zero_copy_only=False)
+    out = runner(x.astype(np.float32)) if n else np.zeros((0, classes), np.float32)
+
+    call = f"m({', '.join(inputs)})"
+    if classes > 1:
+        kind, values = "argmax", (int(rng.integers(0, classes)),)
+        condition = f"m_class({', '.join(inputs)}) = {values[0]}"
+    else:
+        y = out[valid & np.isfinite(out[:, 0]), 0].astype(np.float64) if n else np.zeros(0)
+        base = [0.0] if y.size == 0 else np.quantile(y, [0, 0.001, 0.5, 0.999, 1]).tolist()
+        t = float(rng.choice(base))
+        if rng.random() < 0.3:  # one ulp away: where rounding bites
+            nudged = float(np.nextafter(t, rng.choice([-np.inf, np.inf])))
+            t = nudged if np.isfinite(nudged) else t
+        kind = str(rng.choice(["gt", "ge", "lt", "le", "between"]))
+        op = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}.get(kind)
+        if kind == "between":
+            t2 = float(rng.choice(base))
+            values = (min(t, t2), max(t, t2))
+            condition = f"{call} BETWEEN {values[0]!r} AND {values[1]!r}"
+        else:
+            values = (t,)
+            condition = f"{call} {op} {t!r}"
+    holds = qualifies(out, kind, values) & valid if n else np.zeros(0, bool)
+    extra, passes_extra = "", np.ones(rows.num_rows, dtype=bool)
+    if rng.random() < 0.4:
+        col = str(rng.choice(numeric))
+        colv = (
+            probe.execute(
+                f"SELECT CAST({col} AS DOUBLE) FROM read_parquet('{path}', file_row_number = true) "
+                "ORDER BY file_row_number"
+            )
+            .fetch_arrow_table()
+            .column(0)
+        )
+        bound = (
+            float(np.nanmedian(colv.fill_null(np.nan).to_numpy(zero_copy_only=False))) if n else 0.0
+        )
+        if np.isfinite(bound):
+            extra = f" AND {col} < {bound!r}"
+            with np.errstate(invalid="ignore"):
+                vals = colv.fill_null(np.nan).to_numpy(zero_copy_only=False)
+                passes_extra = (vals < bound) | (
+                    np.isnan(vals) & ~colv.is_null().to_numpy(zero_copy_only=False)
+                )
+    sql = f"SELECT rid FROM '{path}' WHERE {condition}{extra}"
+
+    result = TrialResult(seed, sql, True)
+    cons = {
+        "off": mlskip.connect(skipping=False),
+        "batch": mlskip.connect(verifier=verifier),
+        "udf": mlskip.connect(verifier=verifier, batch_evaluation=False),
+    }
+    for con in cons.values():
+        con.register_model("m", net)
+    answers = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, con in cons.items():
+            answers[name] = sorted(r[0] for r in con.sql(sql).fetchall())
+        report = cons["batch"].explain_skipping(sql)
+    for name in ("batch", "udf"):
+        if answers[name] != answers["off"]:
+            result.problems.append(
+                f"{name}: {len(answers[name])} rows vs {len(answers['off'])} without skipping"
+            )
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    counts = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    qualifying = holds & passes_extra
+    for f in report.files:
+        for g in f.pruned_groups:
+            if qualifying[starts[g] : starts[g + 1]].any():
+                result.problems.append(f"row group {g} pruned but holds a qualifying row")
+        for g in f.all_match_groups:
+            sl = slice(starts[g], starts[g + 1])
+            if (passes_extra[sl] & ~holds[sl]).any():
+                result.problems.append(
+                    f"row group {g} judged all-match but a row fails the predicate"
+                )
+        result.row_groups += f.row_groups
+        result.pruned += f.pruned
+        result.all_match += f.all_match
+    result.ok = not result.problems
+    for con in cons.values():
+        con.close()
+    return result
+
+
+def run_campaign(trials: int, seed: int = 0, progress: bool = True) -> list[TrialResult]:
+    """Run ``trials`` trials with seeds ``seed .. seed + trials - 1``; returns the failures first."""
+    from mlskip.verifier.cascade import Verifier
+
+    verifier = Verifier(time_budget=0.2, milp_time_per_region=0.05, bab_time_budget=0.05)
+    results: list[TrialResult] = []
+    with tempfile.TemporaryDirectory(prefix="mlskip-selfcheck-") as tmp:
+        workdir = Path(tmp)
+        if progress:
+            from rich.progress import track
+
+            seeds = track(range(seed, seed + trials), description="selfcheck")
+        else:
+            seeds = range(seed, seed + trials)
+        for s in seeds:
+            try:
+                results.append(run_trial(s, workdir, verifier))
+            except Exception as error:  # a crash is a failure to report, with its seed
+                results.append(TrialResult(s, "", False, [f"{type(error).__name__}: {error}"]))
+            for leftover in workdir.glob("*.parquet"):
+                leftover.unlink()
+    return sorted(results, key=lambda r: r.ok)
+
+
+def summarize(results: list[TrialResult], seconds: float) -> str:
+    failed = [r for r in results if not r.ok]
+    groups = sum(r.row_groups for r in results)
+    lines = [
+        f"{len(results)} trials, {len(failed)} failed, {seconds:.1f} s; "
+        f"{groups} row groups planned, {sum(r.pruned for r in results)} pruned, "
+        f"{sum(r.all_match for r in results)} all-match"
+    ]
+    for r in failed[:20]:
+        lines.append(f"seed {r.seed}: {'; '.join(r.problems)}\n  {r.sql}")
+    return "\n".join(lines)
+
+
+def main(trials: int, seed: int) -> bool:
+    start = time.perf_counter()
+    results = run_campaign(trials, seed)
+    print(summarize(results, time.perf_counter() - start))
+    return all(r.ok for r in results)
