@@ -273,3 +273,29 @@ def test_string_column_as_model_input_is_a_clear_error(dataset, connections):
         ModelInputError, match="argument 1 of risk\\(\\) uses column 's'.*not numeric"
     ):
         on.sql(f"SELECT count(*) FROM '{root}/sorted.parquet' WHERE risk(s, b) > 0")
+
+
+def test_hostile_paths_and_model_names(tmp_path, connections, rng):
+    on, off, nets = connections
+    table = make_table(rng, 3_000)
+    weird = tmp_path / "it's; DROP TABLE x; --.parquet"
+    mlskip.write_parquet(table, weird, row_group_size=500, hulls=None, cluster_by=["a"])
+    quoted = str(weird).replace("'", "''")
+    hi = output_quantile(nets["risk"], table, ["a", "b"], 0.99)
+    report = same_rows(on, off, f"SELECT count(*) FROM '{quoted}' WHERE risk(a, b) > {hi!r}")
+    assert report.rewritten
+    for name in ("risk; DROP TABLE x", "1abc", "a b", "x'y", ""):
+        with pytest.raises(ModelInputError, match="not a valid SQL function name"):
+            on.register_model(name, nets["risk"])
+
+
+def test_long_in_lists_and_many_conjuncts(dataset, connections):
+    root, table = dataset
+    on, off, nets = connections
+    hi = output_quantile(nets["risk"], table, ["a", "b"], 0.99)
+    values = ", ".join(str(v) for v in range(0, 5000))
+    sql = (
+        f"SELECT count(*) FROM '{root}/sorted.parquet' WHERE risk(a, b) > {hi!r} "
+        f"AND c IN ({values}) AND a > -1 AND b < 1e9 AND s NOT IN ('x', 'y')"
+    )
+    same_rows(on, off, sql)
