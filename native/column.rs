@@ -224,7 +224,12 @@ impl Visit for Stats {
 
 /// hull.py `column_stats` then the grid as `summarize_column` builds it.
 pub fn summarize(values: &Values, valid: &Validity, ulps: u32) -> Result<Summary, Overflow> {
-    let (mut lo, mut hi, nulls, nans, infs) = visit(values, valid, Stats);
+    let (mut lo, mut hi, nulls, nans, infs) = match *values {
+        Values::F64(_) => visit(values, valid, Stats),
+        Values::I64(v) => int_stats(v.len(), |i| v[i], |r| r as f64, valid),
+        Values::I32(v) => int_stats(v.len(), |i| v[i] as i64, |r| r as f64, valid),
+        Values::Dec(v, div) => int_stats(v.len() / 2, |i| v[2 * i], |r| r as f64 / div, valid),
+    };
     if lo <= hi {
         lo = nudge(lo, ulps, false);
         hi = nudge(hi, ulps, true);
@@ -242,6 +247,47 @@ pub fn summarize(values: &Values, valid: &Validity, ulps: u32) -> Result<Summary
         infs,
         grid,
     })
+}
+
+/// Range of the raw integers of the valid rows (None: no valid row) and the NULL count.
+pub fn raw_range<R: Fn(usize) -> i64>(n: usize, raw: R, valid: &Validity) -> (Option<(i64, i64)>, u64) {
+    let (mut lo, mut hi, mut nulls) = (i64::MAX, i64::MIN, 0u64);
+    match *valid {
+        Validity::All => {
+            for i in 0..n {
+                let r = raw(i);
+                lo = lo.min(r);
+                hi = hi.max(r);
+            }
+        }
+        _ => {
+            for i in 0..n {
+                if valid.valid(i) {
+                    let r = raw(i);
+                    lo = lo.min(r);
+                    hi = hi.max(r);
+                } else {
+                    nulls += 1;
+                }
+            }
+        }
+    }
+    ((nulls < n as u64).then_some((lo, hi)), nulls)
+}
+
+/// `Stats` of an integer-backed column: the conversion is monotone and never gives
+/// NaN, inf or -0.0, so the float64 min/max are the conversions of the raw min/max
+/// (one integer pass instead of a float pass with NaN/inf tests).
+fn int_stats<R: Fn(usize) -> i64, C: Fn(i64) -> f64>(
+    n: usize,
+    raw: R,
+    conv: C,
+    valid: &Validity,
+) -> (f64, f64, u64, u64, u64) {
+    match raw_range(n, raw, valid) {
+        (Some((lo, hi)), nulls) => (conv(lo), conv(hi), nulls, 0, 0),
+        (None, nulls) => (f64::INFINITY, f64::NEG_INFINITY, nulls, 0, 0),
+    }
 }
 
 /// Largest |value| <= 2**53 test of `encoding._int_ulps`: 1 when an integer

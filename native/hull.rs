@@ -1,7 +1,7 @@
 //! Exact integer hulls on the fine grid (port of hull.py): outward cells of
 //! each row, the hull of all cell rectangles, coarsening, area.
 
-use crate::column::{visit, Grid, Validity, Values, Visit, QMAX};
+use crate::column::{raw_range, visit, Grid, Validity, Values, Visit, QMAX};
 use crate::fp::{ldexp, nudge};
 
 /// A row's cell packed as `qlo << 16 | qhi` (0 <= qlo <= qhi <= QMAX), or a marker;
@@ -204,25 +204,12 @@ fn lut_cells<R: Fn(usize) -> i64 + Copy, C: Fn(i64) -> f64>(
     c: &Consts,
     out: &mut Vec<Cell>,
 ) -> bool {
-    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-    match *valid {
-        Validity::All => {
-            for i in 0..n {
-                let r = raw(i);
-                lo = lo.min(r);
-                hi = hi.max(r);
-            }
-        }
-        _ => {
-            for i in (0..n).filter(|&i| valid.valid(i)) {
-                let r = raw(i);
-                lo = lo.min(r);
-                hi = hi.max(r);
-            }
-        }
-    }
+    let (lo, hi) = match raw_range(n, raw, valid) {
+        (Some(r), _) => r,
+        (None, _) => return false,
+    };
     let span = match hi.checked_sub(lo) {
-        Some(s) if lo <= hi && s < LUT_MAX && (s as usize) < n => s as usize,
+        Some(s) if s < LUT_MAX && (s as usize) < n => s as usize,
         _ => return false,
     };
     let lut: Vec<Cell> = (0..=span).map(|k| cell_dyn(conv(lo + k as i64), c)).collect();
