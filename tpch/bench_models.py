@@ -43,12 +43,14 @@ def regressor_specs(names: Sequence[str] | None = None) -> list[ModelSpec]:
     return specs
 
 
-def train_model(spec: ModelSpec, hidden: tuple[int, ...], out_dir: Path, sf: float) -> BenchModel:
+def train_model(
+    spec: ModelSpec, hidden: tuple[int, ...], out_dir: Path, sf: float, epochs: int = 150
+) -> BenchModel:
     """Train a dense regressor on a sample of its table and write it as ONNX."""
     from mlskip.model_zoo.export import to_onnx
     from mlskip.model_zoo.train import train_dense
 
-    trained = train_dense(spec, hidden=hidden, sf=sf)
+    trained = train_dense(spec, hidden=hidden, sf=sf, epochs=epochs)
     path = out_dir / f"{spec.name}_h{len(hidden)}.onnx"
     proto = to_onnx(trained.model, input_columns=list(spec.inputs), task=REGRESSION)
     path.write_bytes(proto.SerializeToString())

@@ -37,9 +37,10 @@ class PaperConfig:
     max_blocks: int = 400
     starts: tuple[float, ...] = filters.FULL_STARTS
     widths: tuple[float, ...] = filters.FULL_WIDTHS
-    exact_cap: int = 12
-    milp_seconds: float = 1.0
+    exact_cap: int = 4
+    milp_seconds: float = 0.5
     train_sf: float = 0.1
+    epochs: int = 150
     e2e: bool = True
     e2e_repeats: int = 3
     e2e_queries_per_table: int = 2
@@ -51,14 +52,15 @@ class PaperConfig:
     def quick_preset(cls, sf: float = 0.1) -> PaperConfig:
         return cls(
             sf=sf,
-            models=("lineitem_disc_price", "store_sales_net_profit"),
+            models=("lineitem_disc_price", "store_sales_net_profit"),  # x 2 depths = 4 models
             hidden=((32,), (32, 32)),
             block_sizes=(1000, 10_000),
-            max_blocks=120,
+            max_blocks=60,
+            epochs=40,
             starts=filters.QUICK_STARTS,
             widths=filters.QUICK_WIDTHS,
-            exact_cap=3,
-            milp_seconds=0.5,
+            exact_cap=2,
+            milp_seconds=0.3,
             e2e_repeats=2,
             e2e_queries_per_table=1,
             quick=True,
@@ -132,7 +134,7 @@ def run_model(
     from mlskip.verifier import Predicate, load_model
 
     data = bench_data.load_inputs(spec.suite, spec.table, tuple(spec.inputs), cfg.sf)
-    model = bench_models.train_model(spec, hidden, work, cfg.train_sf)
+    model = bench_models.train_model(spec, hidden, work, cfg.train_sf, cfg.epochs)
     network = load_model(str(model.onnx_path))
     y = bench_models.evaluate_rows(model.onnx_path, data.x)
     corr = bench_models.rank_correlations(data.x[data.valid], y[data.valid])
