@@ -228,13 +228,22 @@ def bench_paper(
     block_sizes: list[int] = typer.Option([], "--block", help="row-group size (repeatable)"),
     max_blocks: int | None = typer.Option(None, help="blocks sampled per file and size"),
     e2e: bool = typer.Option(True, help="also measure end-to-end query time"),
+    report_only: bool = typer.Option(False, help="re-render REPORT.md from OUT/results.json"),
 ) -> None:
     """The MLSkip paper's experiment and beyond: effectiveness, exact limits, timings, e2e."""
     import dataclasses
+    import json
     import shlex
     import sys
 
     from mlskip.tpch.paper import PaperConfig, run_paper
+
+    if report_only:
+        from mlskip.tpch.report import write_report
+
+        path = write_report(out, json.loads((out / "results.json").read_text()))
+        console.print(f"report {path}")
+        return
 
     cfg = PaperConfig.quick_preset() if quick else PaperConfig()
     changes = {"e2e": e2e}

@@ -1,6 +1,6 @@
 """End-to-end wall time of selective queries in DuckDB: PyTorch UDF, ONNX UDF, mlskip.
 
-For each table of the run, the 2-hidden-layer model of its first spec and its
+For each table of the run, the deepest model of its first spec and its
 most selective-bin filters are queried on the table written (122,880-row row
 groups, 45-byte hulls) in natural order and clustered by the model's most
 output-correlated input. (a) PyTorch UDF on every row (the paper's
@@ -38,10 +38,17 @@ def _write_full(data: bench_data.TableInputs, path: Path, cluster_by: str | None
 
 
 def _pick(records: list[dict[str, Any]], per_table: int) -> list[dict[str, Any]]:
-    """Per table: the 2-layer model of its first spec and up to ``per_table`` filters of <= 0.1%."""
+    """Per table: the deepest model of its first spec and up to ``per_table`` filters of <= 0.1%."""
     chosen: dict[str, list[dict[str, Any]]] = {}
+    depth = {}
     for r in records:
-        if r["setting"] != "layout-hull" or len(r["hidden"]) != 2 or r["bin"] != "<=0.1%":
+        depth[r["table"]] = max(depth.get(r["table"], 0), len(r["hidden"]))
+    for r in records:
+        if (
+            r["setting"] != "layout-hull"
+            or len(r["hidden"]) != depth[r["table"]]
+            or r["bin"] != "<=0.1%"
+        ):
             continue
         if r["block_rows"] != min(x["block_rows"] for x in records):
             continue
@@ -63,7 +70,7 @@ def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[di
     out: list[dict[str, Any]] = []
     for r in picks:
         data = bench_data.load_inputs(r["suite"], r["table"], tuple(r["inputs"]), cfg.sf)
-        name = f"{r['model']}_h2"
+        name = f"{r['model']}_h{len(r['hidden'])}"
         onnx = work / f"{name}.onnx"
         call = f"{name}({', '.join(r['inputs'])})"
         lo, hi = r["filter"]["lo"], r["filter"]["hi"]

@@ -46,14 +46,16 @@ class PaperConfig:
     e2e_queries_per_table: int = 2
     seed: int = 0
     quick: bool = False
+    pairs: tuple = ()  # (spec, hidden) pairs to run instead of every spec x depth
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def quick_preset(cls, sf: float = 0.1) -> PaperConfig:
         return cls(
             sf=sf,
-            models=("lineitem_disc_price", "store_sales_net_profit"),  # x 2 depths = 4 models
+            models=("lineitem_disc_price", "store_sales_net_profit"),
             hidden=((32,), (32, 32)),
+            pairs=(("lineitem_disc_price", (32,)), ("store_sales_net_profit", (32, 32))),
             block_sizes=(1000, 10_000),
             max_blocks=60,
             epochs=40,
@@ -254,11 +256,13 @@ def run_paper(cfg: PaperConfig, out: Path, command: str = "") -> Path:
         results_path.write_text(json.dumps(payload, indent=1, default=_jsonable))
 
     with _progress() as progress:
-        n_models = len(specs) * len(cfg.hidden)
+        n_models = len(cfg.pairs) or len(specs) * len(cfg.hidden)
         task_models = progress.add_task("models", total=n_models)
         task = progress.add_task("filters", total=None)
         for spec in specs:
             for hidden in cfg.hidden:
+                if cfg.pairs and (spec.name, tuple(hidden)) not in cfg.pairs:
+                    continue
                 progress.update(task, description=f"training {spec.name} {hidden}")
                 first = not records
                 draw = out / "row_groups.png" if first else None

@@ -131,6 +131,7 @@ def run_trial(seed: int, workdir: Path, verifier=None) -> TrialResult:
     import duckdb
 
     import mlskip
+    from mlskip.rules.roundtrip import duckdb_double
     from mlskip.udf.batch_eval import qualifies
     from mlskip.udf.model import prepare_model
     from mlskip.udf.runtime import make_runner
@@ -189,6 +190,8 @@ def run_trial(seed: int, workdir: Path, verifier=None) -> TrialResult:
         else:
             values = (t,)
             condition = f"{call} {op} {t!r}"
+    if kind != "argmax":  # DuckDB reads the literal as DECIMAL: compare with its value
+        values = tuple(duckdb_double(repr(v)) for v in values)
     holds = qualifies(out, kind, values) & valid if n else np.zeros(0, bool)
     extra, passes_extra = "", np.ones(rows.num_rows, dtype=bool)
     if rng.random() < 0.4:
