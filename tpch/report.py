@@ -33,9 +33,11 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(out)
 
 
-def _verdict(value: float, goal: float, higher: bool = True) -> str:
+def _verdict(value: float, goal: float, higher: bool = True, ratio: bool = False) -> str:
     if value is None or math.isnan(value):
         return "not measured"
+    if ratio:
+        return "reached" if value >= goal else f"missed: {value / goal:.0%} of the target"
     ok = value >= goal if higher else value <= goal
     if higher:
         return "reached" if ok else f"missed by {100 * (goal - value):.1f} points"
@@ -76,8 +78,8 @@ def goals(records: list[dict], e2e: list[dict], block: int) -> tuple[str, dict[s
         ["ours: hull + SQL range conjunct", _pct(GOAL_HULL), _pct(m["hull+sql"]), _pct(x["hull+sql"]), _verdict(m["hull+sql"], GOAL_HULL)],
         ["ours: layout-aware writing (best of min-max / hull)", _pct(GOAL_LAYOUT), _pct(best_layout), _pct(max(x["layout-hull"], x["layout-minmax"])), _verdict(best_layout, GOAL_LAYOUT)],
         ["ours: verification per row group (mean, all calls)", "< 1 ms", f"{t * 1e3:.2f} ms", "", _verdict(t, GOAL_MS, higher=False)],
-        ["paper e2e (torch UDF / mlskip)", f"{PAPER_E2E}x", f"{e2e_torch:.2f}x (clustered), {e2e_nat:.2f}x (natural)", "", _verdict(e2e_torch, PAPER_E2E)],
-        ["ours: e2e >= 5x on selective queries (torch / mlskip)", f"{GOAL_E2E}x", f"{e2e_torch:.2f}x", "", _verdict(e2e_torch, GOAL_E2E)],
+        ["paper e2e (torch UDF / mlskip)", f"{PAPER_E2E}x", f"{e2e_torch:.2f}x (clustered), {e2e_nat:.2f}x (natural)", "", _verdict(e2e_torch, PAPER_E2E, ratio=True)],
+        ["ours: e2e >= 5x on selective queries (torch / mlskip)", f"{GOAL_E2E}x", f"{e2e_torch:.2f}x", "", _verdict(e2e_torch, GOAL_E2E, ratio=True)],
         ["ours: e2e vs ONNX UDF (onnx / mlskip)", "", f"{e2e_onnx:.2f}x", "", ""],
     ]  # fmt: skip
     text = _table(["goal", "target", "cascade (this run)", "exact limit (MILP)", "status"], rows)
@@ -232,6 +234,42 @@ def _e2e(e2e: list[dict]) -> str:
                    "torch/mlskip", "onnx/mlskip", "planning ms cold/warm", "same count"], rows)  # fmt: skip
 
 
+def _notes(records: list[dict]) -> str:
+    """Why goals are reached or missed, computed from the records."""
+    lines = []
+    pairs: dict[tuple, dict[str, dict]] = {}
+    for r in records:
+        pairs.setdefault((r["model_key"], r["block_rows"], r["filter"]["fid"]), {})[
+            r["setting"]
+        ] = r
+    worse = total = 0
+    for d in pairs.values():
+        for a, b in (("minmax", "hull"), ("layout-minmax", "layout-hull")):
+            if a in d and b in d and d[a]["skippable"]:
+                total += 1
+                worse += d[b]["cascade_pruned_skippable"] < d[a]["cascade_pruned_skippable"]
+    lines.append(
+        f"- Hull vs min-max in the cascade: on {worse} of {total} (filter, block size, layout) pairs the cascade "
+        "pruned fewer row groups with hulls than with the bare box. The hull region lies inside the box, so this is "
+        "the verifier (branch and bound on polygon-cut regions decides fewer regions within its budget), not the metadata."
+    )
+    open_ = sum(r["exact_open"] for r in records)
+    wit = sum(r["exact_witnessed"] for r in records)
+    lines.append(
+        f"- Of {open_} skippable row groups the cascade left unpruned (all records), {wit} ({_pct(wit / max(1, open_))}) "
+        "contain a real qualifying row of the table inside their region: no sound verifier can prune those on this "
+        "metadata. That is the metadata's limit (boxes and 45-byte pair hulls in natural order span most of each "
+        "column's domain), and why layout-aware writing is what moves effectiveness."
+    )
+    busy = [r for r in records if r["cascade_seconds"] >= 0.9 * 0.002 * r["row_groups"]]
+    lines.append(
+        f"- Verification time: {len(busy)} of {len(records)} verify calls used at least 90% of the planner's default "
+        "budget (2 ms per row group, BaB and MILP on regions CROWN leaves open); the mean per row group follows that "
+        "budget rather than the cheap bound methods."
+    )
+    return "\n".join(lines)
+
+
 def render(results: dict[str, Any], plot_names: list[str]) -> str:
     """The whole REPORT.md text."""
     recs = results["records"]
@@ -274,7 +312,7 @@ def render(results: dict[str, Any], plot_names: list[str]) -> str:
         "",
         goal_text,
         "",
-        "Why: see the gap analysis, the per-bin tables and the notes at the end.",
+        "Why: see the gap analysis, the per-bin tables and the notes below.",
         "",
         "## Soundness",
         "",
@@ -309,6 +347,10 @@ def render(results: dict[str, Any], plot_names: list[str]) -> str:
         "## End to end (DuckDB wall time, medians of interleaved repetitions)",
         "",
         _e2e(e2e),
+        "",
+        "## Notes (computed from the records)",
+        "",
+        _notes(recs),
         "",
         "## Plots",
         "",
