@@ -8,6 +8,7 @@ report says why.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,11 +19,18 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from mlskip.errors import ModelInputError
+from mlskip.plan import row_ranges
 from mlskip.planner import BoundPredicate, Planner, verifier_predicate
 from mlskip.report import FileReport, SkippingReport
-from mlskip.rules.predicates import AffineArg, MLPredicate, analyse_where
-from mlskip.rules.rewrite import FileScan, Ranges, rewrite_scan, unqualified_sql
-from mlskip.rules.roundtrip import faithful
+from mlskip.rules.predicates import AffineArg, MLPredicate, analyse_where, local_conjuncts
+from mlskip.rules.rewrite import (
+    FileScan,
+    Ranges,
+    read_parquet_call,
+    rewrite_scan,
+    unqualified_sql,
+)
+from mlskip.rules.roundtrip import duckdb_double, faithful
 from mlskip.rules.scans import ParquetScan, find_parquet_scans
 from mlskip.verifier import Network
 
@@ -222,6 +230,12 @@ def _plan_scan(
                         f"{paths[0]}, which is not numeric; models take numbers "
                         "(cast or encode the column first)"
                     )
+        if ml.kind != "argmax":
+            exact = tuple(duckdb_double(v) for v in ml.value_sql)
+            if any(v is None for v in exact):
+                reasons.append(f"{ml.sql}: DuckDB does not read its constants as numbers")
+                continue
+            ml = dataclasses.replace(ml, values=exact)
         usable.append(ml)
         predicates_seen.append(ml.sql)
         bound.append(
@@ -239,18 +253,34 @@ def _plan_scan(
     plans = planner.plan_files(paths, bound, bounds)
     files.extend(FileReport.from_plan(p) for p in plans)
     if not any(p.changes_anything for p in plans):
-        return False
+        return False  # nothing to gain: the query runs as written
+    filters = tuple(unqualified_sql(t) for t in local_conjuncts(scan, kinds, frozenset(column_map)))
     scans = []
     for path, plan in zip(paths, plans, strict=True):
         if plan.reason is not None:
-            scans.append(FileScan(path, None, tuple(() for _ in bound)))
-            continue
-        read = plan.read_ranges()
-        if read == ():
-            continue
-        scans.append(
-            FileScan(path, read, tuple(plan.all_match_ranges(p) for p in range(len(bound))))
-        )
+            file = FileScan(path, None, tuple(() for _ in bound))
+            todo: list[Ranges | None] = [None] * len(bound)
+        else:
+            read = plan.read_ranges()
+            if read == ():
+                continue
+            file = FileScan(path, read, tuple(plan.all_match_ranges(p) for p in range(len(bound))))
+            todo = [
+                row_ranges(plan.offsets, plan.num_rows, ~plan.pruned & ~plan.all_match(p))
+                for p in range(len(bound))
+            ]
+        if evaluate is not None:
+            source = read_parquet_call(scan, path)
+            matches = tuple(
+                evaluate(
+                    EvaluationTask(
+                        source, ranges, filters, ml.function, _call_args(ml), ml.kind, ml.values
+                    )
+                )
+                for ml, ranges in zip(usable, todo, strict=True)
+            )
+            file = FileScan(file.path, file.read, file.all_match, matches)
+        scans.append(file)
     if not scans:  # every row group pruned: keep one empty scan for the schema
         scans.append(FileScan(paths[0], (), tuple(() for _ in bound)))
     rewrite_scan(scan, scans, usable)

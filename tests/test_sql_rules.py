@@ -103,13 +103,19 @@ def test_column_bounds_from_ordinary_conjuncts():
         "AND d IN (4, 9, 7) AND e = 3 AND (f < 1 OR f > 2) AND g <> 1"
     )
     bounds = analyse_where(scan, FUNCTIONS).bounds
-    assert bounds == {
+    expected = {
         "a": (-2.5, 10.0),
         "b": (3.0, math.inf),
         "c": (1.0, 5.0),
         "d": (4.0, 9.0),
         "e": (3.0, 3.0),
     }
+    assert bounds.keys() == expected.keys()
+    for column, (lo, hi) in expected.items():
+        got_lo, got_hi = bounds[column]
+        # widened outward by a few ulps (DuckDB converts decimal literals itself), never inward
+        assert got_lo <= lo and got_lo >= lo - 8 * abs(math.ulp(lo))
+        assert got_hi >= hi and (hi == math.inf or got_hi <= hi + 8 * math.ulp(hi))
 
 
 def test_joined_columns_are_attributed_by_qualifier_or_schema():
@@ -147,6 +153,14 @@ def test_sql_string_and_ranges_render_safely():
     assert sql_string("a'; DROP TABLE x; --") == "'a''; DROP TABLE x; --'"
     assert ranges_condition(()) == "FALSE"
     assert ranges_condition(((5, 5),)) == "file_row_number = 5"
+
+
+def test_constants_are_read_as_duckdb_reads_them():
+    from mlskip.rules.roundtrip import duckdb_double
+
+    # DuckDB parses this literal as DECIMAL(17, 17); its DOUBLE is one ulp from Python's float()
+    assert duckdb_double("-0.38814571499824524") == -0.3881457149982453
+    assert duckdb_double("'abc'") is None
 
 
 def test_round_trip_check_accepts_faithful_sql_and_rejects_changes():

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 from sqlglot import exp
 
 from mlskip.rules.scans import ParquetScan
@@ -49,6 +50,7 @@ class MLPredicate:
     args: tuple[AffineArg | None, ...]
     kind: str
     values: tuple[float, ...]
+    value_sql: tuple[str, ...] = ()  # the constants as written (DuckDB may read them differently)
 
     @property
     def sql(self) -> str:
@@ -190,7 +192,9 @@ def _ml_predicate(
         lo, hi = number(term.args["low"]), number(term.args["high"])
         if lo is None or hi is None:
             return f"{term.sql(dialect='duckdb')}: BETWEEN bounds are not numeric constants"
-        return _build(term, call, functions, "between", (lo, hi), scan, columns)
+        return _build(
+            term, call, "between", (lo, hi), (term.args["low"], term.args["high"]), scan, columns
+        )
     op = _COMPARISONS.get(type(term))
     if op is None:
         if any(_model_call(n, functions) for n in term.walk() if isinstance(n, exp.Anonymous)):
@@ -213,15 +217,16 @@ def _ml_predicate(
     if kind == "class":
         if op != "eq" or value != int(value):
             return f"{term.sql(dialect='duckdb')}: class functions support only '= <integer>'"
-        return _build(term, call, functions, "argmax", (value,), scan, columns)
+        return _build(term, call, "argmax", (value,), (other,), scan, columns)
     if op == "eq":
-        return _build(term, call, functions, "between", (value, value), scan, columns)
-    return _build(term, call, functions, op, (value,), scan, columns)
+        return _build(term, call, "between", (value, value), (other, other), scan, columns)
+    return _build(term, call, op, (value,), (other,), scan, columns)
 
 
-def _build(term, call, functions, kind, values, scan, columns) -> MLPredicate:
+def _build(term, call, kind, values, value_nodes, scan, columns) -> MLPredicate:
     args = tuple(affine(a, scan, columns) for a in call.expressions)
-    return MLPredicate(term, str(call.this).lower(), args, kind, values)
+    value_sql = tuple(v.sql(dialect="duckdb") for v in value_nodes)
+    return MLPredicate(term, str(call.this).lower(), args, kind, values, value_sql)
 
 
 def _column_bound(
@@ -260,6 +265,16 @@ def _column_bound(
     }[op]
 
 
+def _outward(column: str, lo: float, hi: float) -> tuple[str, float, float]:
+    """Widen a literal bound by a few ulps: DuckDB reads ``0.1``-style literals as
+    DECIMAL and converts them to DOUBLE itself, not always to the nearest double."""
+
+    def shift(v: float, direction: float) -> float:
+        return v + direction * 4 * abs(float(np.spacing(v))) if math.isfinite(v) else v
+
+    return column, shift(lo, -1.0), shift(hi, 1.0)
+
+
 def analyse_where(
     scan: ParquetScan, functions: Mapping[str, str], columns: frozenset[str] | None = None
 ) -> ConjunctAnalysis:
@@ -282,7 +297,7 @@ def analyse_where(
             continue
         bound = _column_bound(term, scan, columns)
         if bound is not None:
-            column, lo, hi = bound
+            column, lo, hi = _outward(*bound)
             old_lo, old_hi = bounds.get(column, (-math.inf, math.inf))
             bounds[column] = (max(old_lo, lo), min(old_hi, hi))
     return ConjunctAnalysis(tuple(predicates), bounds, tuple(ignored))

@@ -1,4 +1,6 @@
-"""Check that sqlglot regenerates a query faithfully before we rewrite it.
+"""Ask DuckDB's own parser: does a query round-trip, and what does a constant mean?
+
+Faithful round trip: sqlglot must regenerate a query exactly before we rewrite it.
 
 The rewrite changes only the planned scans and moves ML conjuncts; everything
 else must reach DuckDB exactly as the user wrote it. sqlglot regenerates the
@@ -39,6 +41,19 @@ def _strip(node: Any) -> Any:
     if isinstance(node, list):
         return [_strip(v) for v in node]
     return node
+
+
+def duckdb_double(literal_sql: str) -> float | None:
+    """The DOUBLE DuckDB compares a DOUBLE expression with, for a constant as written
+    (DuckDB reads ``0.3`` as DECIMAL and converts it itself), or None if it is not one."""
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _LOCAL.con = duckdb.connect()
+    try:
+        value = con.execute(f"SELECT CAST(({literal_sql}) AS DOUBLE)").fetchone()[0]
+    except duckdb.Error:
+        return None
+    return float(value) if value is not None else None
 
 
 def faithful(original: str, regenerated: str) -> bool:
