@@ -229,8 +229,10 @@ def pair_polygon_native(
         raise InputDataError(
             f"pair_polygon needs two 1-d arrays of one length, got {x.shape}, {y.shape}"
         )
-    if not 0 <= hull_bytes < 2**32 or min(x_ulps, y_ulps) < 0:
-        raise InputDataError(f"invalid hull_bytes {hull_bytes} or ulps {x_ulps}, {y_ulps}")
+    # out-of-range arguments act as in the reference: budgets below 1 byte hold
+    # nothing, at most 31 vertices fit anyway, and negative widening is none
+    hull_bytes = min(max(int(hull_bytes), 0), 2**32 - 1)
+    x_ulps, y_ulps = (min(max(int(u), 0), 2**31 - 1) for u in (x_ulps, y_ulps))
     mask = as_mask(valid, len(x))
     bits, nbits = _bits(bits_choices)
     (cx, x), (cy, y) = _array_column(x, mask, x_ulps), _array_column(y, mask, y_ulps)

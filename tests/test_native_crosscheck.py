@@ -93,6 +93,15 @@ def test_edge_cases(name, hull_bytes, ulps):
     _check(y, x, None, hull_bytes, x_ulps=ulps[1], y_ulps=ulps[0])
 
 
+def test_out_of_range_arguments(rng):
+    x, y = rng.normal(size=200), rng.normal(size=200)
+    for hull_bytes in (-3, 0, 2**40):
+        _check(x, y, None, hull_bytes)
+    _check(x, y, None, 45, x_ulps=-2, y_ulps=-1)
+    mask = rng.integers(0, 3, 200)  # any nonzero value marks a valid row
+    _check(x, y, mask)
+
+
 def test_nulls():
     x, y = _pts([1.0, NAN, 3.0, 4.0], [1.0, 2.0, INF, 0.5])
     for mask in ([1, 1, 1, 1], [1, 0, 0, 1], [0, 0, 0, 0], [0, 1, 0, 0]):
