@@ -308,6 +308,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn integer_stats_equal_float_stats() {
+        let raw: Vec<i64> = (0..1000).map(|i| (i * 7919 % 2003) - 1000).collect();
+        let words: Vec<i64> = raw.iter().flat_map(|&u| [u, -1]).collect();
+        let mask: Vec<u8> = (0..1000).map(|i| (i % 7 != 0) as u8).collect();
+        for (ints, conv) in [
+            (
+                Values::I64(&raw),
+                raw.iter().map(|&u| u as f64).collect::<Vec<_>>(),
+            ),
+            (
+                Values::Dec(&words, 1000.0),
+                raw.iter().map(|&u| u as f64 / 1000.0).collect(),
+            ),
+        ] {
+            for valid in [Validity::All, Validity::Bytes(&mask), Validity::Bytes(&[0; 1000])] {
+                for ulps in [0, 2] {
+                    let a = summarize(&ints, &valid, ulps).unwrap();
+                    let b = summarize(&Values::F64(&conv), &valid, ulps).unwrap();
+                    assert_eq!((a.lo.to_bits(), a.hi.to_bits()), (b.lo.to_bits(), b.hi.to_bits()));
+                    assert_eq!(a, b);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn grid_holds_range_inside_padding() {
         for &(lo, hi) in &[(0.0, 1.0), (-3.5, 1e6), (1e-300, 2e-300), (5.0, 5.0), (0.0, 0.0)] {
             let g = make_grid(lo, hi).unwrap().unwrap();

@@ -424,6 +424,87 @@ pub fn area2(hx: &[i64], hy: &[i64]) -> i64 {
 mod tests {
     use super::*;
 
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
+    /// The reference's way: every (x, min) and (x, max) point through the chain.
+    fn full_chain(cx: &[Cell], cy: &[Cell]) -> Poly {
+        let mut pts = Vec::new();
+        for i in 0..cx.len() {
+            let ((a, b), (c, d)) = (unpack(cx[i]), unpack(cy[i]));
+            for x in [a, b] {
+                pts.push((x, c));
+                pts.push((x, d));
+            }
+        }
+        let mut lo = std::collections::BTreeMap::new();
+        for (x, y) in pts {
+            let e = lo.entry(x).or_insert((y, y));
+            *e = (e.0.min(y), e.1.max(y));
+        }
+        let mut p = Vec::new();
+        for (x, (a, b)) in lo {
+            p.push((x, a));
+            if a != b {
+                p.push((x, b));
+            }
+        }
+        let mut st = Vec::new();
+        chain_hull_pts(&p, &mut st);
+        st.into_iter().unzip()
+    }
+
+    #[test]
+    fn hull_candidates_give_the_full_chain() {
+        let mut r = xorshift(7);
+        for case in 0..300 {
+            let n = 1 + (r() % 200) as usize;
+            let span = [1, 2, 3, 50, 65_000][case % 5];
+            let cell = |r: &mut dyn FnMut() -> u64| {
+                let lo = (r() % span) as i64;
+                pack(lo, (lo + (r() % 3) as i64).min(QMAX))
+            };
+            let cx: Vec<Cell> = (0..n).map(|_| cell(&mut r)).collect();
+            let cy: Vec<Cell> = (0..n).map(|_| cell(&mut r)).collect();
+            assert_eq!(pair_hull(&cx, &cy).unwrap(), full_chain(&cx, &cy), "case {case}");
+        }
+    }
+
+    #[test]
+    fn table_cells_equal_computed_cells() {
+        let mut r = xorshift(11);
+        let raw: Vec<i64> = (0..5000).map(|_| (r() % 3000) as i64 - 1500).collect();
+        let words: Vec<i64> = raw.iter().flat_map(|&u| [u, 0]).collect();
+        let small: Vec<i32> = raw.iter().map(|&u| u as i32).collect();
+        let mask: Vec<u8> = (0..5000).map(|_| (r() % 5 != 0) as u8).collect();
+        for values in [Values::I64(&raw), Values::I32(&small), Values::Dec(&words, 100.0)] {
+            for valid in [Validity::All, Validity::Bytes(&mask)] {
+                for ulps in [0, 1, 2] {
+                    let s = crate::column::summarize(&values, &valid, ulps).unwrap();
+                    let g = s.grid.unwrap();
+                    let mut direct = Vec::new();
+                    visit(
+                        &values,
+                        &valid,
+                        Cells {
+                            ulps,
+                            g,
+                            out: &mut direct,
+                        },
+                    );
+                    assert_eq!(column_cells(&values, &valid, ulps, g), direct);
+                }
+            }
+        }
+    }
+
     #[test]
     fn chain_hull_degenerate_and_square() {
         assert_eq!(chain_hull(&[3], &[4]), (vec![3], vec![4]));
