@@ -26,6 +26,16 @@ def eff_exact(r: Record) -> float:
     return min(1.0, r["exact_pruned_estimate"] / r["skippable"])
 
 
+def eff_exact_upper(r: Record) -> float:
+    """Upper end of the exact limit: MILP time-outs in the sample counted as prunable."""
+    scale = r["exact_rest"] / r["exact_sampled"] if r["exact_sampled"] else 0.0
+    upper = (
+        r["cascade_pruned_skippable"]
+        + (r["exact_milp_pruned"] + r["exact_milp_undetermined"]) * scale
+    )
+    return min(1.0, upper / r["skippable"])
+
+
 def usable(records: Iterable[Record]) -> list[Record]:
     return [r for r in records if r["skippable"] > 0]
 
