@@ -15,6 +15,7 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import numpy as np
@@ -28,6 +29,13 @@ from mlskip.udf.runtime import Runner
 BATCH_ROWS = 1 << 16  # rows fetched from DuckDB at a time
 MODEL_ROWS = 8192  # rows per model call: larger batches fall out of cache and run slower
 _names = itertools.count()
+
+
+def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
+    try:
+        return reader.read_next_batch()
+    except StopIteration:
+        return None
 
 
 def qualifies(out: np.ndarray, kind: str, values: tuple[float, ...]) -> np.ndarray:
@@ -89,29 +97,39 @@ class BatchEvaluator:
         if where:
             sql += " WHERE " + " AND ".join(where)
         cursor = self._con.cursor()
+        found: list[np.ndarray] = []
         try:
             reader = cursor.execute(sql).to_arrow_reader(BATCH_ROWS)
-            found: list[np.ndarray] = []
-            for batch in reader:
-                if batch.num_rows == 0:
-                    continue
-                x = np.empty((batch.num_rows, d), dtype=np.float32)
-                valid = np.ones(batch.num_rows, dtype=bool)
-                for j in range(d):
-                    column = batch.column(j + 1)
-                    if column.null_count:
-                        valid &= ~column.is_null().to_numpy(zero_copy_only=False)
-                        column = column.fill_null(0.0)
-                    x[:, j] = column.to_numpy(zero_copy_only=False)
-                out = np.concatenate(
-                    [runner(x[i : i + MODEL_ROWS]) for i in range(0, len(x), MODEL_ROWS)]
-                )
-                keep = qualifies(out, task.kind, task.values) & valid
-                if keep.any():
-                    found.append(batch.column(0).to_numpy(zero_copy_only=False)[keep])
+            # DuckDB reads the next batch while the model runs on this one (both release the GIL)
+            with ThreadPoolExecutor(1) as prefetch:
+                pending = prefetch.submit(_next_batch, reader)
+                while (batch := pending.result()) is not None:
+                    pending = prefetch.submit(_next_batch, reader)
+                    rows = self._qualifying_rows(batch, task, runner, d)
+                    if rows.size:
+                        found.append(rows)
         finally:
             cursor.close()
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+    @staticmethod
+    def _qualifying_rows(
+        batch: pa.RecordBatch, task: EvaluationTask, runner: Runner, d: int
+    ) -> np.ndarray:
+        """``file_row_number`` of the batch's rows that satisfy the predicate."""
+        if batch.num_rows == 0:
+            return np.zeros(0, dtype=np.int64)
+        x = np.empty((batch.num_rows, d), dtype=np.float32)
+        valid = np.ones(batch.num_rows, dtype=bool)
+        for j in range(d):
+            column = batch.column(j + 1)
+            if column.null_count:
+                valid &= ~column.is_null().to_numpy(zero_copy_only=False)
+                column = column.fill_null(0.0)
+            x[:, j] = column.to_numpy(zero_copy_only=False)
+        out = np.concatenate([runner(x[i : i + MODEL_ROWS]) for i in range(0, len(x), MODEL_ROWS)])
+        keep = qualifies(out, task.kind, task.values) & valid
+        return batch.column(0).to_numpy(zero_copy_only=False)[keep]
 
     def _register(self, table: pa.Table) -> str:
         name = f"__mlskip_match_{next(_names)}"
