@@ -208,3 +208,68 @@ def test_crown_sound_property(seed, d, depth):
     x, _ = sample(rng, R, k=300)
     y = net.evaluate(x.reshape(-1, d)).reshape(10, 300, 2)
     assert (y.min(1) >= lc).all() and (y.max(1) <= uc).all()
+
+
+@pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.1)], ids=lambda a: a.name)
+@pytest.mark.parametrize("polygons", [False, True])
+def test_one_hidden_fast_path_matches_general_path(act, polygons):
+    """The one-hidden-layer fast path computes the same bounds (to rounding) and stays sound,
+    including chunks where a huge box overflows (general path taken there)."""
+    rng = np.random.default_rng(21 + polygons)
+    net = random_net(rng, (3, 24, 2), act, scale=1.5)
+    n = 5000  # several chunks
+    lo, hi = random_boxes(rng, n, 3)
+    lo[7], hi[7] = -1e308, 1e308
+    if polygons:
+        with np.errstate(over="ignore", invalid="ignore"):
+            A, b = random_polygons(rng, lo[:, :2], hi[:, :2])
+        R = tighten_boxes(RegionBatch(lo, hi, pairs=((0, 1),), halfspaces=((A, b),)))
+    else:
+        R = RegionBatch(lo, hi)
+    lf, uf = crown_bounds(net, R)
+    lg, ug = crown_bounds(net, R, fast=False)
+    for f, g in ((lf, lg), (uf, ug)):
+        fin = np.isfinite(g)
+        assert (np.isfinite(f) == fin).all() and (f[~fin] == g[~fin]).all()
+        assert (np.abs(f[fin] - g[fin]) <= 1e-12 * (1 + np.abs(g[fin]))).all()
+    idx = np.arange(8, 308)  # finite widths (region 7 is the huge box)
+    x, inside = sample(rng, R.subset(idx), k=300)
+    y = net.evaluate(x.reshape(-1, 3)).reshape(len(idx), -1, 2)
+    assert (np.where(inside[..., None], y, np.inf).min(1) >= lf[idx]).all()
+    assert (np.where(inside[..., None], y, -np.inf).max(1) <= uf[idx]).all()
+
+
+def test_clip_vertices_are_the_polygon_vertices():
+    """The vertex guide finds every vertex of polygon ∩ box (brute force over row pairs)."""
+    from mlskip.verifier._kernels import clip_vertices
+
+    rng = np.random.default_rng(13)
+    n = 200
+    lo, hi = random_boxes(rng, n, 2)
+    A, b = random_polygons(rng, lo, hi, m=7)
+    A[:5, 0] = [1.0, 0.0]  # an edge parallel to a box side
+    b[:5, 0] = 0.7 * lo[:5, 0] + 0.3 * hi[:5, 0]
+    R = RegionBatch(lo, hi, pairs=((0, 1),), halfspaces=((A, b),))
+    pv = R.pair_vertices(0)
+    xy, rows, valid = clip_vertices(pv.A, pv.b, 1e-9)
+    for r in range(n):
+        Ar, br = pv.A[r], pv.b[r]
+        pts = []
+        for p in range(len(br)):
+            for q in range(p + 1, len(br)):
+                M = np.array([Ar[p], Ar[q]])
+                if abs(np.linalg.det(M)) < 1e-12:
+                    continue
+                v = np.linalg.solve(M, [br[p], br[q]])
+                if (Ar @ v <= br + 1e-9).all():
+                    pts.append(v)
+        pts = np.array(pts).reshape(-1, 2)
+        assert valid[r].any() == (len(pts) > 0)
+        got = xy[r][valid[r]]
+        # every true vertex was found, and every proposed vertex is (nearly) feasible
+        d = np.abs(pts[:, None, :] - got[None, :, :]).max(-1).min(1)
+        assert (d < 1e-7).all()
+        assert (got @ Ar.T <= br + 1e-7).all()
+        # the rows named for each vertex meet there
+        for v, (p, q) in zip(xy[r], rows[r], strict=True):
+            assert abs(Ar[p] @ v - br[p]) < 1e-7 and abs(Ar[q] @ v - br[q]) < 1e-7

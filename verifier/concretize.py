@@ -28,7 +28,17 @@ def box_min(a: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     if np.isfinite(lower).all() and np.isfinite(upper).all():
         c = 0.5 * (lower + upper)
         r = 0.5 * (upper - lower)
-        return np.einsum("nkd,nd->nk", a, c) - np.einsum("nkd,nd->nk", np.abs(a), r)
+        d = a.shape[-1]
+        if d > 16:
+            return np.einsum("nkd,nd->nk", a, c) - np.einsum("nkd,nd->nk", np.abs(a), r)
+        # few inputs: a loop over them beats einsum's small inner axis several times
+        out = np.zeros(a.shape[:2])
+        t = np.empty(a.shape[:2])
+        for k in range(d):
+            ak = a[:, :, k]
+            out += np.multiply(ak, c[:, k : k + 1], out=t)
+            out -= np.multiply(np.abs(ak, out=t), r[:, k : k + 1], out=t)
+        return out
     with np.errstate(invalid="ignore", over="ignore"):
         t = np.where(a > 0, a * lower[:, None, :], np.where(a < 0, a * upper[:, None, :], 0.0))
     return t.sum(-1)
@@ -39,7 +49,7 @@ def region_min(a: np.ndarray, c: np.ndarray, regions: RegionBatch) -> np.ndarray
     lo, hi = regions.lower, regions.upper
     if not regions.has_polygons:
         return box_min(a, lo, hi) + c
-    out = c.copy()
+    out = np.array(c, dtype=np.float64)
     rest = a.copy()
     for k in regions.disjoint_pairs():
         i, j = regions.pairs[k]
@@ -56,54 +66,67 @@ def region_min(a: np.ndarray, c: np.ndarray, regions: RegionBatch) -> np.ndarray
 
 def _pair_min(a2: np.ndarray, pv, lo2: np.ndarray, hi2: np.ndarray) -> np.ndarray:
     """Certified minimum of ``a2 . (x_i, x_j)`` over polygon ∩ box for one pair."""
+    from ._kernels import best_vertices
+
     n, m, _ = a2.shape
-    vals = np.einsum("nmt,nvt->nmv", a2, pv.xy)
-    vals = np.where(pv.valid[:, None, :], vals, np.inf)
-    best = np.argmin(vals, axis=-1)  # [n, m]
-    rows = np.take_along_axis(pv.rows[:, None, :, :], best[..., None, None], axis=2)[
-        :, :, 0, :
-    ]  # [n, m, 2]
-    nidx = np.arange(n)[:, None]
-    Ap = pv.A[nidx, rows[..., 0]]  # [n, m, 2]
-    Aq = pv.A[nidx, rows[..., 1]]
-    bp = pv.b[nidx, rows[..., 0]]
-    bq = pv.b[nidx, rows[..., 1]]
+    V, K = pv.xy.shape[1], pv.A.shape[1]
+    a2 = np.ascontiguousarray(a2)
+    best = best_vertices(a2, pv.xy)  # [n, m]: only guides which certificate is built
+    best += V * np.arange(n)[:, None]
+    rows = pv.rows.reshape(n * V, 2)[best]  # [n, m, 2]
+    rows += K * np.arange(n)[:, None, None]
+    A, b = pv.A.reshape(n * K, 2), pv.b.reshape(n * K)
+    Ap, Aq = A[rows[..., 0]], A[rows[..., 1]]  # [n, m, 2]
+    bp, bq = b[rows[..., 0]], b[rows[..., 1]]
+    a0, a1 = a2[..., 0], a2[..., 1]
     # solve lam_p * Ap + lam_q * Aq = -a2 (2x2, Cramer)
     det = Ap[..., 0] * Aq[..., 1] - Ap[..., 1] * Aq[..., 0]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         sdet = np.where(det != 0, det, 1.0)
-        lp = (-a2[..., 0] * Aq[..., 1] + a2[..., 1] * Aq[..., 0]) / sdet
-        lq = (-Ap[..., 0] * a2[..., 1] + Ap[..., 1] * a2[..., 0]) / sdet
+        lp = (a1 * Aq[..., 0] - a0 * Aq[..., 1]) / sdet
+        lq = (Ap[..., 1] * a0 - Ap[..., 0] * a1) / sdet
     lp = np.where(np.isfinite(lp) & (det != 0), np.maximum(lp, 0.0), 0.0)
     lq = np.where(np.isfinite(lq) & (det != 0), np.maximum(lq, 0.0), 0.0)
-    resid = a2 + lp[..., None] * Ap + lq[..., None] * Aq
     with np.errstate(invalid="ignore", over="ignore"):
-        lb = np.where(lp > 0, lp * bp, 0.0) + np.where(lq > 0, lq * bq, 0.0)
-        bound = box_min(resid, lo2, hi2) - lb
+        # residual r = a + A^T lam, minimised over the box (a wrong lam only loosens)
+        r0 = a0 + lp * Ap[..., 0] + lq * Aq[..., 0]
+        r1 = a1 + lp * Ap[..., 1] + lq * Aq[..., 1]
+        bound = box_min(np.stack([r0, r1], axis=-1), lo2, hi2)
+        lbp = np.where(lp > 0, lp * bp, 0.0)
+        lbq = np.where(lq > 0, lq * bq, 0.0)
+        bound -= lbp
+        bound -= lbq
         # outward margin for the rounding in this certificate (about ten
         # roundings per term; 2^-45 is 256 unit roundoffs of float64)
-        xmag = np.maximum(np.abs(lo2), np.abs(hi2))[:, None, :]
-        mag = (
-            np.abs(lp * bp)
-            + np.abs(lq * bq)
-            + ((np.abs(a2) + np.abs(lp[..., None] * Ap) + np.abs(lq[..., None] * Aq)) * xmag).sum(
-                -1
-            )
-        )
-        bound = bound - 2.0**-45 * mag
+        x0 = np.maximum(np.abs(lo2[:, 0]), np.abs(hi2[:, 0]))[:, None]
+        x1 = np.maximum(np.abs(lo2[:, 1]), np.abs(hi2[:, 1]))[:, None]
+        mag = np.abs(lbp) + np.abs(lbq)
+        mag += (np.abs(a0) + np.abs(lp * Ap[..., 0]) + np.abs(lq * Aq[..., 0])) * x0
+        mag += (np.abs(a1) + np.abs(lp * Ap[..., 1]) + np.abs(lq * Aq[..., 1])) * x1
+        bound -= 2.0**-45 * mag
     return np.where(np.isnan(bound), -np.inf, bound)
 
 
 def tighten_boxes(regions: RegionBatch) -> RegionBatch:
-    """Shrink each box to the certified bounding box of its polygons (same point set)."""
+    """Shrink each box to the certified bounding box of its polygons (same point set).
+
+    Each pair's polygon ∩ box contains the region, so the certified range of
+    ``x_i`` and ``x_j`` over it (four objectives per pair) bounds the region.
+    """
     if not regions.has_polygons:
         return regions
-    n, d = regions.n, regions.d
-    eye = np.concatenate([np.eye(d), -np.eye(d)])  # 2d rows
-    a = np.broadcast_to(eye, (n, 2 * d, d))
-    m = region_min(a, np.zeros((n, 2 * d)), regions)
-    lo = np.maximum(regions.lower, m[:, :d])
-    hi = np.minimum(regions.upper, -m[:, d:])
+    n = regions.n
+    lo, hi = regions.lower.copy(), regions.upper.copy()
+    rows = np.broadcast_to(np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]), (n, 4, 2))
+    for k in range(len(regions.pairs)):
+        i, j = regions.pairs[k]
+        pv = regions.pair_vertices(k)
+        cols = [i, j]
+        lo2, hi2 = regions.lower[:, cols], regions.upper[:, cols]
+        m = _pair_min(rows, pv, lo2, hi2)
+        use = pv.usable[:, None]
+        lo[:, cols] = np.where(use, np.maximum(lo[:, cols], m[:, :2]), lo[:, cols])
+        hi[:, cols] = np.where(use, np.minimum(hi[:, cols], -m[:, 2:]), hi[:, cols])
     # keep the original where rounding would cross (an empty or degenerate cut)
     bad = lo > hi
     lo = np.where(bad, regions.lower, lo)

@@ -23,11 +23,14 @@ materialising ``[n, m, h]`` arrays. Regions are processed in chunks.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from .concretize import region_min
 from .fp_margin import bound_margin, scalar_magnitudes
 from .ibp import first_layer_bounds
+from .layers import LeakyReLU
 from .network import Network
 from .regions import RegionBatch
 
@@ -188,13 +191,130 @@ def _chunks(net: Network, n: int) -> int:
     return max(64, min(n, CHUNK_ELEMENTS // per))
 
 
-def crown_bounds(net: Network, regions: RegionBatch, polygon_intermediate: bool = False) -> Bounds:
+class _OneHidden:
+    """Weights-only quantities of the one-hidden-layer fast path, built once per network.
+
+    For rows ``[W2; -W2]`` (lower bounds of the outputs and of their
+    negations) the backward step through the activation and the first affine
+    map is ``al @ Tp + au @ Tn`` (coefficients on x, then the bias), plus
+    ``bu @ Bn`` for the upper intercepts: exactly ``_shared_step``.
+    """
+
+    def __init__(self, net: Network) -> None:
+        a0, a1 = net.affines
+        self.W0T = np.ascontiguousarray(a0.W.T)
+        self.absW0T = np.abs(self.W0T)
+        self.b0 = a0.b
+        m, h = a1.W.shape
+        d = a0.in_features
+        lam = np.concatenate([a1.W, -a1.W])  # [2m, h]
+        lp, ln = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
+
+        def fold(c: np.ndarray) -> np.ndarray:  # [2m, h] -> [h, 2m*d + 2m]
+            coef = (c[:, :, None] * a0.W[None]).transpose(1, 0, 2).reshape(h, 2 * m * d)
+            return np.ascontiguousarray(np.concatenate([coef, (c * a0.b).T], axis=1))
+
+        self.Tp, self.Tn = fold(lp), fold(ln)
+        self.Bn = np.ascontiguousarray(ln.T)  # [h, 2m]
+        self.const = np.concatenate([a1.b, -a1.b])  # [2m]
+        W1p, W1n = np.maximum(a1.W, 0.0), np.minimum(a1.W, 0.0)
+        # IBP of the last map from post-activation bounds pl, pu:
+        # [lo | hi] = pl @ [W1p | W1n].T + pu @ [W1n | W1p].T + b1
+        self.Pl = np.ascontiguousarray(np.concatenate([W1p, W1n]).T)  # [h, 2m]
+        self.Pu = np.ascontiguousarray(np.concatenate([W1n, W1p]).T)
+        self.b1 = a1.b
+        self.m, self.d = m, d
+
+
+_ONE_HIDDEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+FAST_CHUNK = 2048  # regions per chunk: [chunk, h] work arrays stay in L2
+
+
+def _one_hidden_ok(net: Network, regions: RegionBatch, polygon_intermediate: bool) -> bool:
+    return (
+        len(net.affines) == 2
+        and isinstance(net.activations[0], LeakyReLU)
+        and not (polygon_intermediate and regions.has_polygons)
+        and bool(np.isfinite(regions.lower).all() and np.isfinite(regions.upper).all())
+    )
+
+
+def _crown_one_hidden(net: Network, regions: RegionBatch) -> Bounds:
+    """``crown_layers(net, regions)[0][-1]`` for ``affine . (Leaky)ReLU . affine`` on finite boxes.
+
+    The same bounds by the same rules (first layer exact over the box,
+    the activation's relaxation, one backward step, IBP intersected, the
+    same float64 margins), organised for speed: weight-only products are
+    precomputed, every work array is ``[chunk, h]`` and stays in cache, and
+    the final linear bound is concretised once for the whole batch.
+    Where a first-layer bound is not finite (overflow on huge boxes) the
+    general path is used for the chunk.
+    """
+    fp = _ONE_HIDDEN.get(net)
+    if fp is None:
+        fp = _ONE_HIDDEN[net] = _OneHidden(net)
+    act = net.activations[0]
+    n, d, m = regions.n, fp.d, fp.m
+    lo_all, hi_all = regions.lower, regions.upper
+    mags = scalar_magnitudes(net, lo_all, hi_all)
+    m0 = bound_margin(net, mags, 0)  # [n, 1]
+    m1 = bound_margin(net, mags, 1)
+    G = np.empty((n, fp.Tp.shape[1]))  # coefficients on x, then intercepts (2m rows)
+    ibp = np.empty((n, 2 * m))  # IBP [lo | hi] of the outputs
+    cut = 2 * m * d
+    slow: list[tuple[int, int]] = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for s in range(0, n, FAST_CHUNK):
+            e = min(n, s + FAST_CHUNK)
+            lo, hi = lo_all[s:e], hi_all[s:e]
+            c = lo + hi
+            c *= 0.5
+            r = hi - lo
+            r *= 0.5
+            mid = c @ fp.W0T
+            mid += fp.b0
+            rad = r @ fp.absW0T
+            rad += m0[s:e]  # the float64 margin of the first layer
+            l = mid - rad
+            u = np.add(mid, rad, out=mid)
+            if not np.isfinite(l.sum() + u.sum()):  # overflow somewhere: general path
+                slow.append((s, e))
+                G[s:e] = 0.0
+                ibp[s:e] = 0.0
+                continue
+            al, _, au, bu = act.relax_finite(l, u)
+            g = np.matmul(al, fp.Tp, out=G[s:e])
+            g += au @ fp.Tn
+            g[:, cut:] += bu @ fp.Bn
+            t = np.matmul(act.forward(l), fp.Pl, out=ibp[s:e])
+            t += act.forward(u) @ fp.Pu
+            t[:, :m] += fp.b1
+            t[:, m:] += fp.b1
+        lam = G[:, :cut].reshape(n, 2 * m, d)
+        bias = G[:, cut:] + fp.const
+        cl = region_min(lam, bias, regions)
+    cl = np.where(np.isnan(cl), -np.inf, cl)
+    l = np.maximum(ibp[:, :m], cl[:, :m])
+    u = np.minimum(ibp[:, m:], -cl[:, m:])
+    l -= m1
+    u += m1
+    for s, e in slow:
+        l[s:e], u[s:e] = crown_layers(net, regions.subset(np.arange(s, e)), False)[0][-1]
+    return l, u
+
+
+def crown_bounds(
+    net: Network, regions: RegionBatch, polygon_intermediate: bool = False, fast: bool = True
+) -> Bounds:
     """Sound output bounds ``[n, k]`` of ``net`` over ``regions`` by CROWN.
 
     Polygons always shape the final bound; ``polygon_intermediate`` also uses
-    them for hidden-layer bounds (tighter, several times slower).
+    them for hidden-layer bounds (tighter, several times slower). ``fast``
+    uses the one-hidden-layer fast path where it applies (same bounds).
     """
     n = regions.n
+    if fast and n and _one_hidden_ok(net, regions, polygon_intermediate):
+        return _crown_one_hidden(net, regions)
     step = _chunks(net, n)
     if step >= n:
         return crown_layers(net, regions, polygon_intermediate)[0][-1]

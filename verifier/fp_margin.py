@@ -137,6 +137,18 @@ def bound_margin(
         return np.where(np.isfinite(M), g * (M + 1.0), np.inf)
 
 
+def row_max(a: np.ndarray) -> np.ndarray:
+    """``a.max(axis=1, keepdims=True)`` for ``[n, d]``; a column loop when d is small
+    (numpy's reduction over a short inner axis is ~25x slower). NaN propagates."""
+    n, d = a.shape
+    if d == 0 or d > 16:
+        return a.max(axis=1, keepdims=True)
+    m = a[:, 0].copy()
+    for k in range(1, d):
+        np.maximum(m, a[:, k], out=m)
+    return m[:, None]
+
+
 def scalar_magnitudes(net: Network, lower: np.ndarray, upper: np.ndarray) -> list[np.ndarray]:
     """Per-region scalars ``[n, 1]`` bounding ``M_i`` for every neuron of layer i.
 
@@ -144,7 +156,7 @@ def scalar_magnitudes(net: Network, lower: np.ndarray, upper: np.ndarray) -> lis
     looser stand-in for ``abs_magnitudes`` used inside the fast methods.
     """
     with np.errstate(over="ignore", invalid="ignore"):
-        m = np.maximum(np.abs(lower), np.abs(upper)).max(axis=1, keepdims=True)
+        m = row_max(np.maximum(np.abs(lower), np.abs(upper)))
         out = []
         for i, a in enumerate(net.affines):
             m = m * float(np.abs(a.W).sum(axis=1).max(initial=0.0)) + float(

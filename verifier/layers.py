@@ -161,23 +161,30 @@ class LeakyReLU(Activation):
         return np.where(x >= 0, x, x * x.dtype.type(self.alpha))
 
     def relax(self, l, u):
-        a = float(self.alpha)
         if np.isfinite(l).all() and np.isfinite(u).all():
-            # ReLU part r(x) = max(x, 0); leaky(x) = a x + (1 - a) r(x).
-            # Chord through (l-, 0) and (u+, u+) with l- = min(l, 0), u+ = max(u, 0):
-            # slope u+/(u+ - l-) is 1 when active, 0 when inactive, exact there.
-            lm = np.minimum(l, 0.0)
-            up = np.maximum(u, 0.0)
-            au = up / np.maximum(up - lm, 1e-300)
-            bu = au * lm
-            np.negative(bu, out=bu)
-            al = (up > -lm).astype(np.float64)  # adaptive: 1 if the positive side is wider
-            if a:
-                au = a + (1.0 - a) * au
-                bu *= 1.0 - a
-                al = a + (1.0 - a) * al
-            return al, None, au, bu
+            return self.relax_finite(l, u)
         return self._relax_infinite(l, u)
+
+    def relax_finite(self, l, u):
+        """``relax`` for bounds known to be finite (float64 arrays; no check)."""
+        a = float(self.alpha)
+        # ReLU part r(x) = max(x, 0); leaky(x) = a x + (1 - a) r(x).
+        # Chord through (l-, 0) and (u+, u+) with l- = min(l, 0), u+ = max(u, 0):
+        # slope u+/(u+ - l-) is 1 when active, 0 when inactive, exact there.
+        # With q = -l- = max(-l, 0) (negation is exact): bu = -au l- = au q.
+        q = np.negative(l)
+        np.maximum(q, 0.0, out=q)
+        up = np.maximum(u, 0.0)
+        al = np.greater(up, q, out=np.empty_like(up))  # adaptive: 1 if the positive side is wider
+        den = up + q
+        np.maximum(den, 1e-300, out=den)
+        au = np.divide(up, den, out=den)
+        bu = np.multiply(au, q, out=q)
+        if a:
+            au = a + (1.0 - a) * au
+            bu *= 1.0 - a
+            al = a + (1.0 - a) * al
+        return al, None, au, bu
 
     def _relax_infinite(self, l, u):
         """Relaxation when some bounds are infinite (limits of the chord)."""

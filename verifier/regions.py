@@ -23,13 +23,14 @@ from mlskip.errors import ModelInputError
 
 @dataclass(frozen=True)
 class PairVertices:
-    """Candidate vertices of polygon ∩ box for one pair, compacted to width V.
+    """Candidate vertices of polygon ∩ box for one pair (one per constraint row).
 
     ``xy [n, V, 2]``, ``rows [n, V, 2]`` (indices into the pair's constraint
     rows: polygon rows first, then -x_i, +x_i, -x_j, +x_j box rows),
-    ``valid [n, V]``, ``usable [n]`` (False: ignore this polygon for the
-    region: unbounded box, or no vertex found), plus the full constraint
-    system ``A [n, K, 2]``, ``b [n, K]``.
+    ``valid [n, V]`` (invalid entries repeat a valid vertex of the region, so
+    a minimum over all V entries needs no mask), ``usable [n]`` (False:
+    ignore this polygon for the region: unbounded box, or no vertex found),
+    plus the full constraint system ``A [n, K, 2]``, ``b [n, K]``.
     """
 
     xy: np.ndarray
@@ -170,6 +171,8 @@ class RegionBatch:
 
 
 def _enumerate_vertices(regions: RegionBatch, k: int) -> PairVertices:
+    from ._kernels import clip_vertices
+
     i, j = regions.pairs[k]
     Ap, bp = regions.halfspaces[k]
     n = regions.n
@@ -177,38 +180,11 @@ def _enumerate_vertices(regions: RegionBatch, k: int) -> PairVertices:
     lj, uj = regions.lower[:, j], regions.upper[:, j]
     box_A = np.broadcast_to(np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]]), (n, 4, 2))
     box_b = np.stack([-li, ui, -lj, uj], axis=1)
-    A = np.concatenate([Ap, box_A], axis=1)
-    b = np.concatenate([bp, box_b], axis=1)
-    K = A.shape[1]
-    p_idx, q_idx = np.triu_indices(K, 1)
-    Ap_, Aq_ = A[:, p_idx], A[:, q_idx]  # [n, P, 2]
-    bp_, bq_ = b[:, p_idx], b[:, q_idx]
-    det = Ap_[..., 0] * Aq_[..., 1] - Ap_[..., 1] * Aq_[..., 0]
-    scale = np.linalg.norm(Ap_, axis=-1) * np.linalg.norm(Aq_, axis=-1)
-    ok = (np.abs(det) > 1e-12 * scale) & np.isfinite(bp_) & np.isfinite(bq_)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        sdet = np.where(ok, det, 1.0)
-        x = (bp_ * Aq_[..., 1] - bq_ * Ap_[..., 1]) / sdet
-        y = (Ap_[..., 0] * bq_ - Aq_[..., 0] * bp_) / sdet
-        xy = np.stack([x, y], axis=-1)
-        lhs = A[:, None, :, 0] * x[:, :, None]
-        lhs += A[:, None, :, 1] * y[:, :, None]
-        # outward tolerance: keeping a near-feasible point only lowers a minimum
-        # (and vertices only guide the dual certificate; see concretize.py)
-        xmax = np.maximum(np.abs(x), np.abs(y))
-        bf = np.where(np.isfinite(b), np.abs(b), 0.0)
-        tol = 1e-9 * (1.0 + bf[:, None, :] + np.abs(A).sum(-1)[:, None, :] * xmax[:, :, None])
-        lhs -= tol
-        feas = (lhs <= b[:, None, :]).all(axis=-1)
-    valid = ok & feas & np.isfinite(xy).all(-1)
+    A = np.ascontiguousarray(np.concatenate([Ap, box_A], axis=1))
+    b = np.ascontiguousarray(np.concatenate([bp, box_b], axis=1))
+    # near-feasible points are kept (outward tolerance): vertices only guide the
+    # dual certificate (concretize.py), so a wrong one can only loosen a bound
+    xy, rows, valid = clip_vertices(A, b, 1e-9)
     finite_box = np.isfinite(li) & np.isfinite(ui) & np.isfinite(lj) & np.isfinite(uj)
     usable = finite_box & valid.any(axis=1)
-    # compact: valid candidates first
-    order = np.argsort(~valid, axis=1, kind="stable")
-    V = max(1, int(valid.sum(axis=1).max(initial=0)))
-    order = order[:, :V]
-    xy_c = np.take_along_axis(xy, order[..., None], axis=1)
-    valid_c = np.take_along_axis(valid, order, axis=1)
-    rows = np.stack([p_idx[order], q_idx[order]], axis=-1)
-    xy_c = np.where(valid_c[..., None], xy_c, 0.0)
-    return PairVertices(xy_c, rows, valid_c, usable, A, b)
+    return PairVertices(xy, rows, valid, usable, A, b)
