@@ -218,12 +218,26 @@ def _typed_table(n: int, seed: int) -> pa.Table:
             ),
             "f32": pa.array(rng.normal(size=n).astype(np.float32)),
             "ts": pa.array(cents * 1000, pa.timestamp("ns")),
+            # small raw spans: the kernel's table look-up of cells
+            "days": pa.array((cents % 200).astype(np.int32), pa.date32()),
+            "qty": pa.array(
+                [decimal.Decimal(int(c % 300)).scaleb(-2) for c in cents], pa.decimal128(15, 2)
+            ),
+            "small18": pa.array(
+                [
+                    None if m else decimal.Decimal(int(c % 97)).scaleb(-3)
+                    for c, m in zip(cents, nulls, strict=True)
+                ],
+                pa.decimal128(18, 3),
+            ),
+            "i64tiny": pa.array(cents % 50, mask=nulls),
         }
     )
 
 
 PAIRS = [("f64", "i64"), ("i64", "i32"), ("date", "dec"), ("dec", "dec18"),
-         ("f32", "ts"), ("i64small", "date"), ("dec18", "f64")]  # fmt: skip
+         ("f32", "ts"), ("i64small", "date"), ("dec18", "f64"), ("days", "qty"),
+         ("qty", "small18"), ("i64tiny", "days"), ("small18", "dec")]  # fmt: skip
 
 
 @pytest.mark.parametrize("offset", [0, 3, 1000])
