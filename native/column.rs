@@ -53,20 +53,18 @@ impl Values<'_> {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     #[inline(always)]
     pub fn at(&self, i: usize) -> f64 {
         match *self {
             Values::F64(v) => v[i],
             Values::I64(v) => v[i] as f64,
             Values::I32(v) => v[i] as f64,
-            Values::Dec(v, div) => {
-                let u = v[2 * i] as f64;
-                if div == 1.0 {
-                    u
-                } else {
-                    u / div
-                }
-            }
+            // x / 1.0 == x exactly: scale 0 needs no special case
+            Values::Dec(v, div) => v[2 * i] as f64 / div,
         }
     }
 }
@@ -180,7 +178,6 @@ fn visit_values<T: Visit, M: Fn(usize) -> bool + Copy>(values: &Values, ok: M, t
         Values::F64(v) => t.run(v.len(), move |i| v[i], ok),
         Values::I64(v) => t.run(v.len(), move |i| v[i] as f64, ok),
         Values::I32(v) => t.run(v.len(), move |i| v[i] as f64, ok),
-        Values::Dec(v, div) if div == 1.0 => t.run(v.len() / 2, move |i| v[2 * i] as f64, ok),
         Values::Dec(v, div) => t.run(v.len() / 2, move |i| v[2 * i] as f64 / div, ok),
     }
 }
