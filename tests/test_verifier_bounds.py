@@ -273,3 +273,21 @@ def test_clip_vertices_are_the_polygon_vertices():
         # the rows named for each vertex meet there
         for v, (p, q) in zip(xy[r], rows[r], strict=True):
             assert abs(Ar[p] @ v - br[p]) < 1e-7 and abs(Ar[q] @ v - br[q]) < 1e-7
+
+
+def test_pair_min_kernel_equals_numpy_reference():
+    from mlskip.verifier.concretize import _pair_min, _pair_min_reference
+
+    rng = np.random.default_rng(17)
+    n = 500
+    lo, hi = random_boxes(rng, n, 2)
+    A, b = random_polygons(rng, lo, hi, m=5)
+    R = RegionBatch(lo, hi, pairs=((0, 1),), halfspaces=((A, b),))
+    pv = R.pair_vertices(0)
+    a2 = rng.normal(size=(n, 6, 2))
+    a2[:, 0] = [1.0, 0.0]  # axis objectives hit ties between vertices
+    got = _pair_min(a2, pv, lo, hi)
+    ref = _pair_min_reference(a2, pv, lo, hi)
+    use = pv.usable
+    assert use.mean() > 0.9
+    np.testing.assert_allclose(got[use], ref[use], rtol=1e-13, atol=1e-13)

@@ -10,6 +10,9 @@ the dual solution of its two active constraints: for any ``lam >= 0`` and
 ``r = a + A^T lam``, every feasible ``x`` has ``a.x >= min_box(r.x) - lam.b``
 (weak duality; the residual ``r`` absorbs rounding in ``lam``). So even a
 wrongly computed vertex can only loosen the bound, never make it unsound.
+The vertices (regions.py) and the per-row certificate run as numba kernels
+(_kernels.py: IEEE float64, no fast-math); ``_pair_min_reference`` states
+the same certificate in numpy and the tests hold the two equal.
 When pairs overlap, a greedy disjoint subset is used (still sound, looser).
 """
 
@@ -65,7 +68,25 @@ def region_min(a: np.ndarray, c: np.ndarray, regions: RegionBatch) -> np.ndarray
 
 
 def _pair_min(a2: np.ndarray, pv, lo2: np.ndarray, hi2: np.ndarray) -> np.ndarray:
-    """Certified minimum of ``a2 . (x_i, x_j)`` over polygon ∩ box for one pair."""
+    """Certified minimum of ``a2 . (x_i, x_j)`` over polygon ∩ box for one pair
+    (-inf where the polygon is not usable; callers mask those)."""
+    from ._kernels import pair_min_certified
+
+    return pair_min_certified(
+        np.ascontiguousarray(a2, dtype=np.float64),
+        pv.xy,
+        pv.rows,
+        pv.A,
+        np.ascontiguousarray(pv.b),
+        np.ascontiguousarray(lo2),
+        np.ascontiguousarray(hi2),
+        pv.usable,
+    )
+
+
+def _pair_min_reference(a2: np.ndarray, pv, lo2: np.ndarray, hi2: np.ndarray) -> np.ndarray:
+    """``_pair_min`` in numpy (the same arithmetic, vectorised): the readable statement
+    of the certificate, cross-checked against the kernel in the tests."""
     from ._kernels import best_vertices
 
     n, m, _ = a2.shape
