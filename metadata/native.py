@@ -34,7 +34,7 @@ from .grid import Grid
 from .polygon import DEFAULT_BITS_CHOICES, ColumnSummary, PairPolygon, as_mask
 from .polygon_codec import BITS_CHOICES
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 _LIB_FILE = {"darwin": "libmlskip_native.dylib", "win32": "mlskip_native.dll"}.get(
     sys.platform, "libmlskip_native.so"
 )
@@ -80,6 +80,18 @@ class _Record(ctypes.Structure):
     _fields_ = [("len", ctypes.c_int32), ("bytes", ctypes.c_uint8 * 128)]
 
 
+class _Hull(ctypes.Structure):
+    _fields_ = [
+        ("status", ctypes.c_int32),
+        ("nverts", ctypes.c_int32),
+        ("area2", ctypes.c_int64),
+        ("xmin", ctypes.c_int64),
+        ("xmax", ctypes.c_int64),
+        ("ymin", ctypes.c_int64),
+        ("ymax", ctypes.c_int64),
+    ]
+
+
 _lib: ctypes.CDLL | None = None
 _loaded = False
 _switch: bool | None = None
@@ -117,6 +129,11 @@ def _load() -> ctypes.CDLL | None:
         lib.mlskip_row_group.argtypes = [
             p(_Column), ctypes.c_size_t, p(ctypes.c_uint32), ctypes.c_size_t, ctypes.c_uint32,
             p(ctypes.c_uint32), ctypes.c_size_t, p(_Summary), p(_Record),
+        ]  # fmt: skip
+        lib.mlskip_fine_hulls.restype = ctypes.c_int32
+        lib.mlskip_fine_hulls.argtypes = [
+            p(_Column), ctypes.c_size_t, p(ctypes.c_uint32), ctypes.c_size_t,
+            p(_Summary), p(_Hull),
         ]  # fmt: skip
         _lib = lib
         break
@@ -291,6 +308,23 @@ def _arrow_column(arr: pa.Array, keep: list) -> _Column:
     )  # fmt: skip
 
 
+def _columns(table: pa.Table, columns: Sequence[str], keep: list):
+    cols = (_Column * max(1, len(columns)))()
+    for i, name in enumerate(columns):
+        col = table.column(name)
+        arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+        if isinstance(arr, pa.ChunkedArray):  # zero chunks
+            arr = pa.array([], type=arr.type)
+        keep.append(arr)
+        cols[i] = _arrow_column(arr, keep)
+    return cols
+
+
+def _pairs(pairs: Sequence[tuple[int, int]]):
+    flat = [i for p in pairs for i in p]
+    return (ctypes.c_uint32 * max(1, len(flat)))(*flat)
+
+
 def row_group_native(
     table: pa.Table,
     columns: Sequence[str],
@@ -301,23 +335,41 @@ def row_group_native(
     """Column summaries and pair records of one row group (writer.summarize_row_group)."""
     lib = _require()
     keep: list = []
-    cols = (_Column * max(1, len(columns)))()
-    for i, name in enumerate(columns):
-        col = table.column(name)
-        arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
-        if isinstance(arr, pa.ChunkedArray):  # zero chunks
-            arr = pa.array([], type=arr.type)
-        keep.append(arr)
-        cols[i] = _arrow_column(arr, keep)
-    flat = [i for p in pairs for i in p]
-    pidx = (ctypes.c_uint32 * max(1, len(flat)))(*flat)
+    cols = _columns(table, columns, keep)
     bits, nbits = _bits(bits_choices)
     out_cols = (_Summary * max(1, len(columns)))()
     out_recs = (_Record * max(1, len(pairs)))()
     _check(
         lib.mlskip_row_group(
-            cols, len(columns), pidx, len(pairs), hull_bytes, bits, nbits, out_cols, out_recs
+            cols, len(columns), _pairs(pairs), len(pairs), hull_bytes, bits, nbits,
+            out_cols, out_recs,
         )
-    )
+    )  # fmt: skip
     sums = tuple(_to_summary(out_cols[i]) for i in range(len(columns)))
     return sums, tuple(_record(out_recs[i]) for i in range(len(pairs)))
+
+
+def hull_ratios(sample: pa.Table, names: Sequence[str], max_ratio: float) -> list:
+    """writer.select_pairs' scores by the kernel: sorted (exact fine-hull area / its
+    box, a, b) for the pairs of ``names`` (in order) whose columns have a grid and
+    lo < hi, whose hull has 3+ vertices and whose ratio is below ``max_ratio``."""
+    lib = _require()
+    keep: list = []
+    cols = _columns(sample, names, keep)
+    out_cols = (_Summary * max(1, len(names)))()
+    _check(lib.mlskip_fine_hulls(cols, len(names), _pairs([]), 0, out_cols, None))
+    usable = [
+        i for i in range(len(names)) if out_cols[i].has_grid and out_cols[i].lo != out_cols[i].hi
+    ]
+    pairs = [(a, b) for k, a in enumerate(usable) for b in usable[k + 1 :]]
+    hulls = (_Hull * max(1, len(pairs)))()
+    _check(lib.mlskip_fine_hulls(cols, len(names), _pairs(pairs), len(pairs), None, hulls))
+    scored = []
+    for (a, b), h in zip(pairs, hulls, strict=False):
+        if h.status != 0 or h.nverts < 3:
+            continue
+        box = float(h.xmax - h.xmin) * float(h.ymax - h.ymin)
+        ratio = float(h.area2) / 2.0 / box if box > 0 else 1.0
+        if ratio < max_ratio:
+            scored.append((ratio, names[a], names[b]))
+    return sorted(scored)

@@ -120,6 +120,16 @@ def select_pairs(
         return []
     step = max(1, table.num_rows // AUTO_SAMPLE_ROWS)
     sample = table.take(np.arange(0, table.num_rows, step)) if step > 1 else table
+    if native.enabled():  # the same scores from the Rust kernel
+        names = [f.name for f in sample.schema if is_numeric(f.type)]
+        scored = native.hull_ratios(sample, names, max_ratio)
+    else:
+        scored = _hull_ratios(sample, max_ratio)
+    return [(a, b) for _, a, b in scored[:max_pairs]]
+
+
+def _hull_ratios(sample: pa.Table, max_ratio: float) -> list[tuple[float, str, str]]:
+    """Sorted (exact hull area / box, a, b) of the numeric pairs below ``max_ratio``."""
     cols = {}
     for name, field in zip(sample.column_names, sample.schema, strict=True):
         if not is_numeric(field.type):
@@ -141,7 +151,7 @@ def select_pairs(
             if ratio < max_ratio:
                 scored.append((ratio, a, b))
     scored.sort()
-    return [(a, b) for _, a, b in scored[:max_pairs]]
+    return scored
 
 
 def _check_pairs(schema: pa.Schema, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -9,9 +9,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::slice;
 
 use crate::column::{int_ulps, summarize, Grid, Summary, Validity, Values};
-use crate::hull::HullScratch;
+use crate::hull::{area2, pair_hull_with, HullScratch, NoHull, Poly};
 use crate::polygon::{
-    cells_into, pair_polygon, record_from_cells_with, Cells, Column, Error, BITS_CHOICES, MAX_RECORD,
+    cells_into, pair_polygon, polygon_from_hull, Cells, Column, Error, BITS_CHOICES, MAX_RECORD,
 };
 
 pub const OK: i32 = 0;
@@ -189,7 +189,7 @@ fn guarded(f: impl FnOnce() -> i32) -> i32 {
 /// Version of this ABI (bumped on any signature or struct change).
 #[no_mangle]
 pub extern "C" fn mlskip_abi_version() -> u32 {
-    1
+    2
 }
 
 /// `pair_polygon(x, y, valid, hull_bytes, x_ulps=, y_ulps=, x_summary=, y_summary=,
@@ -239,6 +239,87 @@ pub unsafe extern "C" fn mlskip_pair_polygon(
     })
 }
 
+/// Columns of a row group, their summaries (written to `out_cols` unless null), then
+/// `on_pair(p, hull)` per pair: None when a grid is absent, else hull.py `pair_hull`'s
+/// result on the columns' cells (shared between the pairs of a column).
+unsafe fn row_group_pairs(
+    cols: *const MlsColumn,
+    ncols: usize,
+    pairs: *const u32,
+    npairs: usize,
+    out_cols: *mut MlsSummary,
+    mut on_pair: impl FnMut(usize, Option<Result<Poly, NoHull>>) -> i32,
+) -> i32 {
+    if (ncols > 0 && cols.is_null()) || (npairs > 0 && pairs.is_null()) {
+        return E_ARG;
+    }
+    let cin = if ncols == 0 {
+        &[][..]
+    } else {
+        slice::from_raw_parts(cols, ncols)
+    };
+    let mut columns = Vec::with_capacity(ncols);
+    for c in cin {
+        match column(c) {
+            Ok(c) => columns.push(c.col),
+            Err(e) => return e,
+        }
+    }
+    let pin = if npairs == 0 {
+        &[][..]
+    } else {
+        slice::from_raw_parts(pairs, 2 * npairs)
+    };
+    if pin.iter().any(|&i| i as usize >= ncols) {
+        return E_ARG;
+    }
+    let mut sums = Vec::with_capacity(ncols);
+    for c in &columns {
+        match summarize(&c.values, &c.valid, c.ulps) {
+            Ok(s) => sums.push(s),
+            Err(e) => return status(e.into()),
+        }
+    }
+    if !out_cols.is_null() && ncols > 0 {
+        let oc = slice::from_raw_parts_mut(out_cols, ncols);
+        for (i, s) in sums.iter().enumerate() {
+            oc[i] = to_c(s, columns[i].ulps);
+        }
+    }
+    SCRATCH.with(|sc| {
+        let mut guard = sc.borrow_mut();
+        let Scratch { cells, hull } = &mut *guard;
+        if cells.len() < ncols {
+            cells.resize_with(ncols, Vec::new);
+        }
+        let mut done = vec![false; ncols];
+        let mut rc = OK;
+        for p in 0..npairs {
+            let (a, b) = (pin[2 * p] as usize, pin[2 * p + 1] as usize);
+            let h = match (sums[a].grid, sums[b].grid) {
+                (Some(ga), Some(gb)) => {
+                    for (i, g) in [(a, ga), (b, gb)] {
+                        if !done[i] {
+                            cells_into(&columns[i], g, &mut cells[i]);
+                            done[i] = true;
+                        }
+                    }
+                    Some(pair_hull_with(&cells[a], &cells[b], hull))
+                }
+                _ => None,
+            };
+            rc = on_pair(p, h);
+            if rc != OK {
+                break;
+            }
+        }
+        for c in cells.iter_mut() {
+            c.shrink_to(KEEP_CELLS);
+        }
+        rc
+    })
+}
+
 /// The writer's row group: summaries of `ncols` columns (each with its own validity)
 /// and the records of `npairs` pairs (`pairs[2i]`, `pairs[2i+1]` column indices),
 /// cells shared between the pairs of a column (writer.py `summarize_row_group`).
@@ -258,85 +339,96 @@ pub unsafe extern "C" fn mlskip_row_group(
     out_recs: *mut MlsRecord,
 ) -> i32 {
     guarded(|| {
-        if (ncols > 0 && (cols.is_null() || out_cols.is_null()))
-            || (npairs > 0 && (pairs.is_null() || out_recs.is_null()))
-        {
+        if (ncols > 0 && out_cols.is_null()) || (npairs > 0 && out_recs.is_null()) {
             return E_ARG;
         }
         let bits = match bits_choices(bits, nbits) {
             Ok(b) => b,
             Err(e) => return e,
         };
-        let cin = if ncols == 0 {
-            &[][..]
-        } else {
-            slice::from_raw_parts(cols, ncols)
-        };
-        let mut columns = Vec::with_capacity(ncols);
-        for c in cin {
-            match column(c) {
-                Ok(c) => columns.push(c.col),
-                Err(e) => return e,
-            }
-        }
-        let pin = if npairs == 0 {
-            &[][..]
-        } else {
-            slice::from_raw_parts(pairs, 2 * npairs)
-        };
-        if pin.iter().any(|&i| i as usize >= ncols) {
-            return E_ARG;
-        }
-        let mut sums = Vec::with_capacity(ncols);
-        for c in &columns {
-            match summarize(&c.values, &c.valid, c.ulps) {
-                Ok(s) => sums.push(s),
-                Err(e) => return status(e.into()),
-            }
-        }
-        let oc = if ncols == 0 {
-            &mut [][..]
-        } else {
-            slice::from_raw_parts_mut(out_cols, ncols)
-        };
-        for (i, s) in sums.iter().enumerate() {
-            oc[i] = to_c(s, columns[i].ulps);
-        }
         let orec = if npairs == 0 {
             &mut [][..]
         } else {
             slice::from_raw_parts_mut(out_recs, npairs)
         };
-        SCRATCH.with(|sc| {
-            let mut guard = sc.borrow_mut();
-            let Scratch { cells, hull } = &mut *guard;
-            if cells.len() < ncols {
-                cells.resize_with(ncols, Vec::new);
-            }
-            let mut done = vec![false; ncols];
-            for p in 0..npairs {
-                let (a, b) = (pin[2 * p] as usize, pin[2 * p + 1] as usize);
-                let (ga, gb) = match (sums[a].grid, sums[b].grid) {
-                    (Some(ga), Some(gb)) => (ga, gb),
-                    _ => {
-                        orec[p].len = 0;
-                        continue;
-                    }
-                };
-                for (i, g) in [(a, ga), (b, gb)] {
-                    if !done[i] {
-                        cells_into(&columns[i], g, &mut cells[i]);
-                        done[i] = true;
-                    }
+        row_group_pairs(cols, ncols, pairs, npairs, out_cols, |p, h| match h {
+            Some(Ok((hx, hy))) => match polygon_from_hull(&hx, &hy, hull_bytes, bits) {
+                Ok(r) => {
+                    put_record(r, &mut orec[p]);
+                    OK
                 }
-                match record_from_cells_with(&cells[a], &cells[b], hull_bytes, bits, hull) {
-                    Ok(r) => put_record(r, &mut orec[p]),
-                    Err(e) => return status(e),
-                }
+                Err(e) => status(e),
+            },
+            _ => {
+                orec[p].len = 0;
+                OK
             }
-            for c in cells.iter_mut() {
-                c.shrink_to(KEEP_CELLS);
-            }
+        })
+    })
+}
+
+/// The exact fine hull of a pair, summarized: `status` 0 ok, 1 no row valid in both
+/// columns, 2 a valid row is NaN/inf, 3 a grid is absent; vertex count, twice the
+/// area (exact) and the bounding box on the fine grid.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct MlsHull {
+    pub status: i32,
+    pub nverts: i32,
+    pub area2: i64,
+    pub xmin: i64,
+    pub xmax: i64,
+    pub ymin: i64,
+    pub ymax: i64,
+}
+
+/// Fine hulls of pairs (writer.py `select_pairs` ranks pairs by hull area / box).
+///
+/// # Safety
+/// All pointers must be valid for the lengths they describe; outputs writable
+/// (`out_cols` may be null).
+#[no_mangle]
+pub unsafe extern "C" fn mlskip_fine_hulls(
+    cols: *const MlsColumn,
+    ncols: usize,
+    pairs: *const u32,
+    npairs: usize,
+    out_cols: *mut MlsSummary,
+    out_hulls: *mut MlsHull,
+) -> i32 {
+    guarded(|| {
+        if npairs > 0 && out_hulls.is_null() {
+            return E_ARG;
+        }
+        let oh = if npairs == 0 {
+            &mut [][..]
+        } else {
+            slice::from_raw_parts_mut(out_hulls, npairs)
+        };
+        row_group_pairs(cols, ncols, pairs, npairs, out_cols, |p, h| {
+            oh[p] = match h {
+                None => MlsHull {
+                    status: 3,
+                    ..Default::default()
+                },
+                Some(Err(NoHull::NoValidRow)) => MlsHull {
+                    status: 1,
+                    ..Default::default()
+                },
+                Some(Err(NoHull::NonFinite)) => MlsHull {
+                    status: 2,
+                    ..Default::default()
+                },
+                Some(Ok((hx, hy))) => MlsHull {
+                    status: 0,
+                    nverts: hx.len() as i32,
+                    area2: area2(&hx, &hy),
+                    xmin: *hx.iter().min().unwrap(),
+                    xmax: *hx.iter().max().unwrap(),
+                    ymin: *hy.iter().min().unwrap(),
+                    ymax: *hy.iter().max().unwrap(),
+                },
+            };
             OK
         })
     })

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from mlskip.metadata import native
 from mlskip.metadata.footer import KEY
 from mlskip.metadata.polygon import PairPolygon, pair_polygon
-from mlskip.metadata.writer import summarize_row_group, write_parquet
+from mlskip.metadata.writer import select_pairs, summarize_row_group, write_parquet
 
 if not native.available():
     pytest.skip(
@@ -278,3 +278,22 @@ def test_writer_files_identical(tmp_path, hulls):
     fb = pq.ParquetFile(tmp_path / "reference.parquet").metadata.metadata[KEY.encode()]
     assert fa == fb
     assert a == b
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_select_pairs_identical(seed):
+    """hulls="auto" ranks the same pairs with the kernel's fine hulls."""
+    t = _typed_table(4000, seed)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=4000)
+    t = t.append_column("band", pa.array(x * 2 + rng.normal(size=4000) * 1e-3))
+    t = t.append_column("x", pa.array(x))
+    t = t.append_column("const", pa.array(np.full(4000, 3.0)))
+    for max_pairs, ratio in ((6, 0.9), (100, 1.01), (3, 0.5)):
+        try:
+            native.set_enabled(False)
+            ref = select_pairs(t, max_pairs, max_ratio=ratio)
+        finally:
+            native.set_enabled(None)
+        assert select_pairs(t, max_pairs, max_ratio=ratio) == ref
+        assert ref or ratio < 0.9
