@@ -252,9 +252,8 @@ def _plan_scan(
     bounds = {column_map.get(c.lower(), c): b for c, b in analysis.bounds.items()}
     plans = planner.plan_files(paths, bound, bounds)
     files.extend(FileReport.from_plan(p) for p in plans)
-    if evaluate is None and not any(p.changes_anything for p in plans):
+    if not any(p.changes_anything for p in plans):
         return False  # nothing to gain: the query runs as written
-    # with batch evaluation the rewrite pays off even when nothing is pruned
     filters = tuple(unqualified_sql(t) for t in local_conjuncts(scan, kinds, frozenset(column_map)))
     scans = []
     for path, plan in zip(paths, plans, strict=True):

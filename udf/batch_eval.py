@@ -27,7 +27,8 @@ from mlskip.udf.model import SqlModel
 from mlskip.udf.runtime import Runner
 
 BATCH_ROWS = 1 << 16  # rows fetched from DuckDB at a time
-MODEL_ROWS = 8192  # rows per model call: larger batches fall out of cache and run slower
+MODEL_ROWS = 8192
+MAX_SELECTIVITY = 0.05  # above this share of qualifying rows, the SQL function is cheaper  # rows per model call: larger batches fall out of cache and run slower
 _names = itertools.count()
 
 
@@ -87,9 +88,13 @@ class BatchEvaluator:
             rows = np.zeros(0, dtype=np.int64)
         else:
             rows = self._evaluate(task, runner, model.num_inputs)
+            if rows is None:
+                return None
         return self._register(pa.table({"file_row_number": pa.array(rows, type=pa.int64())}))
 
-    def _evaluate(self, task: EvaluationTask, runner: Runner, d: int) -> np.ndarray:
+    def _evaluate(self, task: EvaluationTask, runner: Runner, d: int) -> np.ndarray | None:
+        """Qualifying row numbers, or None when the first batch shows the predicate is
+        not selective (then listing the rows costs the query more than the SQL function)."""
         where = [ranges_condition(task.ranges)] if task.ranges is not None else []
         where += [f"({f})" for f in task.filters]
         args = ", ".join(f"CAST(({a}) AS DOUBLE) AS x{i}" for i, a in enumerate(task.args))
@@ -103,11 +108,18 @@ class BatchEvaluator:
             # DuckDB reads the next batch while the model runs on this one (both release the GIL)
             with ThreadPoolExecutor(1) as prefetch:
                 pending = prefetch.submit(_next_batch, reader)
+                seen = 0
                 while (batch := pending.result()) is not None:
                     pending = prefetch.submit(_next_batch, reader)
                     rows = self._qualifying_rows(batch, task, runner, d)
+                    seen += batch.num_rows
                     if rows.size:
                         found.append(rows)
+                    if not found or seen < BATCH_ROWS:
+                        continue
+                    if sum(r.size for r in found) > MAX_SELECTIVITY * seen:
+                        pending.result()
+                        return None
         finally:
             cursor.close()
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
