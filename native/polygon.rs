@@ -107,7 +107,7 @@ pub fn polygon_from_hull(
     Ok(None)
 }
 
-/// One column of a pair: values, validity, outward widening and an optional given summary.
+/// One column of a pair: values, validity and outward widening (float64 steps).
 pub struct Column<'a> {
     pub values: Values<'a>,
     pub valid: Validity<'a>,
