@@ -253,3 +253,30 @@ def test_leaky_relu_milp_sound():
     assert (res.verdicts != UNKNOWN).all() or res.mixed[res.verdicts == UNKNOWN].all()
     check_sampled(net, R, pred, res, rng)
     assert ReLU().piecewise_linear
+
+
+@pytest.mark.parametrize("polygons", [False, True])
+@pytest.mark.parametrize("kind", ["gt", "between", "argmax"])
+def test_mixed_witnesses_are_genuine_and_found(kind, polygons):
+    """A region the witness search proves mixed is never decided by the complete
+    MILP; and the search finds most regions the MILP proves mixed."""
+    from mlskip.verifier.witness import mixed_witness
+
+    rng = np.random.default_rng(61 + polygons + 2 * len(kind))
+    k = 3 if kind == "argmax" else 1
+    net = random_net(rng, (3, 12, 12, k))
+    R = regions_for(rng, 40, 3, polygons=polygons, width=0.4)
+    t = quantile_threshold(net, rng, 3, 0.7)
+    pred = {
+        "gt": Predicate.gt(t),
+        "between": Predicate.between(quantile_threshold(net, rng, 3, 0.4), t),
+        "argmax": Predicate.argmax(1),
+    }[kind]
+    V = Verifier(methods=("milp",), sample_points=0, milp_time_per_region=10.0)
+    exact = V.verify(net, R, pred)
+    spec = pred.compile(net)
+    mg = V.row_margins(net, spec, R)
+    w = mixed_witness(spec, R, mg, "float32") | mixed_witness(spec, R, mg, "float32", heavy=True)
+    assert (exact.verdicts[w] == UNKNOWN).all()
+    assert exact.mixed.sum() >= 5
+    assert (w & exact.mixed).sum() >= 0.8 * exact.mixed.sum()

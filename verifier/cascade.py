@@ -2,10 +2,11 @@
 
 Each method runs only on the regions still UNKNOWN after the previous ones
 (and not yet proven mixed), within a total time budget. Between the cheap
-bound methods and the expensive ones, a few sample points per region are
-evaluated: a region with a clearly qualifying and a clearly non-qualifying
-point is *proven mixed* (it can never be NONE or ALL) and skips the
-expensive methods. Sampling never decides NONE or ALL.
+bound methods and the expensive ones, points of each open region are
+evaluated (random, then a gradient search; witness.py): a region with a
+clearly qualifying and a clearly non-qualifying point is *proven mixed* (it
+can never be NONE or ALL) and skips the expensive methods. This never
+decides NONE or ALL.
 
 Every bound is widened by the float margins of fp_margin.py before the
 predicate decides, so NONE / ALL hold for the model as the UDF computes it
@@ -30,6 +31,7 @@ from .load import load_model
 from .network import Network
 from .predicate import ALL, NONE, UNKNOWN, Predicate, Spec
 from .regions import RegionBatch
+from .witness import mixed_witness
 
 METHOD_NAMES: tuple[str, ...] = (
     "undecided",
@@ -103,7 +105,8 @@ class Verifier:
     ``precision``: the precision the model is evaluated in ("float32" as
     ONNX Runtime does, or "float64"); ``bab_max_pieces``: boxes per region
     in branch and bound; ``sample_points``: points per region tried to prove
-    it mixed (0 disables).
+    it mixed (0 disables), ``attack_steps``: gradient steps of the search for
+    such points (witness.py).
     """
 
     methods: Sequence[str] = DEFAULT_METHODS
@@ -114,10 +117,12 @@ class Verifier:
     bab_time_budget: float = 2.0
     alpha_iters: int = 20
     sample_points: int = 16
+    attack_steps: int = 12
     marabou_timeout: float = 5.0
     seed: int = 0
     fp_margins: bool = True  # False only to measure what the margins cost (unsound for the UDF)
     _cheap: tuple[str, ...] = field(default=("ibp", "crown"), init=False, repr=False)
+    _complete: tuple[str, ...] = field(default=("milp", "marabou"), init=False, repr=False)
 
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in AVAILABLE]
@@ -161,20 +166,30 @@ class Verifier:
         row_margin = self.row_margins(net, spec, regions)
         seconds["prepare"] = time.perf_counter() - t0
 
-        sampled = False
+        searched: set[bool] = set()  # witness searches done: light (False), heavy (True)
         for name in self.methods:
             open_ = np.flatnonzero((verdicts == UNKNOWN) & ~mixed)
             if not len(open_):
                 break
             expensive = name not in self._cheap
-            if expensive and not sampled and self.sample_points:
+            heavy = name in self._complete
+            if expensive and self.sample_points and heavy not in searched:
+                searched.add(heavy)
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
                 t0 = time.perf_counter()
-                mixed[open_] = self._sample_mixed(
-                    net, spec, regions.subset(open_), row_margin[open_]
+                mixed[open_] = mixed_witness(
+                    spec,
+                    regions.subset(open_),
+                    row_margin[open_],
+                    self.precision,
+                    self.sample_points,
+                    self.attack_steps,
+                    self.seed,
+                    heavy=heavy,
                 )
                 method[open_[mixed[open_]]] = METHOD_CODE["sampling"]
                 seconds["sampling"] = seconds.get("sampling", 0.0) + time.perf_counter() - t0
-                sampled = True
                 open_ = open_[~mixed[open_]]
                 if not len(open_):
                     break
@@ -275,41 +290,3 @@ class Verifier:
 
             return self._decide(spec, *auto_lirpa_bounds(snet, sub), mg), None
         raise ValueError(name)  # pragma: no cover
-
-    def _sample_mixed(
-        self, net: Network, spec: Spec, sub: RegionBatch, mg: np.ndarray
-    ) -> np.ndarray:
-        """True where sample points show both a qualifying and a non-qualifying point."""
-        n, d = sub.n, sub.d
-        S = self.sample_points
-        rng = np.random.default_rng(self.seed)
-        lo = np.where(
-            np.isfinite(sub.lower),
-            sub.lower,
-            np.where(np.isfinite(sub.upper), sub.upper - 1.0, -1.0),
-        )
-        hi = np.where(np.isfinite(sub.upper), sub.upper, lo + 2.0)
-        t = rng.uniform(size=(n, S, d))
-        t[:, 0] = 0.5
-        t[:, 1:3] = rng.integers(0, 2, size=(n, 2, d))  # two corners
-        x = lo[:, None, :] + t * (hi - lo)[:, None, :]
-        inside = np.ones((n, S), bool)
-        for (i, j), (A, b) in zip(sub.pairs, sub.halfspaces, strict=True):
-            lhs = np.einsum("nmt,nst->nsm", A, x[..., [i, j]])
-            inside &= (lhs <= b[:, None, :]).all(-1)
-        inside &= ((x >= sub.lower[:, None, :]) & (x <= sub.upper[:, None, :])).all(-1)
-        flat = x.reshape(n * S, d)
-        z = spec.spec_net.evaluate(flat, final=False).reshape(n, S, -1)
-        # clear decisions only: the predicate holds (fails) even with every row
-        # moved by its float margin in the unfavourable direction
-        pos = np.zeros((n, S), bool)
-        neg = np.zeros((n, S), bool)
-        for sign in (-1.0, 1.0):
-            zz = (z + sign * mg[:, None, :]).reshape(n * S, -1)
-            v = spec.verdicts(zz, zz, self.precision).reshape(n, S)
-            pos_s, neg_s = v == ALL, v == NONE
-            pos = pos_s if sign < 0 else pos & pos_s
-            neg = neg_s if sign < 0 else neg & neg_s
-        pos &= inside
-        neg &= inside
-        return pos.any(1) & neg.any(1)

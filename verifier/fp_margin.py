@@ -49,6 +49,8 @@ matters only below 1e-38; we add 2^-149 per input anyway).
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from .layers import Activation, Affine, linear_box_range
@@ -64,6 +66,33 @@ def gamma(k: int | np.ndarray, unit: float) -> float | np.ndarray:
     return k * unit / (1.0 - k * unit)
 
 
+_EVAL_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+EVAL_CHUNK = 2048  # rows per pass: the [chunk, h] work arrays stay in cache
+
+
+def _eval_plan(net: Network, precision: str) -> list:
+    """Weights-only quantities of ``eval_error`` per step, built once per network."""
+    plans = _EVAL_PLANS.setdefault(net, {})
+    if precision not in plans:
+        u = UNIT[precision]
+        plan: list = []
+        for st in net.fp_steps:
+            if isinstance(st, Affine):
+                k = int(np.count_nonzero(st.W, axis=1).max(initial=0)) + 3
+                absWT = np.ascontiguousarray(np.abs(st.W).T)
+                dWT = db = None
+                if precision == "float32":  # weights not representable in float32
+                    dWT = np.ascontiguousarray(
+                        np.abs(st.W - st.W.astype(np.float32).astype(np.float64)).T
+                    )
+                    db = np.abs(st.b - st.b.astype(np.float32).astype(np.float64))
+                plan.append((st, float(gamma(k, u)), absWT, np.abs(st.b), dWT, db))
+            else:
+                plan.append((st,))
+        plans[precision] = plan
+    return plans[precision]
+
+
 def eval_error(
     net: Network, lower: np.ndarray, upper: np.ndarray, precision: str = "float32"
 ) -> np.ndarray:
@@ -71,26 +100,37 @@ def eval_error(
 
     ``f`` stops before the final sigmoid/softmax (those are handled by the
     predicate); ``precision`` is the precision the model is evaluated in.
+    Rows are independent; they are processed in cache-sized chunks.
     """
     if precision not in UNIT:
         raise ValueError(f"precision must be one of {sorted(UNIT)}, got {precision!r}")
+    n = lower.shape[0]
+    if n > EVAL_CHUNK:
+        return np.concatenate(
+            [
+                eval_error(net, lower[s : s + EVAL_CHUNK], upper[s : s + EVAL_CHUNK], precision)
+                for s in range(0, n, EVAL_CHUNK)
+            ]
+        )
     u = UNIT[precision]
     limit = F32_MAX if precision == "float32" else float(np.finfo(np.float64).max)
     with np.errstate(over="ignore", invalid="ignore"):
         l, h = lower, upper
         m = np.maximum(np.abs(l), np.abs(h))
         e = u * m + (2.0**-149 if precision == "float32" else 0.0)
-        for st in net.fp_steps:
+        for step in _eval_plan(net, precision):
+            st = step[0]
             if isinstance(st, Affine):
-                k = int(np.count_nonzero(st.W, axis=1).max(initial=0)) + 3
-                absW = np.abs(st.W)
-                rounding = gamma(k, u) * ((m + e) @ absW.T + np.abs(st.b))
-                # weights not representable in the evaluation precision
-                if precision == "float32":
-                    dW = np.abs(st.W - st.W.astype(np.float32).astype(np.float64))
-                    db = np.abs(st.b - st.b.astype(np.float32).astype(np.float64))
-                    rounding = rounding + (m + e) @ dW.T + db
-                e = e @ absW.T + rounding
+                _, g, absWT, absb, dWT, db = step
+                me = m + e
+                rounding = me @ absWT
+                rounding += absb
+                rounding *= g
+                if dWT is not None:
+                    rounding += me @ dWT
+                    rounding += db
+                e = e @ absWT
+                e += rounding
                 l, h = linear_box_range(st.W, st.b, l, h)
             elif isinstance(st, Activation):
                 e = st.lipschitz * e + st.fp_abs_error(np.maximum(np.abs(l), np.abs(h)) + e, u)

@@ -47,6 +47,18 @@ def ibp_layers(net: Network, regions: RegionBatch) -> list[tuple[np.ndarray, np.
     return out
 
 
+IBP_CHUNK = 2048  # regions per pass over plain boxes: work arrays stay in cache
+
+
 def ibp_bounds(net: Network, regions: RegionBatch) -> tuple[np.ndarray, np.ndarray]:
     """Sound output bounds ``[n, k]`` of ``net`` over ``regions`` by IBP."""
-    return ibp_layers(net, regions)[-1]
+    n = regions.n
+    if regions.has_polygons or n <= IBP_CHUNK:
+        return ibp_layers(net, regions)[-1]
+    parts = [
+        ibp_layers(
+            net, RegionBatch(regions.lower[s : s + IBP_CHUNK], regions.upper[s : s + IBP_CHUNK])
+        )[-1]
+        for s in range(0, n, IBP_CHUNK)
+    ]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

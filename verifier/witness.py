@@ -1,0 +1,197 @@
+"""Mixed proofs: concrete points on both sides of the predicate.
+
+A region that holds a point where the predicate clearly holds and a point
+where it clearly fails can be neither NONE nor ALL, so no complete method
+needs to run on it. "Clearly" means the verdict on the point is the same
+with every spec row moved by its float evaluation margin in either
+direction (the margins of fp_margin.py, so the UDF's float32 evaluation
+agrees). Points must lie in the region (box and every polygon). This step
+never decides NONE or ALL; it only marks regions as proven mixed.
+
+Candidates, batched over regions: the centre, two box corners, random
+points and, per objective, the box corner its gradient at the centre points
+to; then a projected signed-gradient search (PGD) from the most
+promising of them, maximising and minimising every spec row (and, with
+several rows, their minimum, which argmax predicates need). Every iterate
+is a candidate. The cascade runs a light search before branch and bound
+and a heavy one (more points and starts) on the few regions left before a
+complete method. Typical mixed regions lie on the predicate's boundary with
+a small qualifying part that random points miss; the search finds it in a
+few steps, where an exact method would need two optimal MILP solves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import LeakyReLU
+from .network import Network
+from .predicate import ALL, NONE, Spec
+from .regions import RegionBatch
+
+
+def _act_grad(act, z: np.ndarray) -> np.ndarray:
+    if isinstance(act, LeakyReLU):
+        return np.where(z >= 0, 1.0, float(act.alpha))
+    df = getattr(act, "df", None)
+    return df(z) if df is not None else np.ones_like(z)
+
+
+def _forward_grad(net: Network, x: np.ndarray, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``z [N, m]`` of ``net`` at ``x [N, d]`` and the gradient of ``sum coef * z``."""
+    zs = []
+    h = x
+    with np.errstate(over="ignore", invalid="ignore"):
+        for a, s in zip(net.affines[:-1], net.activations, strict=True):
+            z = h @ a.W.T + a.b
+            zs.append(z)
+            h = s.forward(z)
+        last = net.affines[-1]
+        out = h @ last.W.T + last.b
+        g = coef @ last.W
+        for j in range(len(zs) - 1, -1, -1):
+            g = g * _act_grad(net.activations[j], zs[j])
+            g = g @ net.affines[j].W
+    return out, g
+
+
+def _clear(spec: Spec, z: np.ndarray, mg: np.ndarray, precision: str):
+    """(qualifies, fails) for points ``z [N, m]`` with row margins ``mg [N, m]``."""
+    pos = neg = None
+    for sign in (-1.0, 1.0):
+        zz = z + sign * mg
+        v = spec.verdicts(zz, zz, precision)
+        pos = (v == ALL) if pos is None else pos & (v == ALL)
+        neg = (v == NONE) if neg is None else neg & (v == NONE)
+    return pos, neg
+
+
+def _inside(regions: RegionBatch, x: np.ndarray) -> np.ndarray:
+    """``x [n, S, d]`` in region r (box and every polygon) -> ``[n, S]``."""
+    ok = ((x >= regions.lower[:, None, :]) & (x <= regions.upper[:, None, :])).all(-1)
+    for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
+        lhs = A[:, None, :, 0] * x[:, :, None, i] + A[:, None, :, 1] * x[:, :, None, j]
+        ok &= (lhs <= b[:, None, :]).all(-1)
+    return ok
+
+
+def mixed_witness(
+    spec: Spec,
+    regions: RegionBatch,
+    mg: np.ndarray,
+    precision: str,
+    points: int = 16,
+    steps: int = 12,
+    seed: int = 0,
+    heavy: bool = False,
+) -> np.ndarray:
+    """True where points of the region show both a qualifying and a failing value.
+
+    ``points`` random points per region and a gradient search per objective
+    from the best of them; ``heavy`` (for the few regions left before a
+    complete method) uses 16x the points, 4 starts per objective and twice
+    the steps.
+    """
+    n = regions.n
+    if n == 0 or points <= 0:
+        return np.zeros(n, bool)
+    rng = np.random.default_rng(seed + heavy)
+    if heavy:
+        pos, neg = _search(spec, regions, mg, precision, 16 * points, 2 * steps, 4, rng)
+    else:
+        pos, neg = _search(spec, regions, mg, precision, points, steps, 1, rng)
+    return pos & neg
+
+
+def _search(
+    spec: Spec,
+    regions: RegionBatch,
+    mg: np.ndarray,
+    precision: str,
+    S: int,
+    steps: int,
+    n_starts: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(has a clearly qualifying point, has a clearly failing point) per region."""
+    net = spec.spec_net
+    n, d = regions.n, regions.d
+    lo = np.where(
+        np.isfinite(regions.lower),
+        regions.lower,
+        np.where(np.isfinite(regions.upper), regions.upper - 1.0, -1.0),
+    )
+    hi = np.where(np.isfinite(regions.upper), regions.upper, lo + 2.0)
+    t = rng.uniform(size=(n, S, d))
+    t[:, 0] = 0.5
+    t[:, 1:3] = rng.integers(0, 2, size=(n, 2, d))  # two corners
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = lo[:, None, :] + t * (hi - lo)[:, None, :]
+    m = mg.shape[1]
+    base = [(j, s) for j in range(m) for s in (1.0, -1.0)] + ([(-1, 1.0)] if m > 1 else [])
+    if steps > 0:
+        # the corner each objective's gradient at the centre points to (piecewise-linear
+        # models often take their extremes over a box at a corner)
+        centre = 0.5 * (lo + hi)
+        zc = net.evaluate(centre, final=False)
+        corners = np.empty((n, len(base), d))
+        for q, (j, s) in enumerate(base):
+            coef = np.zeros((n, m))
+            coef[np.arange(n), np.argmin(zc, axis=1) if j < 0 else j] = s
+            _, g = _forward_grad(net, centre, coef)
+            corners[:, q] = np.where(g >= 0, hi, lo)
+        x = np.concatenate([x, corners], axis=1)
+        S = x.shape[1]
+    x = np.clip(x, lo[:, None, :], hi[:, None, :])
+    z = net.evaluate(x.reshape(n * S, d), final=False).reshape(n, S, m)
+    inside = _inside(regions, x)
+    pos, neg = _clear(spec, z.reshape(n * S, m), np.repeat(mg, S, axis=0), precision)
+    pos = (pos.reshape(n, S) & inside).any(1)
+    neg = (neg.reshape(n, S) & inside).any(1)
+    if steps <= 0:
+        return pos, neg
+    # PGD on the regions still lacking one side: objectives +-row_j (and +min_j row_j)
+    open_ = np.flatnonzero(~(pos & neg))
+    if not len(open_):
+        return pos, neg
+    objs = [o for o in base for _ in range(min(n_starts, S))]
+    k = len(open_)
+    n_obj = len(objs)
+    zo, xo = z[open_], x[open_]  # [k, S, m], [k, S, d]
+    starts = np.empty((k, n_obj, d))
+    q = 0
+    while q < n_obj:
+        j, s = objs[q]
+        reps = min(n_starts, S)
+        val = s * (zo[..., j] if j >= 0 else zo.min(-1))
+        val = np.where(inside[open_], val, -np.inf)
+        top = np.argsort(-val, axis=1)[:, :reps]  # the best starts for this objective
+        starts[:, q : q + reps] = xo[np.arange(k)[:, None], top]
+        q += reps
+    lo_k, hi_k = lo[open_][:, None, :], hi[open_][:, None, :]
+    width = hi_k - lo_k
+    sub = regions.subset(open_)
+    mg_k = np.repeat(mg[open_], n_obj, axis=0)
+    cur = starts
+    got_pos, got_neg = pos[open_].copy(), neg[open_].copy()
+    step = 0.5
+    decay = 0.6 if steps <= 12 else 0.75
+    for it in range(steps + 1):
+        flat = cur.reshape(k * n_obj, d)
+        zc = net.evaluate(flat, final=False)
+        p, ng = _clear(spec, zc, mg_k, precision)
+        ins = _inside(sub, cur).reshape(k * n_obj)
+        got_pos |= (p & ins).reshape(k, n_obj).any(1)
+        got_neg |= (ng & ins).reshape(k, n_obj).any(1)
+        if it == steps:
+            break
+        coef = np.zeros((k * n_obj, m))
+        for q, (j, s) in enumerate(objs):
+            rows = np.arange(q, k * n_obj, n_obj)
+            jj = np.argmin(zc[rows], axis=1) if j < 0 else np.full(k, j)
+            coef[rows, jj] = s
+        _, g = _forward_grad(net, flat, coef)
+        cur = np.clip(cur + step * np.sign(g).reshape(k, n_obj, d) * width, lo_k, hi_k)
+        step *= decay
+    pos[open_], neg[open_] = got_pos, got_neg
+    return pos, neg
