@@ -299,3 +299,21 @@ def test_long_in_lists_and_many_conjuncts(dataset, connections):
         f"AND c IN ({values}) AND a > -1 AND b < 1e9 AND s NOT IN ('x', 'y')"
     )
     same_rows(on, off, sql)
+
+
+def test_float_column_bounds_follow_duckdb_float_comparison(tmp_path, connections):
+    """DuckDB compares a FLOAT column with 0.1 in FLOAT: float32(0.1) > 0.1 still passes
+    `x <= 0.1`. A bound taken in double precision would prune every row here."""
+    on, off, _ = connections
+    x = np.full(4_000, np.float32(0.1), dtype=np.float32)
+    table = pa.table({"x": x, "y": np.arange(4_000, dtype=np.float64), "s": np.arange(4_000)})
+    path = tmp_path / "f32.parquet"
+    mlskip.write_parquet(table, path, row_group_size=500, hulls=None)
+    net = Network.mlp([(np.array([[0.0, 1.0]]), np.zeros(1))])  # uses y, takes x too
+    for con in (on, on.udf_path, off):
+        con.register_model("ident", net)
+    for op in ("<=", "=", ">="):
+        sql = f"SELECT count(*) FROM '{path}' WHERE ident(x, y) > -1 AND x {op} 0.1"
+        report = same_rows(on, off, sql)
+        assert off.sql(sql).fetchall() == [(4_000,)]
+        assert report.pruned == 0

@@ -41,6 +41,7 @@ class TrialResult:
     row_groups: int = 0
     pruned: int = 0
     all_match: int = 0
+    details: dict = field(default_factory=dict, repr=False)  # network, report, path: for debugging
 
 
 def _values(rng: np.random.Generator, n: int, kind: str, layout: str) -> np.ndarray:
@@ -194,29 +195,25 @@ def run_trial(seed: int, workdir: Path, verifier=None) -> TrialResult:
         values = tuple(duckdb_double(repr(v)) for v in values)
     holds = qualifies(out, kind, values) & valid if n else np.zeros(0, bool)
     extra, passes_extra = "", np.ones(rows.num_rows, dtype=bool)
-    if rng.random() < 0.4:
+    if rng.random() < 0.4 and n:
         col = str(rng.choice(numeric))
-        colv = (
-            probe.execute(
-                f"SELECT CAST({col} AS DOUBLE) FROM read_parquet('{path}', file_row_number = true) "
-                "ORDER BY file_row_number"
-            )
-            .fetch_arrow_table()
-            .column(0)
-        )
-        bound = (
-            float(np.nanmedian(colv.fill_null(np.nan).to_numpy(zero_copy_only=False))) if n else 0.0
-        )
-        if np.isfinite(bound):
-            extra = f" AND {col} < {bound!r}"
-            with np.errstate(invalid="ignore"):
-                vals = colv.fill_null(np.nan).to_numpy(zero_copy_only=False)
-                passes_extra = (vals < bound) | (
-                    np.isnan(vals) & ~colv.is_null().to_numpy(zero_copy_only=False)
-                )
+        values_col = probe.execute(f"SELECT CAST({col} AS DOUBLE) FROM '{path}'").fetchnumpy()
+        finite = [
+            v for v in next(iter(values_col.values())).tolist() if v is not None and np.isfinite(v)
+        ]
+        if finite:
+            bound = float(np.median(finite))
+            op = str(rng.choice(["<", "<=", ">", ">=", "="]))
+            extra = f" AND {col} {op} {bound!r}"
+            # DuckDB decides the conjunct itself (FLOAT columns compare in FLOAT, NaN is largest)
+            passes = probe.execute(
+                f"SELECT coalesce({col} {op} {bound!r}, false) FROM read_parquet('{path}', "
+                "file_row_number = true) ORDER BY file_row_number"
+            ).fetchnumpy()
+            passes_extra = np.asarray(next(iter(passes.values())), dtype=bool)
     sql = f"SELECT rid FROM '{path}' WHERE {condition}{extra}"
 
-    result = TrialResult(seed, sql, True)
+    result = TrialResult(seed, sql, True, details={"network": net, "path": path})
     cons = {
         "off": mlskip.connect(skipping=False),
         "batch": mlskip.connect(verifier=verifier),
@@ -230,6 +227,7 @@ def run_trial(seed: int, workdir: Path, verifier=None) -> TrialResult:
         for name, con in cons.items():
             answers[name] = sorted(r[0] for r in con.sql(sql).fetchall())
         report = cons["batch"].explain_skipping(sql)
+    result.details["report"] = report
     for name in ("batch", "udf"):
         if answers[name] != answers["off"]:
             result.problems.append(

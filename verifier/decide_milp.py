@@ -31,8 +31,10 @@ def milp_verdicts(
     precision: str,
     time_per_solve: float,
     deadline: float | None,
+    stats: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Verdicts and proven-mixed flags ``[n]`` by MILP, region by region."""
+    """Verdicts and proven-mixed flags ``[n]`` by MILP, region by region
+    (``stats["weights"]``: seconds per region)."""
     n = regions.n
     out = np.full(n, UNKNOWN, dtype=np.int8)
     mixed = np.zeros(n, dtype=bool)
@@ -40,9 +42,15 @@ def milp_verdicts(
         return out, mixed
     bounds, _ = crown_layers(snet, regions)
     L0, U0 = bounds[-1]
+    secs = np.zeros(n)
+    if stats is not None:
+        stats["weights"] = secs
     for r in range(n):
         if deadline is not None and time.perf_counter() >= deadline:
             break
+        t0 = time.perf_counter()
+        if not _solvable(regions, r, mg[r]):
+            continue
         try:
             model = build_model(snet, regions, r, bounds)
         except UnsupportedModelError:
@@ -51,7 +59,21 @@ def milp_verdicts(
         if deadline is not None:
             limit = max(1e-3, min(limit, deadline - time.perf_counter()))
         out[r], mixed[r] = _RegionMilp(spec, model, L0[r], U0[r], mg[r], precision, limit).run()
+        secs[r] = time.perf_counter() - t0
     return out, mixed
+
+
+MAX_MILP_MAGNITUDE = 1e12  # beyond this HiGHS's absolute tolerances make answers unreliable
+
+
+def _solvable(regions: RegionBatch, r: int, mg: np.ndarray) -> bool:
+    """Whether region ``r`` can be decided by MILP soundly: finite float margins (the
+    model does not overflow in the evaluation precision) and inputs of a size HiGHS
+    handles reliably."""
+    if not np.all(np.isfinite(mg)):
+        return False
+    box = np.concatenate([regions.lower[r], regions.upper[r]])
+    return bool(np.all(np.abs(box[np.isfinite(box)]) <= MAX_MILP_MAGNITUDE))
 
 
 class _RegionMilp:
@@ -105,7 +127,9 @@ class _RegionMilp:
             m = self.model
             res = solve(m, np.zeros(m.nvar), 0.0, True, self.limit, extra=(m.out_expr, m.out_const))
             self.exact &= res.optimal
-            if res.infeasible or res.bound + self.tol + float(np.max(self.mg)) < 0:
+            # an "infeasible" answer is never trusted: the region holds data, so HiGHS
+            # reporting no point means its numerics failed, not that no row qualifies
+            if not res.infeasible and res.bound + self.tol + float(np.max(self.mg)) < 0:
                 v = NONE
             else:
                 for j in range(self.L.shape[0]):

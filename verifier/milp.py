@@ -207,8 +207,8 @@ def solve(
     )
     secs = time.perf_counter() - t0
     sign = -1.0 if maximize else 1.0
-    if res.status == 2:  # infeasible: no point in the region at all
-        return MilpOutcome(sign * np.inf, np.nan, None, True, True, secs)
+    if res.status == 2:  # "infeasible" for a region that holds data: numerics failed, no bound
+        return MilpOutcome(-sign * np.inf, np.nan, None, False, True, secs)
     dual = getattr(res, "mip_dual_bound", None)
     if dual is None or not np.isfinite(dual):
         dual = res.fun if (res.status == 0 and res.fun is not None) else -np.inf

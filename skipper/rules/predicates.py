@@ -11,7 +11,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
 from sqlglot import exp
 
 from mlskip.rules.scans import ParquetScan
@@ -265,12 +264,20 @@ def _column_bound(
     }[op]
 
 
+# DuckDB compares a FLOAT column with a constant in FLOAT: the constant is rounded to
+# float32 (up to half a float32 ulp away, 2^-24 relative); DECIMAL literals are converted
+# to DOUBLE by DuckDB itself (a few double ulps). Bounds are widened by more than both.
+_RELATIVE_SLACK = 2.0**-21
+_ABSOLUTE_SLACK = 1e-44  # above float32's smallest subnormal spacing
+
+
 def _outward(column: str, lo: float, hi: float) -> tuple[str, float, float]:
-    """Widen a literal bound by a few ulps: DuckDB reads ``0.1``-style literals as
-    DECIMAL and converts them to DOUBLE itself, not always to the nearest double."""
+    """A literal bound widened outward past every rounding DuckDB may apply to it."""
 
     def shift(v: float, direction: float) -> float:
-        return v + direction * 4 * abs(float(np.spacing(v))) if math.isfinite(v) else v
+        if not math.isfinite(v):
+            return v
+        return v + direction * (abs(v) * _RELATIVE_SLACK + _ABSOLUTE_SLACK)
 
     return column, shift(lo, -1.0), shift(hi, 1.0)
 
