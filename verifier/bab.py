@@ -31,8 +31,12 @@ def bab_verdicts(
     max_pieces: int = 256,
     time_budget: float = 1.0,
     batch: int = 20_000,
+    stats: dict | None = None,
 ) -> np.ndarray:
-    """Verdicts ``[n]`` for ``regions`` by input splitting (UNKNOWN if undecided)."""
+    """Verdicts ``[n]`` for ``regions`` by input splitting (UNKNOWN if undecided).
+
+    ``stats["weights"]`` receives the pieces bounded per region (its share of the work).
+    """
     n = regions.n
     out = np.full(n, UNKNOWN, dtype=np.int8)
     finite = np.isfinite(regions.lower).all(1) & np.isfinite(regions.upper).all(1)
@@ -46,9 +50,11 @@ def bab_verdicts(
     pieces[parent] = 1
     alive = np.zeros(n, bool)
     alive[parent] = True
+    bounded = np.zeros(n)
     t_end = time.perf_counter() + time_budget
     while len(parent) and time.perf_counter() < t_end:
         take = min(len(parent), batch)
+        np.add.at(bounded, parent[:take], 1.0)
         sub = regions.with_boxes(lo[:take], hi[:take], parent[:take])
         L, U = crown_bounds(net, sub)
         mg = row_margin[parent[:take]]
@@ -79,6 +85,8 @@ def bab_verdicts(
         hi = np.concatenate([hi[take:], hi_a, hi_b])
         parent = np.concatenate([parent[take:], keep_p, keep_p])
         # regions with an undecided piece that ran out of budget stay UNKNOWN
+    if stats is not None:
+        stats["weights"] = bounded
     has_open = np.zeros(n, bool)
     has_open[parent] = True
     done = finite & ~has_open & alive

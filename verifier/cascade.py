@@ -61,6 +61,10 @@ class VerificationResult:
     decided region r, or that proved it mixed; 0 when undecided. ``mixed[r]``
     is True for UNKNOWN regions proven to hold both qualifying and
     non-qualifying points. ``seconds`` maps method name -> time spent.
+    ``region_seconds[r]`` attributes that time to regions: each step's time
+    is shared by the regions it ran on (evenly for batched bound methods and
+    the witness search, by pieces in branch and bound, as measured per region
+    in the MILP); it sums to ``total_seconds``.
     """
 
     verdicts: np.ndarray
@@ -68,10 +72,12 @@ class VerificationResult:
     mixed: np.ndarray
     seconds: Mapping[str, float]
     method_names: tuple[str, ...] = METHOD_NAMES
+    region_seconds: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        for a in (self.verdicts, self.method, self.mixed):
-            a.setflags(write=False)
+        for a in (self.verdicts, self.method, self.mixed, self.region_seconds):
+            if a is not None:
+                a.setflags(write=False)
 
     def __len__(self) -> int:
         return len(self.verdicts)
@@ -157,6 +163,15 @@ class Verifier:
         verdicts = np.full(n, UNKNOWN, dtype=np.int8)
         method = np.zeros(n, dtype=np.int8)
         mixed = np.zeros(n, dtype=bool)
+        cost = np.zeros(n)
+
+        def charge(idx: np.ndarray, secs: float, weights: np.ndarray | None = None) -> None:
+            if not len(idx):
+                return
+            if weights is None or not weights.sum() > 0:
+                cost[idx] += secs / len(idx)
+            else:
+                cost[idx] += secs * (weights / weights.sum())
 
         t0 = time.perf_counter()
         empty = (regions.lower > regions.upper).any(axis=1)
@@ -165,6 +180,7 @@ class Verifier:
         regions = tighten_boxes(regions)
         row_margin = self.row_margins(net, spec, regions)
         seconds["prepare"] = time.perf_counter() - t0
+        charge(np.arange(n), seconds["prepare"])
 
         searched: set[bool] = set()  # witness searches done: light (False), heavy (True)
         for name in self.methods:
@@ -189,7 +205,9 @@ class Verifier:
                     heavy=heavy,
                 )
                 method[open_[mixed[open_]]] = METHOD_CODE["sampling"]
-                seconds["sampling"] = seconds.get("sampling", 0.0) + time.perf_counter() - t0
+                el = time.perf_counter() - t0
+                seconds["sampling"] = seconds.get("sampling", 0.0) + el
+                charge(open_, el)
                 open_ = open_[~mixed[open_]]
                 if not len(open_):
                     break
@@ -197,15 +215,18 @@ class Verifier:
                 break
             t0 = time.perf_counter()
             sub = regions.subset(open_)
-            v, mx = self._run(name, net, spec, snet, sub, row_margin[open_], deadline)
+            stats: dict[str, Any] = {}
+            v, mx = self._run(name, net, spec, snet, sub, row_margin[open_], deadline, stats)
             dec = v != UNKNOWN
             verdicts[open_[dec]] = v[dec]
             method[open_[dec]] = METHOD_CODE[name]
             if mx is not None:
                 mixed[open_[mx]] = True
                 method[open_[mx]] = METHOD_CODE[name]
-            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
-        return VerificationResult(verdicts, method, mixed, seconds)
+            el = time.perf_counter() - t0
+            seconds[name] = seconds.get(name, 0.0) + el
+            charge(open_, el, stats.get("weights"))
+        return VerificationResult(verdicts, method, mixed, seconds, region_seconds=cost)
 
     # ------------------------------------------------------------------ helpers
     def row_margins(self, net: Network, spec: Spec, regions: RegionBatch) -> np.ndarray:
@@ -230,7 +251,11 @@ class Verifier:
         sub: RegionBatch,
         mg: np.ndarray,
         deadline: float | None,
+        stats: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Verdicts (and proven-mixed flags) of method ``name`` on ``sub``; ``stats``
+        receives ``weights`` [n]: the relative cost per region, where known."""
+        stats = {} if stats is None else stats
         if name == "ibp":
             from .ibp import ibp_bounds
 
@@ -269,7 +294,7 @@ class Verifier:
             if deadline is not None:
                 budget = min(budget, max(0.0, deadline - time.perf_counter()))
             return bab_verdicts(
-                spec, snet, sub, mg, self.precision, self.bab_max_pieces, budget
+                spec, snet, sub, mg, self.precision, self.bab_max_pieces, budget, stats=stats
             ), None
         if name == "milp":
             if not snet.is_piecewise_linear:
@@ -277,7 +302,7 @@ class Verifier:
             from .decide_milp import milp_verdicts
 
             return milp_verdicts(
-                spec, snet, sub, mg, self.precision, self.milp_time_per_region, deadline
+                spec, snet, sub, mg, self.precision, self.milp_time_per_region, deadline, stats
             )
         if name == "marabou":
             from .adapters.marabou import marabou_verdicts

@@ -28,7 +28,7 @@ import weakref
 import numpy as np
 
 from .concretize import region_min
-from .fp_margin import bound_margin, scalar_magnitudes
+from .fp_margin import bound_margin, row_max, scalar_magnitudes
 from .ibp import first_layer_bounds
 from .layers import LeakyReLU
 from .network import Network
@@ -194,40 +194,47 @@ def _chunks(net: Network, n: int) -> int:
 class _OneHidden:
     """Weights-only quantities of the one-hidden-layer fast path, built once per network.
 
-    For rows ``[W2; -W2]`` (lower bounds of the outputs and of their
-    negations) the backward step through the activation and the first affine
-    map is ``al @ Tp + au @ Tn`` (coefficients on x, then the bias), plus
-    ``bu @ Bn`` for the upper intercepts: exactly ``_shared_step``.
+    The fast path works transposed (regions on the last axis, so every
+    per-region quantity is a contiguous row). For rows ``[W2; -W2]`` (lower
+    bounds of the outputs and of their negations) the backward step through
+    the activation and the first affine map is ``TpT @ al + TnT @ au``
+    (coefficients on x, then the intercepts), plus ``BnT @ bu`` for the
+    upper intercepts: exactly ``_shared_step``.
     """
 
     def __init__(self, net: Network) -> None:
         a0, a1 = net.affines
-        self.W0T = np.ascontiguousarray(a0.W.T)
-        self.absW0T = np.abs(self.W0T)
-        self.b0 = a0.b
         m, h = a1.W.shape
         d = a0.in_features
+        # [mid; rad] = Wcr @ [c; 1; r; m0]: the first layer's centre and radius over
+        # the box, its bias and the float64 margin of its bounds folded in
+        self.Wcr = np.zeros((2 * h, 2 * d + 2))
+        self.Wcr[:h, :d] = a0.W
+        self.Wcr[:h, d] = a0.b
+        self.Wcr[h:, d + 1 : 2 * d + 1] = np.abs(a0.W)
+        self.Wcr[h:, 2 * d + 1] = 1.0
         lam = np.concatenate([a1.W, -a1.W])  # [2m, h]
         lp, ln = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
 
-        def fold(c: np.ndarray) -> np.ndarray:  # [2m, h] -> [h, 2m*d + 2m]
-            coef = (c[:, :, None] * a0.W[None]).transpose(1, 0, 2).reshape(h, 2 * m * d)
-            return np.ascontiguousarray(np.concatenate([coef, (c * a0.b).T], axis=1))
+        def fold(c: np.ndarray) -> np.ndarray:  # [2m, h] -> [2m*d + 2m, h]
+            coef = (c[:, :, None] * a0.W[None]).transpose(0, 2, 1).reshape(2 * m * d, h)
+            return np.ascontiguousarray(np.concatenate([coef, c * a0.b]))
 
-        self.Tp, self.Tn = fold(lp), fold(ln)
-        self.Bn = np.ascontiguousarray(ln.T)  # [h, 2m]
+        self.TpT, self.TnT = fold(lp), fold(ln)
+        self.BnT = np.ascontiguousarray(ln)  # [2m, h]
         self.const = np.concatenate([a1.b, -a1.b])  # [2m]
         W1p, W1n = np.maximum(a1.W, 0.0), np.minimum(a1.W, 0.0)
         # IBP of the last map from post-activation bounds pl, pu:
-        # [lo | hi] = pl @ [W1p | W1n].T + pu @ [W1n | W1p].T + b1
-        self.Pl = np.ascontiguousarray(np.concatenate([W1p, W1n]).T)  # [h, 2m]
-        self.Pu = np.ascontiguousarray(np.concatenate([W1n, W1p]).T)
+        # [lo; hi] = [W1p; W1n] @ pl + [W1n; W1p] @ pu + b1
+        self.PlT = np.ascontiguousarray(np.concatenate([W1p, W1n]))  # [2m, h]
+        self.PuT = np.ascontiguousarray(np.concatenate([W1n, W1p]))
         self.b1 = a1.b
-        self.m, self.d = m, d
+        self.m, self.d, self.h = m, d, h
+        self.chunk = int(min(4096, max(256, 16384 // h)))  # [h, chunk] work arrays in cache
 
 
 _ONE_HIDDEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-FAST_CHUNK = 2048  # regions per chunk: [chunk, h] work arrays stay in L2
+SAFE_MAGNITUDE = 1e300  # below this, no first-layer quantity of the fast path can overflow
 
 
 def _one_hidden_ok(net: Network, regions: RegionBatch, polygon_intermediate: bool) -> bool:
@@ -242,64 +249,83 @@ def _one_hidden_ok(net: Network, regions: RegionBatch, polygon_intermediate: boo
 def _crown_one_hidden(net: Network, regions: RegionBatch) -> Bounds:
     """``crown_layers(net, regions)[0][-1]`` for ``affine . (Leaky)ReLU . affine`` on finite boxes.
 
-    The same bounds by the same rules (first layer exact over the box,
-    the activation's relaxation, one backward step, IBP intersected, the
-    same float64 margins), organised for speed: weight-only products are
-    precomputed, every work array is ``[chunk, h]`` and stays in cache, and
-    the final linear bound is concretised once for the whole batch.
-    Where a first-layer bound is not finite (overflow on huge boxes) the
-    general path is used for the chunk.
+    The same bounds by the same rules (first layer exact over the box, the
+    activation's relaxation, one backward step, IBP intersected, the same
+    float64 margins), organised for speed: weight-only products are
+    precomputed, the work runs transposed in chunks that stay in cache, and
+    the final linear bound is concretised once for the whole batch on
+    contiguous rows. Regions whose magnitudes could overflow (``|x|`` or the
+    first layer's magnitude bound above ``SAFE_MAGNITUDE``) take the general
+    path.
     """
     fp = _ONE_HIDDEN.get(net)
     if fp is None:
         fp = _ONE_HIDDEN[net] = _OneHidden(net)
-    act = net.activations[0]
-    n, d, m = regions.n, fp.d, fp.m
     lo_all, hi_all = regions.lower, regions.upper
+    n, d, m, h = regions.n, fp.d, fp.m, fp.h
     mags = scalar_magnitudes(net, lo_all, hi_all)
-    m0 = bound_margin(net, mags, 0)  # [n, 1]
-    m1 = bound_margin(net, mags, 1)
-    G = np.empty((n, fp.Tp.shape[1]))  # coefficients on x, then intercepts (2m rows)
-    ibp = np.empty((n, 2 * m))  # IBP [lo | hi] of the outputs
-    cut = 2 * m * d
-    slow: list[tuple[int, int]] = []
     with np.errstate(over="ignore", invalid="ignore"):
-        for s in range(0, n, FAST_CHUNK):
-            e = min(n, s + FAST_CHUNK)
-            lo, hi = lo_all[s:e], hi_all[s:e]
-            c = lo + hi
-            c *= 0.5
-            r = hi - lo
-            r *= 0.5
-            mid = c @ fp.W0T
-            mid += fp.b0
-            rad = r @ fp.absW0T
-            rad += m0[s:e]  # the float64 margin of the first layer
+        xmax = row_max(np.maximum(np.abs(lo_all), np.abs(hi_all)))[:, 0]
+        safe = (xmax < SAFE_MAGNITUDE) & (mags[0][:, 0] < SAFE_MAGNITUDE)
+    if not safe.all():
+        out_l = np.empty((n, m))
+        out_u = np.empty((n, m))
+        ok = np.flatnonzero(safe)
+        bad = np.flatnonzero(~safe)
+        if len(ok):
+            out_l[ok], out_u[ok] = _crown_one_hidden(net, regions.subset(ok))
+        out_l[bad], out_u[bad] = crown_layers(net, regions.subset(bad), False)[0][-1]
+        return out_l, out_u
+    m0 = bound_margin(net, mags, 0)[:, 0]
+    m1 = bound_margin(net, mags, 1)  # [n, 1]
+    CR = np.empty((2 * d + 2, n))  # rows: centre, 1, radius, first-layer margin
+    np.add(lo_all.T, hi_all.T, out=CR[:d])
+    CR[:d] *= 0.5
+    CR[d] = 1.0
+    np.subtract(hi_all.T, lo_all.T, out=CR[d + 1 : 2 * d + 1])
+    CR[d + 1 : 2 * d + 1] *= 0.5
+    CR[2 * d + 1] = m0
+    cut = 2 * m * d
+    GT = np.empty((cut + 2 * m, n))  # coefficients on x (row k*d + j), then intercepts
+    IB = np.empty((2 * m, n))  # IBP [lo; hi] of the outputs
+    act = net.activations[0]
+    step = fp.chunk
+    with np.errstate(over="ignore", invalid="ignore"):
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            MR = fp.Wcr @ CR[:, s:e]  # [2h, c]: [mid; rad + margin]
+            mid, rad = MR[:h], MR[h:]
             l = mid - rad
             u = np.add(mid, rad, out=mid)
-            if not np.isfinite(l.sum() + u.sum()):  # overflow somewhere: general path
-                slow.append((s, e))
-                G[s:e] = 0.0
-                ibp[s:e] = 0.0
-                continue
-            al, _, au, bu = act.relax_finite(l, u)
-            g = np.matmul(al, fp.Tp, out=G[s:e])
-            g += au @ fp.Tn
-            g[:, cut:] += bu @ fp.Bn
-            t = np.matmul(act.forward(l), fp.Pl, out=ibp[s:e])
-            t += act.forward(u) @ fp.Pu
-            t[:, :m] += fp.b1
-            t[:, m:] += fp.b1
-        lam = G[:, :cut].reshape(n, 2 * m, d)
-        bias = G[:, cut:] + fp.const
-        cl = region_min(lam, bias, regions)
-    cl = np.where(np.isnan(cl), -np.inf, cl)
-    l = np.maximum(ibp[:, :m], cl[:, :m])
-    u = np.minimum(ibp[:, m:], -cl[:, m:])
+            al, au, bu, pl, pu = act.relax_and_image(l, u)
+            g = fp.TpT @ al
+            g += fp.TnT @ au
+            g[cut:] += fp.BnT @ bu
+            GT[:, s:e] = g
+            t = fp.PlT @ pl
+            t += fp.PuT @ pu
+            IB[:, s:e] = t
+        IB[:m] += fp.b1[:, None]
+        IB[m:] += fp.b1[:, None]
+        bias = GT[cut:]
+        bias += fp.const[:, None]
+        if regions.has_polygons:
+            lam = GT[:cut].T.reshape(n, 2 * m, d)
+            cl = region_min(lam, np.ascontiguousarray(bias.T), regions).T
+        else:  # min over the box, row by row: sum_j lam_j c_j - |lam_j| r_j
+            cl = bias.copy()
+            tmp = np.empty(n)
+            for k in range(2 * m):
+                acc = cl[k]
+                for j in range(d):
+                    coef = GT[k * d + j]
+                    acc += np.multiply(coef, CR[j], out=tmp)
+                    acc -= np.multiply(np.abs(coef, out=tmp), CR[d + 1 + j], out=tmp)
+        cl = np.where(np.isnan(cl), -np.inf, cl)
+    l = np.maximum(IB[:m], cl[:m]).T
+    u = np.minimum(IB[m:], np.negative(cl[m:])).T
     l -= m1
     u += m1
-    for s, e in slow:
-        l[s:e], u[s:e] = crown_layers(net, regions.subset(np.arange(s, e)), False)[0][-1]
     return l, u
 
 

@@ -167,6 +167,18 @@ class LeakyReLU(Activation):
 
     def relax_finite(self, l, u):
         """``relax`` for bounds known to be finite (float64 arrays; no check)."""
+        al, au, bu, _ = self._relax_core(l, u)
+        return al, None, au, bu
+
+    def relax_and_image(self, l, u):
+        """``(al, au, bu, f(l), f(u))`` for finite bounds (``bl`` is zero): the
+        relaxation and the interval image in one pass (CROWN's fast path)."""
+        al, au, bu, up = self._relax_core(l, u)
+        if self.alpha == 0.0:
+            return al, au, bu, np.maximum(l, 0.0), up
+        return al, au, bu, self.forward(l), self.forward(u)
+
+    def _relax_core(self, l, u):
         a = float(self.alpha)
         # ReLU part r(x) = max(x, 0); leaky(x) = a x + (1 - a) r(x).
         # Chord through (l-, 0) and (u+, u+) with l- = min(l, 0), u+ = max(u, 0):
@@ -184,7 +196,7 @@ class LeakyReLU(Activation):
             au = a + (1.0 - a) * au
             bu *= 1.0 - a
             al = a + (1.0 - a) * al
-        return al, None, au, bu
+        return al, au, bu, up
 
     def _relax_infinite(self, l, u):
         """Relaxation when some bounds are infinite (limits of the chord)."""
