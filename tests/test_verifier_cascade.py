@@ -280,3 +280,18 @@ def test_mixed_witnesses_are_genuine_and_found(kind, polygons):
     assert (exact.verdicts[w] == UNKNOWN).all()
     assert exact.mixed.sum() >= 5
     assert (w & exact.mixed).sum() >= 0.8 * exact.mixed.sum()
+
+
+def test_region_seconds_attribute_the_cascade_time():
+    rng = np.random.default_rng(71)
+    net = random_net(rng, (2, 10, 10, 1))
+    R = regions_for(rng, 80, 2, width=0.4)
+    pred = Predicate.gt(quantile_threshold(net, rng, 2, 0.8))
+    res = Verifier(methods=("ibp", "crown", "bab", "milp")).verify(net, R, pred)
+    rs = res.region_seconds
+    assert rs.shape == (80,) and (rs > 0).all()
+    assert abs(rs.sum() - res.total_seconds) <= 1e-9 + 1e-9 * res.total_seconds
+    # regions that reached the expensive methods cost more than those CROWN decided
+    cheap = res.method <= 2
+    if cheap.any() and (~cheap).any():
+        assert rs[~cheap].mean() > rs[cheap].mean()
