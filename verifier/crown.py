@@ -17,6 +17,10 @@ Speed: everything is matmul/einsum over the region axis. The first step
 of each backward pass has coefficients shared by all regions, so it is
 folded into the next weight matrix as one large GEMM instead of
 materialising ``[n, m, h]`` arrays. Regions are processed in chunks.
+One-hidden-layer (Leaky)ReLU networks on finite boxes (the common filter
+model) take ``_crown_one_hidden``: the same rules and margins, with the
+single backward step folded into precomputed weight products and the work
+laid out with regions on the last axis (tested equal to the general path).
 """
 
 # ruff: noqa: E741 -- l / u are the standard names for lower / upper bounds
