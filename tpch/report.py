@@ -69,6 +69,7 @@ def goals(records: list[dict], e2e: list[dict], block: int) -> tuple[str, dict[s
     e2e_onnx = (
         float(np.median([e["onnx_over_mlskip"] for e in clustered])) if clustered else float("nan")
     )
+    e2e_min = min((e["torch_over_mlskip"] for e in clustered), default=float("nan"))
     natural = [e for e in e2e if e["layout"] == "natural"]
     e2e_nat = (
         float(np.median([e["torch_over_mlskip"] for e in natural])) if natural else float("nan")
@@ -88,7 +89,8 @@ def goals(records: list[dict], e2e: list[dict], block: int) -> tuple[str, dict[s
         ["ours: layout-aware writing (best of min-max / hull)", _pct(GOAL_LAYOUT), _pct(best_layout), ex(max(("layout-hull", "layout-minmax"), key=lambda k: x[k])), _verdict(best_layout, GOAL_LAYOUT)],
         ["ours: verification per row group (mean, all calls)", "< 1 ms", f"{t * 1e3:.2f} ms", "", _verdict(t, GOAL_MS, higher=False)],
         ["paper e2e (torch UDF / mlskip)", f"{PAPER_E2E}x", f"{_x(e2e_torch)} (clustered), {_x(e2e_nat)} (natural)", "", _verdict(e2e_torch, PAPER_E2E, ratio=True)],
-        ["ours: e2e >= 5x on selective queries (torch / mlskip)", f"{GOAL_E2E}x", _x(e2e_torch), "", _verdict(e2e_torch, GOAL_E2E, ratio=True)],
+        ["ours: e2e >= 5x on selective queries (torch / mlskip)", f"{GOAL_E2E}x",
+         f"median {_x(e2e_torch)}, min {_x(e2e_min)} over {len(clustered)} clustered queries", "", _verdict(e2e_min, GOAL_E2E, ratio=True)],
         ["ours: e2e vs ONNX UDF (onnx / mlskip)", "", _x(e2e_onnx), "", ""],
     ]  # fmt: skip
     text = _table(["goal", "target", "cascade (this run)", "exact limit (MILP)", "status"], rows)
