@@ -6,7 +6,9 @@ when every piece is NONE (no qualifying point), ALL when every piece is ALL;
 a piece is split in two along the input with the largest
 ``width * sensitivity`` (column norm of the first layer). Pieces keep their
 region's polygons and float margins (a piece's margins are at most its
-region's). Breadth-first, all pieces of all regions in one batch per round,
+region's); with polygons each piece's box is first shrunk to the certified
+bounding box of its part inside them (tighten_boxes: the same points, tighter
+intermediate bounds). Breadth-first, all pieces of all regions in one batch per round,
 within a piece budget per region and a time budget.
 """
 
@@ -16,6 +18,7 @@ import time
 
 import numpy as np
 
+from .concretize import tighten_boxes
 from .crown import crown_bounds
 from .network import Network
 from .predicate import ALL, NONE, UNKNOWN, Spec
@@ -56,6 +59,9 @@ def bab_verdicts(
         take = min(len(parent), batch)
         np.add.at(bounded, parent[:take], 1.0)
         sub = regions.with_boxes(lo[:take], hi[:take], parent[:take])
+        if sub.has_polygons:  # shrink each piece to its part inside the polygons (same points)
+            sub = tighten_boxes(sub)
+            lo[:take], hi[:take] = sub.lower, sub.upper
         L, U = crown_bounds(net, sub)
         mg = row_margin[parent[:take]]
         v = spec.verdicts(L - mg, U + mg, precision)
