@@ -106,7 +106,8 @@ def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[di
                 "torch_over_mlskip": med["torch"] / med["mlskip"],
                 "onnx_over_mlskip": med["onnx"] / med["mlskip"],
                 "planning_cold_s": planning_cold, "planning_warm_s": planning_warm,
-                "counts": counts, "same_result": len(set(counts.values())) == 1,
+                "counts": counts, "same_result": counts["mlskip"] == counts["onnx"],
+                "torch_same": counts["torch"] == counts["onnx"],
                 "repeats": cfg.e2e_repeats,
             })  # fmt: skip
             progress.advance(task)
