@@ -17,6 +17,7 @@ import numpy as np
 from mlskip.errors import UnsupportedModelError
 
 from .crown import crown_layers
+from .fp_margin import scalar_magnitudes
 from .milp import MILP_TOL, build_model, solve
 from .network import Network
 from .predicate import NONE, UNKNOWN, Spec
@@ -42,6 +43,12 @@ def milp_verdicts(
         return out, mixed
     bounds, _ = crown_layers(snet, regions)
     L0, U0 = bounds[-1]
+    # HiGHS's tolerances act on the model's intermediate values, not only on its output:
+    # the answer's error grows with the largest magnitude inside the network
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = np.max(
+            np.concatenate(scalar_magnitudes(snet, regions.lower, regions.upper), axis=1), axis=1
+        )
     secs = np.zeros(n)
     if stats is not None:
         stats["weights"] = secs
@@ -58,7 +65,9 @@ def milp_verdicts(
         limit = time_per_solve
         if deadline is not None:
             limit = max(1e-3, min(limit, deadline - time.perf_counter()))
-        out[r], mixed[r] = _RegionMilp(spec, model, L0[r], U0[r], mg[r], precision, limit).run()
+        out[r], mixed[r] = _RegionMilp(
+            spec, model, L0[r], U0[r], mg[r], precision, limit, float(scale[r])
+        ).run()
         secs[r] = time.perf_counter() - t0
     return out, mixed
 
@@ -88,6 +97,7 @@ class _RegionMilp:
         mg: np.ndarray,
         precision: str,
         limit: float,
+        scale: float = 0.0,
     ) -> None:
         self.spec, self.model, self.mg, self.precision, self.limit = (
             spec,
@@ -97,7 +107,7 @@ class _RegionMilp:
             limit,
         )
         self.L, self.U = L.copy(), U.copy()
-        self.tol = MILP_TOL * (1.0 + np.nanmax(np.abs(np.concatenate([L, U]))))
+        self.tol = MILP_TOL * (1.0 + max(np.nanmax(np.abs(np.concatenate([L, U]))), scale))
         self.exact = True
 
     def decide(self) -> np.int8:
