@@ -89,10 +89,11 @@ def _batches(data: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     )
 
 
-def _row_groups(
+def exact_row_groups(
     batches: Iterable[pa.RecordBatch], schema: pa.Schema, size: int
 ) -> Iterator[pa.Table]:
-    """Tables of exactly ``size`` rows (the last may be shorter)."""
+    """Re-cut a stream of batches into tables of exactly ``size`` rows (the last may be
+    shorter), holding at most one row group in memory."""
     pending: list[pa.RecordBatch] = []
     have = 0
     for batch in batches:
@@ -238,7 +239,7 @@ def write_parquet(
         table = pa.Table.from_batches(list(batches), schema)
         table = table.take(cluster_order(table, list(cluster_by), curve))
         batches = iter(table.to_batches())
-    groups = _row_groups(batches, schema, row_group_size)
+    groups = exact_row_groups(batches, schema, row_group_size)
     first = next(groups, None)
     if hulls == "auto":
         pairs = select_pairs(first, max_auto_pairs) if first is not None else []

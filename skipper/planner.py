@@ -127,7 +127,9 @@ class Planner:
             self._trim(self._files)
         return facts
 
-    def _verifier(self, regions: int) -> Verifier:
+    def verifier_for(self, regions: int) -> Verifier:
+        """The verifier used for a batch of ``regions`` row groups (the default cascade
+        with a budget that grows with the batch, unless one was given)."""
         if self.verifier is not None:
             return self.verifier
         budget = max(self.min_seconds, self.seconds_per_row_group * regions)
@@ -245,7 +247,7 @@ class Planner:
                 regions.pairs,
                 tuple((A[todo], b[todo]) for A, b in regions.halfspaces),
             )
-            result = self._verifier(len(todo)).verify(bound.network, batch, bound.predicate)
+            result = self.verifier_for(len(todo)).verify(bound.network, batch, bound.predicate)
             got = np.asarray(result.verdicts, dtype=np.int8).copy()
             # NULL arguments never qualify, so "every row qualifies" needs no NULLs
             got[(got == 1) & regions.has_nulls[todo]] = UNKNOWN

@@ -7,8 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlskip.errors import UnknownSuiteError
+from mlskip.metadata.writer import exact_row_groups
 from mlskip.tpch.extensions import load_extension
-from mlskip.tpch.generate import exact_row_groups, generate_tpc
+from mlskip.tpch.generate import generate_tpc
 
 SF = 0.01
 
@@ -85,6 +86,6 @@ def test_exact_row_groups_recuts_uneven_batches():
     import pyarrow as pa
 
     batches = [pa.record_batch({"x": list(range(a, b))}) for a, b in [(0, 3), (3, 4), (4, 11)]]
-    tables = list(exact_row_groups(iter(batches), 4))
+    tables = list(exact_row_groups(iter(batches), batches[0].schema, 4))
     assert [t.num_rows for t in tables] == [4, 4, 3]
     assert sum((t.column("x").to_pylist() for t in tables), []) == list(range(11))

@@ -75,7 +75,7 @@ def cascade_verdicts(
         by["untrusted"] = int((regions.untrusted & ~flagged).sum())
     todo = np.flatnonzero(~flagged & ~regions.untrusted)
     if len(todo):
-        verifier = verifier or Planner()._verifier(len(todo))
+        verifier = verifier or Planner().verifier_for(len(todo))
         result = verifier.verify(network, _batch(regions, todo), predicate)
         got = np.asarray(result.verdicts, dtype=np.int8).copy()
         got[(got == ALL) & regions.has_nulls[todo]] = UNKNOWN

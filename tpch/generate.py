@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlskip.errors import UnknownSuiteError
+from mlskip.metadata.writer import exact_row_groups
 from mlskip.tpch.extensions import SUITES, load_extension
 
 TABLES: dict[str, tuple[str, ...]] = {
@@ -62,24 +62,6 @@ def resolve_tables(suite: str, tables: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(tables))
 
 
-def exact_row_groups(batches: Iterator[pa.RecordBatch], row_group_size: int) -> Iterator[pa.Table]:
-    """Re-cut a stream of record batches into tables of exactly ``row_group_size`` rows
-    (the last one may be shorter), holding at most one row group in memory."""
-    pending: list[pa.RecordBatch] = []
-    held = 0
-    for batch in batches:
-        while batch.num_rows:
-            take = min(row_group_size - held, batch.num_rows)
-            pending.append(batch.slice(0, take))
-            held += take
-            batch = batch.slice(take)
-            if held == row_group_size:
-                yield pa.Table.from_batches(pending)
-                pending, held = [], 0
-    if held:
-        yield pa.Table.from_batches(pending)
-
-
 def _write_table(
     con: duckdb.DuckDBPyConnection, table: str, path: Path, row_group_size: int, on_rows
 ) -> int:
@@ -87,7 +69,7 @@ def _write_table(
     tmp = path.with_suffix(".parquet.tmp")
     rows = 0
     with pq.ParquetWriter(tmp, reader.schema, compression="zstd") as writer:
-        for group in exact_row_groups(iter(reader), row_group_size):
+        for group in exact_row_groups(iter(reader), reader.schema, row_group_size):
             writer.write_table(group, row_group_size=row_group_size)
             rows += group.num_rows
             on_rows(group.num_rows)

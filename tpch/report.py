@@ -321,7 +321,7 @@ def render(results: dict[str, Any], plot_names: list[str]) -> str:
         "- Settings: `minmax` (boxes only), `hull` (+ 45-byte pair hulls), `hull+sql` (+ a conjunct `c BETWEEN q25 AND q75` on "
         "the input least correlated with the output; its ground truth includes the conjunct), `layout-*` (rows ordered by "
         "`cluster_order` on the input most correlated with the output, as `write_parquet(cluster_by=[c])` does).",
-        "- Cascade = the planner's default verifier (`Planner()._verifier(n)`: IBP, CROWN, sampling, BaB, MILP within "
+        "- Cascade = the planner's default verifier (`Planner().verifier_for(n)`: IBP, CROWN, sampling, BaB, MILP within "
         "2 ms per row group) on regions from `build_regions`, exactly as `con.sql` plans.",
         f"- Exact limit = the complete method: blocks the cascade pruned, minus nothing; skippable blocks it left open are "
         "ruled out when their region holds a real qualifying row from anywhere in the table (no sound method can prune "

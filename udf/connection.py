@@ -175,23 +175,8 @@ class Connection:
         return getattr(self.duckdb, name)
 
 
-def connect(
-    database: str | duckdb.DuckDBPyConnection = ":memory:",
-    *,
-    models_dir: str | os.PathLike | None = None,
-    skipping: bool = True,
-    backend: str = "onnx",
-    threads: int = 1,
-    verifier: Verifier | None = None,
-    batch_evaluation: bool = True,
-) -> Connection:
-    """Open a DuckDB connection (or wrap an existing one) with ML functions and skipping."""
-    return Connection(
-        database,
-        models_dir=models_dir,
-        skipping=skipping,
-        backend=backend,
-        threads=threads,
-        verifier=verifier,
-        batch_evaluation=batch_evaluation,
-    )
+def connect(database: str | duckdb.DuckDBPyConnection = ":memory:", **options: Any) -> Connection:
+    """Open a DuckDB connection (or wrap an existing one) with ML functions and skipping;
+    ``options`` are those of ``Connection`` (models_dir, skipping, backend, threads,
+    verifier, batch_evaluation)."""
+    return Connection(database, **options)
