@@ -53,6 +53,21 @@ PAIRS6 = [
 ]
 
 
+def overhead_rows(best: dict[str, tuple[float, float]]) -> list[dict]:
+    """Rows of (wall, CPU) seconds and overheads relative to ``pq.write_table``."""
+    pw, pc = best["pq.write_table"]
+    return [
+        {
+            "config": k,
+            "wall_s": w,
+            "wall_overhead_%": 100 * (w / pw - 1),
+            "cpu_s": c,
+            "cpu_overhead_%": 100 * (c / pc - 1),
+        }
+        for k, (w, c) in best.items()
+    ]
+
+
 def _print(title: str, rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -123,17 +138,7 @@ def writer_overhead(
             w, c = _timed(f)
             bw, bc = best.get(name, (math.inf, math.inf))
             best[name] = (min(bw, w), min(bc, c))
-    pw, pc = best["pq.write_table"]
-    rows = [
-        {
-            "config": k,
-            "wall_s": w,
-            "wall_overhead_%": 100 * (w / pw - 1),
-            "cpu_s": c,
-            "cpu_overhead_%": 100 * (c / pc - 1),
-        }
-        for k, (w, c) in best.items()
-    ]
+    rows = overhead_rows(best)
     _print(
         f"writer overhead ({table.num_rows} rows, row groups of {RG}, load {os.getloadavg()[0]:.1f})",
         rows,

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import native
-from .bench import PAIRS6, RG, _print
+from .bench import PAIRS6, RG, _print, overhead_rows
 from .encoding import NumericColumn, to_numeric
 from .polygon import cells, fine_hull, polygon_from_hull, summarize_column
 from .writer import summarize_row_group, write_parquet
@@ -169,17 +169,7 @@ def writer_overhead(table: pa.Table, repeats: int = 3, out_dir: str | None = Non
         (out / f"{a}.parquet").read_bytes() == (out / f"{b}.parquet").read_bytes()
         for a, b in (("rust", "numba"), ("auto_rust", "auto_numba"))
     )
-    pw, pc = best["pq.write_table"]
-    rows = [
-        {
-            "config": k,
-            "wall_s": w,
-            "wall_overhead_%": 100 * (w / pw - 1),
-            "cpu_s": c,
-            "cpu_overhead_%": 100 * (c / pc - 1),
-        }
-        for k, (w, c) in best.items()
-    ]
+    rows = overhead_rows(best)
     _print(
         f"writer overhead: {table.num_rows} rows, row groups of {RG}, zstd, best of {repeats}; "
         f"rust and numba files identical: {same}; load {os.getloadavg()[0]:.1f}",
