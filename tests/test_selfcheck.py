@@ -34,7 +34,9 @@ def test_campaign_long():
 # 302298: inputs near 1e4 with weights near 1e-3: HiGHS returned an "optimal" minimum 2.4e-6
 #      above the true one (its tolerances act on intermediate values); the MILP tolerance
 #      now scales with the network's largest intermediate magnitude.
-@pytest.mark.parametrize("seed", [146, 100517, 100814, 302298])
+# 11057: inputs near 1e12: HiGHS's integrality tolerance (1e-6 on binaries) leaks through
+#      big-M constants of that size; the MILP is now skipped for inputs above 1e9.
+@pytest.mark.parametrize("seed", [146, 11057, 100517, 100814, 302298])
 def test_regression_seeds(seed, tmp_path):
     from mlskip.tpch.selfcheck import run_trial
     from mlskip.verifier.cascade import Verifier

@@ -72,7 +72,7 @@ def milp_verdicts(
     return out, mixed
 
 
-MAX_MILP_MAGNITUDE = 1e12  # beyond this HiGHS's absolute tolerances make answers unreliable
+MAX_MILP_MAGNITUDE = 1e9  # beyond this HiGHS's tolerances make answers unreliable
 
 
 def _solvable(regions: RegionBatch, r: int, mg: np.ndarray) -> bool:
