@@ -34,7 +34,7 @@ from .grid import Grid
 from .polygon import DEFAULT_BITS_CHOICES, ColumnSummary, PairPolygon, as_mask
 from .polygon_codec import BITS_CHOICES
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 _LIB_FILE = {"darwin": "libmlskip_native.dylib", "win32": "mlskip_native.dll"}.get(
     sys.platform, "libmlskip_native.so"
 )

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 from mlskip.errors import MetadataError, SkippingFallbackWarning
 
 from .encoding import is_numeric
-from .footer import KEY, KEY_PREFIX, Footer, decode_footer
+from .footer import KEY_PREFIX, KEYS, Footer, decode_footer
+from .grid import QMAX
 from .parquet_stats import stats_box, stats_null_count
 from .polygon_codec import decode_vertices, halfspaces
 
@@ -140,6 +141,8 @@ def _boxes(pf: pq.ParquetFile) -> tuple[list[str], list[dict], list[dict], list[
 
 
 def _check_footer(fp: Footer, pf: pq.ParquetFile, names: list[str], boxes, nulls) -> None:
+    """Row-group count, row counts and column names (both versions); v1 also its
+    stored NULL counts and ranges against Parquet's statistics."""
     meta = pf.metadata
     if len(fp.row_groups) != meta.num_row_groups:
         raise MetadataError(
@@ -155,6 +158,8 @@ def _check_footer(fp: Footer, pf: pq.ParquetFile, names: list[str], boxes, nulls
             raise MetadataError(
                 f"footer names column {c!r}, which is not a numeric column of the file"
             )
+    if fp.version != 1:
+        return
     for r, rg in enumerate(fp.row_groups):
         for c, s in zip(fp.columns, rg.columns, strict=True):
             pn = nulls[r].get(c)
@@ -195,14 +200,14 @@ def read_skip_metadata(path_or_file: Any, *, filesystem: Any = None) -> FileSkip
     kv = pf.metadata.metadata or {}
     problems: list[str] = []
     footer = None
-    raw = kv.get(KEY.encode())
+    raw = next((kv[k.encode()] for k in KEYS if k.encode() in kv), None)
     if raw is None:
         others = sorted(
             k.decode("utf-8", "replace") for k in kv if k.startswith(KEY_PREFIX.encode())
         )
         if others:
             problems.append(
-                f"unknown skipping metadata version(s) {others}; this reader knows {KEY}"
+                f"unknown skipping metadata version(s) {others}; this reader knows {list(KEYS)}"
             )
     else:
         try:
@@ -217,8 +222,12 @@ def read_skip_metadata(path_or_file: Any, *, filesystem: Any = None) -> FileSkip
     row_groups = []
     pairs: tuple[tuple[str, str], ...] = ()
     if footer is not None:
+        build = _with_polygons if footer.version == 1 else _with_polygons_v2
         try:
-            row_groups, pairs = _with_polygons(footer, boxes, nulls, nans)
+            row_groups, pairs = build(footer, boxes, nulls, nans)
+        except MetadataError as exc:  # v2 polygons that do not cover the statistics
+            problems.append(str(exc))
+            footer, row_groups, pairs = None, [], ()
         except Exception as exc:  # corrupt polygon data: boxes only
             problems.append(f"unreadable polygon data ({type(exc).__name__}: {exc})")
             footer, row_groups, pairs = None, [], ()
@@ -289,6 +298,70 @@ def _with_polygons(fp: Footer, boxes, nulls, nans):
                 rg.num_rows,
                 MappingProxyType(box),
                 MappingProxyType(nc),
+                MappingProxyType(hulls),
+                MappingProxyType(sizes),
+                MappingProxyType(hs),
+                frozenset(nan),
+            )
+        )
+    return out, pairs
+
+
+def _covers(lo: float, hi: float, stats: tuple[float, float], strong: bool) -> bool:
+    """Whether the range [lo, hi] of a summary is consistent with statistics [slo, shi]:
+    it meets them, and (``strong``: the summary holds every non-NULL value) covers
+    their finite ends."""
+    slo, shi = stats
+    if lo > shi or hi < slo:
+        return False
+    return not strong or ((math.isinf(slo) or lo <= slo) and (math.isinf(shi) or hi >= shi))
+
+
+def _with_polygons_v2(fp: Footer, boxes, nulls, nans):
+    """Regions of a v2 footer. Boxes and NULL counts are Parquet's (boxes cut to each
+    grid's range); every grid must cover its column's statistics and every polygon
+    meet them (and cover them where the other column has no NULL), else the footer
+    is stale or foreign (MetadataError)."""
+    pairs = tuple((fp.columns[a], fp.columns[b]) for a, b in fp.pairs)
+    out = []
+    for r, rg in enumerate(fp.row_groups):
+        box = dict(boxes[r])
+        nan = set(nans[r])
+        for c, ent in zip(fp.columns, rg.columns, strict=True):
+            if not ent.may_have_nan:
+                nan.discard(c)
+            if ent.grid is None:
+                continue
+            glo, ghi = ent.grid.value(0), ent.grid.value(QMAX)
+            if not _covers(glo, ghi, boxes[r][c], True):
+                raise MetadataError(
+                    f"row group {r}, column {c!r}: grid [{glo}, {ghi}] does not cover the "
+                    f"statistics {boxes[r][c]} (stale or foreign metadata)"
+                )
+            box[c] = (max(box[c][0], glo), min(box[c][1], ghi))
+        hulls, sizes, hs = {}, {}, {}
+        for (a, b), rec, name in zip(fp.pairs, rg.records, pairs, strict=True):
+            if rec is None:
+                continue
+            v = decode_vertices(rec, rg.columns[a].grid, rg.columns[b].grid)
+            ca, cb = fp.columns[a], fp.columns[b]
+            x_ok = _covers(v[:, 0].min(), v[:, 0].max(), boxes[r][ca], nulls[r].get(cb) == 0)
+            y_ok = _covers(v[:, 1].min(), v[:, 1].max(), boxes[r][cb], nulls[r].get(ca) == 0)
+            if not (x_ok and y_ok):
+                raise MetadataError(
+                    f"row group {r}: polygon of {name} does not cover the statistics of "
+                    f"{ca!r} {boxes[r][ca]} and {cb!r} {boxes[r][cb]} (stale or foreign metadata)"
+                )
+            A, bb = halfspaces(v)
+            hulls[name] = _frozen(v)
+            sizes[name] = len(rec)
+            hs[name] = (_frozen(A), _frozen(bb))
+        out.append(
+            RowGroupSummary(
+                r,
+                rg.num_rows,
+                MappingProxyType(box),
+                MappingProxyType(dict(nulls[r])),
                 MappingProxyType(hulls),
                 MappingProxyType(sizes),
                 MappingProxyType(hs),

@@ -24,7 +24,7 @@ from mlskip.errors import InputDataError
 from . import hull as _hull
 from . import native
 from .encoding import is_numeric, to_numeric
-from .footer import KEY, Footer, FooterRowGroup, encode_footer
+from .footer import KEY, MIN_PAIR_BYTES, Footer, FooterRowGroup, account, encode_footer
 from .grid import FINE_BITS
 from .layout import cluster_order
 from .polygon import DEFAULT_BITS_CHOICES, cells, fine_hull, polygon_from_hull, summarize_column
@@ -182,16 +182,21 @@ def summarize_row_group(
     hull_bytes: int,
     bits_choices: tuple[int, ...] = DEFAULT_BITS_CHOICES,
 ) -> FooterRowGroup:
-    """Column summaries and pair polygon records of one row group.
+    """Column summaries and pair polygon records of one row group (format v2).
 
-    Uses the Rust kernel (metadata/native.py) when it is built and enabled; its
-    bytes are identical to this reference path's.
+    ``hull_bytes`` is the budget per pair for everything stored for it: the
+    columns' grids and record budgets follow ``footer.account`` (a pair's record
+    gets hull_bytes minus its share of its columns' anchors). Uses the Rust kernel
+    (metadata/native.py) when it is built and enabled; its bytes are identical to
+    this reference path's.
     """
     if native.enabled() and native.supports(bits_choices):
         sums, recs = native.row_group_native(table, columns, pairs, hull_bytes, bits_choices)
         return FooterRowGroup(table.num_rows, sums, recs)
     nums = [to_numeric(table.column(c)) for c in columns]
-    sums = [summarize_column(n.values, n.valid, n.ulps) for n in nums]
+    sums, budgets = account(
+        [summarize_column(n.values, n.valid, n.ulps) for n in nums], pairs, hull_bytes
+    )
     cell_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def cell(i: int):
@@ -201,12 +206,12 @@ def summarize_row_group(
         return cell_cache[i]
 
     records: list[bytes | None] = []
-    for a, b in pairs:
+    for (a, b), budget in zip(pairs, budgets, strict=True):
         if sums[a].grid is None or sums[b].grid is None:
             records.append(None)
             continue
         hx, hy, status = fine_hull(cell(a), cell(b))
-        records.append(polygon_from_hull(hx, hy, hull_bytes, bits_choices) if status == 0 else None)
+        records.append(polygon_from_hull(hx, hy, budget, bits_choices) if status == 0 else None)
     return FooterRowGroup(table.num_rows, tuple(sums), tuple(records))
 
 
@@ -224,16 +229,21 @@ def write_parquet(
     bits_choices: tuple[int, ...] = DEFAULT_BITS_CHOICES,
     **parquet_options: Any,
 ) -> WriteReport:
-    """Write ``data`` as Parquet with skipping summaries in the footer (key ``mlskip.v1``).
+    """Write ``data`` as Parquet with skipping summaries in the footer (key ``mlskip.v2``).
 
     ``hulls``: "auto" (pairs picked on the first row group), explicit column
-    pairs, or None (boxes only). ``cluster_by`` reorders the rows first (this
-    materializes the input). Other keyword options go to pyarrow's ParquetWriter.
+    pairs, or None (boxes only). ``hull_bytes``: footer bytes per row group and
+    pair, polygon record and its share of the grid anchors included (FORMAT.md).
+    ``cluster_by`` reorders the rows first (this materializes the input). Other
+    keyword options go to pyarrow's ParquetWriter.
     """
     if row_group_size < 1:
         raise InputDataError(f"row_group_size must be positive, got {row_group_size}")
-    if not 1 <= hull_bytes <= 255:
-        raise InputDataError(f"hull_bytes must be within 1..255, got {hull_bytes}")
+    if not MIN_PAIR_BYTES <= hull_bytes <= 255:
+        raise InputDataError(
+            f"hull_bytes must be within {MIN_PAIR_BYTES}..255 (a pair's smallest footprint "
+            f"is {MIN_PAIR_BYTES} bytes), got {hull_bytes}"
+        )
     schema, batches = _batches(data)
     if cluster_by:
         table = pa.Table.from_batches(list(batches), schema)

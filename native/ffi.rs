@@ -8,6 +8,7 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::slice;
 
+use crate::budget::account;
 use crate::column::{int_ulps, summarize, Grid, Summary, Validity, Values};
 use crate::hull::{area2, pair_hull_with, HullScratch, NoHull, Poly};
 use crate::polygon::{
@@ -189,7 +190,7 @@ fn guarded(f: impl FnOnce() -> i32) -> i32 {
 /// Version of this ABI (bumped on any signature or struct change).
 #[no_mangle]
 pub extern "C" fn mlskip_abi_version() -> u32 {
-    2
+    3
 }
 
 /// `pair_polygon(x, y, valid, hull_bytes, x_ulps=, y_ulps=, x_summary=, y_summary=,
@@ -239,16 +240,19 @@ pub unsafe extern "C" fn mlskip_pair_polygon(
     })
 }
 
-/// Columns of a row group, their summaries (written to `out_cols` unless null), then
-/// `on_pair(p, hull)` per pair: None when a grid is absent, else hull.py `pair_hull`'s
-/// result on the columns' cells (shared between the pairs of a column).
+/// Columns of a row group, their summaries (with `hull_bytes`, after the v2 byte
+/// accounting of budget.rs; written to `out_cols` unless null), then
+/// `on_pair(p, budget, hull)` per pair: hull None when a grid is absent, else hull.py
+/// `pair_hull`'s result on the columns' cells (shared between the pairs of a column);
+/// budget the pair's record budget (0 without `hull_bytes`).
 unsafe fn row_group_pairs(
     cols: *const MlsColumn,
     ncols: usize,
     pairs: *const u32,
     npairs: usize,
+    hull_bytes: Option<u32>,
     out_cols: *mut MlsSummary,
-    mut on_pair: impl FnMut(usize, Option<Result<Poly, NoHull>>) -> i32,
+    mut on_pair: impl FnMut(usize, u32, Option<Result<Poly, NoHull>>) -> i32,
 ) -> i32 {
     if (ncols > 0 && cols.is_null()) || (npairs > 0 && pairs.is_null()) {
         return E_ARG;
@@ -280,6 +284,15 @@ unsafe fn row_group_pairs(
             Err(e) => return status(e.into()),
         }
     }
+    let budgets = match hull_bytes {
+        Some(hb) => {
+            let pl: Vec<(usize, usize)> = (0..npairs)
+                .map(|p| (pin[2 * p] as usize, pin[2 * p + 1] as usize))
+                .collect();
+            account(&mut sums, &pl, hb)
+        }
+        None => vec![0; npairs],
+    };
     if !out_cols.is_null() && ncols > 0 {
         let oc = slice::from_raw_parts_mut(out_cols, ncols);
         for (i, s) in sums.iter().enumerate() {
@@ -308,7 +321,7 @@ unsafe fn row_group_pairs(
                 }
                 _ => None,
             };
-            rc = on_pair(p, h);
+            rc = on_pair(p, budgets[p], h);
             if rc != OK {
                 break;
             }
@@ -323,6 +336,8 @@ unsafe fn row_group_pairs(
 /// The writer's row group: summaries of `ncols` columns (each with its own validity)
 /// and the records of `npairs` pairs (`pairs[2i]`, `pairs[2i+1]` column indices),
 /// cells shared between the pairs of a column (writer.py `summarize_row_group`).
+/// `hull_bytes` is the v2 budget per pair (record + share of the grid anchors):
+/// grids and record budgets follow footer.py `account`.
 ///
 /// # Safety
 /// All pointers must be valid for the lengths they describe; outputs writable.
@@ -351,19 +366,27 @@ pub unsafe extern "C" fn mlskip_row_group(
         } else {
             slice::from_raw_parts_mut(out_recs, npairs)
         };
-        row_group_pairs(cols, ncols, pairs, npairs, out_cols, |p, h| match h {
-            Some(Ok((hx, hy))) => match polygon_from_hull(&hx, &hy, hull_bytes, bits) {
-                Ok(r) => {
-                    put_record(r, &mut orec[p]);
+        row_group_pairs(
+            cols,
+            ncols,
+            pairs,
+            npairs,
+            Some(hull_bytes),
+            out_cols,
+            |p, budget, h| match h {
+                Some(Ok((hx, hy))) => match polygon_from_hull(&hx, &hy, budget, bits) {
+                    Ok(r) => {
+                        put_record(r, &mut orec[p]);
+                        OK
+                    }
+                    Err(e) => status(e),
+                },
+                _ => {
+                    orec[p].len = 0;
                     OK
                 }
-                Err(e) => status(e),
             },
-            _ => {
-                orec[p].len = 0;
-                OK
-            }
-        })
+        )
     })
 }
 
@@ -405,7 +428,7 @@ pub unsafe extern "C" fn mlskip_fine_hulls(
         } else {
             slice::from_raw_parts_mut(out_hulls, npairs)
         };
-        row_group_pairs(cols, ncols, pairs, npairs, out_cols, |p, h| {
+        row_group_pairs(cols, ncols, pairs, npairs, None, out_cols, |p, _, h| {
             oh[p] = match h {
                 None => MlsHull {
                     status: 3,

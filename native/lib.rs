@@ -3,6 +3,7 @@
 //! summaries (min, max, NULL/NaN/inf counts, fine grid), behind a small C ABI.
 //! Standard library only. The numba/numpy code in metadata/ is the reference.
 
+pub mod budget;
 pub mod column;
 pub mod ffi;
 pub mod fp;
