@@ -46,13 +46,29 @@ def load_inputs(suite: str, table: str, columns: tuple[str, ...], sf: float) -> 
     return TableInputs(tbl, x, valid)
 
 
-def layout_order(data: TableInputs, cluster_by: str | None) -> np.ndarray:
-    """Row order of a layout: natural (None) or clustered by one column, as the writer does."""
+def head(data: TableInputs, rows: int) -> TableInputs:
+    """The first ``rows`` rows of a table's inputs (the reference protocol's data set)."""
+    return TableInputs(data.table.slice(0, rows), data.x[:rows], data.valid[:rows])
+
+
+def layout_order(
+    data: TableInputs, cluster_by: str | Sequence[str] | None, curve: str = "hilbert"
+) -> np.ndarray:
+    """Row order of a layout: natural (None), sorted by one column, or clustered on a
+    space-filling ``curve`` over several columns, exactly as ``write_parquet(cluster_by=...)``."""
     if cluster_by is None:
         return np.arange(data.table.num_rows, dtype=np.int64)
     from mlskip.metadata import cluster_order
 
-    return cluster_order(data.table, [cluster_by])
+    cols = [cluster_by] if isinstance(cluster_by, str) else list(cluster_by)
+    return cluster_order(data.table, cols, curve)
+
+
+def prediction_order(y: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Rows sorted by the model's own output (stable; rows with a NULL input last): the
+    layout a writer that knows the model at write time can choose."""
+    key = np.where(valid, y.astype(np.float64), np.inf)
+    return np.argsort(key, kind="stable").astype(np.int64)
 
 
 def sample_blocks(n_rows: int, block_rows: int, max_blocks: int, seed: int) -> np.ndarray:

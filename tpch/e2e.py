@@ -2,8 +2,9 @@
 
 For each table of the run, the deepest model of its first spec and its
 most selective-bin filters are queried on the table written (122,880-row row
-groups, 45-byte hulls) in natural order and clustered by the model's most
-output-correlated input. (a) PyTorch UDF on every row (the paper's
+groups, 45-byte hulls) in natural order, sorted by the model's most
+output-correlated input, Hilbert-clustered on its most influential inputs,
+and sorted by the model's own prediction (a writer that knows the model). (a) PyTorch UDF on every row (the paper's
 baseline), (b) the default ONNX UDF on every row, (c) mlskip with skipping;
 interleaved repetitions, medians (``mlskip.udf.bench._interleaved``, the
 helper ``mlskip bench sql`` uses), plus planning time cold and warm.
@@ -21,20 +22,42 @@ from mlskip.tpch import bench_data
 E2E_ROW_GROUP = 122_880
 
 
-def _write_full(data: bench_data.TableInputs, path: Path, cluster_by: str | None) -> Path:
+def _write_full(
+    data: bench_data.TableInputs, path: Path, cluster_by: list[str] | None, order=None
+) -> Path:
+    """The whole table as one file, clustered by ``cluster_by`` (the writer's own option) or
+    taken in ``order`` (rows sorted by the model's prediction)."""
     import itertools
+
+    import pyarrow as pa
 
     import mlskip
 
     if not path.exists():
         pairs = list(itertools.combinations(data.table.column_names, 2))
+        table = data.table if order is None else data.table.take(pa.array(order))
+        tmp = path.with_suffix(".tmp")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             mlskip.write_parquet(
-                data.table, path, row_group_size=E2E_ROW_GROUP, hulls=pairs,
-                cluster_by=[cluster_by] if cluster_by else None,
+                table, tmp, row_group_size=E2E_ROW_GROUP, hulls=pairs,
+                cluster_by=cluster_by or None, curve="hilbert",
             )  # fmt: skip
+        tmp.replace(path)
     return path
+
+
+def _layouts(r: dict[str, Any], data, onnx: Path) -> list[tuple[str, list[str] | None, Any]]:
+    """(tag, cluster_by, order) of every layout an e2e query runs on."""
+    from mlskip.tpch import bench_models
+
+    y = bench_models.evaluate_rows(onnx, data.x)
+    return [
+        ("natural", None, None),
+        (f"by-{r['cluster_by']}", [r["cluster_by"]], None),
+        ("hilbert-" + "-".join(r["hilbert_by"]), list(r["hilbert_by"]), None),
+        ("by-prediction", None, bench_data.prediction_order(y, data.valid)),
+    ]
 
 
 def _pick(records: list[dict[str, Any]], per_table: int) -> list[dict[str, Any]]:
@@ -44,11 +67,7 @@ def _pick(records: list[dict[str, Any]], per_table: int) -> list[dict[str, Any]]
     for r in records:
         depth[r["table"]] = max(depth.get(r["table"], 0), len(r["hidden"]))
     for r in records:
-        if (
-            r["setting"] != "layout-hull"
-            or len(r["hidden"]) != depth[r["table"]]
-            or r["bin"] != "<=0.1%"
-        ):
+        if r["setting"] != "hull" or len(r["hidden"]) != depth[r["table"]] or r["bin"] != "<=0.1%":
             continue
         if r["block_rows"] != min(x["block_rows"] for x in records):
             continue
@@ -66,7 +85,7 @@ def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[di
     from mlskip.udf.bench import _interleaved
 
     picks = _pick(records, cfg.e2e_queries_per_table)
-    task = progress.add_task("end to end", total=2 * len(picks))
+    task = progress.add_task("end to end", total=4 * len(picks))
     out: list[dict[str, Any]] = []
     for r in picks:
         data = bench_data.load_inputs(r["suite"], r["table"], tuple(r["inputs"]), cfg.sf)
@@ -74,11 +93,14 @@ def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[di
         onnx = work / f"{name}.onnx"
         call = f"{name}({', '.join(r['inputs'])})"
         lo, hi = r["filter"]["lo"], r["filter"]["hi"]
-        for layout in (None, r["cluster_by"]):
-            tag = "natural" if layout is None else f"by-{layout}"
+        for tag, cluster_by, order in _layouts(r, data, onnx):
             progress.update(task, description=f"e2e {name} f{r['filter']['fid']} {tag}")
+            file_tag = f"{tag}-{name}" if order is not None else tag
             path = _write_full(
-                data, work / f"{r['table']}-{'-'.join(r['inputs'])}-full-{tag}.parquet", layout
+                data,
+                work / f"{r['table']}-{'-'.join(r['inputs'])}-full-{file_tag}.parquet",
+                cluster_by,
+                order,
             )
             sql = f"SELECT count(*) FROM '{path}' WHERE {call} BETWEEN {lo!r} AND {hi!r}"
             cons = {

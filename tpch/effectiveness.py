@@ -57,10 +57,10 @@ def cascade_verdicts(
     network: Network,
     predicate: Predicate,
     verifier: Verifier | None = None,
-) -> tuple[np.ndarray, dict[str, int], float, Any]:
+) -> tuple[np.ndarray, dict[str, int], tuple[float, float], Any]:
     """Verdicts per row group as the planner decides them, counts per deciding method,
-    seconds, and the regions (mirrors ``Planner._verify_one``)."""
-    start = time.perf_counter()
+    (wall, process CPU) seconds, and the regions (mirrors ``Planner._verify_one``)."""
+    start, cpu = time.perf_counter(), time.process_time()
     regions = build_regions(groups, args, bounds)
     n = len(groups)
     verdicts = np.full(n, UNKNOWN, dtype=np.int8)
@@ -82,7 +82,8 @@ def cascade_verdicts(
         verdicts[todo] = got
         for name, count in result.decided_by().items():
             by[name] = by.get(name, 0) + count
-    return verdicts, by, time.perf_counter() - start, regions
+    seconds = (time.perf_counter() - start, time.process_time() - cpu)
+    return verdicts, by, seconds, regions
 
 
 def witnessed(regions, idx: np.ndarray, witnesses: np.ndarray) -> np.ndarray:
@@ -113,7 +114,9 @@ def evaluate(
     rng: np.random.Generator,
 ) -> dict[str, Any]:
     """Counts for one filter and setting: truth, cascade, soundness checks and the exact limit."""
-    verdicts, by, seconds, regions = cascade_verdicts(groups, args, bounds, network, predicate)
+    verdicts, by, (seconds, cpu_seconds), regions = cascade_verdicts(
+        groups, args, bounds, network, predicate
+    )
     skippable = truth.skippable
     pruned = verdicts == NONE
     all_match = verdicts == ALL
@@ -127,6 +130,7 @@ def evaluate(
         "lost_row_groups": int((pruned & ~skippable).sum()),
         "wrong_all_match": int((all_match & ~truth.all_match).sum()),
         "cascade_seconds": seconds,
+        "cascade_cpu_seconds": cpu_seconds,
         "decided_by": by,
     }
     # exact limit: only skippable blocks the cascade left open can add to it

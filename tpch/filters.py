@@ -1,8 +1,12 @@
 """Range filters ``lo <= model(x) <= hi`` for the paper benchmark, and their ground truth.
 
-Filters sweep start points (quantiles of the model's output over the table)
-and widths (fractions of the output's central range), as MLSkip does, and
-are binned by the selectivity they actually have. The ground truth of a
+Two protocols. ``sweep``: start points are quantiles of the model's output
+over the table and widths fractions of the output's central range.
+``reference`` (our reading of the MLSkip protocol): start points sweep the
+output's value range ``[min, max]`` evenly and widths are fractions of that
+range, so the rarest filters sit where the output is sparse (its tails)
+rather than in narrow bands in the middle of the distribution. Filters of
+both are binned by the selectivity they actually have. The ground truth of a
 filter per block comes from the model's float32 output on every row (as the
 UDF computes it): a block is *skippable* when no row qualifies and
 *all-match* when every row does. A row with a NULL input never qualifies.
@@ -26,6 +30,11 @@ FULL_STARTS = (0.0005, 0.002, 0.01, 0.5, 0.99, 0.998, 0.9995)
 FULL_WIDTHS = (1e-3, 1e-2, 0.1)
 QUICK_STARTS = (0.001, 0.5, 0.999)
 QUICK_WIDTHS = (1e-3, 1e-2)
+# reference protocol: 20 evenly spaced start points over [min, max] of the output, widths as
+# fractions of max - min; filters selecting more than REFERENCE_MAX_SELECTIVITY are dropped
+REFERENCE_STARTS = tuple(round(0.05 * k, 2) for k in range(20))
+REFERENCE_WIDTHS = (1e-3, 1e-2, 0.05)
+REFERENCE_MAX_SELECTIVITY = 0.01
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,42 @@ def sweep_filters(
                 continue
             seen.add((first, last))
             out.append(RangeFilter(len(out), float(u), float(w), lo, hi, (last - first) / len(ys)))
+    return out
+
+
+def value_sweep_filters(
+    y: np.ndarray,
+    starts: Sequence[float] = REFERENCE_STARTS,
+    widths: Sequence[float] = REFERENCE_WIDTHS,
+    max_selectivity: float = REFERENCE_MAX_SELECTIVITY,
+) -> list[RangeFilter]:
+    """Filters whose start points sweep the output's value range, not its quantiles.
+
+    ``lo = min(y) + u * (max(y) - min(y))`` for each start ``u`` in ``starts``
+    and ``hi = lo + w * (max(y) - min(y))`` for each width ``w``. Filters that
+    select no row, duplicates (same rows selected) and filters selecting more
+    than ``max_selectivity`` of ``y`` are dropped. ``start_quantile`` of the
+    result holds ``u`` (a fraction of the value range here).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    ys = np.sort(y[np.isfinite(y)])
+    if not len(ys):
+        return []
+    y_min, y_max = float(ys[0]), float(ys[-1])
+    span = max(y_max - y_min, 1e-12)
+    out: list[RangeFilter] = []
+    seen: set[tuple[int, int]] = set()
+    for u in starts:
+        lo = y_min + float(u) * span
+        for w in widths:
+            hi = lo + float(w) * span
+            first = int(np.searchsorted(ys, lo, side="left"))
+            last = int(np.searchsorted(ys, hi, side="right"))
+            sel = (last - first) / len(ys)
+            if last <= first or (first, last) in seen or sel > max_selectivity:
+                continue
+            seen.add((first, last))
+            out.append(RangeFilter(len(out), float(u), float(w), lo, hi, sel))
     return out
 
 

@@ -1,17 +1,28 @@
 """``mlskip bench paper``: the MLSkip paper's experiment and beyond, in one command.
 
-For every zoo regressor (1 and 2 hidden layers of 32), every range filter of
-the sweep and every block size, it measures pruning effectiveness (pruned /
-skippable row groups) of the product's cascade and the exact limit (MILP) for
-five settings: min-max only, + 45-byte pair hulls, + an ordinary range
-conjunct (SQL bounds), and layout-aware writing (clustered) with min-max and
-with hulls. Writes DIR/results.json (one record per filter and setting),
-DIR/REPORT.md and plots; every figure comes from the run.
+For every regressor, every range filter and every block size, it measures
+pruning effectiveness (pruned / skippable row groups) of the product's
+cascade and the exact limit (MILP) for these settings: min-max only, + 45-byte
+pair hulls, + an ordinary range conjunct (SQL bounds), and three layout-aware
+writers, each with min-max and with hulls: sorted by the input most
+correlated with the output (``layout-*``), Hilbert-clustered on the most
+influential inputs (``hilbert-*``), and sorted by the model's own prediction
+(``pred-*``, a writer that knows the model). Writes DIR/results.json (one
+record per filter and setting), DIR/REPORT.md and plots; every figure comes
+from the run.
+
+Two protocols (``--protocol``): ``sweep`` (filters at output quantiles, random
+blocks of the whole table at several block sizes) and ``reference`` (our
+reading of MLSkip's: the first 100 blocks of 1,000 rows of each table, 2- to
+4-input one-hidden-layer regressors, filters whose start points sweep the
+output's value range; see ``PaperConfig.reference_preset``). Run it as
+``python -m mlskip.tpch.paper --protocol reference --out DIR``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -23,7 +34,25 @@ import numpy as np
 
 from mlskip.tpch import bench_data, bench_models, effectiveness, filters
 
-SETTINGS = ("minmax", "hull", "hull+sql", "layout-minmax", "layout-hull")
+SETTINGS = (
+    "minmax",
+    "hull",
+    "hull+sql",
+    "layout-minmax",
+    "layout-hull",
+    "hilbert-minmax",
+    "hilbert-hull",
+    "pred-minmax",
+    "pred-hull",
+)
+LAYOUTS = ("natural", "layout", "hilbert", "pred")  # setting prefix of each writer layout
+PROTOCOLS = ("sweep", "reference")
+
+
+def layout_of(setting: str) -> str:
+    """The writer layout a setting uses (``natural`` for minmax, hull, hull+sql)."""
+    head = setting.split("-", 1)[0]
+    return head if head in LAYOUTS else "natural"
 
 
 @dataclass
@@ -47,7 +76,31 @@ class PaperConfig:
     seed: int = 0
     quick: bool = False
     pairs: tuple = ()  # (spec, hidden) pairs to run instead of every spec x depth
+    protocol: str = "sweep"
+    settings: tuple[str, ...] = SETTINGS
+    max_selectivity: float = 1.0  # filters selecting more are dropped (reference: 1%)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def reference_preset(cls, sf: float = 1.0) -> PaperConfig:
+        """Our reading of the MLSkip protocol: the first 100 blocks of 1,000 rows of each
+        table (natural order; layouts reorder those 100,000 rows), 2- to 4-input regressors
+        with one hidden layer of 32, 20 filter start points evenly spaced over the output's
+        [min, max] on those rows, widths 0.1%/1%/5% of that range, filters above 1%
+        selectivity dropped; no e2e (100,000 rows are no table to time)."""
+        return cls(
+            sf=sf,
+            models=bench_models.REFERENCE_MODELS,
+            hidden=((32,),),
+            block_sizes=(1000,),
+            max_blocks=100,
+            starts=filters.REFERENCE_STARTS,
+            widths=filters.REFERENCE_WIDTHS,
+            max_selectivity=filters.REFERENCE_MAX_SELECTIVITY,
+            exact_cap=6,
+            e2e=False,
+            protocol="reference",
+        )
 
     @classmethod
     def quick_preset(cls, sf: float = 0.1) -> PaperConfig:
@@ -87,15 +140,33 @@ def _progress():
     )
 
 
+def _code_state() -> str:
+    """HEAD of the source tree and the files modified in it when the run started."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10
+            ).stdout.rstrip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    dirty = [line[3:] for line in git("status", "--porcelain", "-uno").splitlines()]
+    return f"HEAD {head}" + (f", uncommitted edits in {', '.join(dirty)}" if dirty else "")
+
+
 def machine_info() -> dict[str, Any]:
     """The machine and versions the run used."""
-    import os
-
     import duckdb
     import onnxruntime
     import pyarrow
 
     return {
+        "code": _code_state(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
@@ -117,6 +188,12 @@ def _conjunct(data: bench_data.TableInputs, spec, corr: np.ndarray) -> tuple[str
     return spec.inputs[j], float(a), float(b)
 
 
+def _influential(influence: np.ndarray, inputs) -> list[str]:
+    """The inputs a Hilbert layout clusters on: the 2 most influential (3 of 4 or more)."""
+    k = 3 if len(inputs) >= 4 else min(2, len(inputs))
+    return [inputs[j] for j in np.argsort(-influence, kind="stable")[:k]]
+
+
 def _setting_inputs(setting: str, groups, boxes, conj) -> tuple[list, dict]:
     bounds = {conj[0]: (conj[1], conj[2])} if setting == "hull+sql" else {}
     return (boxes if setting.endswith("minmax") else groups), bounds
@@ -135,17 +212,28 @@ def run_model(
     from mlskip.metadata import read_skip_metadata
     from mlskip.verifier import Predicate, load_model
 
-    data = bench_data.load_inputs(spec.suite, spec.table, tuple(spec.inputs), cfg.sf)
+    full = bench_data.load_inputs(spec.suite, spec.table, tuple(spec.inputs), cfg.sf)
     model = bench_models.train_model(spec, hidden, work, cfg.train_sf, cfg.epochs)
     network = load_model(str(model.onnx_path))
-    y = bench_models.evaluate_rows(model.onnx_path, data.x)
+    y_full = bench_models.evaluate_rows(model.onnx_path, full.x)
+    reference = cfg.protocol == "reference"
+    if reference:  # the data set is the first max_blocks blocks of the smallest size
+        n = min(len(y_full), cfg.max_blocks * min(cfg.block_sizes))
+        data, y = bench_data.head(full, n), y_full[:n]
+    else:
+        data, y = full, y_full
     corr = bench_models.rank_correlations(data.x[data.valid], y[data.valid])
+    influence = bench_models.permutation_influence(model.onnx_path, data.x[data.valid])
     cluster_col = spec.inputs[int(np.argmax(corr))]
+    hilbert_by = _influential(influence, spec.inputs)
     conj = _conjunct(data, spec, corr)
-    conj_mask = (data.x[:, spec.inputs.index(conj[0])] >= conj[1]) & (
-        data.x[:, spec.inputs.index(conj[0])] <= conj[2]
-    )
-    fs = filters.sweep_filters(y[data.valid], cfg.starts, cfg.widths)
+    cj = spec.inputs.index(conj[0])
+    conj_mask = (data.x[:, cj] >= conj[1]) & (data.x[:, cj] <= conj[2])
+    if reference:
+        fs = filters.value_sweep_filters(y[data.valid], cfg.starts, cfg.widths, cfg.max_selectivity)
+    else:
+        fs = filters.sweep_filters(y[data.valid], cfg.starts, cfg.widths)
+        fs = [f for f in fs if f.selectivity <= cfg.max_selectivity]
     args = effectiveness.plain_args(spec.inputs)
     rng = np.random.default_rng(cfg.seed)
     records: list[dict[str, Any]] = []
@@ -158,36 +246,61 @@ def run_model(
         "r2": model.score,
         "inputs": list(spec.inputs),
         "sf": cfg.sf,
-        "table_rows": int(len(y)),
+        "protocol": cfg.protocol,
+        "table_rows": int(len(y_full)),
+        "data_rows": int(len(y)),
         "cluster_by": cluster_col,
+        "hilbert_by": hilbert_by,
         "rank_correlation": dict(zip(spec.inputs, map(float, corr), strict=True)),
+        "influence": dict(zip(spec.inputs, map(float, influence), strict=True)),
     }
-    progress.update(task, completed=0, total=len(fs) * 2 * len(cfg.block_sizes))
+    layouts = {
+        "natural": ("natural", lambda: bench_data.layout_order(data, None)),
+        "layout": (f"by-{cluster_col}", lambda: bench_data.layout_order(data, cluster_col)),
+        "hilbert": (
+            "hilbert-" + "-".join(hilbert_by),
+            lambda: bench_data.layout_order(data, hilbert_by, "hilbert"),
+        ),
+        "pred": (f"by-prediction-{model.key.replace('/', '-')}",
+                 lambda: bench_data.prediction_order(y, data.valid)),
+    }  # fmt: skip
+    todo = [k for k in LAYOUTS if any(layout_of(s) == k for s in cfg.settings)]
+    progress.update(task, completed=0, total=len(fs) * len(todo) * len(cfg.block_sizes))
     drawn: dict[str, tuple] = {}
-    for layout in (None, cluster_col):
-        order = bench_data.layout_order(data, layout)
-        settings = [s for s in SETTINGS if s.startswith("layout") == (layout is not None)]
+    for kind in todo:
+        tag, make_order = layouts[kind]
+        order = make_order()
+        settings = [s for s in cfg.settings if layout_of(s) == kind]
         for block in cfg.block_sizes:
             blocks = bench_data.sample_blocks(len(order), block, cfg.max_blocks, cfg.seed)
             rows = bench_data.block_rows_index(order, blocks, block)
-            tag = "natural" if layout is None else f"by-{layout}"
-            name = f"{spec.table}-{'-'.join(spec.inputs)}-{tag}-b{block}-n{len(blocks)}.parquet"
+            name = (
+                f"{cfg.protocol}-{spec.table}-{'-'.join(spec.inputs)}-{tag}-b{block}"
+                f"-n{len(blocks)}-of{len(order)}.parquet"
+            )
             path = bench_data.write_blocks(data, rows, block, work / name)
             groups = read_skip_metadata(str(path)).row_groups
             boxes = effectiveness.without_hulls(groups)
             hb = bench_data.hull_bytes_per_pair(groups)
-            if block == min(cfg.block_sizes):
+            if block == min(cfg.block_sizes) and kind in ("natural", "pred"):
                 drawn[tag] = (groups, data.x[rows].reshape(len(blocks), block, -1))
             for f in fs:
                 progress.update(task, description=f"{model.key} {tag} b={block} f{f.fid}")
                 q_all = filters.qualifying(y, data.valid, f.lo, f.hi)
+                # witnesses of the exact limit: qualifying rows of the whole table
+                w_all = filters.qualifying(y_full, full.valid, f.lo, f.hi)
                 for setting in settings:
                     q = q_all & conj_mask if setting == "hull+sql" else q_all
+                    if setting == "hull+sql":
+                        fj = full.x[:, cj]
+                        w = full.x[w_all & (fj >= conj[1]) & (fj <= conj[2])]
+                    else:
+                        w = full.x[w_all]
                     truth = filters.block_truth(q[rows], block)
                     use, bounds = _setting_inputs(setting, groups, boxes, conj)
                     rec = effectiveness.evaluate(
                         use, args, bounds, network, Predicate.between(f.lo, f.hi), truth,
-                        data.x[q], cfg.exact_cap, cfg.milp_seconds, rng,
+                        w, cfg.exact_cap, cfg.milp_seconds, rng,
                     )  # fmt: skip
                     rec.update(base)
                     rec.update(
@@ -242,6 +355,7 @@ def run_paper(cfg: PaperConfig, out: Path, command: str = "") -> Path:
     started = time.perf_counter()
     info = machine_info()
     records: list[dict[str, Any]] = []
+    load_by_model: dict[str, tuple] = {}
     results_path = out / "results.json"
 
     def save(e2e: list | None = None) -> None:
@@ -252,6 +366,8 @@ def run_paper(cfg: PaperConfig, out: Path, command: str = "") -> Path:
             "seconds": time.perf_counter() - started,
             "records": records,
             "e2e": e2e or [],
+            "load_average_at_end": os.getloadavg(),
+            "load_by_model": load_by_model,
         }
         results_path.write_text(json.dumps(payload, indent=1, default=_jsonable))
 
@@ -267,6 +383,7 @@ def run_paper(cfg: PaperConfig, out: Path, command: str = "") -> Path:
                 first = not records
                 draw = out / "row_groups.png" if first else None
                 records.extend(run_model(cfg, spec, hidden, work, progress, task, draw))
+                load_by_model[f"{spec.name}/{'x'.join(map(str, hidden))}"] = os.getloadavg()
                 progress.advance(task_models)
                 save()
         e2e: list[dict[str, Any]] = []
@@ -288,3 +405,63 @@ def _jsonable(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(type(o).__name__)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """``python -m mlskip.tpch.paper``: ``mlskip bench paper`` with ``--protocol`` and settings."""
+    import argparse
+    import dataclasses
+    import shlex
+
+    p = argparse.ArgumentParser(prog="python -m mlskip.tpch.paper", description=__doc__)
+    p.add_argument("--protocol", choices=PROTOCOLS, default="sweep")
+    p.add_argument("--quick", action="store_true", help="the CI preset (sweep, SF 0.1)")
+    p.add_argument("--sf", type=float)
+    p.add_argument("--model", action="append", default=[], help="regressor (repeatable)")
+    p.add_argument("--hidden", action="append", default=[], help="e.g. 32 or 32x32 (repeatable)")
+    p.add_argument("--block", action="append", type=int, default=[], help="row-group size")
+    p.add_argument("--max-blocks", type=int)
+    p.add_argument("--setting", action="append", default=[], choices=SETTINGS)
+    p.add_argument("--exact-cap", type=int)
+    p.add_argument("--milp-seconds", type=float)
+    p.add_argument("--e2e-repeats", type=int)
+    p.add_argument("--e2e-queries", type=int, help="queries per table")
+    p.add_argument("--no-e2e", action="store_true")
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args(argv)
+    if a.quick:
+        cfg = PaperConfig.quick_preset()
+    elif a.protocol == "reference":
+        cfg = PaperConfig.reference_preset()
+    else:
+        cfg = PaperConfig()
+    changes: dict[str, Any] = {}
+    for name, value in (
+        ("sf", a.sf),
+        ("max_blocks", a.max_blocks),
+        ("exact_cap", a.exact_cap),
+        ("milp_seconds", a.milp_seconds),
+        ("e2e_repeats", a.e2e_repeats),
+        ("e2e_queries_per_table", a.e2e_queries),
+    ):
+        if value is not None:
+            changes[name] = value
+    if a.model:
+        changes["models"] = tuple(a.model)
+    if a.hidden:
+        changes["hidden"] = tuple(tuple(int(h) for h in x.split("x")) for x in a.hidden)
+    if a.model or a.hidden:
+        changes["pairs"] = ()
+    if a.block:
+        changes["block_sizes"] = tuple(a.block)
+    if a.setting:
+        changes["settings"] = tuple(s for s in SETTINGS if s in a.setting)
+    if a.no_e2e:
+        changes["e2e"] = False
+    cfg = dataclasses.replace(cfg, **changes)
+    argv = sys.argv[1:] if argv is None else argv
+    return run_paper(cfg, a.out, command="python -m mlskip.tpch.paper " + shlex.join(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -10,8 +10,8 @@ import numpy as np
 
 from mlskip.tpch import summary as S
 from mlskip.tpch.filters import BINS
+from mlskip.tpch.paper import SETTINGS as ALL_SETTINGS
 
-SETTINGS = ("minmax", "hull", "hull+sql", "layout-minmax", "layout-hull")
 EFFECTIVENESS_PNG = "effectiveness.png"
 ROW_GROUPS_PNG = "row_groups.png"
 
@@ -29,15 +29,17 @@ def plot_effectiveness(path: Path, records: list[dict[str, Any]]) -> None:
     """Bars: cascade effectiveness per selectivity bin and setting; ticks: the exact limit."""
     plt = _plt()
     blocks = sorted({r["block_rows"] for r in records})
-    fig, axes = plt.subplots(1, len(blocks), figsize=(5.5 * len(blocks), 4), squeeze=False)
-    width = 0.8 / len(SETTINGS)
+    present = {r["setting"] for r in records}
+    settings = [s for s in ALL_SETTINGS if s in present]
+    fig, axes = plt.subplots(1, len(blocks), figsize=(7 * len(blocks), 4.5), squeeze=False)
+    width = 0.8 / len(settings)
     for ax, block in zip(axes[0], blocks, strict=True):
         recs = S.select(records, block_rows=block)
-        for k, setting in enumerate(SETTINGS):
+        for k, setting in enumerate(settings):
             xs, cas, exa = [], [], []
             for b, (name, _, _) in enumerate(BINS):
                 sub = S.select(recs, setting=setting, bin=name)
-                xs.append(b + (k - len(SETTINGS) / 2 + 0.5) * width)
+                xs.append(b + (k - len(settings) / 2 + 0.5) * width)
                 cas.append(S.mean_of(sub, S.eff))
                 exa.append(S.mean_of(sub, S.eff_exact))
             ax.bar(xs, np.nan_to_num(cas), width, label=setting)

@@ -57,17 +57,21 @@ def select(records: Iterable[Record], **where: Any) -> list[Record]:
 
 
 def timing(records: Iterable[Record]) -> dict[str, float]:
-    """Cascade seconds per row group: median and p95 over calls, mean over all row groups, total."""
+    """Cascade seconds per row group: median and p95 over calls, mean over all row groups (wall
+    and process CPU), total."""
     recs = list(records)
     per = np.array([r["cascade_seconds"] / max(1, r["row_groups"]) for r in recs])
     total = float(sum(r["cascade_seconds"] for r in recs))
+    cpu = float(sum(r.get("cascade_cpu_seconds", float("nan")) for r in recs))
     groups = sum(r["row_groups"] for r in recs)
     if not len(per):
-        return {"median": float("nan"), "p95": float("nan"), "mean": float("nan"), "total": 0.0}
+        nan = float("nan")
+        return {"median": nan, "p95": nan, "mean": nan, "cpu_mean": nan, "total": 0.0}
     return {
         "median": float(np.median(per)),
         "p95": float(np.quantile(per, 0.95)),
         "mean": total / max(1, groups),
+        "cpu_mean": cpu / max(1, groups),
         "total": total,
         "calls": len(recs),
         "row_groups": groups,
