@@ -73,3 +73,57 @@ def test_goal_verdicts():
     assert _verdict(0.5, 0.6).startswith("missed by 10.0")
     assert _verdict(2.0, 5.0, ratio=True).startswith("missed: 40%")
     assert _verdict(float("nan"), 0.6) == "not measured"
+
+
+def test_value_sweep_filters_start_in_value_not_quantile():
+    # a skewed output: most rows near 0, a sparse tail up to 100
+    rng = np.random.default_rng(1)
+    y = np.concatenate([rng.exponential(1.0, 99_000), rng.uniform(10.0, 100.0, 1_000)])
+    fs = filters.value_sweep_filters(y, (0.0, 0.5, 0.9), (1e-3, 1e-2), max_selectivity=1.0)
+    assert fs
+    span = y.max() - y.min()
+    for f in fs:
+        assert np.isclose(f.lo, y.min() + f.start_quantile * span)
+        assert np.isclose(f.hi, f.lo + f.width_fraction * span)
+        assert np.isclose(f.selectivity, np.mean((y >= f.lo) & (y <= f.hi)))
+    # a start at half the value range lies in the sparse tail: rare, unlike the median
+    mid = [f for f in fs if f.start_quantile == 0.5]
+    assert mid and all(f.selectivity <= 0.001 for f in mid)
+    assert all(f.lo > np.quantile(y, 0.99) for f in mid)
+
+
+def test_value_sweep_filters_drops_empty_duplicate_and_common():
+    y = np.array([0.0] * 500 + [1.0] * 500 + [10.0])
+    fs = filters.value_sweep_filters(y, (0.0, 0.05, 0.5, 0.95), (1e-3, 1e-2), max_selectivity=0.6)
+    # [0, 0.01] and [0, 0.1] select the same 500 rows (one kept); 0.5*10 = 5 selects none;
+    # 9.5..9.6 selects none; nothing above 60% is kept
+    assert [(f.lo, f.selectivity) for f in fs] == [(0.0, 500 / 1001)]
+    assert filters.value_sweep_filters(y, (0.0,), (1e-3,), max_selectivity=0.1) == []
+    assert filters.value_sweep_filters(np.array([np.nan]), (0.0,), (1e-3,)) == []
+    ids = [f.fid for f in filters.value_sweep_filters(y, (0.0, 0.9), (0.2,), max_selectivity=1.0)]
+    assert ids == list(range(len(ids)))
+
+
+def test_reference_preset_follows_the_protocol():
+    from mlskip.tpch import bench_models
+    from mlskip.tpch.paper import PaperConfig, layout_of
+
+    cfg = PaperConfig.reference_preset()
+    assert cfg.protocol == "reference" and cfg.block_sizes == (1000,) and cfg.max_blocks == 100
+    assert cfg.starts == filters.REFERENCE_STARTS and cfg.hidden == ((32,),)
+    specs = bench_models.regressor_specs(cfg.models)
+    assert {len(s.inputs) for s in specs} == {2, 3, 4}
+    assert [layout_of(s) for s in ("minmax", "hull+sql", "layout-hull", "pred-minmax")] == [
+        "natural",
+        "natural",
+        "layout",
+        "pred",
+    ]
+
+
+def test_prediction_order_sorts_by_output_nulls_last():
+    from mlskip.tpch.bench_data import prediction_order
+
+    y = np.array([3.0, 1.0, 2.0, 0.0], dtype=np.float32)
+    valid = np.array([True, True, True, False])
+    assert prediction_order(y, valid).tolist() == [1, 2, 0, 3]
