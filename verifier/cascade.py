@@ -112,7 +112,9 @@ class Verifier:
     ONNX Runtime does, or "float64"); ``bab_max_pieces``: boxes per region
     in branch and bound; ``sample_points``: points per region tried to prove
     it mixed (0 disables), ``attack_steps``: gradient steps of the search for
-    such points (witness.py).
+    such points (witness.py); ``overlap_lp``: where polygons share an input,
+    CROWN's open regions are re-bounded over box ∩ all polygons by certified LP
+    (concretize.lp_min; otherwise a disjoint subset of the polygons is used).
     """
 
     methods: Sequence[str] = DEFAULT_METHODS
@@ -126,6 +128,7 @@ class Verifier:
     attack_steps: int = 12
     marabou_timeout: float = 5.0
     seed: int = 0
+    overlap_lp: bool = True
     fp_margins: bool = True  # False only to measure what the margins cost (unsound for the UDF)
     _cheap: tuple[str, ...] = field(default=("ibp", "crown"), init=False, repr=False)
     _complete: tuple[str, ...] = field(default=("milp", "marabou"), init=False, repr=False)
@@ -263,7 +266,18 @@ class Verifier:
         if name == "crown":
             from .crown import crown_bounds
 
-            return self._decide(spec, *crown_bounds(snet, sub), mg), None
+            L, U = crown_bounds(snet, sub)
+            v = self._decide(spec, L, U, mg)
+            if self.overlap_lp and sub.has_overlap:
+                # box ∩ all polygons by certified LP, only where the cheap pass failed
+                idx = np.flatnonzero(v == UNKNOWN)
+                if deadline is not None and time.perf_counter() >= deadline:
+                    idx = idx[:0]
+                if len(idx):
+                    L2, U2 = crown_bounds(snet, sub.subset(idx), overlap_lp=True)
+                    L2, U2 = np.maximum(L2, L[idx]), np.minimum(U2, U[idx])
+                    v[idx] = self._decide(spec, L2, U2, mg[idx])
+            return v, None
         if name == "alpha_crown":
             import sys
 

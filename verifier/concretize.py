@@ -13,7 +13,15 @@ wrongly computed vertex can only loosen the bound, never make it unsound.
 The vertices (regions.py) and the per-row certificate run as numba kernels
 (_kernels.py: IEEE float64, no fast-math); ``_pair_min_reference`` states
 the same certificate in numpy and the tests hold the two equal.
-When pairs overlap, a greedy disjoint subset is used (still sound, looser).
+When pairs overlap, a greedy disjoint subset is used (still sound, looser);
+``region_min(..., overlap_lp=True)`` then also minimises over box ∩ *all*
+polygons by an LP (``lp_min``: HiGHS via scipy, many regions per call as
+independent blocks) and keeps the better of the two bounds. The LP optimum
+is never trusted: its dual multipliers ``y`` only guide the same weak-duality
+certificate (``dual_bound``: ``a.x >= min_box((a + G^T y).x) - y.h`` for every
+``x`` with ``G x <= h``, any ``y >= 0``), evaluated in float64 with an outward
+margin. An LP reported infeasible proves nothing until a phase-one LP's dual
+certifies emptiness the same way (``y.(G x - h) > 0`` on the whole box).
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ from __future__ import annotations
 import numpy as np
 
 from .regions import RegionBatch
+
+_U64 = 2.0**-53
+LP_BLOCKS = 64  # objective instances (region, row) per LP call, as independent blocks
 
 
 def box_min(a: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -47,11 +58,29 @@ def box_min(a: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     return t.sum(-1)
 
 
-def region_min(a: np.ndarray, c: np.ndarray, regions: RegionBatch) -> np.ndarray:
-    """Lower bound of ``min_x a.x + c`` over each region; ``a [n, k, d]``, ``c [n, k]``."""
+def region_min(
+    a: np.ndarray, c: np.ndarray, regions: RegionBatch, overlap_lp: bool = False
+) -> np.ndarray:
+    """Lower bound of ``min_x a.x + c`` over each region; ``a [n, k, d]``, ``c [n, k]``.
+
+    ``overlap_lp``: where pairs overlap, also certify the minimum over box ∩
+    all polygons by LP (``lp_min``) and keep the larger bound (``+inf`` for a
+    region certified empty).
+    """
     lo, hi = regions.lower, regions.upper
     if not regions.has_polygons:
         return box_min(a, lo, hi) + c
+    out = _greedy_min(a, c, regions)
+    if overlap_lp and regions.has_overlap:
+        with np.errstate(invalid="ignore", over="ignore"):
+            lp = lp_min(a, regions) + c
+        out = np.where(np.isnan(lp), out, np.maximum(out, lp))
+    return out
+
+
+def _greedy_min(a: np.ndarray, c: np.ndarray, regions: RegionBatch) -> np.ndarray:
+    """``region_min`` over box ∩ a greedy disjoint subset of the polygons (vertex certificates)."""
+    lo, hi = regions.lower, regions.upper
     out = np.array(c, dtype=np.float64)
     rest = a.copy()
     for k in regions.disjoint_pairs():
@@ -108,24 +137,15 @@ def _pair_min_reference(a2: np.ndarray, pv, lo2: np.ndarray, hi2: np.ndarray) ->
         lq = (Ap[..., 1] * a0 - Ap[..., 0] * a1) / sdet
     lp = np.where(np.isfinite(lp) & (det != 0), np.maximum(lp, 0.0), 0.0)
     lq = np.where(np.isfinite(lq) & (det != 0), np.maximum(lq, 0.0), 0.0)
-    with np.errstate(invalid="ignore", over="ignore"):
-        # residual r = a + A^T lam, minimised over the box (a wrong lam only loosens)
-        r0 = a0 + lp * Ap[..., 0] + lq * Aq[..., 0]
-        r1 = a1 + lp * Ap[..., 1] + lq * Aq[..., 1]
-        bound = box_min(np.stack([r0, r1], axis=-1), lo2, hi2)
-        lbp = np.where(lp > 0, lp * bp, 0.0)
-        lbq = np.where(lq > 0, lq * bq, 0.0)
-        bound -= lbp
-        bound -= lbq
-        # outward margin for the rounding in this certificate (about ten
-        # roundings per term; 2^-45 is 256 unit roundoffs of float64)
-        x0 = np.maximum(np.abs(lo2[:, 0]), np.abs(hi2[:, 0]))[:, None]
-        x1 = np.maximum(np.abs(lo2[:, 1]), np.abs(hi2[:, 1]))[:, None]
-        mag = np.abs(lbp) + np.abs(lbq)
-        mag += (np.abs(a0) + np.abs(lp * Ap[..., 0]) + np.abs(lq * Aq[..., 0])) * x0
-        mag += (np.abs(a1) + np.abs(lp * Ap[..., 1]) + np.abs(lq * Aq[..., 1])) * x1
-        bound -= 2.0**-45 * mag
-    return np.where(np.isnan(bound), -np.inf, bound)
+    # the certificate: residual a + A^T lam minimised over the box, minus lam.b and
+    # the outward rounding margin (a wrong lam only loosens)
+    N = n * m
+    G = np.stack([Ap, Aq], axis=-2).reshape(N, 2, 2)
+    h = np.stack([bp, bq], axis=-1).reshape(N, 2)
+    y = np.stack([lp, lq], axis=-1).reshape(N, 2)
+    lo_r = np.repeat(lo2, m, axis=0)
+    hi_r = np.repeat(hi2, m, axis=0)
+    return dual_bound(a2.reshape(N, 2), G, h, y, lo_r, hi_r).reshape(n, m)
 
 
 def tighten_boxes(regions: RegionBatch) -> RegionBatch:
@@ -153,3 +173,155 @@ def tighten_boxes(regions: RegionBatch) -> RegionBatch:
     lo = np.where(bad, regions.lower, lo)
     hi = np.where(bad, regions.upper, hi)
     return regions.with_tighter_boxes(lo, hi)
+
+
+def dual_bound(
+    a: np.ndarray, G: np.ndarray, h: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """Certified lower bound of ``min a.x`` over ``{G x <= h} ∩ [lo, hi]`` from multipliers ``y``.
+
+    ``a [N, d]``, ``G [N, K, d]``, ``h [N, K]``, ``y [N, K]``, finite boxes
+    ``lo, hi [N, d]``. Weak duality: for ``y >= 0`` and every feasible ``x``,
+    ``a.x >= a.x + y.(G x - h) = r.x - y.h >= min_box(r.x) - y.h`` with
+    ``r = a + G^T y``; the box minimum plays the role of the box multipliers.
+    ``y`` is clamped to ``>= 0`` (NaN -> 0), so any input gives a valid bound.
+    Rounding: ``r`` carries at most ``gamma_{K+1}`` relative error per entry,
+    the box minimum ``gamma_{2d+2}``, ``y.h`` ``gamma_K``, all relative to
+    ``mag = sum|y h| + sum_i (|a_i| + sum_p |y_p G_pi|) max(|lo_i|, |hi_i|)``;
+    we subtract ``max(2^-45, 2 gamma_{K+2d+8}) * mag`` (also covering the
+    rounding of ``mag`` itself and of the final subtraction).
+    """
+    N, K, d = G.shape
+    y = np.where(np.isfinite(y), np.maximum(y, 0.0), 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        yG = y[:, :, None] * G  # [N, K, d]
+        r = a + yG.sum(1)
+        bound = box_min(r[:, None, :], lo, hi)[:, 0]
+        yh = np.where(y > 0, y * h, 0.0)
+        bound -= yh.sum(1)
+        xm = np.maximum(np.abs(lo), np.abs(hi))
+        mag = np.abs(yh).sum(1) + ((np.abs(a) + np.abs(yG).sum(1)) * xm).sum(1)
+        k = K + 2 * d + 8
+        factor = max(2.0**-45, 2.0 * k * _U64 / (1.0 - k * _U64))
+        bound -= factor * mag
+    return np.where(np.isnan(bound), -np.inf, bound)
+
+
+def _all_constraints(regions: RegionBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Every polygon halfspace of every pair as rows over all inputs: ``G [n, K, d]``,
+    ``h [n, K]``; rows every point satisfies (zero or ``h = +inf``) become ``0 <= 0``,
+    and so do impossible zero rows (``0 <= h < 0``): dropping a constraint only loosens."""
+    n, d = regions.n, regions.d
+    Gs, hs = [], []
+    for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
+        G = np.zeros((n, A.shape[1], d))
+        G[:, :, i] = A[:, :, 0]
+        G[:, :, j] = A[:, :, 1]
+        drop = ~np.isfinite(b) | ((A[:, :, 0] == 0) & (A[:, :, 1] == 0))
+        G[drop] = 0.0
+        Gs.append(G)
+        hs.append(np.where(drop, 0.0, b))
+    return np.concatenate(Gs, axis=1), np.concatenate(hs, axis=1)
+
+
+def _solve_blocks(
+    objs: np.ndarray, G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[int, np.ndarray]:
+    """Minimise ``sum_q objs[q].x_q`` s.t. ``G[q] x_q <= h[q]``, ``lo[q] <= x_q <= hi[q]``:
+    independent blocks in one HiGHS call. Returns the status and the multipliers
+    ``y [N, K] >= 0`` (only a guide for ``dual_bound``; zeros unless status is 0)."""
+    from scipy import sparse
+    from scipy.optimize import linprog
+
+    N, K, d = G.shape
+    keep = (G != 0).any(-1)  # [N, K] rows that constrain something
+    rows = [sparse.csr_matrix(G[q][keep[q]]) for q in range(N)]
+    A = sparse.block_diag(rows, format="csr") if keep.any() else None
+    b = h[keep] if keep.any() else None
+    bounds = np.stack([lo.reshape(-1), hi.reshape(-1)], axis=1)
+    res = linprog(objs.reshape(-1), A_ub=A, b_ub=b, bounds=bounds, method="highs")
+    y = np.zeros((N, K))
+    if res.status == 0 and A is not None and res.ineqlin is not None:
+        y[keep] = -np.asarray(res.ineqlin.marginals, dtype=np.float64)  # HiGHS: <= 0 for a min
+    return int(res.status), y
+
+
+def _certify_empty(G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bool:
+    """Whether ``{G x <= h} ∩ [lo, hi]`` (one region) is certified empty.
+
+    Phase one: minimise ``s`` s.t. ``G x - s <= h`` over the box. Its dual ``y >= 0``
+    gives ``y.(G x - h) >= min_box((G^T y).x) - y.h`` for every x in the box
+    (``dual_bound`` with ``a = 0``); a certified value above 0 contradicts
+    ``y.(G x - h) <= 0``, which every feasible x satisfies.
+    """
+    from scipy import sparse
+    from scipy.optimize import linprog
+
+    keep = (G != 0).any(-1)
+    if not keep.any():
+        return False
+    Gk, hk = G[keep], h[keep]
+    d = G.shape[1]
+    A = sparse.csr_matrix(np.concatenate([Gk, -np.ones((len(hk), 1))], axis=1))
+    c = np.zeros(d + 1)
+    c[-1] = 1.0
+    bounds = [(lo[i], hi[i]) for i in range(d)] + [(None, None)]
+    res = linprog(c, A_ub=A, b_ub=hk, bounds=bounds, method="highs")
+    if res.status != 0 or res.ineqlin is None:
+        return False
+    y = np.zeros((1, G.shape[0]))
+    y[0, keep] = -np.asarray(res.ineqlin.marginals, dtype=np.float64)
+    cert = dual_bound(np.zeros((1, d)), G[None], h[None], y, lo[None], hi[None])
+    return bool(cert[0] > 0.0)
+
+
+def lp_min(a: np.ndarray, regions: RegionBatch, blocks: int = LP_BLOCKS) -> np.ndarray:
+    """Certified lower bound ``[n, k]`` of ``min a[r, k].x`` over box ∩ all polygons.
+
+    Regions with an infinite box bound get ``-inf`` (callers keep their other
+    bound); a region certified empty gets ``+inf``. ``blocks`` objective
+    instances share one LP call; a call that does not end optimal is retried
+    per region, and an infeasible region is only believed empty when
+    ``_certify_empty`` proves it.
+    """
+    n, k, d = a.shape
+    out = np.full((n, k), -np.inf)
+    lo, hi = regions.lower, regions.upper
+    ok = np.isfinite(lo).all(1) & np.isfinite(hi).all(1) & np.isfinite(a).all((1, 2))
+    G, h = _all_constraints(regions)
+    regs = np.flatnonzero(ok)
+    if not len(regs):
+        return out
+    per = max(1, blocks // max(k, 1))  # regions per call
+    for s in range(0, len(regs), per):
+        rr = regs[s : s + per]
+        _solve_regions(a, G, h, lo, hi, rr, out)
+    return out
+
+
+def _solve_regions(
+    a: np.ndarray,
+    G: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    rr: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Fill ``out[rr]`` with certified bounds (one LP call for all of ``rr``'s rows)."""
+    k = a.shape[1]
+    q_r = np.repeat(rr, k)  # instance -> region
+    q_k = np.tile(np.arange(k), len(rr))
+    Gq, hq, loq, hiq = G[q_r], h[q_r], lo[q_r], hi[q_r]
+    aq = a[q_r, q_k]
+    status, y = _solve_blocks(aq, Gq, hq, loq, hiq)
+    if status == 0:
+        out[q_r, q_k] = dual_bound(aq, Gq, hq, y, loq, hiq)
+        return
+    if len(rr) > 1:  # one bad region spoils the call: isolate it
+        for r in rr:
+            _solve_regions(a, G, h, lo, hi, np.array([r]), out)
+        return
+    r = int(rr[0])
+    if status == 2 and _certify_empty(G[r], h[r], lo[r], hi[r]):
+        out[r] = np.inf

@@ -120,6 +120,7 @@ def backward_lower(
     relax: list[Relaxation],
     regions: RegionBatch,
     final_relax: Relaxation | None = None,
+    overlap_lp: bool = False,
 ) -> np.ndarray:
     """Lower bounds ``[n, m]`` of ``rows @ z_upto + row_bias`` over the regions.
 
@@ -127,6 +128,7 @@ def backward_lower(
     relaxation ``(al, bl, au, bu)`` of activation ``j`` for these regions.
     ``final_relax`` (alpha-CROWN style) overrides the relaxation of the
     activation just below ``upto`` with per-row slopes ``[n, m, h]``.
+    ``overlap_lp``: concretise over box ∩ all polygons by LP where pairs overlap.
     """
     n = regions.n
     a_top = net.affines[upto]
@@ -142,14 +144,14 @@ def backward_lower(
             lam, db = _batched_step(lam, relax[j], W, b)
         bias += db
     with np.errstate(invalid="ignore", over="ignore"):
-        out = region_min(lam, bias, regions)
+        out = region_min(lam, bias, regions, overlap_lp)
     return np.where(np.isnan(out), -np.inf, out)
 
 
-def _pair_bounds(net, upto, rows, bias, relax, regions) -> Bounds:
+def _pair_bounds(net, upto, rows, bias, relax, regions, overlap_lp: bool = False) -> Bounds:
     both = np.concatenate([rows, -rows])
     bb = np.concatenate([bias, -bias])
-    lo = backward_lower(net, upto, both, bb, relax, regions)
+    lo = backward_lower(net, upto, both, bb, relax, regions, overlap_lp=overlap_lp)
     m = rows.shape[0]
     return lo[:, :m], -lo[:, m:]
 
@@ -158,8 +160,13 @@ def crown_layers(
     net: Network,
     regions: RegionBatch,
     polygon_intermediate: bool = True,
+    overlap_lp: bool = False,
 ) -> tuple[list[Bounds], list[Relaxation]]:
-    """Sound bounds of every affine output and the relaxations used, for one chunk."""
+    """Sound bounds of every affine output and the relaxations used, for one chunk.
+
+    ``overlap_lp``: the final bound is also minimised over box ∩ all polygons by
+    LP where pairs overlap (concretize.lp_min); intermediate bounds are not.
+    """
     mags = scalar_magnitudes(net, regions.lower, regions.upper)
     inter = regions if polygon_intermediate else RegionBatch(regions.lower, regions.upper)
     bounds: list[Bounds] = []
@@ -174,8 +181,15 @@ def crown_layers(
                 pl, pu = net.activations[i - 1].ibp(*bounds[-1])
                 il, iu = a.ibp(pl, pu)
                 rows = np.eye(a.out_features)
+                last = i == L - 1
                 cl, cu = _pair_bounds(
-                    net, i, rows, np.zeros(a.out_features), relax, inter if i < L - 1 else regions
+                    net,
+                    i,
+                    rows,
+                    np.zeros(a.out_features),
+                    relax,
+                    regions if last else inter,
+                    overlap_lp and last,
                 )
                 l, u = np.maximum(il, cl), np.minimum(iu, cu)
             m = bound_margin(net, mags, i)
@@ -250,7 +264,7 @@ def _one_hidden_ok(net: Network, regions: RegionBatch, polygon_intermediate: boo
     )
 
 
-def _crown_one_hidden(net: Network, regions: RegionBatch) -> Bounds:
+def _crown_one_hidden(net: Network, regions: RegionBatch, overlap_lp: bool = False) -> Bounds:
     """``crown_layers(net, regions)[0][-1]`` for ``affine . (Leaky)ReLU . affine`` on finite boxes.
 
     The same bounds by the same rules (first layer exact over the box, the
@@ -277,8 +291,8 @@ def _crown_one_hidden(net: Network, regions: RegionBatch) -> Bounds:
         ok = np.flatnonzero(safe)
         bad = np.flatnonzero(~safe)
         if len(ok):
-            out_l[ok], out_u[ok] = _crown_one_hidden(net, regions.subset(ok))
-        out_l[bad], out_u[bad] = crown_layers(net, regions.subset(bad), False)[0][-1]
+            out_l[ok], out_u[ok] = _crown_one_hidden(net, regions.subset(ok), overlap_lp)
+        out_l[bad], out_u[bad] = crown_layers(net, regions.subset(bad), False, overlap_lp)[0][-1]
         return out_l, out_u
     m0 = bound_margin(net, mags, 0)[:, 0]
     m1 = bound_margin(net, mags, 1)  # [n, 1]
@@ -315,7 +329,7 @@ def _crown_one_hidden(net: Network, regions: RegionBatch) -> Bounds:
         bias += fp.const[:, None]
         if regions.has_polygons:
             lam = GT[:cut].T.reshape(n, 2 * m, d)
-            cl = region_min(lam, np.ascontiguousarray(bias.T), regions).T
+            cl = region_min(lam, np.ascontiguousarray(bias.T), regions, overlap_lp).T
         else:  # min over the box, row by row: sum_j lam_j c_j - |lam_j| r_j
             cl = bias.copy()
             tmp = np.empty(n)
@@ -334,25 +348,31 @@ def _crown_one_hidden(net: Network, regions: RegionBatch) -> Bounds:
 
 
 def crown_bounds(
-    net: Network, regions: RegionBatch, polygon_intermediate: bool = False, fast: bool = True
+    net: Network,
+    regions: RegionBatch,
+    polygon_intermediate: bool = False,
+    fast: bool = True,
+    overlap_lp: bool = False,
 ) -> Bounds:
     """Sound output bounds ``[n, k]`` of ``net`` over ``regions`` by CROWN.
 
     Polygons always shape the final bound; ``polygon_intermediate`` also uses
     them for hidden-layer bounds (tighter, several times slower). ``fast``
     uses the one-hidden-layer fast path where it applies (same bounds).
+    ``overlap_lp`` also minimises the final linear bound over box ∩ all
+    polygons by LP where pairs overlap (an LP per region: for regions still
+    UNKNOWN after the cheap pass).
     """
     n = regions.n
     if fast and n and _one_hidden_ok(net, regions, polygon_intermediate):
-        return _crown_one_hidden(net, regions)
+        return _crown_one_hidden(net, regions, overlap_lp)
     step = _chunks(net, n)
     if step >= n:
-        return crown_layers(net, regions, polygon_intermediate)[0][-1]
+        return crown_layers(net, regions, polygon_intermediate, overlap_lp)[0][-1]
     los, his = [], []
     for s in range(0, n, step):
-        b = crown_layers(net, regions.subset(np.arange(s, min(n, s + step))), polygon_intermediate)[
-            0
-        ][-1]
+        sub = regions.subset(np.arange(s, min(n, s + step)))
+        b = crown_layers(net, sub, polygon_intermediate, overlap_lp)[0][-1]
         los.append(b[0])
         his.append(b[1])
     return np.concatenate(los), np.concatenate(his)

@@ -113,6 +113,11 @@ class RegionBatch:
     def has_polygons(self) -> bool:
         return bool(self.pairs)
 
+    @property
+    def has_overlap(self) -> bool:
+        """Whether some input is in two pairs (then the greedy subset drops polygons)."""
+        return len(self.disjoint_pairs()) < len(self.pairs)
+
     def subset(self, idx: np.ndarray | Sequence[int]) -> RegionBatch:
         """Regions ``idx`` (an index array) as a new batch."""
         idx = np.asarray(idx)
