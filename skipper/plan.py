@@ -35,7 +35,8 @@ class FilePlan:
     ``verdicts[p][g]`` is the verifier's verdict (NONE=0, ALL=1, UNKNOWN=2)
     for predicate ``p`` on row group ``g``; ``methods[p][g]`` names what
     decided it. ``reason`` is set when no skipping applies to the file (it is
-    then read in full and every predicate evaluated).
+    then read in full and every predicate evaluated). ``identity`` is the
+    file identity the plan was made for (see ``Planner.identity``).
     """
 
     path: str
@@ -45,6 +46,7 @@ class FilePlan:
     methods: tuple[tuple[str, ...], ...]
     seconds: float
     reason: str | None = None
+    identity: tuple | None = None
 
     @property
     def num_row_groups(self) -> int:

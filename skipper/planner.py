@@ -25,6 +25,7 @@ from mlskip.errors import MlskipError, SkippingFallbackWarning
 from mlskip.metadata import FileSkipMetadata, read_skip_metadata
 from mlskip.plan import FilePlan
 from mlskip.regions import build_regions
+from mlskip.remote import S3Options, default_filesystem, is_s3, read_remote_tail, remote_identity
 from mlskip.rules.predicates import AffineArg, MLPredicate
 from mlskip.verifier import Network, Predicate, RegionBatch
 from mlskip.verifier.cascade import Verifier
@@ -65,8 +66,10 @@ def verifier_predicate(ml: MLPredicate) -> Predicate:
 
 @dataclass(frozen=True)
 class FileFacts:
-    """A file's summaries plus compressed bytes per row group, for one identity."""
+    """A file's summaries plus compressed bytes per row group, for one identity
+    (everything here was read from the file that identity names)."""
 
+    path: str
     identity: tuple
     metadata: FileSkipMetadata
     row_group_bytes: np.ndarray
@@ -74,15 +77,24 @@ class FileFacts:
     numeric_columns: frozenset[str]
 
 
+def _identity_of(path: str, st: os.stat_result) -> tuple:
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
 def stat_identity(path: str) -> tuple:
     """Cheap identity of a local file: size, mtime and inode change when it is rewritten."""
-    st = os.stat(path)
-    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    return _identity_of(path, os.stat(path))
 
 
 class Planner:
     """Plans scans; caches footers by file identity and plans by
-    (footer hash, model digest, predicate, bounds)."""
+    (footer hash, file identity, model digest, predicate, bounds).
+
+    Thread-safe: one planner may serve many threads (its caches are guarded
+    by a lock; two threads missing the cache at once both plan, same result).
+    ``s3`` (or an explicit pyarrow ``filesystem``) is used to read the
+    footers of ``s3://`` files; without either, pyarrow's default S3 chain.
+    """
 
     def __init__(
         self,
@@ -90,6 +102,9 @@ class Planner:
         cache_size: int = 512,
         seconds_per_row_group: float = 0.002,
         min_seconds: float = 0.05,
+        *,
+        s3: S3Options | Mapping | None = None,
+        filesystem: object | None = None,
     ) -> None:
         # without an explicit verifier, the expensive methods get a budget that
         # grows with the number of row groups: planning must stay cheap next to the scan
@@ -100,16 +115,55 @@ class Planner:
         self._plans: OrderedDict[tuple, FilePlan] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self.s3 = S3Options.coerce(s3)
+        self._filesystem = filesystem
+
+    @property
+    def filesystem(self) -> object:
+        """The pyarrow filesystem that reads ``s3://`` footers (made on first use)."""
+        with self._lock:
+            if self._filesystem is None:
+                self._filesystem = (
+                    self.s3.filesystem() if self.s3 is not None else default_filesystem()
+                )
+            return self._filesystem
+
+    def identity(self, path: str) -> tuple:
+        """The current identity of ``path``: (abspath, size, mtime, inode, device) for a
+        local file, (path, size, ETag, Last-Modified) for an ``s3://`` object."""
+        if is_s3(path):
+            return remote_identity(self.filesystem, path)
+        return stat_identity(path)
 
     def file_facts(self, path: str) -> FileFacts:
-        """Footer summaries of ``path``, re-read whenever the file changed."""
-        identity = stat_identity(path)
+        """Footer summaries of ``path``, re-read whenever the file changed.
+
+        Identity and footer come from one open file (a local file replaced by an
+        atomic rename meanwhile is the old one throughout), or for ``s3://`` from
+        one ranged read between two HEADs that agree.
+        """
+        key = path if is_s3(path) else os.path.abspath(path)
         with self._lock:
-            cached = self._files.get(identity[0])
-        if cached is not None and cached.identity == identity:
+            cached = self._files.get(key)
+        if cached is not None and cached.identity == self.identity(path):
             return cached
-        meta = read_skip_metadata(path)
-        parquet = pq.ParquetFile(path).metadata
+        if is_s3(path):
+            tail, identity = read_remote_tail(self.filesystem, path)
+            facts = self._read_facts(path, identity, tail)
+        else:
+            with open(path, "rb") as handle:
+                identity = _identity_of(path, os.fstat(handle.fileno()))
+                facts = self._read_facts(path, identity, handle)
+        with self._lock:
+            self._files[key] = facts
+            self._files.move_to_end(key)
+            self._trim(self._files)
+        return facts
+
+    def _read_facts(self, path: str, identity: tuple, source: object) -> FileFacts:
+        meta = read_skip_metadata(source)
+        source.seek(0)  # type: ignore[attr-defined]
+        parquet = pq.ParquetFile(source).metadata
         sizes = np.array(
             [parquet.row_group(i).total_byte_size for i in range(parquet.num_row_groups)],
             dtype=np.int64,
@@ -121,11 +175,7 @@ class Planner:
             if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
             or pa.types.is_decimal(f.type)
         )  # fmt: skip
-        facts = FileFacts(identity, meta, sizes, tuple(schema.names), numeric)
-        with self._lock:
-            self._files[identity[0]] = facts
-            self._trim(self._files)
-        return facts
+        return FileFacts(path, identity, meta, sizes, tuple(schema.names), numeric)
 
     def verifier_for(self, regions: int) -> Verifier:
         """The verifier used for a batch of ``regions`` row groups (the default cascade
@@ -211,13 +261,14 @@ class Planner:
             lo, hi = starts[k], starts[k + 1]
             plans.append(
                 FilePlan(
-                    path=f.metadata.path or f.identity[0],
+                    path=f.path,
                     num_rows=np.array([g.num_rows for g in f.metadata.row_groups], dtype=np.int64),
                     row_group_bytes=f.row_group_bytes,
                     verdicts=tuple(v[lo:hi] for v in verdicts),
                     methods=tuple(tuple(m[lo:hi].tolist()) for m in methods),
                     seconds=seconds * (hi - lo) / total,
                     reason=None,
+                    identity=f.identity,
                 )
             )
         return plans

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -21,6 +23,7 @@ from sqlglot.errors import SqlglotError
 from mlskip.errors import ModelInputError
 from mlskip.plan import row_ranges
 from mlskip.planner import BoundPredicate, Planner, verifier_predicate
+from mlskip.remote import is_s3, s3_key
 from mlskip.report import FileReport, SkippingReport
 from mlskip.rules.predicates import AffineArg, MLPredicate, analyse_where, local_conjuncts
 from mlskip.rules.rewrite import (
@@ -34,9 +37,8 @@ from mlskip.rules.roundtrip import duckdb_double, faithful
 from mlskip.rules.scans import ParquetScan, find_parquet_scans
 from mlskip.verifier import Network
 
+# remote schemes not planned (s3:// is: see mlskip.remote)
 REMOTE_PREFIXES = (
-    "s3://",
-    "s3a://",
     "gs://",
     "gcs://",
     "http://",
@@ -88,11 +90,60 @@ def _call_args(ml: MLPredicate) -> tuple[str, ...]:
     return tuple(unqualified_sql(a) for a in call.expressions)
 
 
-def expand_paths(pattern: str) -> list[str]:
-    """Files a path or glob names, in DuckDB's order (sorted)."""
-    if any(ch in pattern for ch in "*?["):
-        return sorted(glob.glob(pattern, recursive=True))
-    return [pattern]
+def has_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    """DuckDB-style glob: ``**`` crosses folders, ``*`` and ``?`` do not."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            body = pattern[i + 1 : end].replace("\\", "\\\\")
+            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def expand_paths(pattern: str, filesystem: Any = None) -> list[str]:
+    """Files a path or glob names, in DuckDB's order (sorted).
+
+    An ``s3://`` glob is listed with ``filesystem`` (a pyarrow S3 filesystem);
+    without one it raises ``OSError`` (the scan is then left unplanned).
+    """
+    if not has_glob(pattern):
+        return [pattern]
+    if is_s3(pattern):
+        if filesystem is None:
+            raise OSError("s3:// globs are listed only with an S3 filesystem")
+        from pyarrow import fs as pafs
+
+        scheme = pattern.split("://", 1)[0] + "://"
+        key = s3_key(pattern)
+        fixed = key[: min(key.index(c) for c in "*?[" if c in key)]
+        base = fixed.rsplit("/", 1)[0]
+        infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
+        regex = _glob_regex(key)
+        return sorted(
+            scheme + i.path for i in infos if i.type == pafs.FileType.File and regex.match(i.path)
+        )
+    return sorted(glob.glob(pattern, recursive=True))
 
 
 def check_arity(tree: exp.Expression, functions: Mapping[str, ModelBinding]) -> None:
@@ -125,6 +176,8 @@ def plan_query(
     """
     start = time.perf_counter()
 
+    identities: dict[str, tuple | None] = {}
+
     def done(reasons, files=(), tree=None, predicates=()) -> SkippingReport:
         rewritten = tree is not None
         return SkippingReport(
@@ -134,6 +187,8 @@ def plan_query(
             rewritten=rewritten,
             planning_seconds=time.perf_counter() - start,
             predicates=tuple(predicates),
+            identities=tuple(identities.items()) if rewritten else (),
+            is_query=rewritten and isinstance(tree, exp.Query),
         )
 
     if not functions:
@@ -164,7 +219,16 @@ def plan_query(
     changed = False
     for scan in find_parquet_scans(tree):
         changed |= _plan_scan(
-            scan, functions, kinds, planner, expand, evaluate, reasons, files, predicates_seen
+            scan,
+            functions,
+            kinds,
+            planner,
+            expand,
+            evaluate,
+            reasons,
+            files,
+            predicates_seen,
+            identities,
         )
     if not find_parquet_scans(tree) and not changed:
         reasons.append(
@@ -183,8 +247,12 @@ def _plan_scan(
     reasons: list[str],
     files: list[FileReport],
     predicates_seen: list[str],
+    identities: dict[str, tuple | None],
 ) -> bool:
-    """Plan one scan and rewrite it if that helps; returns whether it was rewritten."""
+    """Plan one scan and rewrite it if that helps; returns whether it was rewritten.
+
+    ``identities`` receives, for every file of a rewritten scan, the identity
+    its plan was made for (None where it could not be read)."""
     label = ", ".join(scan.paths)
     light = analyse_where(scan, kinds, None)
     if not light.predicates and not light.ignored:
@@ -193,9 +261,13 @@ def _plan_scan(
         reasons.append(f"{label}: on the NULL-filled side of an outer join")
         return False
     if any(p.lower().startswith(REMOTE_PREFIXES) for p in scan.paths):
-        reasons.append(f"{label}: remote paths are read without skipping")
+        reasons.append(f"{label}: remote paths other than s3:// are read without skipping")
         return False
-    paths = [f for p in scan.paths for f in expand(p)]
+    try:
+        paths = [f for p in scan.paths for f in expand(p)]
+    except Exception as error:  # a listing that fails: DuckDB reads (or reports) as written
+        reasons.append(f"{label}: cannot list the files ({error}); read without skipping")
+        return False
     if not paths:
         reasons.append(f"{label}: no file matches")
         return False
@@ -283,5 +355,16 @@ def _plan_scan(
         scans.append(file)
     if not scans:  # every row group pruned: keep one empty scan for the schema
         scans.append(FileScan(paths[0], (), tuple(() for _ in bound)))
+    for path, plan in zip(paths, plans, strict=True):
+        identities[path] = (
+            plan.identity if plan.identity is not None else _try_identity(planner, path)
+        )
     rewrite_scan(scan, scans, usable)
     return True
+
+
+def _try_identity(planner: Planner, path: str) -> tuple | None:
+    try:
+        return planner.identity(path)
+    except (OSError, ValueError):
+        return None

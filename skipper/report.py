@@ -57,6 +57,10 @@ class SkippingReport:
     rewritten: bool = False
     planning_seconds: float = 0.0
     predicates: tuple[str, ...] = field(default=())
+    # (path, identity planned for) of every file of a rewritten scan; is_query: a
+    # rewritten statement that returns rows (SELECT, UNION, ...) rather than acting
+    identities: tuple[tuple[str, tuple | None], ...] = field(default=())
+    is_query: bool = False
 
     @property
     def row_groups(self) -> int:

@@ -6,12 +6,17 @@ without running the model, and the rest are filtered by evaluating it (in
 float32 with ONNX Runtime, like the SQL function). ``scan_dataset`` gives the
 row groups to read as a ``pyarrow.dataset.Dataset`` (unfiltered), and
 ``scan_polars`` a Polars LazyFrame of ``scan``'s result.
+
+``s3://`` paths (and globs, listed with the filesystem) are read through
+pyarrow's S3 filesystem: pass ``s3=S3Options(...)`` (or a dict of its fields),
+or a ``planner`` made with them; otherwise pyarrow's default AWS chain.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +24,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mlskip.errors import ModelInputError, PredicateError
+from mlskip.errors import MlskipError, ModelInputError, PredicateError
 from mlskip.plan import FilePlan
 from mlskip.planner import BoundPredicate, Planner
 from mlskip.query import expand_paths
+from mlskip.remote import S3Options, is_s3, s3_key
 from mlskip.rules.predicates import AffineArg
 from mlskip.udf.model import SqlModel, prepare_model
 from mlskip.udf.runtime import make_runner
@@ -70,9 +76,23 @@ class ScanPlan:
     predicate: Predicate
     inputs: tuple[str, ...]
     files: tuple[FilePlan, ...]
+    planner: Planner
 
 
 _PLANNER = Planner()
+_S3_PLANNERS: dict[S3Options, Planner] = {}
+_S3_LOCK = threading.Lock()
+
+
+def _planner(planner: Planner | None, s3: S3Options | dict | None) -> Planner:
+    """The planner to use: the given one, one per distinct ``s3`` options, or the default."""
+    if planner is not None:
+        return planner
+    options = S3Options.coerce(s3)
+    if options is None:
+        return _PLANNER
+    with _S3_LOCK:
+        return _S3_PLANNERS.setdefault(options, Planner(s3=options))
 
 
 def plan_scan(
@@ -81,8 +101,10 @@ def plan_scan(
     predicate: str | Predicate,
     inputs: Sequence[str] | None = None,
     planner: Planner | None = None,
+    s3: S3Options | dict | None = None,
 ) -> ScanPlan:
     """Plan ``model(inputs) <predicate>`` over the files (globs allowed)."""
+    planner = _planner(planner, s3)
     prepared = model if isinstance(model, SqlModel) else prepare_model(model, inputs)
     names = tuple(inputs) if inputs is not None else prepared.input_names
     if len(names) != prepared.num_inputs:
@@ -90,7 +112,11 @@ def plan_scan(
     pred = parse_predicate(predicate, prepared.is_classifier)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    files = [f for p in paths for f in expand_paths(os.fspath(p))]
+    files = [
+        f
+        for p in paths
+        for f in expand_paths(os.fspath(p), planner.filesystem if is_s3(os.fspath(p)) else None)
+    ]
     if not files:
         raise ModelInputError(f"no Parquet file matches {[os.fspath(p) for p in paths]}")
     bound = BoundPredicate(
@@ -100,21 +126,38 @@ def plan_scan(
         digest=prepared.digest,
         sql=repr(pred),
     )
-    plans = (planner or _PLANNER).plan_files(files, [bound], {})
-    return ScanPlan(prepared, pred, names, plans)
+    plans = planner.plan_files(files, [bound], {})
+    return ScanPlan(prepared, pred, names, plans, planner)
 
 
-def _read_groups(plan: FilePlan, groups: np.ndarray, columns: Sequence[str] | None) -> pa.Table:
+class _FileChanged(Exception):
+    """A planned file was replaced before its rows were read."""
+
+
+def _read_groups(
+    plan: FilePlan, groups: np.ndarray | None, columns: Sequence[str] | None, planner: Planner
+) -> pa.Table:
+    """Row groups ``groups`` of the planned file (None: all of it), checked after the read
+    to come from the very file the plan was made for."""
     import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(plan.path)
-    if len(groups) == 0:
-        return (
-            parquet.schema_arrow.empty_table().select(columns)
-            if columns
-            else parquet.schema_arrow.empty_table()
-        )
-    return parquet.read_row_groups(groups.tolist(), columns=list(columns) if columns else None)
+    if is_s3(plan.path):
+        source = planner.filesystem.open_input_file(s3_key(plan.path))
+    else:
+        source = pa.OSFile(plan.path)
+    with source:
+        parquet = pq.ParquetFile(source)
+        wanted = list(columns) if columns else None
+        if groups is None:
+            table = parquet.read(columns=wanted)
+        elif len(groups) == 0:
+            empty = parquet.schema_arrow.empty_table()
+            table = empty.select(wanted) if wanted else empty
+        else:
+            table = parquet.read_row_groups(groups.tolist(), columns=wanted)
+    if plan.identity is not None and planner.identity(plan.path) != plan.identity:
+        raise _FileChanged(plan.path)
+    return table
 
 
 def scan(
@@ -124,23 +167,41 @@ def scan(
     inputs: Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
     planner: Planner | None = None,
+    s3: S3Options | dict | None = None,
 ) -> pa.Table:
-    """The rows where ``model(inputs) <predicate>`` holds, reading only what the plan keeps."""
-    plan = plan_scan(paths, model, predicate, inputs, planner)
+    """The rows where ``model(inputs) <predicate>`` holds, reading only what the plan keeps.
+
+    Every file is checked after its read to be the one planned; if one was
+    replaced meanwhile the scan is planned again (``MlskipError`` after three
+    tries). A file whose footer could not be planned is read in full."""
+    for _ in range(3):
+        plan = plan_scan(paths, model, predicate, inputs, planner, s3)
+        try:
+            return _scan_planned(plan, columns)
+        except _FileChanged as changed:
+            last = changed
+    raise MlskipError(f"{last} kept changing while it was scanned")
+
+
+def _scan_planned(plan: ScanPlan, columns: Sequence[str] | None) -> pa.Table:
     runner = make_runner(plan.model)
     wanted = list(dict.fromkeys([*(columns or []), *plan.inputs])) if columns else None
     parts: list[pa.Table] = []
     for file in plan.files:
+        if file.reason is not None:  # not planned: read everything, evaluate every row
+            table = _read_groups(file, None, wanted, plan.planner)
+            parts.append(table.filter(pa.array(_holds(plan, runner, table))))
+            continue
         keep_all = np.flatnonzero(file.all_match(0))
         evaluate = np.flatnonzero(~file.pruned & ~file.all_match(0))
         if len(keep_all):
-            parts.append(_read_groups(file, keep_all, wanted))
+            parts.append(_read_groups(file, keep_all, wanted, plan.planner))
         if len(evaluate):
-            table = _read_groups(file, evaluate, wanted)
+            table = _read_groups(file, evaluate, wanted, plan.planner)
             parts.append(table.filter(pa.array(_holds(plan, runner, table))))
     if not parts:
         first = plan.files[0]
-        parts.append(_read_groups(first, np.zeros(0, dtype=int), wanted))
+        parts.append(_read_groups(first, np.zeros(0, dtype=int), wanted, plan.planner))
     result = pa.concat_tables(parts, promote_options="default")
     return result.select(list(columns)) if columns else result
 
@@ -165,15 +226,24 @@ def scan_dataset(
     predicate: str | Predicate,
     inputs: Sequence[str] | None = None,
     planner: Planner | None = None,
+    s3: S3Options | dict | None = None,
 ) -> Any:
     """A ``pyarrow.dataset.Dataset`` of the row groups that are not pruned (unfiltered)."""
     import pyarrow.dataset as ds
 
-    plan = plan_scan(paths, model, predicate, inputs, planner)
+    plan = plan_scan(paths, model, predicate, inputs, planner, s3)
     fragments, schema = [], None
     for file in plan.files:
-        dataset = ds.dataset(file.path, format="parquet")
+        if is_s3(file.path):
+            dataset = ds.dataset(
+                s3_key(file.path), format="parquet", filesystem=plan.planner.filesystem
+            )
+        else:
+            dataset = ds.dataset(file.path, format="parquet")
         schema = schema or dataset.schema
+        if file.reason is not None:  # not planned: every row group
+            fragments.extend(dataset.get_fragments())
+            continue
         keep = np.flatnonzero(~file.pruned).tolist()
         if keep:
             fragments.extend(f.subset(row_group_ids=keep) for f in dataset.get_fragments())
@@ -186,8 +256,9 @@ def scan_polars(
     predicate: str | Predicate,
     inputs: Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
+    s3: S3Options | dict | None = None,
 ) -> Any:
     """``scan`` as a Polars LazyFrame."""
     import polars as pl
 
-    return pl.from_arrow(scan(paths, model, predicate, inputs, columns)).lazy()
+    return pl.from_arrow(scan(paths, model, predicate, inputs, columns, s3=s3)).lazy()

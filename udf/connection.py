@@ -4,21 +4,38 @@ It feels like DuckDB's own connection (``sql``, ``execute``, ``fetch*``,
 ``register``, ...) plus ``register_model`` and ``explain_skipping``. Each
 query is planned by the skipper; the rewritten SQL (or the original, where
 nothing can be skipped soundly) then runs on the wrapped DuckDB connection.
+
+Files that change under a query: a rewritten statement is run to completion
+(a SELECT's rows are materialized in a temporary table), then the identity of
+every planned file is checked again. If any file was replaced since it was
+planned, the result is discarded (a non-SELECT statement runs in a transaction
+that is rolled back) and the statement runs again as written, without
+skipping, with a ``SkippingFallbackWarning``. So a stale plan never reaches a
+result; a file replaced and then restored to the very same identity (size,
+mtime and inode; or size, ETag and Last-Modified) in between is not detected.
+
+Threads: a DuckDB connection is not thread-safe. Give each thread its own
+``con.cursor()``: a connection to the same database that shares the models,
+the SQL functions, the S3 settings and the planner's caches.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
-from collections.abc import Sequence
+import warnings
+from collections import deque
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from mlskip.errors import ModelInputError
+from mlskip.errors import MlskipError, ModelInputError, SkippingFallbackWarning
 from mlskip.planner import Planner
-from mlskip.query import ModelBinding, plan_query
+from mlskip.query import ModelBinding, expand_paths, has_glob, plan_query
+from mlskip.remote import S3Options, is_s3, load_httpfs
 from mlskip.report import SkippingReport
 from mlskip.udf.batch_eval import BatchEvaluator
 from mlskip.udf.functions import check_function_name, class_function_name, register_functions
@@ -26,13 +43,18 @@ from mlskip.udf.model import SqlModel, prepare_model
 from mlskip.udf.runtime import Runner, make_runner
 from mlskip.verifier.cascade import Verifier
 
+_results = itertools.count()
+
 
 class Connection:
     """A DuckDB connection with ML functions and row-group skipping.
 
     ``skipping=False`` runs the same functions on every row with no planning
-    (the baseline, and a switch for users). Attributes this class does not
-    define are DuckDB's (``con.table``, ``con.read_parquet``, ...).
+    (the baseline, and a switch for users). ``s3`` (an ``S3Options`` or a dict
+    of its fields) configures ``s3://`` access for both DuckDB (a secret named
+    ``mlskip_s3``) and the planner; without it, DuckDB uses the secrets you
+    create and the planner pyarrow's default AWS chain. Attributes this class
+    does not define are DuckDB's (``con.table``, ``con.read_parquet``, ...).
     """
 
     def __init__(
@@ -46,6 +68,8 @@ class Connection:
         verifier: Verifier | None = None,
         config: dict | None = None,
         batch_evaluation: bool = True,
+        s3: S3Options | Mapping[str, Any] | None = None,
+        _parent: Connection | None = None,
     ) -> None:
         if isinstance(database, duckdb.DuckDBPyConnection):
             self.duckdb = database
@@ -55,14 +79,45 @@ class Connection:
         self.batch_evaluation = batch_evaluation
         self.backend = backend
         self.threads = threads
-        self.planner = Planner(verifier)
+        self._results: deque[str] = deque()
+        self._evaluator = BatchEvaluator(self.duckdb, self._batch_model)
+        if _parent is not None:  # a cursor: share models, functions and caches
+            self.planner = _parent.planner
+            self.models = _parent.models
+            self._functions = _parent._functions
+            self._runners = _parent._runners
+            self._lock = _parent._lock
+            self._httpfs = _parent._httpfs
+            return
+        self.planner = Planner(verifier, s3=s3)
         self.models: dict[str, SqlModel] = {}
         self._functions: dict[str, ModelBinding] = {}
         self._runners: dict[str, Runner] = {}
         self._lock = threading.Lock()
-        self._evaluator = BatchEvaluator(self.duckdb, self._batch_model)
+        self._httpfs = [False]  # shared by cursors: httpfs loaded in this database
+        if self.planner.s3 is not None:
+            self._load_httpfs()
+            self.duckdb.execute(self.planner.s3.duckdb_secret_sql())
         if models_dir is not None:
             self.register_models_dir(models_dir)
+
+    def cursor(self) -> Connection:
+        """A new connection to the same database for another thread, sharing models,
+        SQL functions, S3 settings and the planner (its caches are thread-safe)."""
+        return Connection(
+            self.duckdb.cursor(),
+            skipping=self.skipping,
+            backend=self.backend,
+            threads=self.threads,
+            batch_evaluation=self.batch_evaluation,
+            _parent=self,
+        )
+
+    def _load_httpfs(self) -> None:
+        with self._lock:
+            if not self._httpfs[0]:
+                load_httpfs(self.duckdb)
+                self._httpfs[0] = True
 
     # ------------------------------------------------------------------ models
     def register_model(
@@ -84,7 +139,8 @@ class Connection:
             register_functions(self.duckdb, fname, prepared, runner)
             self.models[fname] = prepared
             self._runners[fname] = runner
-            self._functions = {k: v for k, v in self._functions.items() if v.name != fname}
+            for key in [k for k, v in self._functions.items() if v.name == fname]:
+                del self._functions[key]  # in place: cursors share this dict
             common = dict(
                 num_inputs=prepared.num_inputs,
                 network=prepared.network,
@@ -122,33 +178,132 @@ class Connection:
             return self.models[name], self._runners[name]
 
     # ------------------------------------------------------------------ queries
-    def explain_skipping(self, query: str) -> SkippingReport:
-        """What skipping would do for ``query`` (nothing is executed)."""
+    def _expand(self, pattern: str) -> list[str]:
+        """Files of a path or glob; ``s3://`` globs are listed by DuckDB itself, so the
+        planned files are exactly those DuckDB would read."""
+        if is_s3(pattern) and has_glob(pattern):
+            cursor = self.duckdb.cursor()
+            try:
+                rows = cursor.execute(
+                    "SELECT file FROM glob(?) ORDER BY file", [pattern]
+                ).fetchall()
+            finally:
+                cursor.close()
+            return [r[0] for r in rows]
+        return expand_paths(pattern)
+
+    def _report(self, query: str, evaluate: bool) -> SkippingReport:
+        if "s3" in query.lower():
+            self._load_httpfs()
         with self._lock:
             functions = dict(self._functions)
-        return plan_query(query, functions, self.planner)
+        evaluator = self._evaluator if evaluate and self.batch_evaluation else None
+        return plan_query(query, functions, self.planner, self._expand, evaluate=evaluator)
+
+    def explain_skipping(self, query: str) -> SkippingReport:
+        """What skipping would do for ``query`` (nothing is executed; only footers are read)."""
+        return self._report(query, evaluate=False)
 
     def rewrite(self, query: str) -> str:
         """The SQL that ``sql``/``execute`` run for ``query`` (ML predicates of planned
         scans are evaluated in advance when ``batch_evaluation`` is on)."""
         if not self.skipping:
             return query
-        with self._lock:
-            functions = dict(self._functions)
-        evaluate = self._evaluator if self.batch_evaluation else None
-        return plan_query(query, functions, self.planner, evaluate=evaluate).sql
+        return self._report(query, evaluate=True).sql
+
+    def changed_files(self, report: SkippingReport) -> list[str]:
+        """Planned files whose identity is no longer the one they were planned for."""
+        changed = []
+        for path, identity in report.identities:
+            try:
+                now = self.planner.identity(path)
+            except (OSError, ValueError):
+                now = None
+            if now != identity:
+                changed.append(path)
+        return changed
+
+    def _stale(self, report: SkippingReport) -> bool:
+        changed = self.changed_files(report)
+        if changed:
+            warnings.warn(
+                f"{', '.join(changed)} changed while the query ran; it runs again without skipping",
+                SkippingFallbackWarning,
+                stacklevel=4,
+            )
+        return bool(changed)
 
     def sql(self, query: str, *, params: Any = None) -> duckdb.DuckDBPyRelation | None:
-        """Like ``duckdb.sql``: a relation for a SELECT, None for a statement without result."""
-        return self.duckdb.sql(self.rewrite(query), params=params)
+        """Like ``duckdb.sql``: a relation for a SELECT, None for a statement without result.
+
+        A query that skipping rewrote is run at once (its rows kept in a temporary
+        table) so that the planned files can be checked afterwards."""
+        if not self.skipping:
+            return self.duckdb.sql(query, params=params)
+        report = self._report(query, evaluate=True)
+        if not report.rewritten:
+            return self.duckdb.sql(query, params=params)
+        if not report.is_query:
+            self._run_statement(query, report, params)
+            return None
+        name = f"__mlskip_result_{next(_results)}"
+        self.duckdb.execute(f"CREATE TEMP TABLE {name} AS {report.sql}", params)
+        self._remember(name)
+        if self._stale(report):
+            return self.duckdb.sql(query, params=params)
+        return self.duckdb.table(name)
 
     def query(self, query: str) -> duckdb.DuckDBPyRelation | None:
         return self.sql(query)
 
     def execute(self, query: str, parameters: Any = None) -> Connection:
         """Like ``DuckDBPyConnection.execute``; fetch with ``fetchall`` and friends."""
-        self.duckdb.execute(self.rewrite(query), parameters)
+        if not self.skipping:
+            self.duckdb.execute(query, parameters)
+            return self
+        report = self._report(query, evaluate=True)
+        if not report.rewritten:
+            self.duckdb.execute(query, parameters)
+        elif report.is_query:
+            self.duckdb.execute(report.sql, parameters)  # the result is materialized
+            if self._stale(report):
+                self.duckdb.execute(query, parameters)
+        else:
+            self._run_statement(query, report, parameters)
         return self
+
+    def _run_statement(self, query: str, report: SkippingReport, params: Any) -> None:
+        """Run a rewritten statement with effects (CREATE TABLE AS, INSERT, COPY) in a
+        transaction, rolled back and re-run as written if a planned file changed."""
+        try:
+            self.duckdb.execute("BEGIN TRANSACTION")
+        except duckdb.TransactionException:
+            own = False  # inside the caller's transaction
+        else:
+            own = True
+        try:
+            self.duckdb.execute(report.sql, params)
+        except BaseException:
+            if own:
+                self.duckdb.execute("ROLLBACK")
+            raise
+        if not self._stale(report):
+            if own:
+                self.duckdb.execute("COMMIT")
+            return
+        if not own:
+            raise MlskipError(
+                "a planned file changed while the statement ran inside your transaction; "
+                "roll it back and run the statement again"
+            )
+        self.duckdb.execute("ROLLBACK")
+        self.duckdb.execute(query, params)
+
+    def _remember(self, table: str) -> None:
+        """Keep the last few materialized results (a relation may still read them)."""
+        self._results.append(table)
+        while len(self._results) > 16:
+            self.duckdb.execute(f"DROP TABLE IF EXISTS {self._results.popleft()}")
 
     def fetchall(self) -> list:
         return self.duckdb.fetchall()
@@ -178,5 +333,6 @@ class Connection:
 def connect(database: str | duckdb.DuckDBPyConnection = ":memory:", **options: Any) -> Connection:
     """Open a DuckDB connection (or wrap an existing one) with ML functions and skipping;
     ``options`` are those of ``Connection`` (models_dir, skipping, backend, threads,
-    verifier, batch_evaluation)."""
+    verifier, batch_evaluation, s3). One thread per connection: use ``con.cursor()``
+    in other threads."""
     return Connection(database, **options)
