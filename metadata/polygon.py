@@ -110,10 +110,9 @@ def polygon_from_hull(hx, hy, hull_bytes: int, bits_choices=DEFAULT_BITS_CHOICES
     for bits in BITS_CHOICES:  # fallback: the bounding box
         if max_vertices(hull_bytes, bits) >= 4:
             shift = FINE_BITS - bits
-            bx, by = _hull.coarsen(
-                np.array([hx.min(), hx.max()], np.int64),
-                np.array([hy.min(), hy.max()], np.int64),
-                shift,
+            x0, x1, y0, y1 = hx.min(), hx.max(), hy.min(), hy.max()
+            bx, by = _hull.coarsen(  # all four corners (two would give the diagonal only)
+                np.array([x0, x1, x1, x0], np.int64), np.array([y0, y0, y1, y1], np.int64), shift
             )
             return encode_record(bx, by, bits)
     return None

@@ -100,7 +100,8 @@ pub fn polygon_from_hull(
             let shift = FINE_BITS - bits;
             let (x0, x1) = (*hx.iter().min().unwrap(), *hx.iter().max().unwrap());
             let (y0, y1) = (*hy.iter().min().unwrap(), *hy.iter().max().unwrap());
-            let (bx, by) = coarsen(&[x0, x1], &[y0, y1], shift);
+            // all four corners (two would give the diagonal only)
+            let (bx, by) = coarsen(&[x0, x1, x1, x0], &[y0, y0, y1, y1], shift);
             return encode_record(&bx, &by, bits).map(Some);
         }
     }

@@ -23,8 +23,8 @@ def _check(x, y, valid=None, hull_bytes=45, x_ulps=0, y_ulps=0):
     if len(px) == 0 or not (np.isfinite(px).all() and np.isfinite(py).all()):
         assert res.record is None
         return res
-    if res.record is None:  # only a grid overflowing float64 may drop the polygon
-        assert max(np.abs(px).max(), np.abs(py).max()) > 1e307
+    if res.record is None:  # only a grid overflowing float64 or < 5 bytes may drop it
+        assert hull_bytes < 5 or max(np.abs(px).max(), np.abs(py).max()) > 1e307
         return res
     assert len(res.record) <= hull_bytes
     v = decode_vertices(res.record, res.x.grid, res.y.grid)
@@ -64,6 +64,31 @@ finite = st.floats(-1e6, 1e6, allow_nan=False)
 def test_points_inside(pts, scale, hull_bytes, dup):
     p = np.array(pts * dup, dtype=np.float64) / 1e6 * scale
     _check(p[:, 0], p[:, 1], hull_bytes=hull_bytes)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pts=st.lists(st.tuples(finite, finite), min_size=1, max_size=300),
+    scale=st.sampled_from([1.0, 1e-8, 1e15]),
+    hull_bytes=st.integers(1, 16),
+)
+def test_points_inside_small_budgets(pts, scale, hull_bytes):
+    """Small record budgets (format v2 gives a pair hull_bytes minus its share of the
+    grid anchors): the widths that fit and the bounding-box fallback contain every point."""
+    p = np.array(pts, dtype=np.float64) / 1e6 * scale
+    _check(p[:, 0], p[:, 1], hull_bytes=hull_bytes)
+
+
+def test_box_fallback_is_the_box():
+    """Regression: the fallback coarsened two corners of the box, i.e. its diagonal."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=1500)
+    y = 3 * x + rng.normal(size=1500) * 0.05
+    res = _check(x, y, hull_bytes=7)
+    bits, cx, cy = decode_record(res.record)
+    xs, ys = sorted(set(cx.tolist())), sorted(set(cy.tolist()))
+    assert bits == 6 and len(xs) == len(ys) == 2
+    assert sorted(zip(cx.tolist(), cy.tolist(), strict=True)) == [(x, y) for x in xs for y in ys]
 
 
 @settings(max_examples=60, deadline=None)
