@@ -6,7 +6,11 @@
   global box, natural order vs cluster_by;
 - ``constructions``: area added over the exact hull and bytes, per polygon
   construction (outward k-gon at several lattice widths, adaptive, MLSkip-style
-  lattice-only hull, k-DOP with fixed directions).
+  lattice-only hull, k-DOP with fixed directions), at the record budget format
+  v2 leaves a pair alone (hull_bytes minus its two columns' anchors) or at the
+  whole hull_bytes (v1's record budget);
+- ``footer_bytes``: footer bytes per row group and pair, format v1 vs v2
+  (TPC-H lineitem from mlskip.tpch's cache, 2 and 6 pairs).
 
 Each function returns plain dicts and prints a rich table. Run
 ``python -m mlskip.metadata.bench --sf 0.1``.
@@ -15,6 +19,7 @@ Each function returns plain dicts and prints a rich table. Run
 from __future__ import annotations
 
 import argparse
+import base64
 import glob
 import math
 import os
@@ -29,6 +34,14 @@ import shapely
 
 from . import hull as _hull
 from .encoding import to_numeric
+from .footer import (
+    Footer,
+    FooterRowGroup,
+    account,
+    decode_footer,
+    encode_footer,
+    pair_shares,
+)
 from .grid import FINE_BITS
 from .layout import cluster_order
 from .polygon import (
@@ -243,9 +256,14 @@ def _synthetic(n: int, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]
 
 
 def constructions(
-    table: pa.Table | None = None, hull_bytes: int = 45, n_synth: int = 4
+    table: pa.Table | None = None, hull_bytes: int = 45, n_synth: int = 4, v2: bool = True
 ) -> list[dict]:
-    """Mean area added over the exact hull (share of hull and of box) and bytes per construction."""
+    """Mean area added over the exact hull (share of hull and of box) and bytes per construction.
+
+    ``v2``: each polygon gets the record budget format v2 leaves a pair alone
+    (``hull_bytes`` minus its two columns' anchor bytes, footer.account); else the
+    whole ``hull_bytes`` (format v1, anchors not counted). DOPs keep their sizes.
+    """
     sets: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     if table is not None:
         for a, b in PAIRS6[:5]:
@@ -264,9 +282,12 @@ def constructions(
         "adaptive(16..8)": DEFAULT_BITS_CHOICES,
     }
     acc: dict[str, dict[str, list[float]]] = {}
+    budgets: list[int] = []
     for _, groups in sets.items():
         for x, y in groups:
             sx, sy = summarize_column(x, None), summarize_column(y, None)
+            budget = account([sx, sy], [(0, 1)], hull_bytes)[1][0] if v2 else hull_bytes
+            budgets.append(budget)
             hx, hy, _ = fine_hull(cells(x, None, 0, sx.grid), cells(y, None, 0, sy.grid))
             exact = shapely.MultiPoint(np.column_stack([x, y])).convex_hull.area
             cell = math.ldexp(1.0, sx.grid.e + sy.grid.e)  # fine cell area in data units
@@ -275,10 +296,10 @@ def constructions(
                 continue
             res: dict[str, tuple[int, float]] = {}
             for m, bits in methods.items():
-                rec = polygon_from_hull(hx, hy, hull_bytes, bits)
+                rec = polygon_from_hull(hx, hy, budget, bits)
                 v = decode_vertices(rec, sx.grid, sy.grid)
                 res[m] = (len(rec), shapely.Polygon(v).area if len(v) >= 3 else 0.0)
-            lat = _lattice_only(hx, hy, hull_bytes)
+            lat = _lattice_only(hx, hy, budget)
             if lat is not None:
                 res["lattice-only (MLSkip-like)"] = (lat[0], lat[1] * cell)
             res["8-DOP"] = (1 + 2 * 8, _kdop_area(hx, hy, 8) * cell)
@@ -303,41 +324,144 @@ def constructions(
         }
         for m, d in acc.items()
     ]
-    _print(
-        f"polygon constructions, budget {hull_bytes} bytes, {sum(len(g) for g in sets.values())} polygons",
-        rows,
+    what = (
+        f"record budget hull_bytes {hull_bytes} minus anchors (v2): mean {np.mean(budgets):.1f}, "
+        f"min {min(budgets)}, max {max(budgets)}"
+        if v2
+        else f"record budget {hull_bytes} bytes (v1)"
     )
-    _ = candidates_used(sets, hull_bytes)
+    _print(f"polygon constructions, {what}, {len(budgets)} polygons", rows)
+    _ = candidates_used(sets, hull_bytes, v2)
     return rows
 
 
-def candidates_used(sets, hull_bytes: int) -> dict[int, int]:
+def candidates_used(sets, hull_bytes: int, v2: bool = True) -> dict[int, int]:
     """How often the adaptive default picks each lattice width."""
     counts: dict[int, int] = {}
     for groups in sets.values():
         for x, y in groups:
             sx, sy = summarize_column(x, None), summarize_column(y, None)
+            budget = account([sx, sy], [(0, 1)], hull_bytes)[1][0] if v2 else hull_bytes
             hx, hy, _ = fine_hull(cells(x, None, 0, sx.grid), cells(y, None, 0, sy.grid))
-            best = min(lattice_candidates(hx, hy, hull_bytes), key=lambda c: c[3], default=None)
+            best = min(lattice_candidates(hx, hy, budget), key=lambda c: c[3], default=None)
             if best is not None:
                 counts[best[0]] = counts.get(best[0], 0) + 1
     print("adaptive picks (bits: count):", dict(sorted(counts.items())))
     return counts
 
 
+def _v1_row_group(
+    table: pa.Table, columns: list[str], pairs: list[tuple[int, int]], hull_bytes: int
+) -> FooterRowGroup:
+    """One row group as the v1 writer stored it (full summaries, records of hull_bytes)."""
+    nums = [to_numeric(table.column(c)) for c in columns]
+    sums = [summarize_column(n.values, n.valid, n.ulps) for n in nums]
+    cs = {}
+    for i in {i for p in pairs for i in p}:
+        if sums[i].grid is not None:
+            cs[i] = cells(nums[i].values, nums[i].valid, nums[i].ulps, sums[i].grid)
+    recs: list[bytes | None] = []
+    for a, b in pairs:
+        if a not in cs or b not in cs:
+            recs.append(None)
+            continue
+        hx, hy, status = fine_hull(cs[a], cs[b])
+        recs.append(polygon_from_hull(hx, hy, hull_bytes) if status == 0 else None)
+    return FooterRowGroup(table.num_rows, tuple(sums), tuple(recs))
+
+
+def footer_bytes(
+    table: pa.Table, pair_counts=(2, 6), hull_bytes: int = 45, rg: int = RG
+) -> list[dict]:
+    """Footer bytes per row group and pair, v1 vs v2, and the worst pair's record + share.
+
+    Row-group bytes exclude the file-level header (column names, pair list); the
+    base64 text stored in Parquet is 4/3 of the blob.
+    """
+    floats = [f.name for f in table.schema if pa.types.is_floating(f.type)]
+    rows = []
+    for n in pair_counts:
+        names = PAIRS6[:n]
+        cols = sorted({c for p in names for c in p} | set(floats), key=table.column_names.index)
+        idx = {c: i for i, c in enumerate(cols)}
+        pairs = [(idx[a], idx[b]) for a, b in names]
+        in_pair = {i for p in pairs for i in p}
+        v1, v2 = [], []
+        for start in range(0, table.num_rows, rg):
+            part = table.slice(start, rg)
+            v1.append(_v1_row_group(part, cols, pairs, hull_bytes))
+            v2.append(summarize_row_group(part, cols, pairs, hull_bytes))
+        for version, groups in ((1, v1), (2, v2)):
+            empty = Footer(FINE_BITS, hull_bytes, tuple(cols), tuple(pairs), (), version=version)
+            head = len(base64.b64decode(encode_footer(empty)))
+            full = Footer(FINE_BITS, hull_bytes, tuple(cols), tuple(pairs), tuple(groups), version)
+            value = encode_footer(full)
+            per_rg = (len(base64.b64decode(value)) - head) / len(groups)
+            fp = decode_footer(value)
+            if version == 1:  # column bytes: flags, lo, hi, 3 counts, [e, n0]
+                sizes = [[29 + 10 * (c.grid is not None) for c in g.columns] for g in fp.row_groups]
+                rec = [[1 + (len(r) if r else 0) for r in g.records] for g in fp.row_groups]
+                count = 8
+            else:
+                sizes = [list(g.entry_bytes) for g in fp.row_groups]
+                rec = [[len(r) if r else 1 for r in g.records] for g in fp.row_groups]
+                count = 0  # v2: rows per group and in the last, once in the header
+            anchors = [sum(s[i] for i in in_pair) for s in sizes]
+            worst = max(
+                r + sh
+                for s, rr in zip(sizes, rec, strict=True)
+                for r, sh in zip(rr, pair_shares(s, pairs), strict=True)
+            )
+            rows.append(
+                {
+                    "pairs": n,
+                    "format": f"v{version}",
+                    "bytes/rg/pair": per_rg / n,
+                    "records/rg/pair": float(np.mean([sum(r) for r in rec])) / n,
+                    "anchors/rg/pair": float(np.mean(anchors)) / n,
+                    "row count/rg": count,
+                    "max record+share": worst,
+                    "base64 value": len(value),
+                }
+            )
+    _print(
+        f"footer bytes per row group and pair ({table.num_rows} rows, {len(v1)} row groups, "
+        f"hull_bytes {hull_bytes})",
+        rows,
+    )
+    return rows
+
+
+def tpch_lineitem(sf: float) -> pa.Table:
+    """TPC-H lineitem from mlskip.tpch's cache (generated once)."""
+    from mlskip.tpch.generate import generate_tpc
+
+    return pq.read_table(generate_tpc("tpch", sf, tables=["lineitem"])["lineitem"])
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sf", type=float, default=0.1)
     ap.add_argument(
-        "--only", choices=["overhead", "clustering", "constructions", "auto"], default=None
+        "--only",
+        choices=["overhead", "clustering", "constructions", "auto", "footer"],
+        default=None,
     )
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument(
+        "--v1-budget",
+        action="store_true",
+        help="constructions at the whole hull_bytes (v1) instead of v2's record budget",
+    )
     args = ap.parse_args(argv)
+    if args.only == "footer":
+        footer_bytes(tpch_lineitem(args.sf))
+        return
     table = lineitem(args.sf)
     if args.only in (None, "auto"):
         print("auto pairs:", select_pairs(table.slice(0, RG), 6))
     if args.only in (None, "constructions"):
-        constructions(table)
+        constructions(table, v2=not args.v1_budget)
     if args.only in (None, "overhead"):
         writer_overhead(table, repeats=args.repeats)
     if args.only in (None, "clustering"):

@@ -165,6 +165,11 @@ def account(
 def _header(footer: Footer) -> bytearray:
     out = bytearray()
     out += struct.pack("<BHI", footer.fine_bits, footer.hull_bytes, len(footer.row_groups))
+    if footer.version == 2:  # row counts: every row group but the last has the first's
+        counts = [rg.num_rows for rg in footer.row_groups] or [0]
+        if any(n != counts[0] for n in counts[:-1]):
+            raise MetadataError("format v2 needs row groups of one size (the last may differ)")
+        out += _varint(counts[0]) + _varint(counts[-1])
     out += struct.pack("<H", len(footer.columns))
     for name in footer.columns:
         raw = name.encode("utf-8")
@@ -192,7 +197,6 @@ def encode_footer(footer: Footer) -> str:
         raise MetadataError(f"cannot encode format version {footer.version}")
     out = _header(footer)
     for rg in footer.row_groups:
-        out += _varint(rg.num_rows)
         for c in rg.columns:
             out += column_entry(c)
         for rec in rg.records:
@@ -279,6 +283,7 @@ def decode_footer(value: str | bytes) -> Footer:
     fine_bits, hull_bytes, n_rg = cur.take("<BHI")
     if fine_bits != FINE_BITS:
         raise MetadataError(f"unsupported fine grid of {fine_bits} bits")
+    rows = (cur.varint(), cur.varint()) if version == 2 else (0, 0)
     (n_cols,) = cur.take("<H")
     columns = []
     for _ in range(n_cols):
@@ -294,8 +299,12 @@ def decode_footer(value: str | bytes) -> Footer:
         if a >= n_cols or b >= n_cols or a == b:
             raise MetadataError(f"pair ({a}, {b}) refers to unknown columns")
         pairs.append((a, b))
-    read = _row_group_v1 if version == 1 else _row_group_v2
-    row_groups = [read(cur, n_cols, pairs, hull_bytes) for _ in range(n_rg)]
+    if version == 1:
+        row_groups = [_row_group_v1(cur, n_cols, pairs) for _ in range(n_rg)]
+    else:
+        row_groups = [
+            _row_group_v2(cur, rows[r == n_rg - 1], n_cols, pairs, hull_bytes) for r in range(n_rg)
+        ]
     if cur.pos != len(payload):
         raise MetadataError(f"{len(payload) - cur.pos} trailing bytes after the last row group")
     return Footer(
@@ -303,7 +312,7 @@ def decode_footer(value: str | bytes) -> Footer:
     )
 
 
-def _row_group_v1(cur: _Cursor, n_cols: int, pairs, hull_bytes: int) -> FooterRowGroup:
+def _row_group_v1(cur: _Cursor, n_cols: int, pairs) -> FooterRowGroup:
     (num_rows,) = cur.take("<Q")
     cols = []
     for _ in range(n_cols):
@@ -338,8 +347,7 @@ def check_grid(e: int, n0: int) -> Grid:
     return g
 
 
-def _row_group_v2(cur: _Cursor, n_cols: int, pairs, hull_bytes: int) -> FooterRowGroup:
-    num_rows = cur.varint()
+def _row_group_v2(cur: _Cursor, num_rows: int, n_cols: int, pairs, hull_bytes: int):
     cols, sizes = [], []
     for _ in range(n_cols):
         start = cur.pos

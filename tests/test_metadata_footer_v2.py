@@ -87,6 +87,13 @@ def test_per_pair_byte_accounting(tmp_path, n_pairs, hull_bytes):
     fp = _footer(path)
     assert fp.version == 2 and fp.hull_bytes == hull_bytes
     in_pair = {i for p in fp.pairs for i in p}
+    # nothing else per row group: the payload is the header plus entries and records
+    payload = base64.b64decode(pq.ParquetFile(path).metadata.metadata[KEY_V2.encode()])[13:]
+    head = 7 + 4 + 2 + sum(2 + len(c) for c in fp.columns) + 2 + 4 * n_pairs
+    body = sum(
+        sum(rg.entry_bytes) + sum(len(r) if r else 1 for r in rg.records) for rg in fp.row_groups
+    )
+    assert len(payload) == head + body
     for rg in fp.row_groups:
         assert all(isinstance(c, ColumnEntry) for c in rg.columns)
         shares = pair_shares(rg.entry_bytes, fp.pairs)
@@ -168,14 +175,15 @@ def test_v2_corrupt_and_truncated(tmp_path):
     value = pq.ParquetFile(path).metadata.metadata[KEY_V2.encode()]
     payload = base64.b64decode(value)[13:]
     fp = decode_footer(value)
-    header = 7 + 2 + sum(2 + len(c) for c in fp.columns) + 2 + 4 * len(fp.pairs)
-    rg0 = header + 2  # after the varint row count 1000 (2 bytes)
+    # u8 u16 u32, varint rows per group (1000: 2 bytes), varint rows in the last (2 bytes)
+    rg0 = 7 + 4 + 2 + sum(2 + len(c) for c in fp.columns) + 2 + 4 * len(fp.pairs)
     last = len(fp.row_groups[-1].records[-1])  # the last record ends the payload
     cases = {
         "cut": (payload[:-3], "truncated"),
         "cut mid varint": (payload[: rg0 + 1], "truncated"),
         "trailing": (payload + b"\x00", "trailing"),
-        "overlong varint": (payload[:header] + b"\xe8\x87\x00" + payload[rg0:], "non-canonical"),
+        "overlong varint": (payload[:7] + b"\xe8\x87\x00" + payload[9:], "non-canonical"),
+        "row counts": (payload[:7] + b"\xe9\x07" + payload[9:], "rows"),
         "bad head": (payload[:rg0] + b"\x08" + payload[rg0 + 1 :], "column entry"),
         "bad record": (payload[:-last] + b"\xff" + payload[1 - last :], "record header"),
     }
