@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from mlskip.verifier import ALL, NONE, Predicate, RegionBatch, Verifier
+from mlskip.verifier import ALL, NONE, LeakyReLU, Network, Predicate, RegionBatch, Tanh, Verifier
+from mlskip.verifier.alpha_crown import alpha_crown_bounds
 from mlskip.verifier.concretize import dual_bound, lp_min, region_min
 from mlskip.verifier.crown import crown_bounds, crown_layers
 from mlskip.verifier.milp import build_model, solve
-from tests.test_verifier_cascade import check_sampled, quantile_threshold, random_net
+from tests.test_verifier_cascade import check_sampled, dense, quantile_threshold, random_net
 
 PAIRS = ((0, 1), (1, 2), (0, 2))
 
@@ -160,3 +161,82 @@ def test_overlap_lp_cascade_vs_sampling_slow(seed):
     for pred in (Predicate.gt(t), Predicate.lt(t)):
         res = Verifier(methods=("ibp", "crown"), overlap_lp=True).verify(net, R, pred)
         check_sampled(net, R, pred, res, rng, use_ort=False)
+
+
+# ---------------------------------------------------------------- alpha-CROWN, all layers
+
+
+def exact_range(net, R, r, bounds, out=0):
+    m = build_model(net, R, r, bounds)
+    mn = solve(m, m.out_expr[out], m.out_const[out], False, 20.0)
+    mx = solve(m, m.out_expr[out], m.out_const[out], True, 20.0)
+    assert mn.optimal and mx.optimal
+    return mn.value, mx.value
+
+
+@pytest.mark.parametrize(
+    "sizes,act",
+    [
+        ((3, 12, 12, 1), None),
+        ((3, 10, 10, 10, 1), None),
+        ((4, 12, 12, 2), LeakyReLU(0.1)),
+    ],
+    ids=["2hidden", "3hidden", "leaky-2out"],
+)
+def test_alpha_full_between_crown_and_exact(sizes, act):
+    rng = np.random.default_rng(sum(sizes))
+    net = random_net_act(rng, sizes, act)
+    d = sizes[0]
+    c = rng.uniform(-1, 1, size=(16, d))
+    w = rng.uniform(0.05, 0.5, size=(16, d))
+    R = RegionBatch(c - w, c + w)
+    cl, cu = crown_bounds(net, R)
+    widths = {}
+    for mode in ("last", "final", "full"):
+        la, ua = alpha_crown_bounds(net, R, iters=15, mode=mode)
+        assert (la >= cl).all() and (ua <= cu).all()  # intersected with CROWN
+        widths[mode] = float(np.mean(ua - la))
+        if mode == "full":
+            full = (la, ua)
+    la, ua = full
+    assert widths["full"] < widths["final"] <= widths["last"] < float(np.mean(cu - cl))
+    bounds, _ = crown_layers(net, R)
+    for r in range(R.n):
+        for o in range(net.num_outputs):
+            mn, mx = exact_range(net, R, r, bounds, o)
+            assert la[r, o] <= mn + 1e-7 and ua[r, o] >= mx - 1e-7
+
+
+def random_net_act(rng, sizes, act):
+    ws = [
+        (rng.normal(size=(o, i)) * 1.5 / np.sqrt(i), rng.normal(size=o) * 0.3)
+        for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
+    return Network.mlp(ws, activation=act)
+
+
+def test_alpha_full_with_overlapping_polygons_sound_by_sampling():
+    rng = np.random.default_rng(77)
+    net = random_net_act(rng, (3, 12, 12, 1), None)
+    R = overlapping_regions(rng, 60)
+    la, ua = alpha_crown_bounds(net, R, iters=15)
+    x, inside = dense(rng, R, k=3000)
+    y = net.evaluate(x.reshape(-1, 3)).reshape(R.n, -1)
+    assert (np.where(inside, y, np.inf).min(1) >= la[:, 0]).all()
+    assert (np.where(inside, y, -np.inf).max(1) <= ua[:, 0]).all()
+
+
+def test_alpha_full_cascade_sound_and_s_shaped_unchanged():
+    rng = np.random.default_rng(8)
+    net = random_net_act(rng, (3, 12, 12, 1), None)
+    R = overlapping_regions(rng, 60)
+    t = quantile_threshold(net, rng, 3, 0.8)
+    pred = Predicate.gt(t)
+    res = Verifier(methods=("ibp", "crown", "alpha_crown")).verify(net, R, pred)
+    check_sampled(net, R, pred, res, rng, use_ort=False)
+    tnet = random_net_act(rng, (3, 8, 8, 1), Tanh())
+    np.testing.assert_array_equal(
+        alpha_crown_bounds(tnet, R)[0], crown_layers(tnet, R)[0][-1][0]
+    )  # no free slopes: CROWN's bound
+    with pytest.raises(ValueError):
+        alpha_crown_bounds(net, R, mode="middle")

@@ -112,7 +112,8 @@ class Verifier:
     ONNX Runtime does, or "float64"); ``bab_max_pieces``: boxes per region
     in branch and bound; ``sample_points``: points per region tried to prove
     it mixed (0 disables), ``attack_steps``: gradient steps of the search for
-    such points (witness.py); ``overlap_lp``: where polygons share an input,
+    such points (witness.py); ``alpha_mode``: which slopes alpha-CROWN frees
+    ("full", "final", "last"; alpha_crown.py); ``overlap_lp``: where polygons share an input,
     CROWN's open regions are re-bounded over box ∩ all polygons by certified LP
     (concretize.lp_min; otherwise a disjoint subset of the polygons is used).
     """
@@ -124,6 +125,7 @@ class Verifier:
     bab_max_pieces: int = 256
     bab_time_budget: float = 2.0
     alpha_iters: int = 20
+    alpha_mode: str = "full"
     sample_points: int = 16
     attack_steps: int = 12
     marabou_timeout: float = 5.0
@@ -139,6 +141,10 @@ class Verifier:
             raise ValueError(f"unknown verification methods {bad}; choose from {AVAILABLE}")
         if self.precision not in UNIT:
             raise ValueError(f"precision must be 'float32' or 'float64', got {self.precision!r}")
+        if self.alpha_mode not in ("full", "final", "last"):
+            raise ValueError(
+                f"alpha_mode must be 'full', 'final' or 'last', got {self.alpha_mode!r}"
+            )
 
     def verify(
         self, network: Any, regions: RegionBatch, predicate: Predicate
@@ -297,7 +303,11 @@ class Verifier:
                     break
                 idx = np.arange(s, min(sub.n, s + 256))
                 L, U = alpha_crown_bounds(
-                    snet, sub.subset(idx), iters=self.alpha_iters, deadline=deadline
+                    snet,
+                    sub.subset(idx),
+                    iters=self.alpha_iters,
+                    deadline=deadline,
+                    mode=self.alpha_mode,
                 )
                 out[idx] = self._decide(spec, L, U, mg[idx])
             return out, None
