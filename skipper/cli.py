@@ -187,11 +187,14 @@ def write(
 def selfcheck(
     trials: int = typer.Option(200, help="random end-to-end cases to run"),
     seed: int = typer.Option(0, help="first seed (trials use seed, seed+1, ...)"),
+    oracle: str = typer.Option(
+        "none", help="'marabou': also check a sample of each trial's verdicts with Marabou"
+    ),
 ) -> None:
     """Randomized soundness campaign: results with skipping equal results without."""
     from mlskip.tpch.selfcheck import main as run_selfcheck
 
-    if not run_selfcheck(trials, seed):
+    if not run_selfcheck(trials, seed, oracle=None if oracle == "none" else oracle):
         raise typer.Exit(1)
 
 

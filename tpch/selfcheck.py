@@ -14,6 +14,18 @@ then checks:
 
 Qualification is decided by brute force: the model is run on every row by the
 same runtime the SQL function uses, with DuckDB's comparison semantics.
+
+With ``oracle="marabou"`` a sample of each trial's NONE / ALL verdicts on
+piecewise-linear models is also put to Marabou (``verifier.adapters.marabou``):
+it is asked for an input of the verified region that refutes the verdict (with
+the condition relaxed by ``ORACLE_DELTA``, so UNSAT is robust). Marabou is not a
+perfect oracle in floating point (DESIGN.md), so every point it returns is moved
+into the region if it lies outside (towards the region's Chebyshev centre) and
+the model evaluated there with the SQL function's runtime; only a point that
+really refutes the verdict fails the trial. Counts: ``confirmed`` (every query
+UNSAT), ``refuted`` (a checked counterexample: a soundness bug), ``false_sat``
+(Marabou's point refutes nothing: settled by evaluation in our favour),
+``inconclusive`` (time-out or error).
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ class TrialResult:
     pruned: int = 0
     all_match: int = 0
     details: dict = field(default_factory=dict, repr=False)  # network, report, path: for debugging
+    oracle: dict = field(default_factory=dict)  # outcome -> count (oracle="marabou")
 
 
 def _values(rng: np.random.Generator, n: int, kind: str, layout: str) -> np.ndarray:
@@ -127,8 +140,205 @@ def random_network(rng: np.random.Generator, d: int, classes: int):
     return Network.mlp(weights, act)
 
 
-def run_trial(seed: int, workdir: Path, verifier=None) -> TrialResult:
-    """One random case end to end (see module docstring)."""
+ORACLE_SAMPLES = 4  # NONE/ALL verdicts per trial put to Marabou
+ORACLE_TIMEOUT = 2.0  # seconds per Marabou query
+ORACLE_DELTA = 1e-7  # relative relaxation of the refuting condition (proofs)
+ORACLE_MARGIN = 1e-4  # relative tightening when looking for a counterexample
+ORACLE_OUTCOMES = ("confirmed", "refuted", "false_sat", "inconclusive")
+_KINDS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le", "between": "between", "argmax": "argmax"}
+
+
+class RecordingVerifier:
+    """Wraps a verifier (None: the planner's default for the batch size) and keeps
+    every batch it decided, for the oracle."""
+
+    def __init__(self, inner=None) -> None:
+        self.inner = inner
+        self.calls: list[tuple] = []
+
+    def verify(self, net, regions, predicate, *args, **kwargs):
+        inner = self.inner
+        if inner is None:
+            from mlskip.planner import Planner
+
+            inner = Planner().verifier_for(regions.n)
+        result = inner.verify(net, regions, predicate, *args, **kwargs)
+        self.calls.append((net, regions, predicate, np.asarray(result.verdicts).copy()))
+        return result
+
+
+def refuting_queries(predicate, k: int, verdict: int, delta: float) -> list[list[tuple]]:
+    """Marabou output conditions, one list per query: any SAT query refutes ``verdict``
+    (0 NONE: some input qualifies; 1 ALL: some input does not). ``delta`` > 0 relaxes
+    each condition by ``delta * (1 + |threshold|)`` (for proofs), < 0 tightens it
+    (for counterexamples that survive rounding)."""
+    if predicate.op == "argmax":
+        label = predicate.label
+        eye = np.eye(k)
+        others = [j for j in range(k) if j != label]
+        if verdict == 0:  # class `label` at least ties every other class
+            return [[(eye[label] - eye[j], ">=", -delta) for j in others]]
+        return [[(eye[j] - eye[label], ">=", -delta)] for j in others]
+    c = predicate._c(k)
+    t, h = predicate.threshold, predicate.high
+    dt, dh = delta * (1 + abs(t)), delta * (1 + abs(h))
+    if predicate.op in (">", ">="):
+        return [[(c, ">=", t - dt)]] if verdict == 0 else [[(c, "<=", t + dt)]]
+    if predicate.op in ("<", "<="):
+        return [[(c, "<=", t + dt)]] if verdict == 0 else [[(c, ">=", t - dt)]]
+    if verdict == 0:
+        return [[(c, ">=", t - dt), (c, "<=", h + dh)]]
+    return [[(c, "<=", t + dt)], [(c, ">=", h - dh)]]
+
+
+def _inside(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, hs: list) -> bool:
+    if not ((x >= lo) & (x <= hi)).all():
+        return False
+    return all((A @ x[[i, j]] <= b).all() for i, j, A, b in hs)
+
+
+def _centre(lo: np.ndarray, hi: np.ndarray, hs: list) -> np.ndarray | None:
+    """A point deep inside box ∩ halfspaces (Chebyshev centre by LP), or None."""
+    from scipy.optimize import linprog
+
+    d = len(lo)
+    rows, rhs = [], []
+    for i, j, A, b in hs:
+        for a, bb in zip(A, b, strict=True):
+            if (a != 0).any() and np.isfinite(bb):
+                r = np.zeros(d + 1)
+                r[i], r[j], r[d] = a[0], a[1], np.hypot(a[0], a[1])
+                rows.append(r)
+                rhs.append(bb)
+    for k in range(d):  # box sides, also keeping the slack away from them
+        for sign, bound in ((1.0, hi[k]), (-1.0, -lo[k])):
+            if np.isfinite(bound):
+                r = np.zeros(d + 1)
+                r[k], r[d] = sign, 1.0
+                rows.append(r)
+                rhs.append(bound)
+    cost = np.zeros(d + 1)
+    cost[d] = -1.0
+    bounds = [(None, None)] * d + [(0.0, 1.0)]
+    if not rows:
+        return np.where(np.isfinite(lo), lo, np.where(np.isfinite(hi), hi, 0.0))
+    try:
+        res = linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), bounds=bounds)
+    except (ValueError, OverflowError):
+        return None
+    return np.asarray(res.x[:d]) if res.status == 0 else None
+
+
+def settle_point(x, lo, hi, hs) -> np.ndarray | None:
+    """Marabou's point if it is in the region, else the nearest point found on the
+    segment towards the region's centre; None if none is found."""
+    x = np.clip(np.asarray(x, dtype=np.float64), lo, hi)
+    if _inside(x, lo, hi, hs):
+        return x
+    centre = _centre(lo, hi, hs)
+    if centre is None:
+        return None
+    for t in (1e-12, 1e-9, 1e-6, 1e-4, 1e-2, 0.1, 0.5, 1.0):
+        y = np.clip(x + t * (centre - x), lo, hi)
+        if _inside(y, lo, hi, hs):
+            return y
+    return None
+
+
+def check_verdict(net, regions, r: int, predicate, verdict: int, runner) -> tuple[str, str]:
+    """Ask Marabou to refute ``verdict`` on region ``r``; settle SAT answers by evaluation."""
+    from mlskip.udf.batch_eval import qualifies
+    from mlskip.verifier.adapters.marabou import marabou_query
+
+    lo, hi = regions.lower[r], regions.upper[r]
+    hs = [
+        (i, j, A[r], b[r]) for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True)
+    ]
+    kind = _KINDS[predicate.op]
+    values = (
+        (predicate.label,)
+        if kind == "argmax"
+        else (predicate.threshold, predicate.high)
+        if kind == "between"
+        else (predicate.threshold,)
+    )
+    claim = "NONE" if verdict == 0 else "ALL"
+
+    def ask(query) -> tuple[str, str | None]:
+        """Marabou's status and, for SAT, whether its point (moved into the region)
+        really refutes the verdict when the model is evaluated there."""
+        try:
+            status, x = marabou_query(net, lo, hi, hs, query, ORACLE_TIMEOUT)
+        except Exception as error:  # Marabou failing is no verdict either way
+            return f"error {type(error).__name__}", None
+        if status != "sat" or x is None:
+            return status, None
+        point = settle_point(x, lo, hi, hs)
+        if point is None:
+            return "outside", None
+        with np.errstate(all="ignore"):
+            out = runner(point[None, :].astype(np.float32))
+        if bool(qualifies(out, kind, values)[0]) != (verdict == 1):
+            return "sat", (
+                f"oracle: verdict {claim} refuted at {point.tolist()} (model output "
+                f"{out[0].tolist()}, predicate {predicate})"
+            )
+        return "sat", None
+
+    k = net.num_outputs
+    outcome = "confirmed"
+    relaxed = refuting_queries(predicate, k, verdict, ORACLE_DELTA)
+    tight = refuting_queries(predicate, k, verdict, -ORACLE_MARGIN)
+    for loose_query, tight_query in zip(relaxed, tight, strict=True):
+        status, refutation = ask(loose_query)
+        if status == "unsat":
+            continue
+        if refutation:
+            return "refuted", refutation
+        # a point on the boundary refutes nothing; look for one with a margin
+        tight_status, refutation = ask(tight_query)
+        if refutation:
+            return "refuted", refutation
+        if status == "sat" and tight_status in ("sat", "unsat"):
+            outcome = "false_sat" if outcome == "confirmed" else outcome
+        else:
+            outcome = "inconclusive"
+    return outcome, ""
+
+
+def marabou_oracle(calls, runner, rng: np.random.Generator, samples: int):
+    """Check up to ``samples`` NONE/ALL verdicts of piecewise-linear models with Marabou."""
+    counts = dict.fromkeys(ORACLE_OUTCOMES, 0)
+    problems: list[str] = []
+    candidates = [
+        (c, r)
+        for c, (net, _, _, verdicts) in enumerate(calls)
+        if net.is_piecewise_linear
+        for r in np.flatnonzero(verdicts != 2).tolist()
+    ]
+    if not candidates:
+        return counts, problems
+    pick = rng.choice(len(candidates), size=min(samples, len(candidates)), replace=False)
+    for p in sorted(pick.tolist()):
+        c, r = candidates[p]
+        net, regions, predicate, verdicts = calls[c]
+        outcome, message = check_verdict(net, regions, r, predicate, int(verdicts[r]), runner)
+        counts[outcome] += 1
+        if message:
+            problems.append(message)
+    return counts, problems
+
+
+def run_trial(
+    seed: int,
+    workdir: Path,
+    verifier=None,
+    oracle: str | None = None,
+    oracle_samples: int = ORACLE_SAMPLES,
+) -> TrialResult:
+    """One random case end to end (see module docstring); ``oracle``: None or "marabou"."""
+    if oracle not in (None, "none", "marabou"):
+        raise ValueError(f"unknown oracle {oracle!r}; use 'marabou' or None")
     import duckdb
 
     import mlskip
@@ -214,9 +424,10 @@ def run_trial(seed: int, workdir: Path, verifier=None) -> TrialResult:
     sql = f"SELECT rid FROM '{path}' WHERE {condition}{extra}"
 
     result = TrialResult(seed, sql, True, details={"network": net, "path": path})
+    recorder = RecordingVerifier(verifier) if oracle == "marabou" else verifier
     cons = {
         "off": mlskip.connect(skipping=False),
-        "batch": mlskip.connect(verifier=verifier),
+        "batch": mlskip.connect(verifier=recorder),
         "udf": mlskip.connect(verifier=verifier, batch_evaluation=False),
     }
     for con in cons.values():
@@ -252,14 +463,24 @@ def run_trial(seed: int, workdir: Path, verifier=None) -> TrialResult:
         result.row_groups += f.row_groups
         result.pruned += f.pruned
         result.all_match += f.all_match
+    if oracle == "marabou":
+        counts, refuted = marabou_oracle(
+            recorder.calls, runner, np.random.default_rng([seed, 7]), oracle_samples
+        )
+        result.oracle = counts
+        result.problems += refuted
     result.ok = not result.problems
     for con in cons.values():
         con.close()
     return result
 
 
-def run_campaign(trials: int, seed: int = 0, progress: bool = True) -> list[TrialResult]:
-    """Run ``trials`` trials with seeds ``seed .. seed + trials - 1``; returns the failures first."""
+def run_campaign(
+    trials: int, seed: int = 0, progress: bool = True, oracle: str | None = None
+) -> list[TrialResult]:
+    """Run ``trials`` trials with seeds ``seed .. seed + trials - 1``; returns the failures first.
+
+    ``oracle="marabou"``: also check a sample of each trial's verdicts with Marabou."""
     from mlskip.verifier.cascade import Verifier
 
     verifier = Verifier(time_budget=0.2, milp_time_per_region=0.05, bab_time_budget=0.05)
@@ -274,7 +495,7 @@ def run_campaign(trials: int, seed: int = 0, progress: bool = True) -> list[Tria
             seeds = range(seed, seed + trials)
         for s in seeds:
             try:
-                results.append(run_trial(s, workdir, verifier))
+                results.append(run_trial(s, workdir, verifier, oracle=oracle))
             except Exception as error:  # a crash is a failure to report, with its seed
                 results.append(TrialResult(s, "", False, [f"{type(error).__name__}: {error}"]))
             for leftover in workdir.glob("*.parquet"):
@@ -290,13 +511,20 @@ def summarize(results: list[TrialResult], seconds: float) -> str:
         f"{groups} row groups planned, {sum(r.pruned for r in results)} pruned, "
         f"{sum(r.all_match for r in results)} all-match"
     ]
+    oracle = [r.oracle for r in results if r.oracle]
+    if oracle:
+        totals = {k: sum(o.get(k, 0) for o in oracle) for k in ORACLE_OUTCOMES}
+        lines.append(
+            f"oracle (marabou): {sum(totals.values())} verdicts checked in {len(oracle)} trials: "
+            + ", ".join(f"{v} {k}" for k, v in totals.items())
+        )
     for r in failed[:20]:
         lines.append(f"seed {r.seed}: {'; '.join(r.problems)}\n  {r.sql}")
     return "\n".join(lines)
 
 
-def main(trials: int, seed: int) -> bool:
+def main(trials: int, seed: int, oracle: str | None = None) -> bool:
     start = time.perf_counter()
-    results = run_campaign(trials, seed)
+    results = run_campaign(trials, seed, oracle=oracle)
     print(summarize(results, time.perf_counter() - start))
     return all(r.ok for r in results)
