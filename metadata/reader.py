@@ -266,7 +266,30 @@ def read_skip_metadata(path_or_file: Any, *, filesystem: Any = None) -> FileSkip
     )
 
 
+V1_MIN_TRUSTED_BYTES = 17
+
+
+def _v1_vertices(v: np.ndarray) -> np.ndarray:
+    """A v1 record's vertices, made safe against the v1 writer's box-fallback bug.
+
+    The v1 writer's fallback (no lattice width fit) coarsened only two corners of
+    the hull's bounding box, giving its diagonal; with hull_bytes >= 17 that
+    happens on the 16-bit lattice, so the record is a segment (k = 2). A segment
+    is replaced by its bounding box: the fallback's intended polygon, and a
+    superset of any genuine segment. (Budgets below 17 bytes are not trusted.)
+    """
+    if len(v) != 2 or v[0, 0] == v[1, 0] or v[0, 1] == v[1, 1]:
+        return v
+    (x0, x1), (y0, y1) = sorted(v[:, 0]), sorted(v[:, 1])
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+
+
 def _with_polygons(fp: Footer, boxes, nulls, nans):
+    if fp.pairs and fp.hull_bytes < V1_MIN_TRUSTED_BYTES:
+        raise MetadataError(
+            f"v1 footer with hull_bytes {fp.hull_bytes} < {V1_MIN_TRUSTED_BYTES}: its polygons "
+            "may come from the v1 writer's unsound box fallback"
+        )
     pairs = tuple((fp.columns[a], fp.columns[b]) for a, b in fp.pairs)
     out = []
     for r, rg in enumerate(fp.row_groups):
@@ -287,7 +310,7 @@ def _with_polygons(fp: Footer, boxes, nulls, nans):
             gx, gy = rg.columns[a].grid, rg.columns[b].grid
             if gx is None or gy is None:
                 raise MetadataError(f"row group {r}: polygon for {name} without grids")
-            v = decode_vertices(rec, gx, gy)
+            v = _v1_vertices(decode_vertices(rec, gx, gy))
             A, bb = halfspaces(v)
             hulls[name] = _frozen(v)
             sizes[name] = len(rec)

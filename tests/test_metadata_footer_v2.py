@@ -268,3 +268,41 @@ def test_nan_flags_and_boxes(tmp_path):
         assert "x" not in rg.may_have_nan and "w" not in rg.may_have_nan
         assert rg.null_counts["w"] == part.column("w").null_count
         assert rg.box["x"] == (pa.compute.min(part["x"]).as_py(), pa.compute.max(part["x"]).as_py())
+
+
+def _v1_file(tmp_path, t, hull_bytes, segment: bool):
+    """A v1 file whose records are what the v1 writer's buggy box fallback stored:
+    the segment (xmin, ymin) - (xmax, ymax) of the fine hull on the 16-bit lattice."""
+    from mlskip.metadata.footer import Footer, FooterRowGroup, encode_footer
+    from mlskip.metadata.polygon import cells, fine_hull, pair_polygon, summarize_column
+    from mlskip.metadata.polygon_codec import encode_record
+
+    groups = []
+    for start in range(0, t.num_rows, 1000):
+        x, y = (t.column(c).slice(start, 1000).to_numpy() for c in ("a", "b"))
+        sx, sy = summarize_column(x, None), summarize_column(y, None)
+        if segment:
+            hx, hy, _ = fine_hull(cells(x, None, 0, sx.grid), cells(y, None, 0, sy.grid))
+            rec = encode_record(np.array([hx.min(), hx.max()]), np.array([hy.min(), hy.max()]), 16)
+        else:
+            rec = pair_polygon(x, y, None, hull_bytes).record
+        groups.append(FooterRowGroup(1000, (sx, sy), (rec,)))
+    value = encode_footer(Footer(16, hull_bytes, ("a", "b"), ((0, 1),), tuple(groups), version=1))
+    path = tmp_path / f"v1_{hull_bytes}_{segment}.parquet"
+    _with_value(None, path, {KEY_V1: value}, table=t)
+    return path
+
+
+def test_v1_fallback_segments_widened(tmp_path):
+    """v1 records of the buggy fallback (a diagonal segment) are read as their box;
+    v1 footers with budgets below 17 bytes give boxes only."""
+    rng = np.random.default_rng(2)
+    x = rng.uniform(size=3000)
+    t = pa.table({"a": x, "b": 2 * x + rng.uniform(size=3000) * 0.3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta = read_skip_metadata(_v1_file(tmp_path, t, 45, True))
+    assert meta.status == "ok"
+    assert all(len(rg.hulls[("a", "b")]) == 4 for rg in meta.row_groups)
+    _assert_rows_inside(t, meta)
+    _rejected(_v1_file(tmp_path, t, 12, False), "hull_bytes 12 < 17")
