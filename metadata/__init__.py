@@ -1,9 +1,10 @@
 """mlskip.metadata: the Parquet writer hook and the reader of skipping summaries.
 
 Writes row groups with Parquet's own min-max statistics plus, per chosen
-numeric column pair, a conservative polygon of at most ``hull_bytes`` bytes in
-the footer (key ``mlskip.v1``, see FORMAT.md); reads them back as boxes, hull
-vertices and halfspaces. Knows nothing of models.
+numeric column pair, a conservative polygon in the footer (key ``mlskip.v2``,
+see FORMAT.md): per row group, each pair's polygon and its share of its columns'
+grid anchors take at most ``hull_bytes`` bytes. Reads them back (and ``mlskip.v1``
+footers) as boxes, hull vertices and halfspaces. Knows nothing of models.
 """
 
 from __future__ import annotations
