@@ -240,3 +240,77 @@ def test_alpha_full_cascade_sound_and_s_shaped_unchanged():
     )  # no free slopes: CROWN's bound
     with pytest.raises(ValueError):
         alpha_crown_bounds(net, R, mode="middle")
+
+
+# ---------------------------------------------------------------- MILP integrality margin
+
+
+def perturbed_forward(net, x, bounds, eps, rng, worst_sign=None):
+    """The network with an additive error |e_n| <= eps max(|l|, u) at every unstable
+    (Leaky)ReLU (what a binary within eps of integral allows, milp.py)."""
+    a = x
+    for li, act in enumerate(net.activations):
+        z = a @ net.affines[li].W.T + net.affines[li].b
+        r = np.maximum(z, 0.0)
+        zl, zu = bounds[li]
+        unstable = (zl < 0) & (zu > 0)
+        e = eps * np.where(unstable, np.maximum(-zl, zu), 0.0) * rng.choice([-1.0, 1.0], z.shape)
+        r = r + e
+        al = float(getattr(act, "alpha", 0.0))
+        a = al * z + (1 - al) * r
+    return a @ net.affines[-1].W.T + net.affines[-1].b
+
+
+@pytest.mark.parametrize("act", [None, LeakyReLU(0.2)], ids=["relu", "leaky"])
+def test_integrality_leak_bounds_relaxed_binaries(act):
+    from mlskip.verifier.milp import INTEGRALITY_EPS, integrality_leak
+
+    rng = np.random.default_rng(3)
+    net = random_net_act(rng, (3, 16, 16, 2), act)
+    c = rng.uniform(-1, 1, size=(5, 3)) * 1e4
+    R = RegionBatch(c - 300.0, c + 300.0)
+    bounds, _ = crown_layers(net, R)
+    leak = integrality_leak(net, bounds[:-1])
+    assert (leak >= 0).all() and np.isfinite(leak).all() and (leak > 0).mean() > 0.5
+    for r in range(R.n):
+        x = R.lower[r] + rng.uniform(size=(2000, 3)) * (R.upper[r] - R.lower[r])
+        b_r = [(lo[r], hi[r]) for lo, hi in bounds]
+        f = net.evaluate(x)
+        worst = 0.0
+        for _ in range(5):
+            g = perturbed_forward(net, x, b_r, INTEGRALITY_EPS, rng)
+            dev = np.abs(g - f) - 1e-8  # minus evaluation rounding (intermediates ~1e4)
+            assert (dev <= leak[r]).all()
+            worst = max(worst, float((dev / np.maximum(leak[r], 1e-300)).max()))
+        assert leak[r].max() == 0 or worst > 1e-3  # the bound is not vacuous
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_milp_sound_at_large_magnitudes(seed):
+    """Inputs 1e4..1e8 (below the 1e9 cut-off, near the old failures): the MILP with
+    the proven integrality margin never contradicts a sampled point and still decides."""
+    rng = np.random.default_rng(500 + seed)
+    d = 3
+    mag = 10.0 ** rng.uniform(4, 8, size=d)
+    ws = [
+        # odd seeds keep first-layer weights ~1: pre-activations (big-M) up to ~1e8
+        (
+            rng.normal(size=(12, d)) / (np.sqrt(d) * (mag if seed % 2 == 0 else 1.0)),
+            rng.normal(size=12) * 0.3,
+        ),
+        (rng.normal(size=(12, 12)) * 1.5 / np.sqrt(12), rng.normal(size=12) * 0.3),
+        (rng.normal(size=(1, 12)) * 1.5 / np.sqrt(12), rng.normal(size=1) * 0.3),
+    ]
+    net = Network.mlp(ws)
+    n = 40
+    c = rng.uniform(-1, 1, size=(n, d)) * mag
+    w = rng.uniform(0.02, 0.5, size=(n, d)) * mag
+    R = RegionBatch(c - w, c + w)
+    y = net.evaluate(rng.uniform(-1.5, 1.5, size=(20000, d)) * mag)[:, 0]
+    t = float(np.quantile(y, 0.9))
+    pred = Predicate.gt(t)
+    res = Verifier(methods=("milp",), sample_points=0, milp_time_per_region=5.0).verify(
+        net, R, pred
+    )
+    check_sampled(net, R, pred, res, rng, use_ort=False)
+    assert (res.verdicts != 2).mean() > 0.3

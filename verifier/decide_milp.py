@@ -18,7 +18,7 @@ from mlskip.errors import UnsupportedModelError
 
 from .crown import crown_layers
 from .fp_margin import scalar_magnitudes
-from .milp import MILP_TOL, build_model, solve
+from .milp import MILP_TOL, build_model, integrality_leak, solve
 from .network import Network
 from .predicate import NONE, UNKNOWN, Spec
 from .regions import RegionBatch
@@ -49,6 +49,7 @@ def milp_verdicts(
         scale = np.max(
             np.concatenate(scalar_magnitudes(snet, regions.lower, regions.upper), axis=1), axis=1
         )
+    leak = integrality_leak(snet, bounds[:-1])  # [n, k]: proven margin (milp.py)
     secs = np.zeros(n)
     if stats is not None:
         stats["weights"] = secs
@@ -56,7 +57,7 @@ def milp_verdicts(
         if deadline is not None and time.perf_counter() >= deadline:
             break
         t0 = time.perf_counter()
-        if not _solvable(regions, r, mg[r]):
+        if not _solvable(regions, r, mg[r]) or not np.isfinite(leak[r]).all():
             continue
         try:
             model = build_model(snet, regions, r, bounds)
@@ -66,13 +67,15 @@ def milp_verdicts(
         if deadline is not None:
             limit = max(1e-3, min(limit, deadline - time.perf_counter()))
         out[r], mixed[r] = _RegionMilp(
-            spec, model, L0[r], U0[r], mg[r], precision, limit, float(scale[r])
+            spec, model, L0[r], U0[r], mg[r], precision, limit, float(scale[r]), leak[r]
         ).run()
         secs[r] = time.perf_counter() - t0
     return out, mixed
 
 
-MAX_MILP_MAGNITUDE = 1e9  # beyond this HiGHS's tolerances make answers unreliable
+# Beyond this HiGHS's LP tolerances (not covered by integrality_leak's proof) made answers
+# unreliable (lost rows at inputs near 1e12); the integrality leak itself is a margin now.
+MAX_MILP_MAGNITUDE = 1e9
 
 
 def _solvable(regions: RegionBatch, r: int, mg: np.ndarray) -> bool:
@@ -98,6 +101,7 @@ class _RegionMilp:
         precision: str,
         limit: float,
         scale: float = 0.0,
+        leak: np.ndarray | None = None,
     ) -> None:
         self.spec, self.model, self.mg, self.precision, self.limit = (
             spec,
@@ -107,6 +111,8 @@ class _RegionMilp:
             limit,
         )
         self.L, self.U = L.copy(), U.copy()
+        # heuristic LP-tolerance margin plus the proven integrality leak per row
+        self.leak = np.zeros_like(L) if leak is None else np.asarray(leak, dtype=np.float64)
         self.tol = MILP_TOL * (1.0 + max(np.nanmax(np.abs(np.concatenate([L, U]))), scale))
         self.exact = True
 
@@ -119,10 +125,11 @@ class _RegionMilp:
         m = self.model
         res = solve(m, m.out_expr[j], m.out_const[j], maximize, self.limit)
         self.exact &= res.optimal
+        tol = self.tol + self.leak[j]
         if maximize:
-            self.U[j] = min(self.U[j], res.bound + self.tol)
+            self.U[j] = min(self.U[j], res.bound + tol)
         else:
-            self.L[j] = max(self.L[j], res.bound - self.tol)
+            self.L[j] = max(self.L[j], res.bound - tol)
 
     def run(self) -> tuple[np.int8, bool]:
         spec = self.spec
@@ -139,7 +146,9 @@ class _RegionMilp:
             self.exact &= res.optimal
             # an "infeasible" answer is never trusted: the region holds data, so HiGHS
             # reporting no point means its numerics failed, not that no row qualifies
-            if not res.infeasible and res.bound + self.tol + float(np.max(self.mg)) < 0:
+            # t = min_j out_j moves by at most the largest row leak
+            tol = self.tol + float(np.max(self.leak))
+            if not res.infeasible and res.bound + tol + float(np.max(self.mg)) < 0:
                 v = NONE
             else:
                 for j in range(self.L.shape[0]):

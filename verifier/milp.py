@@ -9,10 +9,30 @@ model serves every objective of the region (min / max of each spec row, or
 
 Trust: HiGHS solves in floating point with tolerances (primal feasibility
 1e-7, MIP feasibility 1e-6). We use the solver's *dual bound* (valid even
-after a time-out); the caller widens it by ``MILP_TOL * (1 + scale)``, with
-scale the magnitude of the objective's CROWN bounds, and intersects it with
-the sound CROWN interval. This is the one place where the verifier trusts a
-floating-point solver up to a stated tolerance.
+after a time-out); the caller widens it by two margins and intersects it
+with the sound CROWN interval:
+
+- ``integrality_leak`` (proven, given HiGHS's stated integrality tolerance):
+  HiGHS accepts a binary ``d`` within ``eps`` of 0 or 1. With ``d in [0,
+  eps]`` the constraints ``r >= z, r >= 0, r <= u d`` leave ``r`` within
+  ``eps u`` of ``relu(z)``; with ``d in [1 - eps, 1]``, ``r >= z, r <= z -
+  l (1 - d)`` leave it within ``eps |l|`` (``r >= 0`` and ``r <= z + eps |l|``
+  when ``z < 0``). So every point HiGHS may treat as integer feasible is the
+  network with an additive error ``|e_n| <= eps max(|l_n|, u_n)`` at each
+  unstable ReLU ``n`` (LeakyReLU passes ``(1 - alpha) e``; stable neurons
+  have no binary). (Leaky)ReLU is 1-Lipschitz and the affine maps are
+  exact in the encoding, so the objective row ``c`` moves by at most
+  ``sum_n |e_n| S_n`` with ``S = |c| |W_L| ... |W_{k+1}|`` the absolute
+  weight chain from neuron ``n`` to the output: its value at any such point
+  is within that sum of the true network's at the same ``x``, in both
+  directions. ``eps`` is taken as twice HiGHS's default (1e-6).
+- ``MILP_TOL * (1 + scale)`` (a stated tolerance, not a proof) for the LP
+  feasibility/optimality tolerances, with ``scale`` the largest intermediate
+  magnitude of the network over the box.
+
+This is the one place where the verifier trusts a floating-point solver up
+to a stated tolerance; decide_milp.py also skips inputs above 1e9, where the
+LP tolerances (not covered by the proof) were seen to leak.
 """
 
 from __future__ import annotations
@@ -32,6 +52,32 @@ from .network import Network
 from .regions import RegionBatch
 
 MILP_TOL = 1e-6
+INTEGRALITY_EPS = 2e-6  # twice HiGHS's mip_feasibility_tolerance default (1e-6)
+
+
+def integrality_leak(net: Network, pre: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Bound ``[n, k]`` on how far the MILP's objective row ``k`` can move at a point whose
+    binaries are only within ``INTEGRALITY_EPS`` of integral (module doc, first margin).
+
+    ``pre[i]`` are the pre-activation bounds the big-M constants come from (as in
+    ``build_model``). The result is inflated by 1e-6 relative for its own rounding.
+    """
+    L = len(net.affines)
+    n = pre[0][0].shape[0]
+    k = net.affines[-1].out_features
+    S = np.abs(net.affines[-1].W)  # [k, h_{L-2}]: |c| chain from layer L-2's outputs
+    leak = np.zeros((n, k))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for li in range(L - 2, -1, -1):
+            act = net.activations[li]
+            zl, zu = pre[li]
+            unstable = (zl < 0) & (zu > 0)
+            bigm = np.where(unstable, np.maximum(-zl, zu), 0.0)  # [n, h]
+            gain = 1.0 - float(act.alpha) if isinstance(act, LeakyReLU) else 1.0
+            leak += gain * INTEGRALITY_EPS * (bigm @ S.T)
+            S = S @ np.abs(net.affines[li].W)  # through affine li to the previous layer
+        leak *= 1.0 + 1e-6
+    return np.where(np.isnan(leak), np.inf, leak)
 
 
 @dataclass
