@@ -177,6 +177,7 @@ def plan_query(
     start = time.perf_counter()
 
     identities: dict[str, tuple | None] = {}
+    is_query = False
 
     def done(reasons, files=(), tree=None, predicates=()) -> SkippingReport:
         rewritten = tree is not None
@@ -187,8 +188,8 @@ def plan_query(
             rewritten=rewritten,
             planning_seconds=time.perf_counter() - start,
             predicates=tuple(predicates),
-            identities=tuple(identities.items()) if rewritten else (),
-            is_query=rewritten and isinstance(tree, exp.Query),
+            identities=tuple(identities.items()),
+            is_query=is_query,
         )
 
     if not functions:
@@ -200,6 +201,7 @@ def plan_query(
     if len(statements) != 1:
         return done(["several statements in one string are run unmodified"])
     tree = statements[0]
+    is_query = isinstance(tree, exp.Query)
     check_arity(tree, functions)
     names = {
         n for n in (str(c.this).lower() for c in tree.find_all(exp.Anonymous)) if n in functions
@@ -251,8 +253,8 @@ def _plan_scan(
 ) -> bool:
     """Plan one scan and rewrite it if that helps; returns whether it was rewritten.
 
-    ``identities`` receives, for every file of a rewritten scan, the identity
-    its plan was made for (None where it could not be read)."""
+    ``identities`` receives, for every planned file, the identity its plan was
+    made for (None where it could not be read)."""
     label = ", ".join(scan.paths)
     light = analyse_where(scan, kinds, None)
     if not light.predicates and not light.ignored:
@@ -324,6 +326,10 @@ def _plan_scan(
     bounds = {column_map.get(c.lower(), c): b for c, b in analysis.bounds.items()}
     plans = planner.plan_files(paths, bound, bounds)
     files.extend(FileReport.from_plan(p) for p in plans)
+    for path, plan in zip(paths, plans, strict=True):
+        identities[path] = (
+            plan.identity if plan.identity is not None else _try_identity(planner, path)
+        )
     if not any(p.changes_anything for p in plans):
         return False  # nothing to gain: the query runs as written
     filters = tuple(unqualified_sql(t) for t in local_conjuncts(scan, kinds, frozenset(column_map)))
@@ -355,10 +361,6 @@ def _plan_scan(
         scans.append(file)
     if not scans:  # every row group pruned: keep one empty scan for the schema
         scans.append(FileScan(paths[0], (), tuple(() for _ in bound)))
-    for path, plan in zip(paths, plans, strict=True):
-        identities[path] = (
-            plan.identity if plan.identity is not None else _try_identity(planner, path)
-        )
     rewrite_scan(scan, scans, usable)
     return True
 

@@ -57,8 +57,8 @@ class SkippingReport:
     rewritten: bool = False
     planning_seconds: float = 0.0
     predicates: tuple[str, ...] = field(default=())
-    # (path, identity planned for) of every file of a rewritten scan; is_query: a
-    # rewritten statement that returns rows (SELECT, UNION, ...) rather than acting
+    # (path, identity planned for) of every planned file; is_query: the statement
+    # is a query (SELECT, UNION, ...), the only kind ever rewritten
     identities: tuple[tuple[str, tuple | None], ...] = field(default=())
     is_query: bool = False
 

@@ -119,7 +119,9 @@ def make_table(seed: int, n: int = N_ROWS) -> pa.Table:
     return pa.table({"id": np.arange(n), "a": a, "b": b, "s": [f"row{i:07d}" for i in range(n)]})
 
 
-NET = Network.mlp([(np.array([[0.02, 0.01]]), np.array([0.0]))], ReLU())
+NET = Network.mlp(
+    [(np.array([[0.02, 0.01]]), np.array([0.0])), (np.array([[1.0]]), np.array([0.0]))], ReLU()
+)
 
 
 @pytest.fixture(scope="module")

@@ -141,21 +141,34 @@ def _read_groups(
     to come from the very file the plan was made for."""
     import pyarrow.parquet as pq
 
-    if is_s3(plan.path):
-        source = planner.filesystem.open_input_file(s3_key(plan.path))
-    else:
-        source = pa.OSFile(plan.path)
-    with source:
-        parquet = pq.ParquetFile(source)
-        wanted = list(columns) if columns else None
-        if groups is None:
-            table = parquet.read(columns=wanted)
-        elif len(groups) == 0:
-            empty = parquet.schema_arrow.empty_table()
-            table = empty.select(wanted) if wanted else empty
+    def changed() -> bool:
+        if plan.identity is None:
+            return False
+        try:
+            return planner.identity(plan.path) != plan.identity
+        except OSError:
+            return True
+
+    try:
+        if is_s3(plan.path):
+            source = planner.filesystem.open_input_file(s3_key(plan.path))
         else:
-            table = parquet.read_row_groups(groups.tolist(), columns=wanted)
-    if plan.identity is not None and planner.identity(plan.path) != plan.identity:
+            source = pa.OSFile(plan.path)
+        with source:
+            parquet = pq.ParquetFile(source)
+            wanted = list(columns) if columns else None
+            if groups is None:
+                table = parquet.read(columns=wanted)
+            elif len(groups) == 0:
+                empty = parquet.schema_arrow.empty_table()
+                table = empty.select(wanted) if wanted else empty
+            else:
+                table = parquet.read_row_groups(groups.tolist(), columns=wanted)
+    except (OSError, ValueError):
+        if changed():  # e.g. row groups the new file does not have
+            raise _FileChanged(plan.path) from None
+        raise
+    if changed():
         raise _FileChanged(plan.path)
     return table
 

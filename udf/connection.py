@@ -5,14 +5,19 @@ It feels like DuckDB's own connection (``sql``, ``execute``, ``fetch*``,
 query is planned by the skipper; the rewritten SQL (or the original, where
 nothing can be skipped soundly) then runs on the wrapped DuckDB connection.
 
-Files that change under a query: a rewritten statement is run to completion
-(a SELECT's rows are materialized in a temporary table), then the identity of
-every planned file is checked again. If any file was replaced since it was
-planned, the result is discarded (a non-SELECT statement runs in a transaction
-that is rolled back) and the statement runs again as written, without
-skipping, with a ``SkippingFallbackWarning``. So a stale plan never reaches a
-result; a file replaced and then restored to the very same identity (size,
-mtime and inode; or size, ETag and Last-Modified) in between is not detected.
+Files that change under a query: a planned query (only SELECTs are planned)
+is run to completion (by ``sql``, its rows are materialized in a temporary
+table), then the identity of every planned file is checked again.
+If any file was replaced since it was planned (also when the change made the
+rewritten query fail), the result is discarded and the query is planned and
+run again; after three such tries it runs as written, without skipping, with
+a ``SkippingFallbackWarning``. So a stale plan never reaches a result; a file replaced and then
+restored to the very same identity (size, mtime and inode; or size, ETag and
+Last-Modified) in between is not detected. DuckDB itself (1.5.5) is not
+consistent either when a file is replaced during a query, with or without
+mlskip: it opens the file at bind time and again to scan it, and may then fail
+("TProtocolException: Invalid data", "don't know what type"); such errors
+reach the caller as they are.
 
 Threads: a DuckDB connection is not thread-safe. Give each thread its own
 ``con.cursor()``: a connection to the same database that shares the models,
@@ -25,6 +30,7 @@ import itertools
 import os
 import threading
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,7 +38,7 @@ from typing import Any
 
 import duckdb
 
-from mlskip.errors import MlskipError, ModelInputError, SkippingFallbackWarning
+from mlskip.errors import ModelInputError, SkippingFallbackWarning
 from mlskip.planner import Planner
 from mlskip.query import ModelBinding, expand_paths, has_glob, plan_query
 from mlskip.remote import S3Options, is_s3, load_httpfs
@@ -44,6 +50,8 @@ from mlskip.udf.runtime import Runner, make_runner
 from mlskip.verifier.cascade import Verifier
 
 _results = itertools.count()
+ATTEMPTS = 3  # plans per query when files change under it; then it runs without skipping
+RECENT_RESULTS, KEPT_RESULTS = 64, 256  # materialized results kept (see Connection._remember)
 
 
 class Connection:
@@ -80,6 +88,7 @@ class Connection:
         self.backend = backend
         self.threads = threads
         self._results: deque[str] = deque()
+        self._released: set[str] = set()
         self._evaluator = BatchEvaluator(self.duckdb, self._batch_model)
         if _parent is not None:  # a cursor: share models, functions and caches
             self.planner = _parent.planner
@@ -197,8 +206,16 @@ class Connection:
             self._load_httpfs()
         with self._lock:
             functions = dict(self._functions)
-        evaluator = self._evaluator if evaluate and self.batch_evaluation else None
+        evaluator = self._evaluate_task if evaluate and self.batch_evaluation else None
         return plan_query(query, functions, self.planner, self._expand, evaluate=evaluator)
+
+    def _evaluate_task(self, task: Any) -> str | None:
+        """Batch evaluation, or None (the SQL function then runs in the query) when
+        DuckDB fails to read the rows: the query itself reports a lasting error."""
+        try:
+            return self._evaluator(task)
+        except duckdb.Error:
+            return None
 
     def explain_skipping(self, query: str) -> SkippingReport:
         """What skipping would do for ``query`` (nothing is executed; only footers are read)."""
@@ -223,35 +240,25 @@ class Connection:
                 changed.append(path)
         return changed
 
-    def _stale(self, report: SkippingReport) -> bool:
-        changed = self.changed_files(report)
-        if changed:
-            warnings.warn(
-                f"{', '.join(changed)} changed while the query ran; it runs again without skipping",
-                SkippingFallbackWarning,
-                stacklevel=4,
-            )
-        return bool(changed)
-
     def sql(self, query: str, *, params: Any = None) -> duckdb.DuckDBPyRelation | None:
         """Like ``duckdb.sql``: a relation for a SELECT, None for a statement without result.
 
-        A query that skipping rewrote is run at once (its rows kept in a temporary
+        A query that skipping planned is run at once (its rows kept in a temporary
         table) so that the planned files can be checked afterwards."""
         if not self.skipping:
             return self.duckdb.sql(query, params=params)
-        report = self._report(query, evaluate=True)
-        if not report.rewritten:
-            return self.duckdb.sql(query, params=params)
-        if not report.is_query:
-            self._run_statement(query, report, params)
-            return None
-        name = f"__mlskip_result_{next(_results)}"
-        self.duckdb.execute(f"CREATE TEMP TABLE {name} AS {report.sql}", params)
-        self._remember(name)
-        if self._stale(report):
-            return self.duckdb.sql(query, params=params)
-        return self.duckdb.table(name)
+        for _ in range(ATTEMPTS):
+            report = self._report(query, evaluate=True)
+            if not report.identities or not report.is_query:
+                # nothing planned (only queries are): DuckDB runs it as written, lazily
+                return self.duckdb.sql(query, params=params)
+            name = f"__mlskip_result_{next(_results)}"
+            self._remember(name)
+            if self._run_checked(report, f"CREATE TEMP TABLE {name} AS {report.sql}", params):
+                return self._result(name)
+            self.duckdb.execute(f"DROP TABLE IF EXISTS {name}")
+        self._give_up(query)
+        return self.duckdb.sql(query, params=params)
 
     def query(self, query: str) -> duckdb.DuckDBPyRelation | None:
         return self.sql(query)
@@ -261,49 +268,54 @@ class Connection:
         if not self.skipping:
             self.duckdb.execute(query, parameters)
             return self
-        report = self._report(query, evaluate=True)
-        if not report.rewritten:
-            self.duckdb.execute(query, parameters)
-        elif report.is_query:
-            self.duckdb.execute(report.sql, parameters)  # the result is materialized
-            if self._stale(report):
+        for _ in range(ATTEMPTS):
+            report = self._report(query, evaluate=True)
+            if not report.identities or not report.is_query:
                 self.duckdb.execute(query, parameters)
-        else:
-            self._run_statement(query, report, parameters)
+                return self
+            if self._run_checked(report, report.sql, parameters):  # results are materialized
+                return self
+        self._give_up(query)
+        self.duckdb.execute(query, parameters)
         return self
 
-    def _run_statement(self, query: str, report: SkippingReport, params: Any) -> None:
-        """Run a rewritten statement with effects (CREATE TABLE AS, INSERT, COPY) in a
-        transaction, rolled back and re-run as written if a planned file changed."""
+    def _run_checked(self, report: SkippingReport, sql: str, params: Any) -> bool:
+        """Run the rewritten ``sql``; False when a planned file changed meanwhile (also
+        when the change made DuckDB fail): the result must not be used."""
         try:
-            self.duckdb.execute("BEGIN TRANSACTION")
-        except duckdb.TransactionException:
-            own = False  # inside the caller's transaction
-        else:
-            own = True
-        try:
-            self.duckdb.execute(report.sql, params)
-        except BaseException:
-            if own:
-                self.duckdb.execute("ROLLBACK")
+            self.duckdb.execute(sql, params)
+        except duckdb.Error:
+            if self.changed_files(report):
+                return False
             raise
-        if not self._stale(report):
-            if own:
-                self.duckdb.execute("COMMIT")
-            return
-        if not own:
-            raise MlskipError(
-                "a planned file changed while the statement ran inside your transaction; "
-                "roll it back and run the statement again"
-            )
-        self.duckdb.execute("ROLLBACK")
-        self.duckdb.execute(query, params)
+        return not self.changed_files(report)
+
+    @staticmethod
+    def _give_up(query: str) -> None:
+        warnings.warn(
+            f"files kept changing while planned queries ran; running without skipping: {query}",
+            SkippingFallbackWarning,
+            stacklevel=3,
+        )
 
     def _remember(self, table: str) -> None:
-        """Keep the last few materialized results (a relation may still read them)."""
+        """Drop materialized results: those whose relation is gone, once 64 newer ones
+        exist (a relation derived from one, e.g. ``.limit(5)``, may still read it), and
+        any beyond the 256 most recent (as for batch-evaluation results)."""
         self._results.append(table)
-        while len(self._results) > 16:
-            self.duckdb.execute(f"DROP TABLE IF EXISTS {self._results.popleft()}")
+        recent = set(list(self._results)[-RECENT_RESULTS:])
+        old = [n for n in self._results if n in self._released and n not in recent]
+        old += list(self._results)[: max(0, len(self._results) - KEPT_RESULTS)]
+        for name in dict.fromkeys(old):
+            self.duckdb.execute(f"DROP TABLE IF EXISTS {name}")
+            self._results.remove(name)
+            self._released.discard(name)
+
+    def _result(self, name: str) -> duckdb.DuckDBPyRelation:
+        relation = self.duckdb.table(name)
+        # called by the garbage collector, maybe in another thread: only mark it here
+        weakref.finalize(relation, self._released.add, name)
+        return relation
 
     def fetchall(self) -> list:
         return self.duckdb.fetchall()
