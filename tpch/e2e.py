@@ -47,17 +47,24 @@ def _write_full(
     return path
 
 
-def _layouts(r: dict[str, Any], data, onnx: Path) -> list[tuple[str, list[str] | None, Any]]:
-    """(tag, cluster_by, order) of every layout an e2e query runs on."""
+def _layouts(
+    r: dict[str, Any], data, onnx: Path, kinds=("natural", "layout", "hilbert", "pred")
+) -> list[tuple[str, list[str] | None, Any]]:
+    """(tag, cluster_by, order) of each layout kind an e2e query runs on."""
     from mlskip.tpch import bench_models
 
-    y = bench_models.evaluate_rows(onnx, data.x)
-    return [
-        ("natural", None, None),
-        (f"by-{r['cluster_by']}", [r["cluster_by"]], None),
-        ("hilbert-" + "-".join(r["hilbert_by"]), list(r["hilbert_by"]), None),
-        ("by-prediction", None, bench_data.prediction_order(y, data.valid)),
-    ]
+    out = []
+    for kind in kinds:
+        if kind == "natural":
+            out.append(("natural", None, None))
+        elif kind == "layout":
+            out.append((f"by-{r['cluster_by']}", [r["cluster_by"]], None))
+        elif kind == "hilbert":
+            out.append(("hilbert-" + "-".join(r["hilbert_by"]), list(r["hilbert_by"]), None))
+        elif kind == "pred":
+            y = bench_models.evaluate_rows(onnx, data.x)
+            out.append(("by-prediction", None, bench_data.prediction_order(y, data.valid)))
+    return out
 
 
 def _pick(records: list[dict[str, Any]], per_table: int) -> list[dict[str, Any]]:
@@ -85,7 +92,8 @@ def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[di
     from mlskip.udf.bench import _interleaved
 
     picks = _pick(records, cfg.e2e_queries_per_table)
-    task = progress.add_task("end to end", total=4 * len(picks))
+    kinds = tuple(getattr(cfg, "e2e_layouts", ("natural", "layout", "hilbert", "pred")))
+    task = progress.add_task("end to end", total=len(kinds) * len(picks))
     out: list[dict[str, Any]] = []
     for r in picks:
         data = bench_data.load_inputs(r["suite"], r["table"], tuple(r["inputs"]), cfg.sf)
@@ -93,7 +101,7 @@ def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[di
         onnx = work / f"{name}.onnx"
         call = f"{name}({', '.join(r['inputs'])})"
         lo, hi = r["filter"]["lo"], r["filter"]["hi"]
-        for tag, cluster_by, order in _layouts(r, data, onnx):
+        for tag, cluster_by, order in _layouts(r, data, onnx, kinds):
             progress.update(task, description=f"e2e {name} f{r['filter']['fid']} {tag}")
             file_tag = f"{tag}-{name}" if order is not None else tag
             path = _write_full(

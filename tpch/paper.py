@@ -79,6 +79,7 @@ class PaperConfig:
     protocol: str = "sweep"
     settings: tuple[str, ...] = SETTINGS
     max_selectivity: float = 1.0  # filters selecting more are dropped (reference: 1%)
+    e2e_layouts: tuple[str, ...] = LAYOUTS  # natural, layout, hilbert, pred
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -119,6 +120,15 @@ class PaperConfig:
             e2e_repeats=2,
             e2e_queries_per_table=1,
             quick=True,
+            settings=(
+                "minmax",
+                "hull",
+                "layout-minmax",
+                "layout-hull",
+                "hilbert-hull",
+                "pred-hull",
+            ),
+            e2e_layouts=("natural", "pred"),
         )
 
 
@@ -397,6 +407,37 @@ def run_paper(cfg: PaperConfig, out: Path, command: str = "") -> Path:
     return path
 
 
+def run_e2e_only(
+    out: Path, command: str, repeats: int | None = None, queries: int | None = None
+) -> Path:
+    """Run the e2e stage on the records of ``out/results.json`` and re-render its report; the
+    command is recorded next to the one that produced the records."""
+    from mlskip.tpch import e2e as e2e_mod
+    from mlskip.tpch import report
+
+    path = out / "results.json"
+    results = json.loads(path.read_text())
+    cfg_dict = dict(results["config"])
+    if repeats is not None:
+        cfg_dict["e2e_repeats"] = repeats
+    if queries is not None:
+        cfg_dict["e2e_queries_per_table"] = queries
+    cfg = PaperConfig(
+        **{k: v for k, v in cfg_dict.items() if k in PaperConfig.__dataclass_fields__}
+    )
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    with _progress() as progress:
+        e2e = e2e_mod.run_e2e(cfg, results["records"], out / "work", progress)
+    results["config"] = asdict(cfg)
+    results["e2e"] = e2e
+    results["e2e_command"] = command
+    results["e2e_seconds"] = time.perf_counter() - started
+    results["e2e_load_average"] = [load_start, os.getloadavg()]
+    path.write_text(json.dumps(results, indent=1, default=_jsonable))
+    return report.write_report(out, results)
+
+
 def _jsonable(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
@@ -427,8 +468,18 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--e2e-repeats", type=int)
     p.add_argument("--e2e-queries", type=int, help="queries per table")
     p.add_argument("--no-e2e", action="store_true")
+    p.add_argument(
+        "--e2e-only",
+        action="store_true",
+        help="run only the e2e stage on OUT/results.json's records (its config, with the "
+        "--e2e-* options given here) and re-render the report",
+    )
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = "python -m mlskip.tpch.paper " + shlex.join(argv)
+    if a.e2e_only:
+        return run_e2e_only(a.out, command, a.e2e_repeats, a.e2e_queries)
     if a.quick:
         cfg = PaperConfig.quick_preset()
     elif a.protocol == "reference":
@@ -459,8 +510,7 @@ def main(argv: list[str] | None = None) -> Path:
     if a.no_e2e:
         changes["e2e"] = False
     cfg = dataclasses.replace(cfg, **changes)
-    argv = sys.argv[1:] if argv is None else argv
-    return run_paper(cfg, a.out, command="python -m mlskip.tpch.paper " + shlex.join(argv))
+    return run_paper(cfg, a.out, command=command)
 
 
 if __name__ == "__main__":

@@ -287,26 +287,43 @@ def _e2e(e2e: list[dict]) -> str:
                    "torch/mlskip", "onnx/mlskip", "planning ms cold/warm", "mlskip count = ONNX UDF count"], rows)  # fmt: skip
 
 
-def _breakdown(records: list[dict], block: int) -> str:
-    """Where the skippable row groups of the headline bin go, per setting: pruned by the
-    cascade, ruled out by a real qualifying row inside the region (the metadata's limit),
-    prunable by MILP (the verifier's gap), proven mixed or timed out in the MILP sample."""
+def breakdown(records: list[dict], block: int) -> dict[str, dict[str, float]]:
+    """Where the skippable row groups of the headline bin go, per setting (sums over filters and
+    models): pruned by the cascade, ruled out by a real qualifying row inside the region (the
+    metadata's limit), prunable by MILP but left open (the verifier's gap), and the rest (MILP
+    proved mixed or timed out, extrapolated from its sample)."""
     head = S.usable(S.select(records, bin=HEADLINE_BIN, block_rows=block))
-    rows = []
+    out = {}
     for setting in _settings(head):
         recs = S.select(head, setting=setting)
         sk = sum(r["skippable"] for r in recs)
         pr = sum(r["cascade_pruned_skippable"] for r in recs)
         wit = sum(r["exact_witnessed"] for r in recs)
         gap = sum(r["exact_pruned_estimate"] - r["cascade_pruned_skippable"] for r in recs)
-        rest = sum(r["exact_rest"] for r in recs)
-        smp = sum(r["exact_sampled"] for r in recs)
-        mixed = sum(r["exact_milp_mixed"] for r in recs)
-        und = sum(r["exact_milp_undetermined"] for r in recs)
-        unt = sum(r["skippable"] - r["cascade_pruned_skippable"] - r["exact_open"] for r in recs)
-        rows.append([setting, len(recs), sk, _pct(pr / sk), _pct(wit / sk), _pct(gap / sk),
-                     _pct((sk - pr - wit - gap) / sk), f"{mixed}/{und} of {smp} sampled ({rest} unwitnessed)",
-                     unt])  # fmt: skip
+        out[setting] = {
+            "filters": len(recs),
+            "skippable": sk,
+            "pruned": pr / sk,
+            "witnessed": wit / sk,
+            "gap": gap / sk,
+            "rest": (sk - pr - wit - gap) / sk,
+            "sampled": sum(r["exact_sampled"] for r in recs),
+            "mixed": sum(r["exact_milp_mixed"] for r in recs),
+            "timeouts": sum(r["exact_milp_undetermined"] for r in recs),
+            "unwitnessed": sum(r["exact_rest"] for r in recs),
+            "untrusted": sum(
+                r["skippable"] - r["cascade_pruned_skippable"] - r["exact_open"] for r in recs
+            ),
+        }
+    return out
+
+
+def _breakdown(records: list[dict], block: int) -> str:
+    rows = [
+        [k, b["filters"], b["skippable"], _pct(b["pruned"]), _pct(b["witnessed"]), _pct(b["gap"]), _pct(b["rest"]),
+         f"{b['mixed']}/{b['timeouts']} of {b['sampled']} sampled ({b['unwitnessed']} unwitnessed)", b["untrusted"]]
+        for k, b in breakdown(records, block).items()
+    ]  # fmt: skip
     return _table(
         ["setting", "filters", "skippable RGs", "pruned by cascade", "holds a qualifying row (metadata limit)",
          "MILP-prunable, cascade left open (verifier gap)", "rest (MILP mixed/time-out, extrapolated)",
@@ -369,6 +386,18 @@ def _notes(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _not_run(results: dict[str, Any]) -> str:
+    """Models the configuration named that have no record (the run was stopped before them)."""
+    done = {r["model"] for r in results["records"]}
+    missing = [m for m in results["config"].get("models") or () if m not in done]
+    if not missing:
+        return ""
+    return (
+        f"**Stopped (CPU time budget) before these configured models ran: {', '.join(missing)}**; "
+        "every figure covers the models above only."
+    )
+
+
 def _load(v: Any) -> str:
     return "n/a" if not v else "(" + ", ".join(f"{x:.2f}" for x in v) + ")"
 
@@ -421,8 +450,17 @@ def render(results: dict[str, Any], plot_names: list[str]) -> str:
         "# mlskip bench paper",
         "",
         f"Command: `{results['command']}`  ",
+        *(
+            [
+                f"End to end: `{results['e2e_command']}` ({results.get('e2e_seconds', 0):.0f} s, load average "
+                f"at start and end {', '.join(_load(v) for v in results.get('e2e_load_average', []))})  "
+            ]
+            if results.get("e2e_command")
+            else []
+        ),  # fmt: skip
         f"Run time: {results['seconds']:.0f} s. Scale factor {cfg['sf']:g}; tables {', '.join(tables)}; "
         f"{len(models)} models ({', '.join(models)}); row groups of {', '.join(f'{b:,}' for b in cfg['block_sizes'])} rows.",
+        _not_run(results),
         "",
         f"Machine: {results['machine']}",
         "",
@@ -516,3 +554,148 @@ def write_report(out: Path, results: dict[str, Any]) -> Path:
     path = out / "REPORT.md"
     path.write_text(render(results, names))
     return path
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """results.json or results.json.gz of a run directory."""
+    import gzip
+    import json
+
+    plain, packed = path / "results.json", path / "results.json.gz"
+    if plain.exists():
+        return json.loads(plain.read_text())
+    return json.loads(gzip.decompress(packed.read_bytes()))
+
+
+def _cell(g: dict[str, Any], setting: str) -> str:
+    c, x = g["cascade"].get(setting), g["exact"].get(setting)
+    return "not run" if c is None else f"{_pct(c)} / {_pct(x)}"
+
+
+def _reason(b: dict[str, float] | None) -> str:
+    if not b:
+        return ""
+    return (
+        f"of {b['skippable']} skippable RGs: {_pct(b['pruned'])} pruned, {_pct(b['witnessed'])} hold a real "
+        f"qualifying row inside their region (metadata limit), {_pct(b['gap'])} MILP-prunable but left open "
+        f"(verifier gap), {_pct(b['rest'])} MILP mixed/time-out"
+    )
+
+
+def render_overview(runs: dict[str, dict[str, Any]]) -> str:
+    """The top-level REPORT.md: every goal per protocol, with the measured reason of each miss."""
+    names = list(runs)
+    gs, bds, blocks = {}, {}, {}
+    for name, res in runs.items():
+        block = min(res["config"]["block_sizes"])
+        blocks[name] = block
+        gs[name] = goals(res["records"], res.get("e2e", []), block)[1]
+        bds[name] = breakdown(res["records"], block)
+    head = ["goal", "target", *[f"{n}: cascade / exact" for n in names], "status"]
+    rows = []
+
+    def row(label: str, target: float, setting: str) -> None:
+        vals = {n: gs[n]["cascade"].get(setting, float("nan")) for n in names}
+        status = "; ".join(f"{n}: {_verdict(v, target)}" for n, v in vals.items())
+        rows.append([label, _pct(target), *[_cell(gs[n], setting) for n in names], status])
+
+    row("paper: min-max (27.4%)", PAPER_MINMAX, "minmax")
+    row("paper: 45-byte hull (38.31%)", PAPER_HULL, "hull")
+    row("ours: hull <= 45 B/pair", GOAL_HULL, "hull")
+    row("ours: hull + SQL range conjunct", GOAL_HULL, "hull+sql")
+    for kind, label in LAYOUT_NAMES.items():
+        cells, status = [], []
+        for n in names:
+            pair = [s for s in (f"{kind}-minmax", f"{kind}-hull") if s in gs[n]["cascade"]]
+            if not pair:
+                cells.append("not run")
+                continue
+            best = max(pair, key=lambda k, n=n: np.nan_to_num(gs[n]["cascade"][k], nan=-1.0))
+            cells.append(f"{_cell(gs[n], best)} (`{best}`)")
+            status.append(f"{n}: {_verdict(gs[n]['cascade'][best], GOAL_LAYOUT)}")
+        rows.append(
+            [f"ours: layout-aware writing, {label}", _pct(GOAL_LAYOUT), *cells, "; ".join(status)]
+        )
+    cells, status = [], []
+    for n in names:
+        t = S.timing(runs[n]["records"])
+        cells.append(f"{t['mean'] * 1e3:.3f} ms wall, {t['cpu_mean'] * 1e3:.3f} ms CPU")
+        status.append(f"{n}: {_verdict(t['mean'], GOAL_MS, higher=False)} (wall)")
+    rows.append(["ours: verification per row group (mean)", "< 1 ms", *cells, "; ".join(status)])
+    for kind, label in LAYOUT_NAMES.items():
+        cells, status = [], []
+        for n in names:
+            es = _e2e_by_layout(runs[n].get("e2e", [])).get(kind, [])
+            if not es:
+                cells.append("not run")
+                continue
+            tor = [e["torch_over_mlskip"] for e in es]
+            cells.append(
+                f"min {_x(min(tor))}, median {_x(float(np.median(tor)))} ({len(es)} queries)"
+            )
+            status.append(f"{n}: {_verdict(min(tor), GOAL_E2E, ratio=True)}")
+        if status:
+            rows.append(
+                [
+                    f"ours: e2e torch UDF / mlskip, {label}",
+                    f"{GOAL_E2E}x",
+                    *cells,
+                    "; ".join(status),
+                ]
+            )
+    parts = [
+        "# mlskip bench paper, SF1",
+        "",
+        "Every figure below is recomputed from the runs' `results.json.gz` by "
+        "`python -m mlskip.tpch.report tpch/reports/sf1 " + " ".join(names) + "`; "
+        "each run's own report (per model, per filter, timings, plots) is in its folder.",
+        "",
+    ]
+    for n, res in runs.items():
+        m = res["machine"]
+        parts += [
+            f"- **{n}** ([report]({n}/REPORT.md)): `{res['command']}`; {res['seconds']:.0f} s; "
+            + (f"e2e stage `{res['e2e_command']}`; " if res.get("e2e_command") else "")
+            + f"{_not_run(res)} code {m.get('code', 'n/a')}; load average at start {_load(m.get('load_average_at_start'))}, "
+            f"at end {_load(res.get('load_average_at_end'))} (2 cores, shared)."
+        ]
+    parts += [
+        "",
+        "## Goals (selectivity <= 0.1%, row groups of 1,000 rows; cells `cascade / exact limit`)",
+        "",
+        _table(head, rows),
+        "",
+        "## Why, measured (headline bin, sums over filters and models)",
+        "",
+    ]
+    for n in names:
+        parts.append(f"**{n}**\n")
+        parts += [f"- `{k}`: {_reason(b)}" for k, b in bds[n].items()]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def write_overview(root: Path, names: list[str]) -> Path:
+    """Re-render each run's report under ``root/<name>`` and the overview ``root/REPORT.md``."""
+    runs = {}
+    for n in names:
+        runs[n] = load_results(root / n)
+        write_report(root / n, runs[n])
+    path = root / "REPORT.md"
+    path.write_text(render_overview(runs))
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m mlskip.tpch.report ROOT RUN...``: overview of several runs under ROOT."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m mlskip.tpch.report")
+    p.add_argument("root", type=Path)
+    p.add_argument("runs", nargs="+", help="run folders under ROOT holding results.json(.gz)")
+    a = p.parse_args(argv)
+    print(write_overview(a.root, a.runs))
+
+
+if __name__ == "__main__":
+    main()
