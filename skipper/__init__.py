@@ -25,6 +25,7 @@ from mlskip.errors import (
 _LAZY: dict[str, str] = {
     "connect": "mlskip.udf.connection",
     "Connection": "mlskip.udf.connection",
+    "S3Options": "mlskip.remote",
     "write_parquet": "mlskip.metadata",
     "copy": "mlskip.metadata",
     "read_skip_metadata": "mlskip.metadata",

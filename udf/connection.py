@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import threading
 import warnings
 import weakref
@@ -50,6 +51,7 @@ from mlskip.udf.runtime import Runner, make_runner
 from mlskip.verifier.cascade import Verifier
 
 _results = itertools.count()
+_S3_PATH = re.compile(r"s3[an]?://", re.I)
 ATTEMPTS = 3  # plans per query when files change under it; then it runs without skipping
 RECENT_RESULTS, KEPT_RESULTS = 64, 256  # materialized results kept (see Connection._remember)
 
@@ -202,7 +204,7 @@ class Connection:
         return expand_paths(pattern)
 
     def _report(self, query: str, evaluate: bool) -> SkippingReport:
-        if "s3" in query.lower():
+        if _S3_PATH.search(query):
             self._load_httpfs()
         with self._lock:
             functions = dict(self._functions)
