@@ -23,6 +23,7 @@ import pyarrow as pa
 import pytest
 
 import mlskip
+import mlskip.query
 from mlskip.errors import SkippingFallbackWarning
 from mlskip.planner import Planner
 from mlskip.verifier import Network, ReLU
@@ -222,6 +223,43 @@ def test_arrow_scan_of_a_file_replaced_after_planning_is_planned_again(versions,
     got = mlskip.scan(target, net, "> 3.9", inputs=["a", "b"], planner=planner)
     assert len(calls) == 2
     assert got.sort_by("id").equals(want_new.sort_by("id"))
+
+
+@pytest.mark.filterwarnings("ignore::mlskip.errors.SkippingFallbackWarning")
+def test_planner_never_pairs_a_footer_with_another_files_identity(versions, tmp_path):
+    _, old, new, _ = versions
+    target = tmp_path / "t.parquet"
+    replace(old, target)
+    groups = {old.stat().st_size: 30, new.stat().st_size: 10}
+    assert len(groups) == 2
+    planner = Planner()
+    con = mlskip.connect()
+    con.register_model("f", make_net())
+    sql = REPLACE_QUERY.format(p=target)
+    stop = threading.Event()
+    plans: list = []
+
+    def writer() -> None:
+        k = 0
+        while not stop.is_set():
+            replace(new if k % 2 == 0 else old, target)
+            k += 1
+            time.sleep(0.002)
+
+    def planning(_: int) -> None:
+        for _ in range(30):
+            report = mlskip.query.plan_query(sql, dict(con._functions), planner)
+            plans.append((report.identities[0][1], report.files[0].row_groups))
+
+    with ThreadPoolExecutor(3) as pool:
+        pool.submit(writer)
+        for f in [pool.submit(planning, k) for k in range(2)]:
+            f.result()
+        stop.set()
+    assert len(plans) == 60
+    # every plan describes the file its identity names (size tells old from new)
+    assert all(groups[identity[1]] == row_groups for identity, row_groups in plans)
+    assert len({identity[1] for identity, _ in plans}) == 2
 
 
 @pytest.mark.filterwarnings("ignore::mlskip.errors.SkippingFallbackWarning")

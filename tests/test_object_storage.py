@@ -42,6 +42,8 @@ class Server:
     gets: int = 0
     heads: int = 0
     fail_gets: bool = False  # 500 on every GET of a data object
+    fail_after: int | None = None  # 500 on data GETs after this many succeeded
+    fail_times: int | None = None  # ... but only this many times (a transient fault)
     drop_gets: bool = False  # send part of the body, then close the connection
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,6 +55,21 @@ class Server:
         with self.lock:
             self.get_bytes = self.gets = self.heads = 0
         self.fail_gets = self.drop_gets = False
+        self.fail_after = self.fail_times = None
+
+    def should_fail(self) -> bool:
+        with self.lock:
+            if self.fail_gets:
+                return True
+            if self.fail_after is None:
+                return False
+            if self.fail_after > 0:
+                self.fail_after -= 1
+                return False
+            if self.fail_times is None:
+                return True
+            self.fail_times -= 1
+            return self.fail_times >= 0
 
 
 def _wrap(app, state: dict):
@@ -69,7 +86,7 @@ def _wrap(app, state: dict):
             )
             return
         data_get = method == "GET" and environ.get("PATH_INFO", "").endswith(".parquet")
-        if data_get and server.fail_gets:
+        if data_get and server.should_fail():
             start_response("500 Internal Server Error", [("Content-Type", "application/xml")])
             yield b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
             return
@@ -281,6 +298,26 @@ def test_server_errors_mid_read_are_errors(store, cons, server):
     finally:
         server.reset()
     assert rows(on, sql) == rows(cons[1], sql)  # and all is well afterwards
+
+
+def test_500s_after_some_reads_fail_the_query_and_transient_ones_are_retried(store, cons, server):
+    on, off, _ = cons
+    sql = "SELECT id, s FROM 's3://data/x.parquet' WHERE f(a, b) BETWEEN 1.0 AND 3.0"
+    want = rows(off, sql)
+    on.explain_skipping(sql)
+    cursor = on.cursor()
+    cursor.execute("SET enable_external_file_cache = false")
+    cursor.execute("SET http_retries = 2")
+    cursor.execute("SET http_retry_wait_ms = 10")
+    try:
+        server.fail_after = 3  # the first reads succeed, every later one fails
+        with pytest.raises(duckdb.Error, match="data/x.parquet"):
+            cursor.sql(sql).fetchall()  # an error, never part of the rows
+        server.reset()
+        server.fail_after, server.fail_times = 3, 1  # one failure: DuckDB retries
+        assert rows(cursor, sql) == want
+    finally:
+        server.reset()
 
 
 def test_planning_failure_falls_back_to_a_full_read(store, server):
