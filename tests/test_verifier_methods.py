@@ -314,3 +314,69 @@ def test_milp_sound_at_large_magnitudes(seed):
     )
     check_sampled(net, R, pred, res, rng, use_ort=False)
     assert (res.verdicts != 2).mean() > 0.3
+
+
+# ---------------------------------------------------------------- Marabou oracle, overlapping pairs
+
+
+def marabou_case(seed: int):
+    rng = np.random.default_rng(seed)
+    hidden = [int(rng.integers(4, 10)) for _ in range(int(rng.integers(1, 3)))]
+    sizes = (3, *hidden, 1)
+    net = Network.mlp(
+        [
+            (rng.normal(size=(o, i)) / np.sqrt(i), rng.normal(size=o) * 0.5)
+            for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+        ]
+    )
+    R = overlapping_regions(rng, 1, width=0.3, m=4)
+    hs = [
+        (i, j, A[0][np.isfinite(b[0])], b[0][np.isfinite(b[0])])
+        for (i, j), (A, b) in zip(R.pairs, R.halfspaces, strict=True)
+    ]
+    x, inside = dense(rng, R, k=4000)
+    y = net.evaluate(x[0][inside[0]])[:, 0]
+    # near the sampled extremes: where the certified LP decides and where it must not
+    side = rng.choice([-1.0, 1.0])
+    ext = y.max() if side > 0 else y.min()
+    t = float(ext + side * 10 ** rng.uniform(-2.0, 1.0) * (y.std() + 1e-3))
+    return net, R, hs, t
+
+
+def run_marabou_case(seed: int) -> None:
+    """Our LP-path verdict is never contradicted by a checked Marabou counterexample."""
+    from mlskip.verifier.adapters.marabou import marabou_query
+
+    net, R, hs, t = marabou_case(seed)
+    v = Verifier(methods=("ibp", "crown")).verify(net, R, Predicate.gt(t)).verdicts[0]
+    if v not in (NONE, ALL):
+        return
+    lo, hi = R.lower[0], R.upper[0]
+    cond = (np.ones(1), ">=", t) if v == NONE else (np.ones(1), "<=", t)
+    status, x = marabou_query(net, lo, hi, hs, [cond], timeout=10)
+    if status != "sat":
+        return
+    xc = np.clip(x, lo, hi)
+    ok = all(bool((A @ xc[[i, j]] <= b).all()) for i, j, A, b in hs)
+    y = net.evaluate(xc)[0, 0]
+    if ok:  # a checked point inside the region
+        assert not (v == NONE and y > t), f"seed {seed}: NONE but y({xc}) = {y} > {t}"
+        assert not (v == ALL and y <= t), f"seed {seed}: ALL but y({xc}) = {y} <= {t}"
+
+
+marabou = pytest.importorskip("mlskip.verifier.adapters.marabou")
+
+
+@pytest.mark.skipif(not marabou.available(), reason="maraboupy is not installed")
+@pytest.mark.filterwarnings("ignore:Tensorflow parser:UserWarning")
+@pytest.mark.parametrize("seed", range(30))
+def test_overlap_lp_vs_marabou(seed):
+    run_marabou_case(seed)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not marabou.available(), reason="maraboupy is not installed")
+@pytest.mark.filterwarnings("ignore:Tensorflow parser:UserWarning")
+@pytest.mark.parametrize("seed", range(1000, 1200))
+def test_overlap_lp_vs_marabou_slow(seed):
+    run_marabou_case(seed)
