@@ -306,3 +306,26 @@ def test_readers_during_atomic_replacements_see_old_or_new(versions, tmp_path):
     assert len(seen) + len(errors) == 20 and len(seen) >= 10, errors
     bad = [s for s in seen if s not in (answers["old"], answers["new"])]
     assert not bad, bad
+
+
+def test_materialized_results_look_like_duckdbs(data):
+    """Planned queries are materialized (to re-check files after they ran): names,
+    types, order and parameters stay DuckDB's, and derived relations keep working."""
+    on = mlskip.connect()
+    off = mlskip.connect(skipping=False)
+    for con in (on, off):
+        con.register_model("f", make_net())
+    x = f"'{data}/x.parquet'"
+    queries = [
+        (f"SELECT id, id, a AS id, id + 1 AS id_1 FROM {x} WHERE f(a, b) > 3.9 ORDER BY a", None),
+        (f"SELECT sum(id), count(*) FROM {x} WHERE f(a, b) > $1", [3.9]),
+    ]
+    for sql, params in queries:
+        assert on.explain_skipping(sql.replace("$1", "3.9")).rewritten
+        got, want = on.sql(sql, params=params), off.sql(sql, params=params)
+        assert got.columns == want.columns and got.types == want.types
+        assert got.fetchall() == want.fetchall()
+    derived = on.sql(queries[0][0]).limit(3)
+    for _ in range(5):
+        on.sql(queries[1][0], params=[3.9]).fetchall()
+    assert derived.fetchall() == off.sql(queries[0][0]).limit(3).fetchall()

@@ -257,7 +257,7 @@ class Connection:
             name = f"__mlskip_result_{next(_results)}"
             self._remember(name)
             if self._run_checked(report, f"CREATE TEMP TABLE {name} AS {report.sql}", params):
-                return self._result(name)
+                return self._result(name, report.sql)
             self.duckdb.execute(f"DROP TABLE IF EXISTS {name}")
         self._give_up(query)
         return self.duckdb.sql(query, params=params)
@@ -313,8 +313,22 @@ class Connection:
             self._results.remove(name)
             self._released.discard(name)
 
-    def _result(self, name: str) -> duckdb.DuckDBPyRelation:
+    def _result(self, name: str, sql: str) -> duckdb.DuckDBPyRelation:
         relation = self.duckdb.table(name)
+        columns = relation.columns
+        # CREATE TABLE AS renames duplicate columns (x, x_1): give them their names back
+        if any(re.fullmatch(re.escape(c) + r"_\d+", d) for c in columns for d in columns):
+            original = self.duckdb.sql(sql).columns  # binds, does not run
+            if original != columns:
+
+                def quote(n: str) -> str:
+                    return '"' + n.replace('"', '""') + '"'
+
+                relation = relation.project(
+                    ", ".join(
+                        f"{quote(n)} AS {quote(o)}" for n, o in zip(columns, original, strict=True)
+                    )
+                )
         # called by the garbage collector, maybe in another thread: only mark it here
         weakref.finalize(relation, self._released.add, name)
         return relation
