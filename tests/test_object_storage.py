@@ -9,6 +9,7 @@ through pyarrow's S3 filesystem.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import warnings
@@ -25,7 +26,9 @@ from mlskip.errors import SkippingFallbackWarning
 from mlskip.remote import TAIL_BYTES, S3Options
 from mlskip.verifier import Network, ReLU
 
-moto_server = pytest.importorskip("moto.server")
+# loopback only: the AWS SDKs must never ask an instance-metadata service for credentials
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+from moto import server as moto_server  # noqa: E402  (the dev extra's moto[server])
 from werkzeug.serving import make_server  # noqa: E402  (moto[server] brings werkzeug)
 
 N_ROWS = 200_000
