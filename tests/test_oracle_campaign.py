@@ -143,3 +143,36 @@ def test_points_outside_the_region_are_moved_inside():
 def test_unknown_oracle_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown oracle"):
         selfcheck.run_trial(0, tmp_path, oracle="z3")
+
+
+class _Overconfident:
+    """A broken verifier: every undecided region becomes NONE (prunes qualifying rows)."""
+
+    def __init__(self) -> None:
+        from mlskip.verifier.cascade import Verifier
+
+        self.inner = Verifier(time_budget=0.2)
+
+    def verify(self, net, regions, predicate):
+        import dataclasses
+
+        result = self.inner.verify(net, regions, predicate)
+        verdicts = np.asarray(result.verdicts).copy()
+        verdicts[verdicts == 2] = 0
+        return dataclasses.replace(result, verdicts=verdicts)
+
+
+def test_oracle_catches_a_broken_verifier(tmp_path):
+    """Wired into run_trial, the oracle reports refuted verdicts with a checked point."""
+    refuted = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for seed in range(12, 32):
+            result = selfcheck.run_trial(seed, tmp_path, _Overconfident(), oracle="marabou")
+            if result.oracle.get("refuted"):
+                refuted.append(seed)
+                assert not result.ok
+                assert any(p.startswith("oracle: verdict NONE refuted") for p in result.problems)
+            if len(refuted) == 2:
+                break
+    assert refuted, "the oracle never refuted an invented NONE verdict"
