@@ -49,7 +49,7 @@ def milp_verdicts(
         scale = np.max(
             np.concatenate(scalar_magnitudes(snet, regions.lower, regions.upper), axis=1), axis=1
         )
-    leak = integrality_leak(snet, bounds[:-1])  # [n, k]: proven margin (milp.py)
+    leak = integrality_leak(snet, bounds[:-1]) if len(bounds) > 1 else np.zeros_like(L0)
     secs = np.zeros(n)
     if stats is not None:
         stats["weights"] = secs
