@@ -380,3 +380,13 @@ def test_overlap_lp_vs_marabou(seed):
 @pytest.mark.parametrize("seed", range(1000, 1200))
 def test_overlap_lp_vs_marabou_slow(seed):
     run_marabou_case(seed)
+
+
+def test_overlap_lp_honours_the_time_budget():
+    rng = np.random.default_rng(4)
+    net = random_net(rng, (3, 16, 1))
+    R = overlapping_regions(rng, 300)
+    pred = Predicate.gt(quantile_threshold(net, rng, 3, 0.9))
+    off = Verifier(methods=("ibp", "crown"), overlap_lp=False).verify(net, R, pred)
+    spent = Verifier(methods=("ibp", "crown"), time_budget=0.0).verify(net, R, pred)
+    np.testing.assert_array_equal(off.verdicts, spent.verdicts)  # no LP past the deadline

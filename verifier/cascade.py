@@ -276,10 +276,12 @@ class Verifier:
             v = self._decide(spec, L, U, mg)
             if self.overlap_lp and sub.has_overlap:
                 # box ∩ all polygons by certified LP, only where the cheap pass failed
-                idx = np.flatnonzero(v == UNKNOWN)
-                if deadline is not None and time.perf_counter() >= deadline:
-                    idx = idx[:0]
-                if len(idx):
+                # (chunks of 256, so that a time budget is honoured)
+                todo = np.flatnonzero(v == UNKNOWN)
+                for s in range(0, len(todo), 256):
+                    if deadline is not None and time.perf_counter() >= deadline:
+                        break
+                    idx = todo[s : s + 256]
                     L2, U2 = crown_bounds(snet, sub.subset(idx), overlap_lp=True)
                     L2, U2 = np.maximum(L2, L[idx]), np.minimum(U2, U[idx])
                     v[idx] = self._decide(spec, L2, U2, mg[idx])
