@@ -390,3 +390,34 @@ def test_overlap_lp_honours_the_time_budget():
     off = Verifier(methods=("ibp", "crown"), overlap_lp=False).verify(net, R, pred)
     spent = Verifier(methods=("ibp", "crown"), time_budget=0.0).verify(net, R, pred)
     np.testing.assert_array_equal(off.verdicts, spent.verdicts)  # no LP past the deadline
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e4, 1e8])
+def test_lp_min_sound_at_any_scale(scale):
+    """HiGHS's duals at large or small magnitudes only loosen the certificate."""
+    rng = np.random.default_rng(12)
+    R0 = overlapping_regions(rng, 40)
+    shift = rng.uniform(-3, 3, size=(1, 3))
+    R = RegionBatch(
+        (R0.lower + shift) * scale,
+        (R0.upper + shift) * scale,
+        R0.pairs,
+        tuple(
+            (
+                A,
+                np.where(
+                    np.isfinite(b), (b + np.einsum("nmt,t->nm", A, shift[0, [i, j]])) * scale, b
+                ),
+            )
+            for (i, j), (A, b) in zip(R0.pairs, R0.halfspaces, strict=True)
+        ),
+    )
+    a = rng.normal(size=(R.n, 2, 3))
+    lp = lp_min(a, R)
+    greedy = region_min(a, np.zeros((R.n, 2)), R)
+    x, inside = dense(rng, R, k=4000)
+    vals = np.einsum("nkd,nsd->nks", a, x)
+    lowest = np.where(inside[:, None, :], vals, np.inf).min(-1)
+    assert inside.any(1).all()
+    assert (lp <= lowest).all()
+    assert (lp >= greedy - 1e-9 * (1 + np.abs(greedy))).mean() > 0.95
