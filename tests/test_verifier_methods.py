@@ -220,10 +220,14 @@ def test_alpha_full_with_overlapping_polygons_sound_by_sampling():
     net = random_net_act(rng, (3, 12, 12, 1), None)
     R = overlapping_regions(rng, 60)
     la, ua = alpha_crown_bounds(net, R, iters=15)
+    lb, ub = alpha_crown_bounds(net, R, iters=15, overlap_lp=True)
+    tol = 1e-9 * (1 + np.abs(la))
+    assert (lb >= la - tol).all() and (ub <= ua + tol).all() and np.mean(ub - lb) < np.mean(ua - la)
     x, inside = dense(rng, R, k=3000)
     y = net.evaluate(x.reshape(-1, 3)).reshape(R.n, -1)
-    assert (np.where(inside, y, np.inf).min(1) >= la[:, 0]).all()
-    assert (np.where(inside, y, -np.inf).max(1) <= ua[:, 0]).all()
+    for lo, hi in ((la, ua), (lb, ub)):
+        assert (np.where(inside, y, np.inf).min(1) >= lo[:, 0]).all()
+        assert (np.where(inside, y, -np.inf).max(1) <= hi[:, 0]).all()
 
 
 def test_alpha_full_cascade_sound_and_s_shaped_unchanged():

@@ -74,9 +74,11 @@ def _backward_np(
     relax: list[Relaxation],
     alphas: dict[tuple[int, int], np.ndarray],
     regions: RegionBatch,
+    overlap_lp: bool = False,
 ) -> np.ndarray:
     """Lower bounds ``[n, R]`` of ``lam_top . a_{upto-1} + bias`` (``lam [n, R, h]``,
-    already multiplied into affine ``upto``) with the given lower slopes."""
+    already multiplied into affine ``upto``) with the given lower slopes
+    (``overlap_lp``: concretised over box ∩ all polygons, concretize.region_min)."""
     for j in range(upto - 1, -1, -1):
         al, bl, au, bu = relax[j]
         sl = _slope(net.activations[j], *bounds[j], al, alphas.get((upto, j)))
@@ -90,7 +92,7 @@ def _backward_np(
         n, R, h = lam.shape
         lam = (lam.reshape(n * R, h) @ W).reshape(n, R, W.shape[1])
     with np.errstate(invalid="ignore", over="ignore"):
-        out = region_min(lam, bias, regions)
+        out = region_min(lam, bias, regions, overlap_lp)
     return np.where(np.isnan(out), -np.inf, out)
 
 
@@ -100,6 +102,7 @@ def replay(
     crown: list[Bounds],
     final_rows: np.ndarray,
     alphas: dict[tuple[int, int], np.ndarray],
+    overlap_lp: bool = False,
 ) -> np.ndarray:
     """Sound float64 lower bounds ``[n]`` of ``final_rows[r] . z_L`` with the slopes ``alphas``.
 
@@ -132,7 +135,8 @@ def replay(
             else:
                 lam = final_rows @ a.W  # [n, 1, h]
                 bias = final_rows @ a.b  # [n, 1]
-                lo = _backward_np(net, i, lam, bias, bounds, relax, alphas, regions)[:, 0]
+                lo = _backward_np(net, i, lam, bias, bounds, relax, alphas, regions, overlap_lp)
+                lo = lo[:, 0]
                 # rows are +-unit vectors: the per-neuron margin of the output layer
                 return lo - bound_margin(net, mags, i)[:, 0]
     raise AssertionError("unreachable")  # pragma: no cover
@@ -145,8 +149,12 @@ def alpha_crown_bounds(
     lr: float = 0.2,
     deadline: float | None = None,
     mode: str = "full",
+    overlap_lp: bool = False,
 ) -> Bounds:
-    """Sound output bounds ``[n, k]``, at least as tight as CROWN's (see the module doc)."""
+    """Sound output bounds ``[n, k]``, at least as tight as CROWN's (see the module doc).
+
+    ``overlap_lp``: the replayed output bound is minimised over box ∩ all polygons
+    by certified LP where pairs overlap (concretize.lp_min)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     bounds, relax = crown_layers(net, regions)
@@ -171,7 +179,7 @@ def alpha_crown_bounds(
     REL = [tuple(None if x is None else x[rep] for x in r) for r in relax]
     final_rows = rows[np.tile(np.arange(m), n)][:, None, :]  # [N, 1, k]
     alphas = _optimise(net, RR, B, REL, final_rows, free, iters, lr, deadline)
-    lo = replay(net, RR, B, final_rows, alphas).reshape(n, m)
+    lo = replay(net, RR, B, final_rows, alphas, overlap_lp).reshape(n, m)
     return np.maximum(cl, lo[:, :k]), np.minimum(cu, -lo[:, k:])
 
 

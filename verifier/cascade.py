@@ -310,6 +310,7 @@ class Verifier:
                     iters=self.alpha_iters,
                     deadline=deadline,
                     mode=self.alpha_mode,
+                    overlap_lp=self.overlap_lp,
                 )
                 out[idx] = self._decide(spec, L, U, mg[idx])
             return out, None
