@@ -23,7 +23,11 @@ E2E_ROW_GROUP = 122_880
 
 
 def _write_full(
-    data: bench_data.TableInputs, path: Path, cluster_by: list[str] | None, order=None
+    data: bench_data.TableInputs,
+    path: Path,
+    cluster_by: list[str] | None,
+    order=None,
+    row_group: int = E2E_ROW_GROUP,
 ) -> Path:
     """The whole table as one file, clustered by ``cluster_by`` (the writer's own option) or
     taken in ``order`` (rows sorted by the model's prediction)."""
@@ -40,7 +44,7 @@ def _write_full(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             mlskip.write_parquet(
-                table, tmp, row_group_size=E2E_ROW_GROUP, hulls=pairs,
+                table, tmp, row_group_size=row_group, hulls=pairs,
                 cluster_by=cluster_by or None, curve="hilbert",
             )  # fmt: skip
         tmp.replace(path)
@@ -93,6 +97,8 @@ def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[di
 
     picks = _pick(records, cfg.e2e_queries_per_table)
     kinds = tuple(getattr(cfg, "e2e_layouts", ("natural", "layout", "hilbert", "pred")))
+    row_group = int(getattr(cfg, "e2e_row_group", E2E_ROW_GROUP))
+    size_tag = "" if row_group == E2E_ROW_GROUP else f"-rg{row_group}"
     task = progress.add_task("end to end", total=len(kinds) * len(picks))
     out: list[dict[str, Any]] = []
     for r in picks:
@@ -106,9 +112,10 @@ def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[di
             file_tag = f"{tag}-{name}" if order is not None else tag
             path = _write_full(
                 data,
-                work / f"{r['table']}-{'-'.join(r['inputs'])}-full-{file_tag}.parquet",
+                work / f"{r['table']}-{'-'.join(r['inputs'])}-full-{file_tag}{size_tag}.parquet",
                 cluster_by,
                 order,
+                row_group,
             )
             sql = f"SELECT count(*) FROM '{path}' WHERE {call} BETWEEN {lo!r} AND {hi!r}"
             cons = {
@@ -138,7 +145,7 @@ def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[di
                 "planning_cold_s": planning_cold, "planning_warm_s": planning_warm,
                 "counts": counts, "same_result": counts["mlskip"] == counts["onnx"],
                 "torch_same": counts["torch"] == counts["onnx"],
-                "repeats": cfg.e2e_repeats,
+                "repeats": cfg.e2e_repeats, "row_group_rows": row_group,
             })  # fmt: skip
             progress.advance(task)
     return out

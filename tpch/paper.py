@@ -80,6 +80,7 @@ class PaperConfig:
     settings: tuple[str, ...] = SETTINGS
     max_selectivity: float = 1.0  # filters selecting more are dropped (reference: 1%)
     e2e_layouts: tuple[str, ...] = LAYOUTS  # natural, layout, hilbert, pred
+    e2e_row_group: int = 122_880
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -408,7 +409,12 @@ def run_paper(cfg: PaperConfig, out: Path, command: str = "") -> Path:
 
 
 def run_e2e_only(
-    out: Path, command: str, repeats: int | None = None, queries: int | None = None
+    out: Path,
+    command: str,
+    repeats: int | None = None,
+    queries: int | None = None,
+    row_group: int | None = None,
+    layouts: tuple[str, ...] = (),
 ) -> Path:
     """Run the e2e stage on the records of ``out/results.json`` and re-render its report; the
     command is recorded next to the one that produced the records."""
@@ -422,6 +428,10 @@ def run_e2e_only(
         cfg_dict["e2e_repeats"] = repeats
     if queries is not None:
         cfg_dict["e2e_queries_per_table"] = queries
+    if row_group is not None:
+        cfg_dict["e2e_row_group"] = row_group
+    if layouts:
+        cfg_dict["e2e_layouts"] = tuple(k for k in LAYOUTS if k in layouts)
     cfg = PaperConfig(
         **{k: v for k, v in cfg_dict.items() if k in PaperConfig.__dataclass_fields__}
     )
@@ -467,6 +477,8 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--milp-seconds", type=float)
     p.add_argument("--e2e-repeats", type=int)
     p.add_argument("--e2e-queries", type=int, help="queries per table")
+    p.add_argument("--e2e-row-group", type=int, help="row-group size of the e2e files")
+    p.add_argument("--e2e-layout", action="append", default=[], choices=LAYOUTS)
     p.add_argument("--no-e2e", action="store_true")
     p.add_argument(
         "--e2e-only",
@@ -479,7 +491,9 @@ def main(argv: list[str] | None = None) -> Path:
     argv = sys.argv[1:] if argv is None else argv
     command = "python -m mlskip.tpch.paper " + shlex.join(argv)
     if a.e2e_only:
-        return run_e2e_only(a.out, command, a.e2e_repeats, a.e2e_queries)
+        return run_e2e_only(
+            a.out, command, a.e2e_repeats, a.e2e_queries, a.e2e_row_group, tuple(a.e2e_layout)
+        )
     if a.quick:
         cfg = PaperConfig.quick_preset()
     elif a.protocol == "reference":
@@ -494,6 +508,7 @@ def main(argv: list[str] | None = None) -> Path:
         ("milp_seconds", a.milp_seconds),
         ("e2e_repeats", a.e2e_repeats),
         ("e2e_queries_per_table", a.e2e_queries),
+        ("e2e_row_group", a.e2e_row_group),
     ):
         if value is not None:
             changes[name] = value
@@ -507,6 +522,8 @@ def main(argv: list[str] | None = None) -> Path:
         changes["block_sizes"] = tuple(a.block)
     if a.setting:
         changes["settings"] = tuple(s for s in SETTINGS if s in a.setting)
+    if a.e2e_layout:
+        changes["e2e_layouts"] = tuple(k for k in LAYOUTS if k in a.e2e_layout)
     if a.no_e2e:
         changes["e2e"] = False
     cfg = dataclasses.replace(cfg, **changes)

@@ -284,13 +284,13 @@ def _e2e(e2e: list[dict]) -> str:
     if not e2e:
         return "Not run."
     rows = [
-        [e["model"], e["fid"], f"{100 * e['selectivity']:.3f}%", e["layout"], f"{e['pruned']}/{e['row_groups']}",
+        [e["model"], e["fid"], f"{100 * e['selectivity']:.3f}%", e["layout"], f"{e['pruned']}/{e['row_groups']} ({e.get('row_group_rows', 122_880):,})",
          f"{e['torch_s']:.3f}", f"{e['onnx_s']:.3f}", f"{e['mlskip_s']:.3f}", f"{e['torch_over_mlskip']:.2f}x",
          f"{e['onnx_over_mlskip']:.2f}x", f"{e['planning_cold_s'] * 1e3:.0f} / {e['planning_warm_s'] * 1e3:.1f}",
          ("yes" if e["same_result"] else "**NO**") + ("" if e.get("torch_same", True) else " (torch UDF differs)")]
         for e in e2e
     ]  # fmt: skip
-    return _table(["model", "filter", "selectivity", "layout", "pruned/RGs", "torch UDF s", "ONNX UDF s", "mlskip s",
+    return _table(["model", "filter", "selectivity", "layout", "pruned/RGs (rows per RG)", "torch UDF s", "ONNX UDF s", "mlskip s",
                    "torch/mlskip", "onnx/mlskip", "planning ms cold/warm", "mlskip count = ONNX UDF count"], rows)  # fmt: skip
 
 
