@@ -303,31 +303,36 @@ def _with_polygons(fp: Footer, boxes, nulls, nans):
             nc[c] = s.null_count
             if s.nan_count == 0:
                 nan.discard(c)
-        hulls, sizes, hs = {}, {}, {}
+        polygons = []
         for (a, b), rec, name in zip(fp.pairs, rg.records, pairs, strict=True):
             if rec is None:
                 continue
             gx, gy = rg.columns[a].grid, rg.columns[b].grid
             if gx is None or gy is None:
                 raise MetadataError(f"row group {r}: polygon for {name} without grids")
-            v = _v1_vertices(decode_vertices(rec, gx, gy))
-            A, bb = halfspaces(v)
-            hulls[name] = _frozen(v)
-            sizes[name] = len(rec)
-            hs[name] = (_frozen(A), _frozen(bb))
-        out.append(
-            RowGroupSummary(
-                r,
-                rg.num_rows,
-                MappingProxyType(box),
-                MappingProxyType(nc),
-                MappingProxyType(hulls),
-                MappingProxyType(sizes),
-                MappingProxyType(hs),
-                frozenset(nan),
-            )
-        )
+            polygons.append((name, _v1_vertices(decode_vertices(rec, gx, gy)), len(rec)))
+        out.append(_summary(r, rg.num_rows, box, nc, polygons, nan))
     return out, pairs
+
+
+def _summary(r: int, num_rows: int, box: dict, nulls: dict, polygons: list, nan: set):
+    """One row group's summary; ``polygons`` holds (pair, decoded vertices, record bytes)."""
+    hulls, sizes, hs = {}, {}, {}
+    for name, v, size in polygons:
+        A, bb = halfspaces(v)
+        hulls[name] = _frozen(v)
+        sizes[name] = size
+        hs[name] = (_frozen(A), _frozen(bb))
+    return RowGroupSummary(
+        r,
+        num_rows,
+        MappingProxyType(box),
+        MappingProxyType(nulls),
+        MappingProxyType(hulls),
+        MappingProxyType(sizes),
+        MappingProxyType(hs),
+        frozenset(nan),
+    )
 
 
 def _covers(lo: float, hi: float, stats: tuple[float, float], strong: bool) -> bool:
@@ -362,7 +367,7 @@ def _with_polygons_v2(fp: Footer, boxes, nulls, nans):
                     f"statistics {boxes[r][c]} (stale or foreign metadata)"
                 )
             box[c] = (max(box[c][0], glo), min(box[c][1], ghi))
-        hulls, sizes, hs = {}, {}, {}
+        polygons = []
         for (a, b), rec, name in zip(fp.pairs, rg.records, pairs, strict=True):
             if rec is None:
                 continue
@@ -375,20 +380,6 @@ def _with_polygons_v2(fp: Footer, boxes, nulls, nans):
                     f"row group {r}: polygon of {name} does not cover the statistics of "
                     f"{ca!r} {boxes[r][ca]} and {cb!r} {boxes[r][cb]} (stale or foreign metadata)"
                 )
-            A, bb = halfspaces(v)
-            hulls[name] = _frozen(v)
-            sizes[name] = len(rec)
-            hs[name] = (_frozen(A), _frozen(bb))
-        out.append(
-            RowGroupSummary(
-                r,
-                rg.num_rows,
-                MappingProxyType(box),
-                MappingProxyType(dict(nulls[r])),
-                MappingProxyType(hulls),
-                MappingProxyType(sizes),
-                MappingProxyType(hs),
-                frozenset(nan),
-            )
-        )
+            polygons.append((name, v, len(rec)))
+        out.append(_summary(r, rg.num_rows, box, dict(nulls[r]), polygons, nan))
     return out, pairs

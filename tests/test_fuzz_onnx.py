@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import mlskip
-from mlskip.errors import MlskipError
+from mlskip.errors import MlskipError, ModelInputError
 from mlskip.verifier import Network, load_model
 from mlskip.verifier.onnx_loader import to_onnx
 
@@ -260,31 +260,10 @@ CASES = {
     **{name: (build, {"clear"}) for name, build in HUGE.items()},
 }
 
-# cases that fail today, each a bug report (file, input, what happens); strict: a fix flips them
-KNOWN_BUGS = {
-    "raw_data too short": "verifier/onnx_loader.py load_onnx line 97: numpy_helper.to_array's "
-    "ValueError (cannot reshape) escapes load_model and register_model",
-    "unknown tensor data type": "verifier/onnx_loader.py load_onnx line 97: numpy_helper.to_array's "
-    "KeyError (unknown data_type 91) escapes load_model and register_model",
-    "node without output": "verifier/onnx_loader.py load_onnx line 150: node.output[0] raises "
-    "IndexError out of load_model for a node with no outputs",
-    "attribute of undefined type": "verifier/onnx_loader.py load_onnx (Gemm): _attr gives None for "
-    "an attribute of type UNDEFINED and int(None) raises TypeError out of load_model",
-}
-# onnxruntime's own exceptions escaping register_model (udf/runtime.py OnnxRunner builds the
-# session unguarded) are tolerated case by case and tracked by test_onnxruntime_errors_are_wrapped
-ORT_BUG = (
-    "udf/runtime.py OnnxRunner: onnxruntime's exceptions (Fail, InvalidGraph, InvalidArgument, "
-    "UnicodeDecodeError) escape register_model instead of an MlskipError"
-)
-
 
 def _params():
     for name in CASES:
-        marks = ()
-        if name in KNOWN_BUGS:
-            marks = pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_BUGS[name])
-        yield pytest.param(name, id=name, marks=marks)
+        yield pytest.param(name, id=name)
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +282,7 @@ def test_handcrafted_models(con, name):
         registered, detail = register_outcome(con, data)
     assert loaded != "leak", f"load_model: {message}"
     assert registered != "leak", f"register_model: {detail}"
-    assert registered in allowed | {"ort-leak"}, (registered, detail)
+    assert registered in allowed, (registered, detail)
     if name.startswith("unsupported op"):
         op = name.split()[-1]
         for text in (message, detail):  # the error names the op and the node
@@ -312,8 +291,8 @@ def test_handcrafted_models(con, name):
         assert loaded == "ok"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ORT_BUG)
 def test_onnxruntime_errors_are_wrapped(con):
+    """Whatever onnxruntime raises while loading a model reaches the user as an MlskipError."""
     data = _base_model()
     blobs = [(name, build()) for name, (build, _) in CASES.items()]
     blobs += [(f"cut at {n}", data[:n]) for n in range(0, len(data), 3)]
@@ -370,8 +349,8 @@ def run_fuzz(con, blobs) -> dict[str, list]:
 def test_truncated_protobuf_every_length(con):
     data = _base_model()
     found = run_fuzz(con, ((f"cut at {n}", data[:n]) for n in range(len(data))))
-    assert not found["leak"], found["leak"][:5]  # onnxruntime's own: see ORT_BUG
-    assert len(found["other"]) + len(found["ort-leak"]) >= len(data) - 2  # every cut refused
+    assert not found["leak"] and not found["ort-leak"], (found["leak"] + found["ort-leak"])[:5]
+    assert len(found["other"]) >= len(data) - 2  # every cut refused
 
 
 @settings(
@@ -380,7 +359,7 @@ def test_truncated_protobuf_every_length(con):
 @given(st.binary(min_size=0, max_size=600))
 def test_random_bytes(con, data):
     found = run_fuzz(con, [("random", data)])
-    assert not found["leak"] and not found["verifiable"], found  # onnxruntime's own: ORT_BUG
+    assert not found["leak"] and not found["ort-leak"] and not found["verifiable"], found
 
 
 def _mutations(rng: np.random.Generator, n: int):
@@ -392,11 +371,6 @@ def _mutations(rng: np.random.Generator, n: int):
         yield f"mutation {i}", bytes(d)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=ORT_BUG + "; " + KNOWN_BUGS["unknown tensor data type"],
-)
 def test_byte_mutations_give_clear_errors(con):
     found = run_fuzz(con, _mutations(np.random.default_rng(0), 150))
     escaped = found["leak"] + found["ort-leak"]
@@ -405,17 +379,11 @@ def test_byte_mutations_give_clear_errors(con):
 
 @pytest.mark.slow
 def test_byte_mutations_many(con):
-    """3,000 mutations: no hang, no memory growth, no escape other than the known families
-    (onnxruntime's exceptions from register_model, unguarded steps of onnx_loader.py)."""
-    leaks, ort = [], 0
+    """3,000 mutations: no hang, no memory growth, every failure a clear MlskipError."""
     for seed in range(1, 11):
         found = run_fuzz(con, _mutations(np.random.default_rng(seed), 300))
-        leaks += [f"seed {seed}, {x}" for x in found["leak"]]
-        ort += len(found["ort-leak"])
-    other = [x for x in leaks if "verifier/onnx_loader.py: " not in x]
-    assert not other, other[:3]
-    cases = {x.split(": ")[0] for x in leaks}
-    print(f"of 3,000 mutations, {len(cases)} escape from verifier/onnx_loader.py, {ort} from ORT")
+        escaped = found["leak"] + found["ort-leak"]
+        assert not escaped, f"seed {seed}: {escaped[:3]}"
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -478,24 +446,11 @@ def test_unverifiable_models_run_unskipped(table_path, name):
     assert report.pruned == 0 and report.all_match == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="udf/model.py prepare_model takes the output width from the declared shape: a model "
-    "declaring [N, 3] whose chain yields 1 output registers as a classifier, and with skipping "
-    "the m_class query raises PredicateError ('argmax needs a model with at least 2 outputs') "
-    "where the unskipped query answers",
-)
-def test_declared_output_shape_that_lies(table_path):
-    data = _model([_gemm()], [_w([[1.0, 2.0]]), _b()], out_shape=("N", 3))
-    sql = f"SELECT rid FROM '{table_path}' WHERE m_class(a, b) = 0"
-    off, on, _ = _answers(data, sql)
-    assert on == off
-
-
-def test_declared_output_narrower_than_the_model(table_path):
-    """Declared [N, 1], the chain yields 3: SQL and the verifier both use output 0."""
-    w = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
-    data = _model([_gemm()], [_w(w), _b(3)], out_shape=("N", 1))
-    sql = f"SELECT rid FROM '{table_path}' WHERE m(a, b) > 0.5"
-    off, on, report = _answers(data, sql)
-    assert on == off and len(off) > 0
+@pytest.mark.parametrize("declared, computed", [(3, 1), (1, 3)])
+def test_declared_output_shape_that_lies(declared, computed):
+    """A declared output width that differs from what the graph computes is refused at
+    registration (a classifier that is not one would break ``m_class`` with skipping)."""
+    w = np.arange(2.0 * computed).reshape(computed, 2)
+    data = _model([_gemm()], [_w(w), _b(computed)], out_shape=("N", declared))
+    with pytest.raises(ModelInputError, match="declare"):
+        mlskip.connect().register_model("m", data)

@@ -118,5 +118,10 @@ def prepare_model(src: Any, inputs: Sequence[str] | None = None, name: str = "mo
         reason = str(error)
     except MlskipError as error:
         reason = f"the verifier cannot read it: {error}"
+    if network is not None and network.num_outputs != k:
+        raise ModelInputError(
+            f"{where} declares an output of width {k}, but its graph computes "
+            f"{network.num_outputs}: its declared output shape is wrong"
+        )
     digest = hashlib.sha256(data).hexdigest()
     return SqlModel(data, names, k, network, reason, digest)

@@ -31,10 +31,26 @@ class OnnxRunner:
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(
-            model.onnx_bytes, options, providers=["CPUExecutionProvider"]
-        )
-        self._input = self._session.get_inputs()[0].name
+        try:
+            self._session = ort.InferenceSession(
+                model.onnx_bytes, options, providers=["CPUExecutionProvider"]
+            )
+            self._input = self._session.get_inputs()[0].name
+            probe = self._session.run(
+                None, {self._input: np.zeros((1, model.num_inputs), np.float32)}
+            )
+        except (
+            Exception
+        ) as error:  # onnxruntime's own classes (Fail, InvalidGraph, ...) and decode errors
+            raise ModelInputError(
+                f"ONNX Runtime cannot run this model: {type(error).__name__}: {error}"
+            ) from None
+        shape = np.shape(probe[0]) if probe else ()
+        if shape != (1, model.num_outputs):
+            raise ModelInputError(
+                f"the model declares an output of width {model.num_outputs}, but ONNX Runtime "
+                f"returns shape {list(shape)} for one row: its declared shape is wrong"
+            )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: x})[0]

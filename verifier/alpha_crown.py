@@ -31,6 +31,7 @@ torch is imported only when this runs.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -178,9 +179,24 @@ def alpha_crown_bounds(
     B = [(l[rep], u[rep]) for l, u in bounds]
     REL = [tuple(None if x is None else x[rep] for x in r) for r in relax]
     final_rows = rows[np.tile(np.arange(m), n)][:, None, :]  # [N, 1, k]
-    alphas = _optimise(net, RR, B, REL, final_rows, free, iters, lr, deadline)
+    with _torch_single_thread():
+        alphas = _optimise(net, RR, B, REL, final_rows, free, iters, lr, deadline)
     lo = replay(net, RR, B, final_rows, alphas, overlap_lp).reshape(n, m)
     return np.maximum(cl, lo[:, :k]), np.minimum(cu, -lo[:, k:])
+
+
+@contextmanager
+def _torch_single_thread():
+    """torch single-threaded for the slope optimisation: its thread pool on small
+    tensors on a shared 2-core machine was measured 10x slower (0.43 s vs 7.3 s at load 9)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _optimise(
@@ -195,31 +211,7 @@ def _optimise(
     deadline: float | None,
 ) -> dict[tuple[int, int], np.ndarray]:
     """Projected Adam on the free slopes (torch, float64, box concretisation);
-    returns the best slopes per replica (any values are sound, see ``replay``).
-    torch runs single-threaded: its thread pool on small tensors on a shared
-    2-core machine was measured 10x slower (0.43 s vs 7.3 s at load 9)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _optimise_torch(net, regions, bounds, relax, final_rows, free, iters, lr, deadline)
-    finally:
-        torch.set_num_threads(before)
-
-
-def _optimise_torch(
-    net: Network,
-    regions: RegionBatch,
-    bounds: list[Bounds],
-    relax: list[Relaxation],
-    final_rows: np.ndarray,
-    free: set[tuple[int, int]],
-    iters: int,
-    lr: float,
-    deadline: float | None,
-) -> dict[tuple[int, int], np.ndarray]:
-    """The body of ``_optimise``."""
+    returns the best slopes per replica (any values are sound, see ``replay``)."""
     import torch
 
     dt = torch.float64

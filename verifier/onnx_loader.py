@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mlskip.errors import ModelInputError, UnsupportedModelError
+from mlskip.errors import MlskipError, ModelInputError, UnsupportedModelError
 
 from .layers import Activation, Affine, LeakyReLU, ReLU, Sigmoid, Tanh
 from .network import Network, Step
@@ -87,9 +87,22 @@ def _vector(c: np.ndarray, width: int, label: str) -> np.ndarray:
 
 def load_onnx(src: Any, input_names: list[str] | tuple[str, ...] | None = None) -> Network:
     """Load an ONNX path, bytes or ``ModelProto`` into a ``Network``."""
+    model, where = _as_model(src)
+    try:
+        return _network(model, where, input_names)
+    except MlskipError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:
+        # a malformed proto (tensor data that does not match its dims, unknown data
+        # types, nodes without outputs, attributes of undefined type) is not a crash
+        raise UnsupportedModelError(
+            f"{where}: malformed ONNX model ({type(error).__name__}: {error})"
+        ) from None
+
+
+def _network(model: Any, where: str, input_names: Any) -> Network:
     from onnx import numpy_helper
 
-    model, where = _as_model(src)
     graph = model.graph
     _check_initializers(graph, where)
     consts: dict[str, np.ndarray] = {}
