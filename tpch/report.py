@@ -708,7 +708,10 @@ def render_overview(runs: dict[str, dict[str, Any]]) -> str:
         "non-key column over each row group, so boxes (and, less so, pair hulls) of 1,000 random-order rows "
         "cover the rare filters' rows. The `sweep` filters are narrow bands inside the output distribution, "
         "the `reference` filters sit in its sparse tails; the goals table shows what each choice gives.",
-        "- Layout-aware writing removes that limit: each row group then covers a narrow slice of the output.",
+        "- Layout-aware writing removes that limit only where a row group's input box then pins the output down: "
+        "sorting by the prediction gives each row group a narrow output slice, yet its input box stays wide when "
+        "many input combinations give the same output (a product such as quantity x price), so the summaries, which "
+        "live in input space, cannot show it; clustering on the inputs themselves (Hilbert) keeps the boxes small.",
         "- Verification time: the planner's budget is wall-clock; see the load paragraph below for how much of "
         "the wall time was other processes' and how many calls ran into the budget.",
         "",
