@@ -9,6 +9,10 @@ arithmetic and DuckDB's evaluation of the same expression (each at most
 (n + 1) units of roundoff times the sum of term magnitudes; we widen by
 twice (n + 2) units).
 
+SQL bounds that leave a column's box empty prove the row group empty, except
+where NaN rows (outside every box) would pass them: DuckDB orders NaN above
+every number, so ``x > c`` and ``x >= c`` hold for NaN.
+
 Row groups where a region cannot be trusted are flagged rather than verified:
 a float argument column that may hold NaN (the model's output is then
 unpredictable, and DuckDB orders NaN above every number) makes the row group
@@ -101,7 +105,10 @@ def build_regions(
             lo, hi = group.box.get(column, (-math.inf, math.inf))
             b_lo, b_hi = bounds.get(column, (-math.inf, math.inf))
             lo, hi = max(lo, b_lo), min(hi, b_hi)
-            if lo > hi:
+            # NaN rows are outside the box, yet DuckDB orders NaN above every number:
+            # they pass bounds that are open above (x > c, x >= c), so those cannot
+            # empty a row group that may hold NaN
+            if lo > hi and not (column in group.may_have_nan and b_hi == math.inf):
                 empty[g] = True
             box[column] = (lo, hi)
             nulls = group.null_counts.get(column)

@@ -36,7 +36,10 @@ def test_campaign_long():
 #      now scales with the network's largest intermediate magnitude.
 # 11057: inputs near 1e12: HiGHS's integrality tolerance (1e-6 on binaries) leaks through
 #      big-M constants of that size; the MILP is now skipped for inputs above 1e9.
-@pytest.mark.parametrize("seed", [146, 11057, 100517, 100814, 302298])
+# 600641: `x >= -9.06` pruned a row group whose box lay below -9.06 but which held a NaN
+#      row; DuckDB orders NaN above every number, so that row qualifies (DuckDB 1.5.5's own
+#      min/max pruning drops it too, so results agreed; the planner no longer relies on it).
+@pytest.mark.parametrize("seed", [146, 11057, 100517, 100814, 302298, 600641])
 def test_regression_seeds(seed, tmp_path):
     from mlskip.tpch.selfcheck import run_trial
     from mlskip.verifier.cascade import Verifier

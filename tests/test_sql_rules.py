@@ -173,3 +173,30 @@ def test_round_trip_check_accepts_faithful_sql_and_rejects_changes():
     assert faithful(sql, sqlglot.parse_one(sql, dialect="duckdb").sql(dialect="duckdb"))
     assert not faithful(sql, sql.replace("0.9", "0.8"))
     assert not faithful("CREATE TABLE t AS SELECT 1", "CREATE TABLE t AS SELECT 1")  # not a SELECT
+
+
+@pytest.mark.parametrize(
+    "bound, empty",
+    [
+        ((-9.0, math.inf), False),  # x >= -9: a NaN row passes (DuckDB orders NaN last)
+        ((-math.inf, -20.0), True),  # x <= -20: NaN fails, the box proves the group empty
+        ((-9.0, 5.0), True),  # BETWEEN: NaN fails
+    ],
+)
+def test_sql_bounds_empty_a_row_group_only_when_nan_rows_fail_them(bound, empty):
+    from types import SimpleNamespace
+
+    from mlskip.regions import build_regions
+
+    def group(nan: bool):
+        return SimpleNamespace(
+            num_rows=10,
+            box={"x": (-14.0, -14.0)},
+            null_counts={"x": 0},
+            may_have_nan=frozenset({"x"} if nan else ()),
+            halfspaces={},
+        )
+
+    x = AffineArg((("x", 1.0),), 0.0)
+    regions = build_regions([group(True), group(False)], [x], {"x": bound})
+    assert regions.empty.tolist() == [empty, True]
