@@ -698,7 +698,21 @@ def render_overview(runs: dict[str, dict[str, Any]]) -> str:
             + f"{_not_run(res)} code {m.get('code', 'n/a')}; load average at start {_load(m.get('load_average_at_start'))}, "
             f"at end {_load(res.get('load_average_at_end'))} (2 cores, shared)."
         ]
+    sound = [(n, S.soundness(res["records"]), res.get("e2e", [])) for n, res in runs.items()]
     parts += [
+        "",
+        "Soundness: "
+        + "; ".join(
+            f"{n}: {x['lost_row_groups']} pruned row groups held a qualifying row, {x['wrong_all_match']} "
+            f"all-match row groups held a non-qualifying row over {x['records']} records"
+            + (
+                f", e2e counts equal to the ONNX UDF's in {sum(e['same_result'] for e in es)} of {len(es)} queries"
+                if es
+                else ""
+            )
+            for n, x, es in sound
+        )
+        + ".",
         "",
         "How to read: effectiveness = pruned / skippable row groups, averaged over filters of selectivity "
         "<= 0.1%. `cascade` is the planner's default verifier within its wall-clock budget; `exact limit` is "
