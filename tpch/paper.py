@@ -112,7 +112,7 @@ class PaperConfig:
             hidden=((32,), (32, 32)),
             pairs=(("lineitem_disc_price", (32,)), ("store_sales_net_profit", (32, 32))),
             block_sizes=(1000, 10_000),
-            max_blocks=60,
+            max_blocks=40,
             epochs=40,
             starts=filters.QUICK_STARTS,
             widths=filters.QUICK_WIDTHS,
