@@ -222,44 +222,22 @@ def bench_sql(
     run_sql_bench(sf=sf, row_group_size=row_group_size, repeats=repeats, quick=quick)
 
 
-@bench_app.command("paper")
-def bench_paper(
-    out: Path = typer.Option(..., help="output directory (results.json, REPORT.md, plots)"),
-    quick: bool = typer.Option(False, help="SF 0.1, 2 models, few filters (< 3 min)"),
-    sf: float | None = typer.Option(None, help="scale factor (default 1, or 0.1 with --quick)"),
-    models: list[str] = typer.Option([], "--model", help="zoo regressor to include (repeatable)"),
-    block_sizes: list[int] = typer.Option([], "--block", help="row-group size (repeatable)"),
-    max_blocks: int | None = typer.Option(None, help="blocks sampled per file and size"),
-    e2e: bool = typer.Option(True, help="also measure end-to-end query time"),
-    report_only: bool = typer.Option(False, help="re-render REPORT.md from OUT/results.json"),
-) -> None:
-    """The MLSkip paper's experiment and beyond: effectiveness, exact limits, timings, e2e."""
-    import dataclasses
-    import json
-    import shlex
-    import sys
+@bench_app.command(
+    "paper",
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],
+    },
+    add_help_option=False,
+)
+def bench_paper(ctx: typer.Context) -> None:
+    """The MLSkip paper's experiment and beyond (--protocol reference|sweep, --quick,
+    --out DIR, ...; --help lists every option): effectiveness, exact limits, timings, e2e."""
+    from mlskip.tpch.paper import main
 
-    from mlskip.tpch.paper import PaperConfig, run_paper
-
-    if report_only:
-        from mlskip.tpch.report import write_report
-
-        path = write_report(out, json.loads((out / "results.json").read_text()))
-        console.print(f"report {path}")
-        return
-
-    cfg = PaperConfig.quick_preset() if quick else PaperConfig()
-    changes = {"e2e": e2e}
-    if sf is not None:
-        changes["sf"] = sf
-    if models:
-        changes["models"] = tuple(models)
-    if block_sizes:
-        changes["block_sizes"] = tuple(block_sizes)
-    if max_blocks is not None:
-        changes["max_blocks"] = max_blocks
-    cfg = dataclasses.replace(cfg, **changes)
-    run_paper(cfg, out, command="mlskip " + shlex.join(sys.argv[1:]))
+    path = main(list(ctx.args), prog="mlskip bench paper")
+    console.print(f"report {path}")
 
 
 @zoo_app.command("build")

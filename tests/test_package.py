@@ -46,3 +46,13 @@ def test_cli_unknown_suite_is_a_clear_error(tmp_path):
     )
     assert result.exit_code == 2
     assert "unknown suite 'tpcx'" in result.output
+
+
+def test_cli_bench_paper_takes_the_benchmark_options():
+    runner = CliRunner()
+    result = runner.invoke(app, ["bench", "paper", "--help"])
+    assert result.exit_code == 0
+    for option in ("--protocol", "--setting", "--e2e-only", "--report-only", "--out"):
+        assert option in result.output
+    result = runner.invoke(app, ["bench", "paper", "--protocol", "nope", "--out", "x"])
+    assert result.exit_code == 2 and "invalid choice: 'nope'" in result.output

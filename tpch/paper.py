@@ -458,13 +458,16 @@ def _jsonable(o: Any) -> Any:
     raise TypeError(type(o).__name__)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    """``python -m mlskip.tpch.paper``: ``mlskip bench paper`` with ``--protocol`` and settings."""
+def main(argv: list[str] | None = None, prog: str = "python -m mlskip.tpch.paper") -> Path:
+    """The options of ``mlskip bench paper`` (which hands its arguments here)."""
     import argparse
     import dataclasses
+    import json
     import shlex
 
-    p = argparse.ArgumentParser(prog="python -m mlskip.tpch.paper", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--protocol", choices=PROTOCOLS, default="sweep")
     p.add_argument("--quick", action="store_true", help="the CI preset (sweep, SF 0.1)")
     p.add_argument("--sf", type=float)
@@ -486,10 +489,17 @@ def main(argv: list[str] | None = None) -> Path:
         help="run only the e2e stage on OUT/results.json's records (its config, with the "
         "--e2e-* options given here) and re-render the report",
     )
+    p.add_argument(
+        "--report-only", action="store_true", help="re-render REPORT.md from OUT/results.json"
+    )
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
-    command = "python -m mlskip.tpch.paper " + shlex.join(argv)
+    command = f"{prog} " + shlex.join(argv)
+    if a.report_only:
+        from mlskip.tpch.report import write_report
+
+        return write_report(a.out, json.loads((a.out / "results.json").read_text()))
     if a.e2e_only:
         return run_e2e_only(
             a.out, command, a.e2e_repeats, a.e2e_queries, a.e2e_row_group, tuple(a.e2e_layout)
