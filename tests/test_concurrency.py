@@ -11,6 +11,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -329,3 +331,27 @@ def test_materialized_results_look_like_duckdbs(data):
     for _ in range(5):
         on.sql(queries[1][0], params=[3.9]).fetchall()
     assert derived.fetchall() == off.sql(queries[0][0]).limit(3).fetchall()
+
+
+def test_parameterized_queries_calling_a_model_do_not_deadlock(data):
+    """DuckDB 1.5.5's ``sql(query, params=...)`` deadlocked on a Python UDF (its worker
+    threads wait for the GIL that the caller holds): the hang is a separate process here,
+    since a thread stuck holding the GIL would stall the test run itself."""
+    script = f"""
+import numpy as np, mlskip
+from mlskip.verifier import Network
+from mlskip.verifier.layers import ReLU
+net = Network.mlp([(np.array([[0.02, 0.01]]), np.array([0.0])), (np.array([[1.0]]), np.array([0.0]))], ReLU())
+for skipping in (False, True):
+    con = mlskip.connect(skipping=skipping)
+    con.register_model("f", net)
+    for _ in range(60):
+        rows = con.sql("SELECT sum(id), count(*) FROM '{data}/x.parquet' WHERE f(a, b) > $1",
+                       params=[3.9]).fetchall()
+    print(rows)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(set(done.stdout.split("\n")[:2])) == 1  # same rows with and without skipping

@@ -248,19 +248,35 @@ class Connection:
         A query that skipping planned is run at once (its rows kept in a temporary
         table) so that the planned files can be checked afterwards."""
         if not self.skipping:
-            return self.duckdb.sql(query, params=params)
+            return self._sql_as_written(query, params)
         for _ in range(ATTEMPTS):
             report = self._report(query, evaluate=True)
             if not report.identities or not report.is_query:
                 # nothing planned (only queries are): DuckDB runs it as written, lazily
-                return self.duckdb.sql(query, params=params)
+                return self._sql_as_written(query, params)
             name = f"__mlskip_result_{next(_results)}"
             self._remember(name)
             if self._run_checked(report, f"CREATE TEMP TABLE {name} AS {report.sql}", params):
                 return self._result(name, report.sql)
             self.duckdb.execute(f"DROP TABLE IF EXISTS {name}")
         self._give_up(query)
-        return self.duckdb.sql(query, params=params)
+        return self._sql_as_written(query, params)
+
+    def _sql_as_written(self, query: str, params: Any) -> duckdb.DuckDBPyRelation | None:
+        """DuckDB's own ``sql``, except with parameters: DuckDB 1.5.5's ``sql(query,
+        params=...)`` can deadlock when the query calls a Python UDF (its worker threads
+        wait for the GIL the calling thread holds; reproduced with a model in the WHERE
+        clause), while ``execute`` does not; such results are materialized."""
+        if params is None:
+            return self.duckdb.sql(query)
+        name = f"__mlskip_result_{next(_results)}"
+        try:
+            self.duckdb.execute(f"CREATE TEMP TABLE {name} AS {query}", params)
+        except duckdb.ParserException:  # not a query (INSERT, SET, ...): nothing to return
+            self.duckdb.execute(query, params)
+            return None
+        self._remember(name)
+        return self._result(name, query)
 
     def query(self, query: str) -> duckdb.DuckDBPyRelation | None:
         return self.sql(query)
