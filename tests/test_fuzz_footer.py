@@ -27,7 +27,6 @@ import base64
 import contextlib
 import math
 import resource
-import signal
 import struct
 import time
 import warnings
@@ -46,6 +45,7 @@ from hypothesis import strategies as st
 import mlskip
 from mlskip.errors import SkippingFallbackWarning
 from mlskip.verifier import Network
+from tests.limits import CaseTimeout, time_limit
 
 CASE_SECONDS = 5.0  # per case, generous: the machine is shared and timings are noisy
 RSS_LIMIT_MB = 256
@@ -162,24 +162,6 @@ def sources(tmp_path_factory) -> dict[str, Source]:
 
 
 # ----------------------------------------------------------------------------- one case
-
-
-class CaseTimeout(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    def _raise(signum, frame):
-        raise CaseTimeout(f"case ran longer than {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def rewrite(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import resource
-import signal
 import time
 import traceback
 import warnings
@@ -33,29 +32,12 @@ import mlskip
 from mlskip.errors import MlskipError, ModelInputError
 from mlskip.verifier import Network, load_model
 from mlskip.verifier.onnx_loader import to_onnx
+from tests.limits import CaseTimeout, time_limit
 
 CASE_SECONDS = 10.0
 RSS_LIMIT_MB = 256
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-class Hang(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float = CASE_SECONDS):
-    def _raise(signum, frame):
-        raise Hang(f"case ran longer than {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def peak_rss_mb() -> float:
@@ -77,9 +59,9 @@ def bounded_rss(limit_mb: float = RSS_LIMIT_MB):
 def load_outcome(data) -> tuple[str, str]:
     """("ok", "") / ("clear", message) / ("leak", exception) for ``load_model``."""
     try:
-        with time_limit():
+        with time_limit(CASE_SECONDS):
             load_model(data)
-    except Hang:
+    except CaseTimeout:
         pytest.fail("load_model hung")
     except MlskipError as error:
         return "clear", str(error)
@@ -103,9 +85,9 @@ def register_outcome(con, data) -> tuple[str, str]:
     """("verifiable" | "unverifiable" | "clear" | "leak" | "ort-leak", detail) for
     ``con.register_model``; "ort-leak": an exception raised inside onnxruntime escaped."""
     try:
-        with time_limit():
+        with time_limit(CASE_SECONDS):
             model = con.register_model("m", data)
-    except Hang:
+    except CaseTimeout:
         pytest.fail("register_model hung")
     except MlskipError as error:
         return "clear", str(error)

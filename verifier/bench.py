@@ -79,6 +79,16 @@ def _fresh(R: RegionBatch) -> RegionBatch:
     return RegionBatch(R.lower, R.upper, R.pairs, R.halfspaces)
 
 
+def _net_and_rare_threshold(seed: int, sizes):
+    """(rng, net, inputs, ``> q99.9%`` predicate): the shared set-up of the benchmarks,
+    the rng left where the regions are drawn from next."""
+    rng = np.random.default_rng(seed)
+    net = make_net(rng, sizes)
+    d = sizes[0]
+    y = net.evaluate(rng.uniform(-1.2, 1.2, size=(200_000, d)))[:, 0]
+    return rng, net, d, Predicate.gt(float(np.quantile(y, 0.999)))
+
+
 def bench_one(
     sizes: tuple[int, ...],
     n: int,
@@ -88,11 +98,7 @@ def bench_one(
     repeat: int = 5,
     per_stratum: int = 5,
 ) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
-    net = make_net(rng, sizes)
-    d = sizes[0]
-    y = net.evaluate(rng.uniform(-1.2, 1.2, size=(200_000, d)))[:, 0]
-    pred = Predicate.gt(float(np.quantile(y, 0.999)))
+    rng, net, d, pred = _net_and_rare_threshold(seed, sizes)
     R = make_regions(rng, n, d, polygons=False)
     RP = make_regions(np.random.default_rng(seed), n, d, polygons=True)
     out: dict[str, Any] = {"net": "-".join(map(str, sizes)), "regions": n}
@@ -437,11 +443,7 @@ def bench_alpha(sizes: tuple[int, ...], n: int, seed: int, sample: int) -> dict[
     CROWN-open regions; decided share among them and seconds per region per mode
     (torch import excluded by a warm-up run).
     """
-    rng = np.random.default_rng(seed)
-    net = make_net(rng, sizes)
-    d = sizes[0]
-    y = net.evaluate(rng.uniform(-1.2, 1.2, size=(200_000, d)))[:, 0]
-    pred = Predicate.gt(float(np.quantile(y, 0.999)))
+    rng, net, d, pred = _net_and_rare_threshold(seed, sizes)
     R = make_regions(rng, n, d, polygons=False)
     v = Verifier(methods=("ibp", "crown")).verify(net, R, pred).verdicts
     idx = np.flatnonzero(v == UNKNOWN)
