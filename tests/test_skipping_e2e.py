@@ -317,3 +317,23 @@ def test_float_column_bounds_follow_duckdb_float_comparison(tmp_path, connection
         report = same_rows(on, off, sql)
         assert off.sql(sql).fetchall() == [(4_000,)]
         assert report.pruned == 0
+
+
+def test_reregistering_a_classifier_as_a_regressor_drops_its_class_function(tmp_path, rng):
+    """Replacing model ``m`` (a classifier) by a regressor must not leave ``m_class``
+    planned with the old network while it runs the new one."""
+    path = tmp_path / "x.parquet"
+    table = make_table(rng, 6_000)
+    mlskip.write_parquet(table, path, row_group_size=1_000, hulls=None, cluster_by=["a"])
+    con = mlskip.connect(verifier=Verifier(time_budget=0.3))
+    con.register_model("m", make_net(rng, 2, 3))
+    sql = f"SELECT count(*) FROM '{path}' WHERE m_class(a, b) = 1"
+    con.sql(sql).fetchall()  # planned and cached with the classifier
+    con.register_model("m", make_net(rng, 2))
+    assert "m_class" not in con._functions
+    with pytest.raises(Exception, match="m_class"):
+        con.sql(sql).fetchall()
+    reg = f"SELECT count(*) FROM '{path}' WHERE m(a, b) > 0"
+    off = mlskip.connect(skipping=False)
+    off.register_model("m", con.models["m"].network)
+    assert con.sql(reg).fetchall() == off.sql(reg).fetchall()

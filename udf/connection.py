@@ -45,7 +45,12 @@ from mlskip.query import ModelBinding, expand_paths, has_glob, plan_query
 from mlskip.remote import S3Options, is_s3, load_httpfs
 from mlskip.report import SkippingReport
 from mlskip.udf.batch_eval import BatchEvaluator
-from mlskip.udf.functions import check_function_name, class_function_name, register_functions
+from mlskip.udf.functions import (
+    check_function_name,
+    class_function_name,
+    drop_function,
+    register_functions,
+)
 from mlskip.udf.model import SqlModel, prepare_model
 from mlskip.udf.runtime import Runner, make_runner
 from mlskip.verifier.cascade import Verifier
@@ -147,11 +152,18 @@ class Connection:
         prepared = prepare_model(model, inputs, name=fname)
         runner = make_runner(prepared, backend or self.backend, threads or self.threads)
         with self._lock:
+            previous = self.models.get(fname)
             register_functions(self.duckdb, fname, prepared, runner)
+            if previous is not None and previous.is_classifier and not prepared.is_classifier:
+                # the old model's argmax function would run the old model, planned as the new
+                drop_function(self.duckdb, class_function_name(fname))
             self.models[fname] = prepared
             self._runners[fname] = runner
-            for key in [k for k, v in self._functions.items() if v.name == fname]:
-                del self._functions[key]  # in place: cursors share this dict
+            for key in (fname, class_function_name(fname)):
+                if key in self._functions and (
+                    key == fname or self._functions[key].kind == "class"
+                ):
+                    del self._functions[key]  # in place: cursors share this dict
             common = dict(
                 num_inputs=prepared.num_inputs,
                 network=prepared.network,

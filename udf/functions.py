@@ -68,6 +68,14 @@ def _class_function(runner: Runner):
     return evaluate
 
 
+def drop_function(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Remove a Python function from ``con`` if it exists."""
+    try:
+        con.remove_function(name)
+    except (duckdb.InvalidInputException, duckdb.CatalogException):
+        pass
+
+
 def register_functions(
     con: duckdb.DuckDBPyConnection, name: str, model: SqlModel, runner: Runner
 ) -> tuple[str, ...]:
@@ -88,10 +96,7 @@ def register_functions(
     )
     for fname, fn, returns in created:
         fn.__signature__ = signature  # DuckDB checks the arity of the Python callable
-        try:
-            con.remove_function(fname)
-        except (duckdb.InvalidInputException, duckdb.CatalogException):
-            pass
+        drop_function(con, fname)
         con.create_function(
             fname, fn, params, duckdb.sqltype(returns), type="arrow", side_effects=False
         )
