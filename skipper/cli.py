@@ -190,11 +190,13 @@ def selfcheck(
     oracle: str = typer.Option(
         "none", help="'marabou': also check a sample of each trial's verdicts with Marabou"
     ),
+    workers: int = typer.Option(1, help="processes running trials side by side"),
 ) -> None:
     """Randomized soundness campaign: results with skipping equal results without."""
     from mlskip.tpch.selfcheck import main as run_selfcheck
 
-    if not run_selfcheck(trials, seed, oracle=None if oracle == "none" else oracle):
+    oracle_name = None if oracle == "none" else oracle
+    if not run_selfcheck(trials, seed, oracle=oracle_name, workers=workers):
         raise typer.Exit(1)
 
 

@@ -21,6 +21,19 @@ def test_campaign_default_run():
     _campaign(150, seed=0)
 
 
+def test_campaign_in_worker_processes():
+    """Chunks run in spawned processes: every seed once, the same verdict counts as in-process."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        here = run_campaign(30, seed=5_000, progress=False)
+        there = run_campaign(30, seed=5_000, progress=False, workers=2)
+    assert sorted(r.seed for r in there) == list(range(5_000, 5_030))
+    assert all(r.ok for r in there), summarize(there, 0.0)
+    assert [r.row_groups for r in sorted(there, key=lambda r: r.seed)] == [
+        r.row_groups for r in sorted(here, key=lambda r: r.seed)
+    ]
+
+
 @pytest.mark.slow
 def test_campaign_long():
     _campaign(2000, seed=10_000)

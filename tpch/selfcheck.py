@@ -329,18 +329,51 @@ def marabou_oracle(calls, runner, rng: np.random.Generator, samples: int):
     return counts, problems
 
 
+class TrialSession:
+    """Connections that consecutive trials share, as a long-lived application would: each
+    trial re-registers model ``m`` (of any shape or kind) on them and queries a new file.
+
+    ``probe`` computes the ground truth; ``off`` runs without skipping; ``batch`` and
+    ``udf`` skip with batch evaluation and with the SQL function."""
+
+    def __init__(self, verifier=None, oracle: str | None = None) -> None:
+        import duckdb
+
+        import mlskip
+
+        self.probe = duckdb.connect()
+        self.recorder = RecordingVerifier(verifier) if oracle == "marabou" else None
+        self.cons = {
+            "off": mlskip.connect(skipping=False),
+            "batch": mlskip.connect(verifier=self.recorder or verifier),
+            "udf": mlskip.connect(verifier=verifier, batch_evaluation=False),
+        }
+
+    def close(self) -> None:
+        for con in self.cons.values():
+            con.close()
+        self.probe.close()
+
+
 def run_trial(
     seed: int,
     workdir: Path,
     verifier=None,
     oracle: str | None = None,
     oracle_samples: int = ORACLE_SAMPLES,
+    session: TrialSession | None = None,
 ) -> TrialResult:
-    """One random case end to end (see module docstring); ``oracle``: None or "marabou"."""
+    """One random case end to end (see module docstring); ``oracle``: None or "marabou".
+
+    ``session``: connections left by earlier trials to reuse (by default fresh ones)."""
     if oracle not in (None, "none", "marabou"):
         raise ValueError(f"unknown oracle {oracle!r}; use 'marabou' or None")
-    import duckdb
-
+    if session is None:
+        session = TrialSession(verifier, oracle)
+        try:
+            return run_trial(seed, workdir, verifier, oracle, oracle_samples, session)
+        finally:
+            session.close()
     import mlskip
     from mlskip.rules.roundtrip import duckdb_double
     from mlskip.udf.batch_eval import qualifies
@@ -367,7 +400,7 @@ def run_trial(
     model = prepare_model(net)
     runner = make_runner(model)
 
-    probe = duckdb.connect()
+    probe = session.probe
     args_sql = ", ".join(f"CAST({c} AS DOUBLE)" for c in inputs)
     rows = probe.execute(
         f"SELECT file_row_number, {args_sql} FROM read_parquet('{path}', file_row_number = true) "
@@ -424,12 +457,9 @@ def run_trial(
     sql = f"SELECT rid FROM '{path}' WHERE {condition}{extra}"
 
     result = TrialResult(seed, sql, True, details={"network": net, "path": path})
-    recorder = RecordingVerifier(verifier) if oracle == "marabou" else verifier
-    cons = {
-        "off": mlskip.connect(skipping=False),
-        "batch": mlskip.connect(verifier=recorder),
-        "udf": mlskip.connect(verifier=verifier, batch_evaluation=False),
-    }
+    recorder, cons = session.recorder, session.cons
+    if recorder is not None:
+        recorder.calls.clear()
     for con in cons.values():
         con.register_model("m", net)
     answers = {}
@@ -470,37 +500,81 @@ def run_trial(
         result.oracle = counts
         result.problems += refuted
     result.ok = not result.problems
-    for con in cons.values():
-        con.close()
     return result
 
 
+CHUNK = 25  # trials that share one TrialSession
+
+
+def _campaign_verifier():
+    from mlskip.verifier.cascade import Verifier
+
+    return Verifier(time_budget=0.2, milp_time_per_region=0.05, bab_time_budget=0.05)
+
+
+def run_chunk(seeds: list[int], oracle: str | None = None) -> list[TrialResult]:
+    """Consecutive trials on one shared session, each in a fresh working directory."""
+    verifier = _campaign_verifier()
+    session = TrialSession(verifier, oracle)
+    results: list[TrialResult] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="mlskip-selfcheck-") as tmp:
+            for s in seeds:
+                try:
+                    r = run_trial(s, Path(tmp), verifier, oracle=oracle, session=session)
+                except Exception as error:  # a crash is a failure to report, with its seed
+                    r = TrialResult(s, "", False, [f"{type(error).__name__}: {error}"])
+                if not r.ok and s != seeds[0]:
+                    r.problems.append(
+                        f"(after trials {seeds[0]}..{s - 1} on the same connections: "
+                        f"rerun with --seed {seeds[0]} --trials {s - seeds[0] + 1})"
+                    )
+                r.details = {}  # networks and reports stay in the worker
+                results.append(r)
+                for leftover in Path(tmp).glob("*.parquet"):
+                    leftover.unlink()
+    finally:
+        session.close()
+    return results
+
+
 def run_campaign(
-    trials: int, seed: int = 0, progress: bool = True, oracle: str | None = None
+    trials: int,
+    seed: int = 0,
+    progress: bool = True,
+    oracle: str | None = None,
+    workers: int = 1,
 ) -> list[TrialResult]:
     """Run ``trials`` trials with seeds ``seed .. seed + trials - 1``; returns the failures first.
 
-    ``oracle="marabou"``: also check a sample of each trial's verdicts with Marabou."""
-    from mlskip.verifier.cascade import Verifier
-
-    verifier = Verifier(time_budget=0.2, milp_time_per_region=0.05, bab_time_budget=0.05)
+    Trials run in chunks of ``CHUNK`` consecutive seeds sharing connections, on ``workers``
+    processes. ``oracle="marabou"``: also check a sample of each trial's verdicts with Marabou."""
+    seeds = list(range(seed, seed + trials))
+    chunks = [seeds[i : i + CHUNK] for i in range(0, trials, CHUNK)]
     results: list[TrialResult] = []
-    with tempfile.TemporaryDirectory(prefix="mlskip-selfcheck-") as tmp:
-        workdir = Path(tmp)
-        if progress:
-            from rich.progress import track
+    if workers <= 1:
+        done = (run_chunk(c, oracle) for c in chunks)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            seeds = track(range(seed, seed + trials), description="selfcheck")
-        else:
-            seeds = range(seed, seed + trials)
-        for s in seeds:
-            try:
-                results.append(run_trial(s, workdir, verifier, oracle=oracle))
-            except Exception as error:  # a crash is a failure to report, with its seed
-                results.append(TrialResult(s, "", False, [f"{type(error).__name__}: {error}"]))
-            for leftover in workdir.glob("*.parquet"):
-                leftover.unlink()
-    return sorted(results, key=lambda r: r.ok)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        futures = [pool.submit(run_chunk, c, oracle) for c in chunks]
+        done = (f.result() for f in as_completed(futures))
+    if progress:
+        from rich.progress import Progress
+
+        with Progress() as bar:
+            task = bar.add_task("selfcheck", total=trials)
+            for chunk in done:
+                results += chunk
+                bar.advance(task, len(chunk))
+    else:
+        for chunk in done:
+            results += chunk
+    if workers > 1:
+        pool.shutdown()
+    return sorted(results, key=lambda r: (r.ok, r.seed))
 
 
 def summarize(results: list[TrialResult], seconds: float) -> str:
@@ -523,8 +597,8 @@ def summarize(results: list[TrialResult], seconds: float) -> str:
     return "\n".join(lines)
 
 
-def main(trials: int, seed: int, oracle: str | None = None) -> bool:
+def main(trials: int, seed: int, oracle: str | None = None, workers: int = 1) -> bool:
     start = time.perf_counter()
-    results = run_campaign(trials, seed, oracle=oracle)
+    results = run_campaign(trials, seed, oracle=oracle, workers=workers)
     print(summarize(results, time.perf_counter() - start))
     return all(r.ok for r in results)
