@@ -32,7 +32,7 @@ from mlskip.verifier.cascade import Verifier
 
 UNKNOWN = 2
 # no alpha-CROWN by default: it needs torch, whose import costs seconds on a first query
-PLANNER_METHODS = ("ibp", "crown", "bab", "milp")
+PLANNER_METHODS = ("ibp", "crown", "bab", "lp", "milp")
 
 
 @dataclass(frozen=True, eq=False)

@@ -295,3 +295,43 @@ def test_region_seconds_attribute_the_cascade_time():
     cheap = res.method <= 2
     if cheap.any() and (~cheap).any():
         assert rs[~cheap].mean() > rs[cheap].mean()
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_witness_finds_qualifying_points_inside_thin_polygons(overlap):
+    """Qualifying points that only a polygon's vertex reaches (every box corner where the
+    gradient points lies outside the polygon) are found, and every witness is inside."""
+    from mlskip.verifier.witness import _inside, _interior, _pull, mixed_witness
+
+    n = 30
+    rng = np.random.default_rng(5)
+    lo = rng.uniform(-1, 0, (n, 3))
+    hi = lo + 1.0
+    # the strip |x0 - x1| <= 0.05 (and with overlap a second strip on (x1, x2))
+    A = np.array([[1.0, -1.0], [-1.0, 1.0]])
+    strip = (np.broadcast_to(A, (n, 2, 2)).copy(), np.full((n, 2), 0.05) + 0.0 * lo[:, :2])
+    shift = lo[:, 0] - lo[:, 1]  # the boxes are the same square shifted: keep the strip inside
+    strip[1][:, 0] += shift
+    strip[1][:, 1] -= shift
+    pairs, half = ((0, 1),), (strip,)
+    if overlap:
+        s2 = (
+            strip[0].copy(),
+            np.stack([0.05 + lo[:, 1] - lo[:, 2], 0.05 - lo[:, 1] + lo[:, 2]], 1),
+        )
+        pairs, half = ((0, 1), (1, 2)), (strip, s2)
+    R = RegionBatch(lo, hi, pairs, half)
+    # f = x0 - x1 - shift: qualifies (> 0.04) only within 0.01 of the strip's edge
+    net = Network.mlp([(np.array([[1.0, -1.0, 0.0]]), np.zeros(1))], ReLU())
+    preds = [Predicate.gt(float(0.04 + s)) for s in shift]
+    found = np.array(
+        [
+            mixed_witness(p.compile(net), R.subset(np.array([r])), np.zeros((1, 1)), "float64")[0]
+            for r, p in enumerate(preds)
+        ]
+    )
+    assert found.all()
+    c, ok = _interior(R, R.lower, R.upper)
+    assert ok.all()
+    x = rng.uniform(R.lower[:, None, :], R.upper[:, None, :], (n, 50, 3))
+    assert _inside(R, _pull(R, x, c, ok)).mean() > 0.95

@@ -13,6 +13,7 @@ from scipy.optimize import linprog
 
 from mlskip.verifier import ALL, NONE, LeakyReLU, Network, Predicate, RegionBatch, Tanh, Verifier
 from mlskip.verifier.alpha_crown import alpha_crown_bounds
+from mlskip.verifier.cascade import DEFAULT_METHODS
 from mlskip.verifier.concretize import dual_bound, lp_min, region_min
 from mlskip.verifier.crown import crown_bounds, crown_layers
 from mlskip.verifier.milp import build_model, solve
@@ -384,6 +385,23 @@ def test_overlap_lp_vs_marabou(seed):
 @pytest.mark.parametrize("seed", range(1000, 1200))
 def test_overlap_lp_vs_marabou_slow(seed):
     run_marabou_case(seed)
+
+
+def test_lp_step_decides_what_the_inline_lp_decides():
+    """With an ``lp`` method the certified LP runs as its own step (after branch and
+    bound in the default order) and decides the same regions as CROWN's inline LP."""
+    rng = np.random.default_rng(8)
+    net = random_net(rng, (3, 16, 1))
+    R = overlapping_regions(rng, 120)
+    pred = Predicate.gt(quantile_threshold(net, rng, 3, 0.9))
+    inline = Verifier(methods=("ibp", "crown"), sample_points=0).verify(net, R, pred)
+    step = Verifier(methods=("ibp", "crown", "lp"), sample_points=0).verify(net, R, pred)
+    np.testing.assert_array_equal(inline.verdicts, step.verdicts)
+    assert step.decided_by().get("lp", 0) > 0
+    assert "lp" in DEFAULT_METHODS
+    assert (
+        DEFAULT_METHODS.index("bab") < DEFAULT_METHODS.index("lp") < DEFAULT_METHODS.index("milp")
+    )
 
 
 def test_overlap_lp_honours_the_time_budget():

@@ -44,10 +44,11 @@ METHOD_NAMES: tuple[str, ...] = (
     "auto_lirpa",
     "sampling",
     "empty",
+    "lp",
 )
 METHOD_CODE = {name: np.int8(i) for i, name in enumerate(METHOD_NAMES)}
-AVAILABLE = ("ibp", "crown", "alpha_crown", "bab", "milp", "marabou", "auto_lirpa")
-DEFAULT_METHODS = ("ibp", "crown", "alpha_crown", "bab", "milp")
+AVAILABLE = ("ibp", "crown", "alpha_crown", "bab", "lp", "milp", "marabou", "auto_lirpa")
+DEFAULT_METHODS = ("ibp", "crown", "alpha_crown", "bab", "lp", "milp")
 TORCH_IMPORT_RESERVE = (
     10.0  # seconds; alpha-CROWN is skipped under a tighter budget before torch is loaded
 )
@@ -114,8 +115,10 @@ class Verifier:
     it mixed (0 disables), ``attack_steps``: gradient steps of the search for
     such points (witness.py); ``alpha_mode``: which slopes alpha-CROWN frees
     ("full", "final", "last"; alpha_crown.py); ``overlap_lp``: where polygons share an input,
-    CROWN's open regions are re-bounded over box ∩ all polygons by certified LP
-    (concretize.lp_min; otherwise a disjoint subset of the polygons is used).
+    open regions are re-bounded with CROWN over box ∩ all polygons by certified LP
+    (concretize.lp_min; otherwise a disjoint subset of the polygons is used): in the
+    ``lp`` step where ``methods`` has one (after branch and bound, whose pieces are
+    cheaper, so that a tight time budget goes to them first), else right after CROWN.
     """
 
     methods: Sequence[str] = DEFAULT_METHODS
@@ -238,6 +241,23 @@ class Verifier:
         return VerificationResult(verdicts, method, mixed, seconds, region_seconds=cost)
 
     # ------------------------------------------------------------------ helpers
+    def _overlap_lp(self, spec, snet, sub, mg, deadline, v, L, U) -> None:
+        """Re-decide the UNKNOWN entries of ``v`` with CROWN over box ∩ all polygons by
+        certified LP (where polygons share an input), in chunks of 256 until ``deadline``;
+        ``L, U``: CROWN's bounds without it, kept where tighter."""
+        if not (self.overlap_lp and sub.has_overlap):
+            return
+        from .crown import crown_bounds
+
+        todo = np.flatnonzero(v == UNKNOWN)
+        for s in range(0, len(todo), 256):
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+            idx = todo[s : s + 256]
+            L2, U2 = crown_bounds(snet, sub.subset(idx), overlap_lp=True)
+            L2, U2 = np.maximum(L2, L[idx]), np.minimum(U2, U[idx])
+            v[idx] = self._decide(spec, L2, U2, mg[idx])
+
     def row_margins(self, net: Network, spec: Spec, regions: RegionBatch) -> np.ndarray:
         """Float evaluation margin ``[n, m]`` of every spec row (``|C| e_out``)."""
         if not self.fp_margins:
@@ -274,17 +294,15 @@ class Verifier:
 
             L, U = crown_bounds(snet, sub)
             v = self._decide(spec, L, U, mg)
+            if "lp" not in self.methods:
+                self._overlap_lp(spec, snet, sub, mg, deadline, v, L, U)
+            return v, None
+        if name == "lp":
+            from .crown import crown_bounds
+
+            v = np.full(sub.n, UNKNOWN, dtype=np.int8)
             if self.overlap_lp and sub.has_overlap:
-                # box ∩ all polygons by certified LP, only where the cheap pass failed
-                # (chunks of 256, so that a time budget is honoured)
-                todo = np.flatnonzero(v == UNKNOWN)
-                for s in range(0, len(todo), 256):
-                    if deadline is not None and time.perf_counter() >= deadline:
-                        break
-                    idx = todo[s : s + 256]
-                    L2, U2 = crown_bounds(snet, sub.subset(idx), overlap_lp=True)
-                    L2, U2 = np.maximum(L2, L[idx]), np.minimum(U2, U[idx])
-                    v[idx] = self._decide(spec, L2, U2, mg[idx])
+                self._overlap_lp(spec, snet, sub, mg, deadline, v, *crown_bounds(snet, sub))
             return v, None
         if name == "alpha_crown":
             import sys

@@ -10,8 +10,9 @@ never decides NONE or ALL; it only marks regions as proven mixed.
 
 Candidates, batched over regions: the centre, two box corners, random
 points and, per objective, the box corner its gradient at the centre points
-to; then a projected signed-gradient search (PGD) from the most
-promising of them, maximising and minimising every spec row (and, with
+to (with polygons, the polygon vertex it points to; every point is
+pulled into the polygons towards an interior point); then a projected
+signed-gradient search (PGD) from the most promising of them, maximising and minimising every spec row (and, with
 several rows, their minimum, which argmax predicates need). Every iterate
 is a candidate. The cascade runs a light search before branch and bound
 and a heavy one (more points and starts) on the few regions left before a
@@ -75,6 +76,71 @@ def _inside(regions: RegionBatch, x: np.ndarray) -> np.ndarray:
     return ok
 
 
+def _interior(
+    regions: RegionBatch, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A point ``c [n, d]`` of each region and whether it lies in the region.
+
+    Each pair's inputs start at the mean of its polygon's vertices (averaged over the
+    pairs an input is in); where pairs share inputs, a few rounds then pull each pair's
+    two coordinates into its polygon towards that mean."""
+    c = 0.5 * (lo + hi)
+    centres, usable = [], []
+    total, count = np.zeros_like(c), np.zeros_like(c)
+    for k, (i, j) in enumerate(regions.pairs):
+        pv = regions.pair_vertices(k)
+        mean = pv.xy.mean(axis=1)  # invalid entries repeat valid vertices: still inside
+        use = pv.usable & np.isfinite(mean).all(1)
+        centres.append(mean)
+        usable.append(use)
+        for axis, col in ((0, i), (1, j)):
+            total[use, col] += mean[use, axis]
+            count[use, col] += 1
+    c = np.where(count > 0, total / np.maximum(count, 1), c)
+    if len(set(np.ravel(regions.pairs))) < 2 * len(regions.pairs):  # pairs share inputs
+        for _ in range(8):
+            for k, (i, j) in enumerate(regions.pairs):
+                sub = RegionBatch(regions.lower[:, [i, j]], regions.upper[:, [i, j]], ((0, 1),),
+                                  (regions.halfspaces[k],))  # fmt: skip
+                ok = usable[k] & _inside(sub, centres[k][:, None, :])[:, 0]
+                c[:, [i, j]] = _pull(sub, c[:, None, [i, j]], centres[k], ok)[:, 0]
+    return c, _inside(regions, c[:, None, :])[:, 0]
+
+
+def _pull(regions: RegionBatch, x: np.ndarray, c: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """``x [n, S, d]`` (in the boxes) moved towards the interior points ``c`` until
+    inside every polygon, where ``ok``; the box is convex and holds both ends, so the
+    result stays in it. Rounding may leave a point just outside: callers still test
+    ``_inside``."""
+    lam = np.ones(x.shape[:2])
+    dx = x - c[:, None, :]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
+            room = b - (A[:, :, 0] * c[:, None, i] + A[:, :, 1] * c[:, None, j])  # [n, m]
+            step = A[:, None, :, 0] * dx[:, :, None, i] + A[:, None, :, 1] * dx[:, :, None, j]
+            cut = np.where(step > room[:, None, :], room[:, None, :] / step, 1.0)
+            lam = np.minimum(lam, np.nan_to_num(cut.min(-1), nan=1.0, posinf=1.0, neginf=0.0))
+    lam = np.clip(lam * (1.0 - 1e-9), 0.0, 1.0)
+    moved = c[:, None, :] + lam[..., None] * dx
+    return np.where(ok[:, None, None] & np.isfinite(moved).all(-1, keepdims=True), moved, x)
+
+
+def _vertex_corners(
+    regions: RegionBatch, corners: np.ndarray, grads: list[np.ndarray]
+) -> np.ndarray:
+    """Gradient corners ``[n, Q, d]`` with each pair's inputs replaced by the vertex of its
+    polygon ∩ box that the gradient points to (where the box corner lies outside)."""
+    out = corners.copy()
+    for k, (i, j) in enumerate(regions.pairs):
+        pv = regions.pair_vertices(k)
+        for q, g in enumerate(grads):
+            score = g[:, None, i] * pv.xy[:, :, 0] + g[:, None, j] * pv.xy[:, :, 1]
+            best = pv.xy[np.arange(regions.n), np.argmax(np.nan_to_num(score, nan=-np.inf), 1)]
+            use = pv.usable & np.isfinite(best).all(1)
+            out[use, q, i], out[use, q, j] = best[use, 0], best[use, 1]
+    return out
+
+
 def mixed_witness(
     spec: Spec,
     regions: RegionBatch,
@@ -129,20 +195,30 @@ def _search(
         x = lo[:, None, :] + t * (hi - lo)[:, None, :]
     m = mg.shape[1]
     base = [(j, s) for j in range(m) for s in (1.0, -1.0)] + ([(-1, 1.0)] if m > 1 else [])
+    polygons = bool(regions.pairs)
+    if polygons:  # points are drawn in the box and pulled into the polygons
+        c, pull_ok = _interior(regions, lo, hi)
     if steps > 0:
         # the corner each objective's gradient at the centre points to (piecewise-linear
-        # models often take their extremes over a box at a corner)
-        centre = 0.5 * (lo + hi)
+        # models often take their extremes over a box at a corner; with polygons, at
+        # the polygon's vertex the gradient points to)
+        centre = c if polygons else 0.5 * (lo + hi)
         zc = net.evaluate(centre, final=False)
         corners = np.empty((n, len(base), d))
+        grads = []
         for q, (j, s) in enumerate(base):
             coef = np.zeros((n, m))
             coef[np.arange(n), np.argmin(zc, axis=1) if j < 0 else j] = s
             _, g = _forward_grad(net, centre, coef)
             corners[:, q] = np.where(g >= 0, hi, lo)
+            grads.append(g)
+        if polygons:
+            corners = _vertex_corners(regions, corners, grads)
         x = np.concatenate([x, corners], axis=1)
         S = x.shape[1]
     x = np.clip(x, lo[:, None, :], hi[:, None, :])
+    if polygons:
+        x = _pull(regions, x, c, pull_ok)
     z = net.evaluate(x.reshape(n * S, d), final=False).reshape(n, S, m)
     inside = _inside(regions, x)
     pos, neg = _clear(spec, z.reshape(n * S, m), np.repeat(mg, S, axis=0), precision)
@@ -192,6 +268,8 @@ def _search(
             coef[rows, jj] = s
         _, g = _forward_grad(net, flat, coef)
         cur = np.clip(cur + step * np.sign(g).reshape(k, n_obj, d) * width, lo_k, hi_k)
+        if polygons:
+            cur = _pull(sub, cur, c[open_], pull_ok[open_])
         step *= decay
     pos[open_], neg[open_] = got_pos, got_neg
     return pos, neg
