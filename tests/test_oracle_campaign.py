@@ -1,10 +1,13 @@
 """The selfcheck campaign with Marabou as an oracle on its NONE / ALL verdicts.
 
 ``run_trial(..., oracle="marabou")`` records every batch the planner's verifier
-decides, puts a sample of the NONE / ALL verdicts on piecewise-linear models to
-Marabou as "find an input of this region that refutes the verdict", and settles
-every SAT answer by evaluating the model at the point (moved into the region if
-Marabou's point lies outside it). Only a checked counterexample fails a trial.
+decides, puts a sample of the NONE / ALL verdicts on ReLU, sigmoid and tanh
+models to Marabou as "find an input of this region that refutes the verdict",
+and settles every SAT answer by evaluating the model at the point (moved into
+the region if Marabou's point lies outside it). An UNSAT counts only if a
+control query (the same query made to hold at the region's centre) is not
+UNSAT as well and no sampled point of the region contradicts it. Only a checked
+counterexample fails a trial.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from mlskip.tpch.selfcheck import (
 )
 from mlskip.udf.model import prepare_model
 from mlskip.udf.runtime import make_runner
-from mlskip.verifier import Network, Predicate, RegionBatch
-from mlskip.verifier.adapters.marabou import available
+from mlskip.verifier import Network, Predicate, RegionBatch, ReLU, Sigmoid, Tanh
+from mlskip.verifier.adapters.marabou import available, marabou_query
 
 pytestmark = [
     pytest.mark.skipif(not available(), reason="maraboupy is not installed"),
@@ -109,6 +112,51 @@ def test_oracle_checks_argmax_verdicts():
     assert check_verdict(net, regions, 0, Predicate.argmax(1), 1, runner)[0] == "refuted"
 
 
+def _one_unit(act, W) -> Network:
+    return Network.mlp([(np.array(W), np.zeros(1)), (np.ones((1, 1)), np.zeros(1))], act)
+
+
+def test_oracle_checks_sigmoid_and_tanh_verdicts():
+    box = RegionBatch(np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]]))
+    # y = sigmoid(x0 + x1) spans [0.5, 0.881] on the box
+    net = _one_unit(Sigmoid(), [[1.0, 1.0]])
+    runner = _runner(net)
+    assert check_verdict(net, box, 0, Predicate.gt(0.95), 0, runner)[0] == "confirmed"
+    outcome, message = check_verdict(net, box, 0, Predicate.gt(0.8), 0, runner)
+    assert outcome == "refuted" and "NONE refuted" in message
+    # y = tanh(x0 - x1) spans [-0.762, 0.762]
+    net = _one_unit(Tanh(), [[1.0, -1.0]])
+    runner = _runner(net)
+    assert check_verdict(net, box, 0, Predicate.gt(0.9), 0, runner)[0] == "confirmed"
+    assert check_verdict(net, box, 0, Predicate.ge(-0.9), 1, runner)[0] == "confirmed"
+    outcome, message = check_verdict(net, box, 0, Predicate.lt(-0.6), 0, runner)
+    assert outcome == "refuted" and "NONE refuted" in message
+
+
+@pytest.mark.parametrize("act", [ReLU(), Sigmoid()], ids=["relu", "sigmoid"])
+def test_an_unsat_on_a_degenerate_network_is_not_trusted(act):
+    """With hidden values varying by ~1e-6, maraboupy 2.0 answers UNSAT even where every
+    input qualifies; a wrong NONE must still be refuted, not confirmed."""
+    w = 1e-6
+    net = Network.mlp(
+        [(np.array([[w, w], [w, -w]]), np.array([1.0, 0.3])), (np.ones((1, 2)), np.zeros(1))], act
+    )
+    runner = _runner(net)
+    box = RegionBatch(np.array([[-1.0, -1.0]]), np.array([[1.0, 1.0]]))
+    y = float(net.evaluate(np.zeros((1, 2)))[0, 0])
+    wrong = Predicate.gt(y - 0.1)  # every input qualifies: NONE is wrong
+    notes: dict = {}
+    outcome, message = check_verdict(net, box, 0, wrong, 0, runner, notes)
+    assert outcome == "refuted" and "NONE refuted" in message, (outcome, notes)
+    # a right NONE is never refuted (confirmed, or inconclusive if Marabou is still wrong)
+    right = Predicate.gt(y + 0.1)
+    assert check_verdict(net, box, 0, right, 0, runner)[0] in ("confirmed", "inconclusive")
+    if marabou_query(net, box.lower[0], box.upper[0], [], [(np.ones(1), ">=", -100.0)])[0] == (
+        "unsat"
+    ):  # the Marabou defect is present: the control caught it
+        assert notes.get("unsat_contradicted") == 1
+
+
 def test_false_sat_is_settled_by_evaluation(monkeypatch):
     """Marabou claiming a counterexample that evaluation does not confirm is counted, not failed."""
     net = _relu_net()
@@ -176,3 +224,23 @@ def test_oracle_catches_a_broken_verifier(tmp_path):
             if len(refuted) == 2:
                 break
     assert refuted, "the oracle never refuted an invented NONE verdict"
+
+
+def test_oracle_catches_a_broken_verifier_on_sigmoid_and_tanh_models(tmp_path):
+    """Trials whose models are sigmoid (seed 26) and tanh (seed 5): invented NONE
+    verdicts are refuted at a point Marabou found (not only at a sampled point)."""
+    caught = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for seed in (5, 26, 46, 38):
+            result = selfcheck.run_trial(seed, tmp_path, _Overconfident(), oracle="marabou")
+            for act in ("sigmoid", "tanh"):
+                if result.oracle.get(f"{act}:refuted"):
+                    assert not result.ok
+                    if any(
+                        p.startswith("oracle: verdict NONE refuted at [") for p in result.problems
+                    ):
+                        caught.add(act)
+            if caught == {"sigmoid", "tanh"}:
+                break
+    assert caught == {"sigmoid", "tanh"}, f"refuted only on {caught} (the seeds' models changed?)"

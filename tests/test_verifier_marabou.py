@@ -9,7 +9,9 @@ Rules checked:
 - Marabou finds a (checked) violating input   -> our verdict is never ALL;
 - Marabou proves no input reaches t - GAP     -> the complete cascade says NONE;
 - Marabou proves no input goes below t + GAP  -> the complete cascade says ALL.
-The default run covers 200 cases; ``-m slow`` runs 520 more.
+The default run covers 200 cases; ``-m slow`` runs 520 more. Sigmoid and
+tanh networks (Marabou's sigmoid constraint; tanh as 2 sigmoid(2x) - 1) are
+checked on one-neuron networks whose output range is known in closed form.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlskip.verifier import ALL, NONE, Network, Predicate, RegionBatch, Verifier
+from mlskip.tpch.selfcheck import settle_point
+from mlskip.verifier import ALL, NONE, Network, Predicate, RegionBatch, Sigmoid, Tanh, Verifier
 from mlskip.verifier.adapters import auto_lirpa
 from mlskip.verifier.adapters.marabou import available, marabou_query
 
@@ -107,6 +110,41 @@ def test_differential_vs_marabou(seed):
 @pytest.mark.parametrize("seed", range(1000, 1520))
 def test_differential_vs_marabou_slow(seed):
     run_case(seed)
+
+
+# y = sigmoid(x0 + x1) on [0, 1]^2 spans [0.5, sigmoid(2)]; y = tanh(x0 - x1) spans ±tanh(1)
+S_SHAPED = {
+    "sigmoid": (Sigmoid(), [[1.0, 1.0]], 0.5, 1 / (1 + np.exp(-2.0))),
+    "tanh": (Tanh(), [[1.0, -1.0]], -np.tanh(1.0), np.tanh(1.0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(S_SHAPED))
+def test_sigmoid_and_tanh_queries(name):
+    act, W, y_min, y_max = S_SHAPED[name]
+    net = Network.mlp([(np.array(W), np.zeros(1)), (np.ones((1, 1)), np.zeros(1))], act)
+    lo, hi, one = np.zeros(2), np.ones(2), np.ones(1)
+    # thresholds clearly beyond the range: no input reaches them
+    assert marabou_query(net, lo, hi, [], [(one, ">=", y_max + 0.05)])[0] == "unsat"
+    assert marabou_query(net, lo, hi, [], [(one, "<=", y_min - 0.05)])[0] == "unsat"
+    # a threshold inside the range: Marabou's point is in the box and reaches it
+    t = y_max - 0.05
+    status, x = marabou_query(net, lo, hi, [], [(one, ">=", t)])
+    assert status == "sat"
+    point = settle_point(x, lo, hi, [])  # as the campaign's oracle does
+    assert point is not None and inside(point, lo, hi, [], tol=0) and np.abs(point - x).max() < 1e-6
+    y = net.evaluate(point)[0, 0]
+    assert t - 1e-6 <= y <= y_max + 1e-9, (x, y)
+
+
+def test_tanh_is_odd_in_the_encoding():
+    """Tanh reaches below zero (a sigmoid in its place would not): y <= -0.7 is SAT at x0 < x1."""
+    net = Network.mlp(
+        [(np.array([[1.0, -1.0]]), np.zeros(1)), (np.ones((1, 1)), np.zeros(1))], Tanh()
+    )
+    status, x = marabou_query(net, np.zeros(2), np.ones(2), [], [(np.ones(1), "<=", -0.7)])
+    assert status == "sat"
+    assert net.evaluate(np.clip(x, 0, 1))[0, 0] <= -0.7 + 1e-6 and x[1] > x[0]
 
 
 def test_marabou_backend_in_cascade():

@@ -16,16 +16,32 @@ Qualification is decided by brute force: the model is run on every row by the
 same runtime the SQL function uses, with DuckDB's comparison semantics.
 
 With ``oracle="marabou"`` a sample of each trial's NONE / ALL verdicts on
-piecewise-linear models is also put to Marabou (``verifier.adapters.marabou``):
-it is asked for an input of the verified region that refutes the verdict (with
-the condition relaxed by ``ORACLE_DELTA``, so UNSAT is robust). Marabou is not a
+ReLU, sigmoid and tanh models is also put to Marabou (``verifier.adapters.marabou``;
+sigmoid as Marabou's sigmoid constraint, tanh as ``2 sigmoid(2x) - 1``): it is
+asked for an input of the verified region that refutes the verdict (with the
+condition relaxed by ``ORACLE_DELTA``, so UNSAT is robust). Marabou is not a
 perfect oracle in floating point (DESIGN.md), so every point it returns is moved
 into the region if it lies outside (towards the region's Chebyshev centre) and
 the model evaluated there with the SQL function's runtime; only a point that
-really refutes the verdict fails the trial. Counts: ``confirmed`` (every query
-UNSAT), ``refuted`` (a checked counterexample: a soundness bug), ``false_sat``
-(Marabou's point refutes nothing: settled by evaluation in our favour),
-``inconclusive`` (time-out or error).
+really refutes the verdict fails the trial. Marabou's UNSAT is not taken on
+trust either: maraboupy 2.0 answers UNSAT even to "is there any output >= -100"
+on some networks with tiny weights, whose values vary over ranges of ~1e-6 (the
+campaign's weight scale 1e-3 does it; ReLU as well as sigmoid; e.g. a 2-2-1 ReLU
+net with first-layer weights 1e-6 on [-1, 1]^2). So an UNSAT counts only if
+the same query with its bounds moved to hold at the region's centre (a
+*control*, satisfiable by construction) is not UNSAT too, and only if none of
+``ORACLE_SAMPLE_POINTS`` points of the region, evaluated by the runtime,
+satisfies the refuting condition. Sigmoid / tanh queries often end UNKNOWN
+(Marabou's incremental linearization gives up): those are inconclusive; an
+UNKNOWN control is accepted (Marabou did not find the encoding infeasible).
+Counts: ``confirmed`` (every query UNSAT, controlled), ``refuted`` (a checked
+counterexample: a soundness bug), ``false_sat`` (Marabou's point refutes
+nothing: settled by evaluation in our favour), ``inconclusive`` (time-out,
+UNKNOWN, error, or an UNSAT its control or a sampled point contradicts). The
+counts are also kept per activation (``"sigmoid:confirmed"``, ...), with
+``"<activation>:unsat_contradicted"`` for UNSATs the control or sampling refuted
+and ``"<activation>:unsat_unchecked"`` for UNSATs no control could be built for
+(no centre found, or non-finite outputs there).
 """
 
 from __future__ import annotations
@@ -145,6 +161,8 @@ ORACLE_TIMEOUT = 2.0  # seconds per Marabou query
 ORACLE_DELTA = 1e-7  # relative relaxation of the refuting condition (proofs)
 ORACLE_MARGIN = 1e-4  # relative tightening when looking for a counterexample
 ORACLE_OUTCOMES = ("confirmed", "refuted", "false_sat", "inconclusive")
+ORACLE_CONTROL_MARGIN = 1e-3  # relative slack of a control query at the region's centre
+ORACLE_SAMPLE_POINTS = 32  # points of the region evaluated to cross-check an UNSAT
 _KINDS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le", "between": "between", "argmax": "argmax"}
 
 
@@ -245,8 +263,51 @@ def settle_point(x, lo, hi, hs) -> np.ndarray | None:
     return None
 
 
-def check_verdict(net, regions, r: int, predicate, verdict: int, runner) -> tuple[str, str]:
-    """Ask Marabou to refute ``verdict`` on region ``r``; settle SAT answers by evaluation."""
+def _sample_points(lo, hi, hs, centre, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``centre`` (if given and inside) and up to ``count`` uniform points of box ∩ halfspaces."""
+    points = []
+    if centre is not None and _inside(centre, lo, hi, hs):
+        points.append(centre)
+    if np.isfinite(lo).all() and np.isfinite(hi).all():
+        with np.errstate(all="ignore"):
+            box = lo + rng.uniform(size=(count, len(lo))) * (hi - lo)
+        points += [x for x in box if np.isfinite(x).all() and _inside(x, lo, hi, hs)]
+    return np.array(points, dtype=np.float64).reshape(-1, len(lo))
+
+
+def _holds(out: np.ndarray, query) -> np.ndarray:
+    """Rows of logits ``out`` [n, k] that meet every condition of ``query``."""
+    ok = np.ones(len(out), dtype=bool)
+    with np.errstate(all="ignore"):
+        for coef, op, value in query:
+            v = out @ np.asarray(coef, dtype=np.float64)
+            ok &= (v >= value) if op == ">=" else (v <= value)
+    return ok
+
+
+def control_query(net, centre: np.ndarray, query) -> list[tuple] | None:
+    """``query`` with each bound moved so that it holds at ``centre`` (with a margin):
+    satisfiable by construction, so Marabou answering UNSAT to it shows that its UNSAT
+    on this region and network is not to be trusted. None if the centre's outputs are
+    not finite."""
+    with np.errstate(all="ignore"):
+        y = net.evaluate(centre[None, :], final=False)[0]
+    if not np.isfinite(y).all():
+        return None
+    control = []
+    for coef, op, _ in query:
+        v = float(np.asarray(coef, dtype=np.float64) @ y)
+        m = ORACLE_CONTROL_MARGIN * (1 + abs(v))
+        control.append((coef, op, v - m if op == ">=" else v + m))
+    return control
+
+
+def check_verdict(
+    net, regions, r: int, predicate, verdict: int, runner, notes: dict | None = None
+) -> tuple[str, str]:
+    """Ask Marabou to refute ``verdict`` on region ``r``; settle SAT answers by evaluation
+    and cross-check UNSAT answers (control query, sampled points; module docstring).
+    ``notes`` (optional) counts ``unsat_contradicted`` and ``unsat_unchecked``."""
     from mlskip.udf.batch_eval import qualifies
     from mlskip.verifier.adapters.marabou import marabou_query
 
@@ -285,6 +346,42 @@ def check_verdict(net, regions, r: int, predicate, verdict: int, runner) -> tupl
             )
         return "sat", None
 
+    def refutes(points: np.ndarray) -> str | None:
+        """A message if the runtime's output at one of ``points`` refutes the verdict."""
+        if not len(points):
+            return None
+        with np.errstate(all="ignore"):
+            out = runner(points.astype(np.float32))
+        bad = np.flatnonzero(qualifies(out, kind, values) != (verdict == 1))
+        if not len(bad):
+            return None
+        i = int(bad[0])
+        return (
+            f"oracle: verdict {claim} refuted at sampled point {points[i].tolist()} "
+            f"(model output {out[i].tolist()}, predicate {predicate}; Marabou said UNSAT)"
+        )
+
+    def unsat_check(query) -> str:
+        """ "stands" if Marabou's UNSAT on ``query`` survives the samples and its control,
+        else "contradicted" or "unchecked" (no control could be built or answered)."""
+        with np.errstate(all="ignore"):
+            logits = net.evaluate(samples, final=False)
+        if _holds(logits, query).any():
+            return "contradicted"
+        control = None if centre is None else control_query(net, centre, query)
+        if control is None:
+            return "unchecked"
+        try:
+            status, _ = marabou_query(net, lo, hi, hs, control, ORACLE_TIMEOUT)
+        except Exception:
+            return "unchecked"
+        if status == "unsat":
+            return "contradicted"
+        return "stands" if status in ("sat", "unknown") else "unchecked"
+
+    centre = _centre(lo, hi, hs)
+    rng = np.random.default_rng([r, verdict])
+    samples = _sample_points(lo, hi, hs, centre, ORACLE_SAMPLE_POINTS, rng)
     k = net.num_outputs
     outcome = "confirmed"
     relaxed = refuting_queries(predicate, k, verdict, ORACLE_DELTA)
@@ -292,6 +389,14 @@ def check_verdict(net, regions, r: int, predicate, verdict: int, runner) -> tupl
     for loose_query, tight_query in zip(relaxed, tight, strict=True):
         status, refutation = ask(loose_query)
         if status == "unsat":
+            check = unsat_check(loose_query)
+            if check != "stands":
+                if notes is not None:
+                    notes[f"unsat_{check}"] = notes.get(f"unsat_{check}", 0) + 1
+                refutation = refutes(samples)
+                if refutation:
+                    return "refuted", refutation
+                outcome = "inconclusive"
             continue
         if refutation:
             return "refuted", refutation
@@ -306,14 +411,21 @@ def check_verdict(net, regions, r: int, predicate, verdict: int, runner) -> tupl
     return outcome, ""
 
 
+def _activation_kind(net) -> str:
+    return "+".join(sorted({a.name for a in net.activations})) or "linear"
+
+
 def marabou_oracle(calls, runner, rng: np.random.Generator, samples: int):
-    """Check up to ``samples`` NONE/ALL verdicts of piecewise-linear models with Marabou."""
+    """Check up to ``samples`` NONE/ALL verdicts of ReLU / LeakyReLU / sigmoid / tanh
+    models with Marabou. Counts per outcome, and per ``"<activation>:<outcome>"``."""
+    from mlskip.verifier.adapters.marabou import supports
+
     counts = dict.fromkeys(ORACLE_OUTCOMES, 0)
     problems: list[str] = []
     candidates = [
         (c, r)
         for c, (net, _, _, verdicts) in enumerate(calls)
-        if net.is_piecewise_linear
+        if supports(net)
         for r in np.flatnonzero(verdicts != 2).tolist()
     ]
     if not candidates:
@@ -322,8 +434,14 @@ def marabou_oracle(calls, runner, rng: np.random.Generator, samples: int):
     for p in sorted(pick.tolist()):
         c, r = candidates[p]
         net, regions, predicate, verdicts = calls[c]
-        outcome, message = check_verdict(net, regions, r, predicate, int(verdicts[r]), runner)
+        notes: dict = {}
+        outcome, message = check_verdict(
+            net, regions, r, predicate, int(verdicts[r]), runner, notes
+        )
         counts[outcome] += 1
+        act = _activation_kind(net)
+        for key, n in ((outcome, 1), *notes.items()):
+            counts[f"{act}:{key}"] = counts.get(f"{act}:{key}", 0) + n
         if message:
             problems.append(message)
     return counts, problems

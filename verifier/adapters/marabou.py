@@ -2,11 +2,15 @@
 
 The query is built from the ``Network`` directly: input variables with the
 box as bounds, polygon halfspaces as linear inequalities, one equation per
-affine neuron, Marabou's ReLU / LeakyReLU constraints, and the predicate's
-condition on the output as inequalities. Marabou is *not* a perfect oracle
-in floating point (see DESIGN.md): a SAT answer comes with an input that
-callers should check by evaluating the model; an UNSAT answer is trusted
-only with an outward margin (``delta``) on the tested condition.
+affine neuron, Marabou's ReLU / LeakyReLU / Sigmoid constraints (tanh as
+``2 sigmoid(2x) - 1``, as maraboupy's ONNX parser encodes it), and the
+predicate's condition on the output as inequalities. Marabou is *not* a
+perfect oracle in floating point (see DESIGN.md): a SAT answer comes with an
+input that callers should check by evaluating the model; an UNSAT answer is
+trusted only with an outward margin (``delta``) on the tested condition.
+On sigmoid / tanh networks Marabou linearizes the curves incrementally and
+often answers UNKNOWN (status ``"unknown"``); ``marabou_verdicts``, which
+the cascade may use to decide regions, stays with piecewise-linear networks.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 
 from mlskip.errors import UnsupportedModelError
 
-from ..layers import LeakyReLU
+from ..layers import Identity, LeakyReLU, Sigmoid, Tanh
 from ..network import Network
 from ..predicate import ALL, NONE, UNKNOWN, Spec
 from ..regions import RegionBatch
@@ -37,6 +41,11 @@ def available() -> bool:
     return True
 
 
+def supports(net: Network) -> bool:
+    """Whether ``marabou_query`` can encode every activation of ``net``."""
+    return all(isinstance(a, (LeakyReLU, Sigmoid, Tanh, Identity)) for a in net.activations)
+
+
 def marabou_query(
     net: Network,
     lower: np.ndarray,
@@ -47,13 +56,16 @@ def marabou_query(
 ) -> tuple[str, np.ndarray | None]:
     """Is there an input in box ∩ halfspaces whose logits meet every condition?
 
-    Returns ``("sat", x)``, ``("unsat", None)`` or ``("timeout" | "error", None)``.
+    Returns ``("sat", x)``, ``("unsat", None)`` or ``("timeout" | "unknown" | "error", None)``
+    (Marabou answers UNKNOWN when its sigmoid linearization gives up).
     """
     from maraboupy import Marabou
     from maraboupy.MarabouNetwork import MarabouNetwork
 
-    if not net.is_piecewise_linear:
-        raise UnsupportedModelError("the Marabou adapter supports ReLU / LeakyReLU networks only")
+    if not supports(net):
+        raise UnsupportedModelError(
+            "the Marabou adapter supports ReLU / LeakyReLU / sigmoid / tanh networks only"
+        )
     q = MarabouNetwork()
     d = net.num_inputs
     xs = [q.getNewVariable() for _ in range(d)]
@@ -78,10 +90,7 @@ def marabou_query(
             act = net.activations[li]
             outs = [q.getNewVariable() for _ in zs]
             for z, a in zip(zs, outs, strict=True):
-                if isinstance(act, LeakyReLU) and act.alpha > 0:
-                    q.addLeakyRelu(z, a, float(act.alpha))
-                else:
-                    q.addRelu(z, a)
+                _activation(q, act, z, a)
             prev = outs
         else:
             prev = zs
@@ -105,7 +114,32 @@ def marabou_query(
         return "sat", np.array([vals[v] for v in xs], dtype=np.float64)
     if code == "unsat":
         return "unsat", None
+    if code == "unknown":
+        return "unknown", None
     return ("timeout" if "timeout" in code else "error"), None
+
+
+def _activation(q, act, z: int, a: int) -> None:
+    """Constrain ``a = act(z)`` in the Marabou query ``q``."""
+    if isinstance(act, Sigmoid):
+        q.addSigmoid(z, a)
+        q.setLowerBound(a, 0.0)
+        q.setUpperBound(a, 1.0)
+    elif isinstance(act, Tanh):  # tanh(z) = 2 sigmoid(2z) - 1
+        z2, s = q.getNewVariable(), q.getNewVariable()
+        q.addEquality([z, z2], [2.0, -1.0], 0.0)
+        q.addSigmoid(z2, s)
+        q.setLowerBound(s, 0.0)
+        q.setUpperBound(s, 1.0)
+        q.addEquality([s, a], [2.0, -1.0], 1.0)
+        q.setLowerBound(a, -1.0)
+        q.setUpperBound(a, 1.0)
+    elif isinstance(act, Identity):
+        q.addEquality([z, a], [1.0, -1.0], 0.0)
+    elif act.alpha > 0:
+        q.addLeakyRelu(z, a, float(act.alpha))
+    else:
+        q.addRelu(z, a)
 
 
 def _conditions(spec: Spec, mg: np.ndarray, delta: float) -> tuple[list, list[list]]:
