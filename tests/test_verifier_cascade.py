@@ -301,7 +301,7 @@ def test_region_seconds_attribute_the_cascade_time():
 def test_witness_finds_qualifying_points_inside_thin_polygons(overlap):
     """Qualifying points that only a polygon's vertex reaches (every box corner where the
     gradient points lies outside the polygon) are found, and every witness is inside."""
-    from mlskip.verifier.witness import _inside, _interior, _pull, mixed_witness
+    from mlskip.verifier.witness import _inside, _pull, interior_point, mixed_witness
 
     n = 30
     rng = np.random.default_rng(5)
@@ -331,7 +331,7 @@ def test_witness_finds_qualifying_points_inside_thin_polygons(overlap):
         ]
     )
     assert found.all()
-    c, ok = _interior(R, R.lower, R.upper)
+    c, ok = interior_point(R, R.lower, R.upper)
     assert ok.all()
     x = rng.uniform(R.lower[:, None, :], R.upper[:, None, :], (n, 50, 3))
     assert _inside(R, _pull(R, x, c, ok)).mean() > 0.95

@@ -173,3 +173,30 @@ def test_auto_lirpa_adapter_matches_crown():  # pragma: no cover - not installab
     lc, uc = crown_bounds(net, R)
     np.testing.assert_allclose(la, lc, atol=1e-6)
     np.testing.assert_allclose(ua, uc, atol=1e-6)
+
+
+def test_marabou_backend_does_not_trust_an_unsat_its_control_contradicts():
+    """maraboupy 2.0 answers UNSAT to every query on some networks whose hidden values
+    vary by ~1e-6; the backend must then leave the region UNKNOWN, never decide NONE."""
+    from mlskip.verifier import ReLU
+    from mlskip.verifier.adapters.marabou import marabou_verdicts
+
+    w = 1e-6
+    net = Network.mlp(
+        [(np.array([[w, w], [w, -w]]), np.array([1.0, 0.3])), (np.ones((1, 2)), np.zeros(1))],
+        ReLU(),
+    )
+    box = RegionBatch(np.array([[-1.0, -1.0]]), np.array([[1.0, 1.0]]))
+    y = float(net.evaluate(np.zeros((1, 2)))[0, 0])
+    wrong = Predicate.gt(y - 0.1)  # every input qualifies: NONE would lose rows
+    spec = wrong.compile(net)
+    v = marabou_verdicts(spec, net, box, np.zeros((1, 1)), "float32")
+    assert v[0] != NONE
+    res = Verifier(methods=("marabou",), sample_points=0).verify(net, box, wrong)
+    assert res.verdicts[0] != NONE
+    # and on an ordinary network the control lets a right NONE through
+    net2 = Network.mlp(
+        [(np.array([[1.0, 1.0]]), np.zeros(1)), (np.ones((1, 1)), np.zeros(1))], ReLU()
+    )
+    right = Predicate.gt(2.5)
+    assert marabou_verdicts(right.compile(net2), net2, box, np.zeros((1, 1)), "float32")[0] == NONE

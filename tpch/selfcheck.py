@@ -161,7 +161,6 @@ ORACLE_TIMEOUT = 2.0  # seconds per Marabou query
 ORACLE_DELTA = 1e-7  # relative relaxation of the refuting condition (proofs)
 ORACLE_MARGIN = 1e-4  # relative tightening when looking for a counterexample
 ORACLE_OUTCOMES = ("confirmed", "refuted", "false_sat", "inconclusive")
-ORACLE_CONTROL_MARGIN = 1e-3  # relative slack of a control query at the region's centre
 ORACLE_SAMPLE_POINTS = 32  # points of the region evaluated to cross-check an UNSAT
 _KINDS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le", "between": "between", "argmax": "argmax"}
 
@@ -285,23 +284,6 @@ def _holds(out: np.ndarray, query) -> np.ndarray:
     return ok
 
 
-def control_query(net, centre: np.ndarray, query) -> list[tuple] | None:
-    """``query`` with each bound moved so that it holds at ``centre`` (with a margin):
-    satisfiable by construction, so Marabou answering UNSAT to it shows that its UNSAT
-    on this region and network is not to be trusted. None if the centre's outputs are
-    not finite."""
-    with np.errstate(all="ignore"):
-        y = net.evaluate(centre[None, :], final=False)[0]
-    if not np.isfinite(y).all():
-        return None
-    control = []
-    for coef, op, _ in query:
-        v = float(np.asarray(coef, dtype=np.float64) @ y)
-        m = ORACLE_CONTROL_MARGIN * (1 + abs(v))
-        control.append((coef, op, v - m if op == ">=" else v + m))
-    return control
-
-
 def check_verdict(
     net, regions, r: int, predicate, verdict: int, runner, notes: dict | None = None
 ) -> tuple[str, str]:
@@ -309,7 +291,7 @@ def check_verdict(
     and cross-check UNSAT answers (control query, sampled points; module docstring).
     ``notes`` (optional) counts ``unsat_contradicted`` and ``unsat_unchecked``."""
     from mlskip.udf.batch_eval import qualifies
-    from mlskip.verifier.adapters.marabou import marabou_query
+    from mlskip.verifier.adapters.marabou import control_query, marabou_query
 
     lo, hi = regions.lower[r], regions.upper[r]
     hs = [

@@ -76,7 +76,7 @@ def _inside(regions: RegionBatch, x: np.ndarray) -> np.ndarray:
     return ok
 
 
-def _interior(
+def interior_point(
     regions: RegionBatch, lo: np.ndarray, hi: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """A point ``c [n, d]`` of each region and whether it lies in the region.
@@ -197,7 +197,7 @@ def _search(
     base = [(j, s) for j in range(m) for s in (1.0, -1.0)] + ([(-1, 1.0)] if m > 1 else [])
     polygons = bool(regions.pairs)
     if polygons:  # points are drawn in the box and pulled into the polygons
-        c, pull_ok = _interior(regions, lo, hi)
+        c, pull_ok = interior_point(regions, lo, hi)
     if steps > 0:
         # the corner each objective's gradient at the centre points to (piecewise-linear
         # models often take their extremes over a box at a corner; with polygons, at

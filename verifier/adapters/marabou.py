@@ -7,7 +7,10 @@ affine neuron, Marabou's ReLU / LeakyReLU / Sigmoid constraints (tanh as
 predicate's condition on the output as inequalities. Marabou is *not* a
 perfect oracle in floating point (see DESIGN.md): a SAT answer comes with an
 input that callers should check by evaluating the model; an UNSAT answer is
-trusted only with an outward margin (``delta``) on the tested condition.
+trusted only with an outward margin (``delta``) on the tested condition and
+only if Marabou answers SAT to the same query moved to hold at a point of the
+region (``control_query``): maraboupy 2.0 answers UNSAT to everything on some
+networks whose hidden values vary by ~1e-6.
 On sigmoid / tanh networks Marabou linearizes the curves incrementally and
 often answers UNKNOWN (status ``"unknown"``); ``marabou_verdicts``, which
 the cascade may use to decide regions, stays with piecewise-linear networks.
@@ -161,6 +164,33 @@ def _conditions(spec: Spec, mg: np.ndarray, delta: float) -> tuple[list, list[li
     raise UnsupportedModelError(f"the Marabou adapter does not handle a final {spec.net.final}")
 
 
+CONTROL_MARGIN = 1e-3  # relative slack of a control query at a point of the region
+
+
+def control_query(net: Network, point: np.ndarray, query: Sequence[OutCon]) -> list[OutCon] | None:
+    """``query`` with each bound moved so that it holds at ``point`` (with a margin):
+    satisfiable by construction, so Marabou answering UNSAT to it shows that its UNSAT
+    on this region and network is not to be trusted (maraboupy 2.0 answers UNSAT to
+    everything on some networks whose hidden values vary by ~1e-6). None if the
+    outputs at ``point`` are not finite."""
+    with np.errstate(all="ignore"):
+        y = net.evaluate(np.asarray(point, dtype=np.float64)[None, :], final=False)[0]
+    if not np.isfinite(y).all():
+        return None
+    control = []
+    for coef, op, _ in query:
+        v = float(np.asarray(coef, dtype=np.float64) @ y)
+        m = CONTROL_MARGIN * (1 + abs(v))
+        control.append((coef, op, v - m if op == ">=" else v + m))
+    return control
+
+
+def _control_agrees(net, lo, hi, hs, query, point, timeout: float) -> bool:
+    """Marabou answers SAT to ``query`` moved to hold at ``point`` (a point of the region)."""
+    control = None if point is None else control_query(net, point, query)
+    return control is not None and marabou_query(net, lo, hi, hs, control, timeout)[0] == "sat"
+
+
 def marabou_verdicts(
     spec: Spec,
     net: Network,
@@ -171,10 +201,19 @@ def marabou_verdicts(
     deadline: float | None = None,
     delta: float = 1e-6,
 ) -> np.ndarray:
-    """Verdicts by Marabou, region by region (UNKNOWN on time-out or unsupported kinds)."""
+    """Verdicts by Marabou, region by region (UNKNOWN on time-out or unsupported kinds).
+
+    An UNSAT decides only if Marabou also answers SAT to the same query moved to hold
+    at a point of the region (``control_query``); otherwise the region stays UNKNOWN."""
+    from ..witness import interior_point
+
     out = np.full(regions.n, UNKNOWN, dtype=np.int8)
     if not available() or spec.kind not in ("linear", "argmax") or not net.is_piecewise_linear:
         return out
+    finite = np.isfinite(regions.lower) & np.isfinite(regions.upper)
+    inner, inside = interior_point(
+        regions, np.where(finite, regions.lower, 0.0), np.where(finite, regions.upper, 0.0)
+    )
     for r in range(regions.n):
         if deadline is not None and time.perf_counter() >= deadline:
             break
@@ -184,12 +223,16 @@ def marabou_verdicts(
         ]
         none_q, all_q = _conditions(spec, mg[r], delta)
         lo, hi = regions.lower[r], regions.upper[r]
+        point = inner[r] if inside[r] else None
         status, _ = marabou_query(net, lo, hi, hs, none_q, timeout)
         if status == "unsat":
-            out[r] = NONE
+            if _control_agrees(net, lo, hi, hs, none_q, point, timeout):
+                out[r] = NONE
             continue
         if status == "sat" and all(
-            marabou_query(net, lo, hi, hs, q, timeout)[0] == "unsat" for q in all_q
+            marabou_query(net, lo, hi, hs, q, timeout)[0] == "unsat"
+            and _control_agrees(net, lo, hi, hs, q, point, timeout)
+            for q in all_q
         ):
             out[r] = ALL
     return out
