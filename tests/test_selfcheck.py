@@ -18,7 +18,7 @@ def _campaign(trials: int, seed: int) -> None:
 
 
 def test_campaign_default_run():
-    _campaign(150, seed=0)
+    _campaign(300, seed=0)
 
 
 def test_campaign_in_worker_processes():
