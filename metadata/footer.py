@@ -6,11 +6,13 @@ u32 len(payload) | payload``. The payload repeats the row-group count and each
 row group's row count so that a footer copied onto another file, or left stale
 after a rewrite, is detected by the reader.
 
-The writer writes version 2 (key ``mlskip.v2``): per row group and column a
-compact grid anchor (varints), per pair a self-delimiting polygon record, and a
-byte accounting (``account``) under which every pair's record plus its share of
-its columns' anchors fits ``hull_bytes``. Version 1 (key ``mlskip.v1``, explicit
-ranges and counts per column) is still decoded, and encoded for tests.
+The writer writes version 3 (key ``mlskip.v3``): version 2's body (per row group
+and column a compact grid anchor, per pair a self-delimiting polygon record, and
+a byte accounting, ``account``, under which every pair's record plus its share of
+its columns' anchors fits ``hull_bytes``) behind a layout digest of the file's
+row groups and an optional keyed signature (``integrity``). Versions 2 and 1 (key
+``mlskip.v1``, explicit ranges and counts per column) are still decoded, and
+encoded for tests.
 """
 
 from __future__ import annotations
@@ -25,16 +27,20 @@ from typing import NamedTuple
 from mlskip.errors import MetadataError
 
 from .grid import FINE_BITS, PAD, QMAX, Grid
+from .integrity import MAC_BYTES, sign, signature_matches
 from .polygon import ColumnSummary
 from .polygon_codec import BITS_CHOICES, record_size
 
 KEY_V1 = "mlskip.v1"
 KEY_V2 = "mlskip.v2"
-KEY = KEY_V2  # what the writer writes
-KEYS = (KEY_V2, KEY_V1)  # what the reader reads, preferred first
+KEY_V3 = "mlskip.v3"
+KEY = KEY_V3  # what the writer writes
+KEYS = (KEY_V3, KEY_V2, KEY_V1)  # what the reader reads, preferred first
 KEY_PREFIX = "mlskip.v"
 MAGIC = b"MLSK"
-VERSION = 2
+VERSION = 3
+_SIGNED = 1  # v3 flags: a MAC follows the layout digest
+_V3_HEAD = struct.Struct("<BI")  # flags, layout digest
 E_BIAS = 8  # v2 stores zigzag(e + E_BIAS): grid exponents -24..7 take one head byte
 MIN_PAIR_BYTES = 3  # v2: absent record (1) + two one-byte column entries
 _HEAD = struct.Struct("<4sBII")
@@ -69,7 +75,11 @@ class FooterRowGroup:
 
 @dataclass(frozen=True)
 class Footer:
-    """A decoded footer value (``version`` 1 or 2)."""
+    """A decoded footer value (``version`` 1, 2 or 3).
+
+    ``layout``: v3's digest of the file's row-group byte sizes (None before v3);
+    ``signed``: whether a v3 value carries a MAC (checked only when a key is given).
+    """
 
     fine_bits: int
     hull_bytes: int
@@ -77,6 +87,8 @@ class Footer:
     pairs: tuple[tuple[int, int], ...]
     row_groups: tuple[FooterRowGroup, ...]
     version: int = VERSION
+    layout: int | None = None
+    signed: bool = False
 
 
 # ---------------------------------------------------------------- varints (v2)
@@ -165,7 +177,7 @@ def account(
 def _header(footer: Footer) -> bytearray:
     out = bytearray()
     out += struct.pack("<BHI", footer.fine_bits, footer.hull_bytes, len(footer.row_groups))
-    if footer.version == 2:  # row counts: every row group but the last has the first's
+    if footer.version >= 2:  # row counts: every row group but the last has the first's
         counts = [rg.num_rows for rg in footer.row_groups] or [0]
         if any(n != counts[0] for n in counts[:-1]):
             raise MetadataError("format v2 needs row groups of one size (the last may differ)")
@@ -185,15 +197,21 @@ def _blob(version: int, payload: bytes) -> str:
     return base64.b64encode(blob).decode("ascii")
 
 
-def encode_footer(footer: Footer) -> str:
+def _signed_message(head: bytes, body: bytes) -> bytes:
+    """What a v3 MAC covers: a domain tag, the flags and layout digest, and the body."""
+    return KEY_V3.encode() + head + body
+
+
+def encode_footer(footer: Footer, *, key: bytes | None = None) -> str:
     """Serialize ``footer`` as format ``footer.version`` and base64-encode it.
 
-    Version 2 stores the columns' grids as given (the writer passes them through
-    ``account`` first) and an absent record as the byte 0.
+    Versions 2 and 3 store the columns' grids as given (the writer passes them
+    through ``account`` first) and an absent record as the byte 0. Version 3
+    needs ``footer.layout`` and is signed when ``key`` is given.
     """
     if footer.version == 1:
         return _encode_v1(footer)
-    if footer.version != 2:
+    if footer.version not in (2, 3):
         raise MetadataError(f"cannot encode format version {footer.version}")
     out = _header(footer)
     for rg in footer.row_groups:
@@ -201,7 +219,13 @@ def encode_footer(footer: Footer) -> str:
             out += column_entry(c)
         for rec in rg.records:
             out += rec if rec is not None else b"\x00"
-    return _blob(2, bytes(out))
+    if footer.version == 2:
+        return _blob(2, bytes(out))
+    if footer.layout is None:
+        raise MetadataError("format v3 needs the layout digest of the file's row groups")
+    head = _V3_HEAD.pack(_SIGNED if key is not None else 0, footer.layout)
+    mac = sign(key, _signed_message(head, bytes(out))) if key is not None else b""
+    return _blob(3, head + mac + bytes(out))
 
 
 def _encode_v1(footer: Footer) -> str:
@@ -261,8 +285,11 @@ class _Cursor:
                 raise MetadataError("varint too long in mlskip footer")
 
 
-def decode_footer(value: str | bytes) -> Footer:
-    """Parse a stored value (version 1 or 2); raises MetadataError on any inconsistency."""
+def decode_footer(value: str | bytes, *, key: bytes | None = None) -> Footer:
+    """Parse a stored value (version 1, 2 or 3); raises MetadataError on any inconsistency.
+
+    With ``key``, only a v3 value signed with that key is accepted.
+    """
     try:
         blob = base64.b64decode(value, validate=True)
     except (ValueError, TypeError) as exc:
@@ -272,18 +299,37 @@ def decode_footer(value: str | bytes) -> Footer:
     magic, version, crc, length = _HEAD.unpack_from(blob)
     if magic != MAGIC:
         raise MetadataError(f"bad magic {magic!r}")
-    if version not in (1, 2):
-        raise MetadataError(f"unsupported format version {version} (this reader knows 1 and 2)")
+    if version not in (1, 2, 3):
+        raise MetadataError(f"unsupported format version {version} (this reader knows 1 to 3)")
     payload = blob[_HEAD.size :]
     if len(payload) != length:
         raise MetadataError(f"payload has {len(payload)} bytes, header says {length}")
     if zlib.crc32(payload) != crc:
         raise MetadataError("checksum mismatch (corrupt footer)")
     cur = _Cursor(payload)
+    layout, signed = None, False
+    if version == 3:
+        flags, layout = cur.take(_V3_HEAD)
+        if flags & ~_SIGNED:
+            raise MetadataError(f"unknown v3 flags {flags:#04x}")
+        signed = bool(flags & _SIGNED)
+        mac = cur.raw(MAC_BYTES) if signed else b""
+        if key is not None and not signed:
+            raise MetadataError("footer is not signed, but a footer key is set")
+        head = payload[: _V3_HEAD.size]
+        if key is not None and not signature_matches(
+            key, _signed_message(head, payload[cur.pos :]), mac
+        ):
+            raise MetadataError(
+                "footer signature does not match the footer key (modified, or signed with "
+                "another key)"
+            )
+    elif key is not None:
+        raise MetadataError(f"format v{version} footers are unsigned, but a footer key is set")
     fine_bits, hull_bytes, n_rg = cur.take("<BHI")
     if fine_bits != FINE_BITS:
         raise MetadataError(f"unsupported fine grid of {fine_bits} bits")
-    rows = (cur.varint(), cur.varint()) if version == 2 else (0, 0)
+    rows = (cur.varint(), cur.varint()) if version >= 2 else (0, 0)
     (n_cols,) = cur.take("<H")
     columns = []
     for _ in range(n_cols):
@@ -308,7 +354,14 @@ def decode_footer(value: str | bytes) -> Footer:
     if cur.pos != len(payload):
         raise MetadataError(f"{len(payload) - cur.pos} trailing bytes after the last row group")
     return Footer(
-        fine_bits, hull_bytes, tuple(columns), tuple(pairs), tuple(row_groups), version=version
+        fine_bits,
+        hull_bytes,
+        tuple(columns),
+        tuple(pairs),
+        tuple(row_groups),
+        version=version,
+        layout=layout,
+        signed=signed,
     )
 
 

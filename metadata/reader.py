@@ -23,6 +23,7 @@ from mlskip.errors import MetadataError, SkippingFallbackWarning
 from .encoding import is_numeric
 from .footer import KEY_PREFIX, KEYS, Footer, decode_footer
 from .grid import QMAX
+from .integrity import key_id, layout_digest, resolve_key, row_group_sizes
 from .parquet_stats import stats_box, stats_null_count
 from .polygon_codec import decode_vertices, halfspaces
 
@@ -65,6 +66,7 @@ class FileSkipMetadata:
     row_groups: tuple[RowGroupSummary, ...]
     status: str  # "ok", "boxes-only" (footer rejected), "no-summaries" (plain Parquet)
     warnings: tuple[str, ...] = field(default=())
+    key_id: str = ""  # which footer key the footer was checked against ("" = none)
 
 
 def _footer_hash(source: Any, filesystem: Any) -> tuple[str, int | None, float | None]:
@@ -141,8 +143,9 @@ def _boxes(pf: pq.ParquetFile) -> tuple[list[str], list[dict], list[dict], list[
 
 
 def _check_footer(fp: Footer, pf: pq.ParquetFile, names: list[str], boxes, nulls) -> None:
-    """Row-group count, row counts and column names (both versions); v1 also its
-    stored NULL counts and ranges against Parquet's statistics."""
+    """Row-group count, row counts and column names (all versions); v3 also the
+    row groups' byte sizes; v1 its stored NULL counts and ranges against Parquet's
+    statistics."""
     meta = pf.metadata
     if len(fp.row_groups) != meta.num_row_groups:
         raise MetadataError(
@@ -153,6 +156,11 @@ def _check_footer(fp: Footer, pf: pq.ParquetFile, names: list[str], boxes, nulls
             raise MetadataError(
                 f"row group {r}: footer says {rg.num_rows} rows, file has {meta.row_group(r).num_rows} (stale or foreign metadata)"
             )
+    if fp.layout is not None and layout_digest(row_group_sizes(meta)) != fp.layout:
+        raise MetadataError(
+            "the file's row groups are not the bytes the footer was written for (row groups "
+            "rewritten, or the footer comes from another file)"
+        )
     for c in fp.columns:
         if c not in names:
             raise MetadataError(
@@ -176,13 +184,18 @@ def _check_footer(fp: Footer, pf: pq.ParquetFile, names: list[str], boxes, nulls
                     )
 
 
-def read_skip_metadata(path_or_file: Any, *, filesystem: Any = None) -> FileSkipMetadata:
+def read_skip_metadata(
+    path_or_file: Any, *, filesystem: Any = None, footer_key: str | bytes | None = None
+) -> FileSkipMetadata:
     """Boxes, polygons and halfspaces of every row group of one Parquet file.
 
     ``path_or_file``: a path (optionally on a pyarrow ``filesystem``), or a
-    seekable binary file / pyarrow NativeFile. Bad mlskip metadata degrades to
-    boxes with a SkippingFallbackWarning; only an unreadable Parquet file raises.
+    seekable binary file / pyarrow NativeFile. ``footer_key`` (default
+    ``$MLSKIP_FOOTER_KEY``): when set, only footers signed with it are trusted.
+    Bad mlskip metadata degrades to boxes with a SkippingFallbackWarning; only an
+    unreadable Parquet file raises.
     """
+    trusted_key = resolve_key(footer_key)
     label = (
         os.fspath(path_or_file)
         if isinstance(path_or_file, (str, os.PathLike))
@@ -200,7 +213,8 @@ def read_skip_metadata(path_or_file: Any, *, filesystem: Any = None) -> FileSkip
     kv = pf.metadata.metadata or {}
     problems: list[str] = []
     footer = None
-    raw = next((kv[k.encode()] for k in KEYS if k.encode() in kv), None)
+    found = next((k for k in KEYS if k.encode() in kv), None)
+    raw = kv[found.encode()] if found is not None else None
     if raw is None:
         others = sorted(
             k.decode("utf-8", "replace") for k in kv if k.startswith(KEY_PREFIX.encode())
@@ -211,7 +225,9 @@ def read_skip_metadata(path_or_file: Any, *, filesystem: Any = None) -> FileSkip
             )
     else:
         try:
-            footer = decode_footer(raw)
+            footer = decode_footer(raw, key=trusted_key)
+            if found != f"{KEY_PREFIX}{footer.version}":
+                raise MetadataError(f"key {found!r} holds a format v{footer.version} value")
             _check_footer(footer, pf, names, boxes, nulls)
         except MetadataError as exc:
             problems.append(str(exc))
@@ -263,6 +279,7 @@ def read_skip_metadata(path_or_file: Any, *, filesystem: Any = None) -> FileSkip
         row_groups=tuple(row_groups),
         status=status,
         warnings=msgs,
+        key_id=key_id(trusted_key),
     )
 
 

@@ -26,6 +26,7 @@ from . import native
 from .encoding import is_numeric, to_numeric
 from .footer import KEY, MIN_PAIR_BYTES, Footer, FooterRowGroup, account, encode_footer
 from .grid import FINE_BITS
+from .integrity import layout_digest, resolve_key
 from .layout import cluster_order
 from .polygon import DEFAULT_BITS_CHOICES, cells, fine_hull, polygon_from_hull, summarize_column
 
@@ -227,15 +228,17 @@ def write_parquet(
     curve: str = "hilbert",
     compression: str | None = "zstd",
     bits_choices: tuple[int, ...] = DEFAULT_BITS_CHOICES,
+    footer_key: str | bytes | None = None,
     **parquet_options: Any,
 ) -> WriteReport:
-    """Write ``data`` as Parquet with skipping summaries in the footer (key ``mlskip.v2``).
+    """Write ``data`` as Parquet with skipping summaries in the footer (key ``mlskip.v3``).
 
     ``hulls``: "auto" (pairs picked on the first row group), explicit column
     pairs, or None (boxes only). ``hull_bytes``: footer bytes per row group and
     pair, polygon record and its share of the grid anchors included (FORMAT.md).
-    ``cluster_by`` reorders the rows first (this materializes the input). Other
-    keyword options go to pyarrow's ParquetWriter.
+    ``cluster_by`` reorders the rows first (this materializes the input).
+    ``footer_key`` (default ``$MLSKIP_FOOTER_KEY``) signs the footer. Other keyword options go to
+    pyarrow's ParquetWriter.
     """
     if row_group_size < 1:
         raise InputDataError(f"row_group_size must be positive, got {row_group_size}")
@@ -266,27 +269,52 @@ def write_parquet(
     index = {c: i for i, c in enumerate(columns)}
     pair_idx = [(index[a], index[b]) for a, b in pairs]
     parquet_options.setdefault("write_statistics", True)
+    signing_key = resolve_key(footer_key)
     summaries: list[FooterRowGroup] = []
+    ends: list[int] = []  # file offset after each row group: their byte sizes
     num_rows = 0
     path = os.fspath(path)
-    with pq.ParquetWriter(path, schema, compression=compression, **parquet_options) as writer:
+    with (
+        _open_sink(path, parquet_options.pop("filesystem", None)) as sink,
+        pq.ParquetWriter(sink, schema, compression=compression, **parquet_options) as writer,
+    ):
+        start = sink.tell()
         with ThreadPoolExecutor(1) as pool:
+
+            def write(tbl: pa.Table) -> None:
+                writer.write_table(tbl, row_group_size=tbl.num_rows)
+                ends.append(sink.tell())
+
             pending: Future | None = None
             for tbl in itertools.chain([first] if first is not None else [], groups):
                 if pending is not None:
                     pending.result()
-                pending = pool.submit(writer.write_table, tbl, row_group_size=tbl.num_rows)
+                pending = pool.submit(write, tbl)
                 summaries.append(
                     summarize_row_group(tbl, columns, pair_idx, hull_bytes, bits_choices)
                 )
                 num_rows += tbl.num_rows
             if pending is not None:
                 pending.result()
-        value = encode_footer(
-            Footer(FINE_BITS, hull_bytes, tuple(columns), tuple(pair_idx), tuple(summaries))
+        sizes = [b - a for a, b in zip([start, *ends[:-1]], ends, strict=True)]
+        footer = Footer(
+            FINE_BITS,
+            hull_bytes,
+            tuple(columns),
+            tuple(pair_idx),
+            tuple(summaries),
+            layout=layout_digest(sizes),
         )
+        value = encode_footer(footer, key=signing_key)
         writer.add_key_value_metadata({KEY: value})
     return WriteReport(path, num_rows, len(summaries), tuple(pairs), hull_bytes, len(value))
+
+
+def _open_sink(path: str, filesystem: Any) -> pa.NativeFile:
+    """The output stream the writer writes to (its offsets give the row groups' sizes)."""
+    if filesystem is not None:
+        return filesystem.open_output_stream(path)
+    return pa.OSFile(path, "wb")
 
 
 def copy(con: Any, sql: str, path: str | os.PathLike, **kwargs: Any) -> WriteReport:

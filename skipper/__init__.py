@@ -29,6 +29,7 @@ _LAZY: dict[str, str] = {
     "write_parquet": "mlskip.metadata",
     "copy": "mlskip.metadata",
     "read_skip_metadata": "mlskip.metadata",
+    "audit_file": "mlskip.metadata",
     "scan": "mlskip.udf.arrow_scan",
     "scan_dataset": "mlskip.udf.arrow_scan",
     "scan_polars": "mlskip.udf.arrow_scan",

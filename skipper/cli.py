@@ -184,6 +184,46 @@ def write(
 
 
 @app.command()
+def verify(
+    files: list[Path] = typer.Argument(..., help="Parquet files written by mlskip"),
+    footer_key: str | None = typer.Option(
+        None, help="key the footers were signed with (default $MLSKIP_FOOTER_KEY)"
+    ),
+) -> None:
+    """Read each file's data and check that every row lies in its footer's regions.
+
+    Catches stale footers the footer-only checks cannot see (a rewrite that keeps
+    every row count, statistic and row-group size). Exit code 1 if any row lies
+    outside, or a footer is not trusted.
+    """
+    from rich.markup import escape
+
+    from mlskip.metadata import audit_file
+
+    failed = False
+    for path in files:
+        try:
+            report = audit_file(path, footer_key=footer_key)
+        except (MlskipError, OSError) as error:
+            _fail(error)
+        for note in report.warnings:
+            console.print(f"[yellow]warning:[/] {escape(note)}")
+        for line in report.violations:
+            console.print(f"{path}: {line}", markup=False, highlight=False)
+        if report.ok and report.status == "ok":
+            console.print(
+                f"{path}: ok ({report.rows:,} rows in {report.row_groups} row groups "
+                "inside their regions)"
+            )
+        else:
+            failed = True
+            why = "rows outside their regions" if report.violations else "footer not trusted"
+            console.print(f"[bold red]{escape(str(path))}: {why}[/] (status {report.status})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def selfcheck(
     trials: int = typer.Option(200, help="random end-to-end cases to run"),
     seed: int = typer.Option(0, help="first seed (trials use seed, seed+1, ...)"),

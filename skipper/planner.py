@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlskip.errors import MlskipError, SkippingFallbackWarning
-from mlskip.metadata import FileSkipMetadata, read_skip_metadata
+from mlskip.metadata import FileSkipMetadata, key_id, read_skip_metadata, resolve_key
 from mlskip.plan import FilePlan
 from mlskip.regions import build_regions
 from mlskip.remote import S3Options, default_filesystem, is_s3, read_remote_tail, remote_identity
@@ -94,6 +94,8 @@ class Planner:
     by a lock; two threads missing the cache at once both plan, same result).
     ``s3`` (or an explicit pyarrow ``filesystem``) is used to read the
     footers of ``s3://`` files; without either, pyarrow's default S3 chain.
+    ``footer_key`` (default ``$MLSKIP_FOOTER_KEY``, read at each footer read):
+    when set, only footers signed with it are trusted.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class Planner:
         *,
         s3: S3Options | Mapping | None = None,
         filesystem: object | None = None,
+        footer_key: str | bytes | None = None,
     ) -> None:
         # without an explicit verifier, the expensive methods get a budget that
         # grows with the number of row groups: planning must stay cheap next to the scan
@@ -117,6 +120,7 @@ class Planner:
         self._lock = threading.Lock()
         self.s3 = S3Options.coerce(s3)
         self._filesystem = filesystem
+        self._footer_key = footer_key
 
     @property
     def filesystem(self) -> object:
@@ -143,25 +147,32 @@ class Planner:
         one ranged read between two HEADs that agree.
         """
         key = path if is_s3(path) else os.path.abspath(path)
+        trusted = resolve_key(self._footer_key)
         with self._lock:
             cached = self._files.get(key)
-        if cached is not None and cached.identity == self.identity(path):
+        if (
+            cached is not None
+            and cached.metadata.key_id == key_id(trusted)
+            and cached.identity == self.identity(path)
+        ):
             return cached
         if is_s3(path):
             tail, identity = read_remote_tail(self.filesystem, path)
-            facts = self._read_facts(path, identity, tail)
+            facts = self._read_facts(path, identity, tail, trusted)
         else:
             with open(path, "rb") as handle:
                 identity = _identity_of(path, os.fstat(handle.fileno()))
-                facts = self._read_facts(path, identity, handle)
+                facts = self._read_facts(path, identity, handle, trusted)
         with self._lock:
             self._files[key] = facts
             self._files.move_to_end(key)
             self._trim(self._files)
         return facts
 
-    def _read_facts(self, path: str, identity: tuple, source: object) -> FileFacts:
-        meta = read_skip_metadata(source)
+    def _read_facts(
+        self, path: str, identity: tuple, source: object, key: bytes | None
+    ) -> FileFacts:
+        meta = read_skip_metadata(source, footer_key=key)
         source.seek(0)  # type: ignore[attr-defined]
         parquet = pq.ParquetFile(source).metadata
         sizes = np.array(

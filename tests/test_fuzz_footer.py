@@ -167,8 +167,12 @@ def sources(tmp_path_factory) -> dict[str, Source]:
 def rewrite(
     src: Source, path: Path, kv: dict[bytes, bytes] | None, groups: list[pa.Table] | None = None
 ) -> Path:
-    """``src``'s rows as Parquet row groups ``groups`` with key-value metadata ``kv``."""
-    with pq.ParquetWriter(path, src.schema) as w:
+    """``src``'s rows as Parquet row groups ``groups`` with key-value metadata ``kv``.
+
+    Written as ``write_parquet`` writes (zstd): unchanged groups get the source's
+    bytes, so v3's layout digest passes and the reader's other checks are exercised.
+    """
+    with pq.ParquetWriter(path, src.schema, compression="zstd") as w:
         for g in groups if groups is not None else src.groups:
             w.write_table(g, row_group_size=max(1, g.num_rows))
         if kv:
@@ -396,6 +400,24 @@ def run_crc_valid(sources, tmp_path: Path, n: int, seed: int) -> tuple[int, list
 def test_crc_valid_mutations_never_crash(sources, tmp_path):
     """No crash, hang or runaway memory on payloads that pass the checksum."""
     cases, _ = run_crc_valid(sources, tmp_path, n=40, seed=100)
+    assert cases >= 120
+
+
+def test_crc_valid_mutations_rejected_under_a_footer_key(tmp_path, monkeypatch):
+    """With a footer key (writer and reader), every payload mutated without the key is
+    refused, however its CRC is fixed: the keyed answer to the gap below."""
+    monkeypatch.setenv("MLSKIP_FOOTER_KEY", "fuzz-secret")
+    rng = np.random.default_rng(100)
+    cases = 0
+    for kind in ("corr", "nulls", "single"):
+        src = make_source(tmp_path, kind)
+        assert src.blob[src.payload_at] & 1, "a footer written under a key must be signed"
+        for i, (label, value) in enumerate(crc_valid_cases(src, rng, 40)):
+            out = run_case(src, tmp_path / f"k{i}.parquet", value)
+            cases += 1
+            assert not out.excluded, f"{kind}, {label}: {out.excluded[:2]}"
+            if value != src.value:
+                assert out.status == "boxes-only", f"{kind}, {label}: mutated footer trusted"
     assert cases >= 120
 
 

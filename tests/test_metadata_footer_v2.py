@@ -1,4 +1,10 @@
-"""Footer format v2: per-pair byte accounting, v1 compatibility, stale or foreign footers."""
+"""Footer format v2 (v3's body): per-pair byte accounting, v1 compatibility, stale or
+foreign footers caught by the checks against Parquet's statistics.
+
+Fresh files carry v3 values; the tests of the statistics checks turn them into v2
+values (same body, no layout digest), since v3's digest would reject their rewritten
+files before those checks run (tests/test_metadata_integrity.py tests v3's own checks).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import shapely
 from mlskip.errors import InputDataError, SkippingFallbackWarning
 from mlskip.metadata import read_skip_metadata, to_numeric, write_parquet
 from mlskip.metadata.footer import (
+    KEY,
     KEY_V1,
     KEY_V2,
     MIN_PAIR_BYTES,
@@ -48,8 +55,18 @@ PAIRS_6 = [("x", "y"), ("x", "z"), ("y", "z"), ("z", "d"), ("d", "w"), ("x", "w"
 
 def _footer(path):
     kv = pq.ParquetFile(path).metadata.metadata
-    assert KEY_V1.encode() not in kv
-    return decode_footer(kv[KEY_V2.encode()])
+    assert KEY_V1.encode() not in kv and KEY_V2.encode() not in kv
+    return decode_footer(kv[KEY.encode()])
+
+
+V3_HEAD = 5  # u8 flags, u32 layout digest (unsigned footers)
+
+
+def _v2_value(path) -> str:
+    """A fresh (unsigned v3) file's footer value as format v2: the body without v3's head."""
+    blob = base64.b64decode(pq.ParquetFile(path).metadata.metadata[KEY.encode()])
+    assert blob[4] == 3 and blob[13] == 0, "expected an unsigned v3 value"
+    return _reblob(blob[13 + V3_HEAD :])
 
 
 def _assert_rows_inside(table: pa.Table, meta) -> None:
@@ -85,10 +102,11 @@ def test_per_pair_byte_accounting(tmp_path, n_pairs, hull_bytes):
     path = tmp_path / "p.parquet"
     write_parquet(t, path, row_group_size=1500, hulls=pairs, hull_bytes=hull_bytes)
     fp = _footer(path)
-    assert fp.version == 2 and fp.hull_bytes == hull_bytes
+    assert fp.version == 3 and fp.hull_bytes == hull_bytes
     in_pair = {i for p in fp.pairs for i in p}
     # nothing else per row group: the payload is the header plus entries and records
-    payload = base64.b64decode(pq.ParquetFile(path).metadata.metadata[KEY_V2.encode()])[13:]
+    payload = base64.b64decode(pq.ParquetFile(path).metadata.metadata[KEY.encode()])
+    payload = payload[13 + V3_HEAD :]
     head = 7 + 4 + 2 + sum(2 + len(c) for c in fp.columns) + 2 + 4 * n_pairs
     body = sum(
         sum(rg.entry_bytes) + sum(len(r) if r else 1 for r in rg.records) for rg in fp.row_groups
@@ -172,7 +190,7 @@ def test_v2_corrupt_and_truncated(tmp_path):
     t = pa.table({"a": np.arange(3000.0), "b": np.arange(3000.0) ** 0.5})
     path = tmp_path / "good.parquet"
     write_parquet(t, path, row_group_size=1000, hulls=[("a", "b")])
-    value = pq.ParquetFile(path).metadata.metadata[KEY_V2.encode()]
+    value = _v2_value(path)
     payload = base64.b64decode(value)[13:]
     fp = decode_footer(value)
     # u8 u16 u32, varint rows per group (1000: 2 bytes), varint rows in the last (2 bytes)
@@ -205,7 +223,7 @@ def test_pasted_footer_caught_by_bounding_box(tmp_path):
     src = pa.table({"a": x, "b": 2 * x + rng.uniform(size=3000) * 0.1})
     path = tmp_path / "src.parquet"
     write_parquet(src, path, row_group_size=1000, hulls=[("a", "b")])
-    value = pq.ParquetFile(path).metadata.metadata[KEY_V2.encode()].decode()
+    value = _v2_value(path)
     fp = decode_footer(value)
     wider = pa.table({"a": x * 1.04 - 0.02, "b": src.column("b")})  # a 4% wider range
     for r, rg in enumerate(fp.row_groups):  # the grids alone would accept it
@@ -232,7 +250,7 @@ def test_pasted_footer_caught_by_grid(tmp_path):
     t = pa.table({"a": np.arange(3000.0), "b": np.arange(3000.0) % 7})
     path = tmp_path / "g.parquet"
     write_parquet(t, path, row_group_size=1000, hulls=[("a", "b")])
-    value = pq.ParquetFile(path).metadata.metadata[KEY_V2.encode()].decode()
+    value = _v2_value(path)
     other = pa.table({"a": np.arange(3000.0) + 1500, "b": np.arange(3000.0) % 7})
     dst = tmp_path / "o.parquet"
     _with_value(path, dst, {KEY_V2: value}, table=other)
@@ -243,15 +261,15 @@ def test_v2_prefers_v2_and_reports_unknown(tmp_path):
     t = pa.table({"a": np.arange(2000.0), "b": np.arange(2000.0) ** 2})
     path = tmp_path / "a.parquet"
     write_parquet(t, path, row_group_size=1000, hulls=[("a", "b")])
-    value = pq.ParquetFile(path).metadata.metadata[KEY_V2.encode()].decode()
+    value = _v2_value(path)
     dst = tmp_path / "both.parquet"
     v1 = pq.ParquetFile(V1_FILE).metadata.metadata[KEY_V1.encode()].decode()
     _with_value(path, dst, {KEY_V2: value, KEY_V1: v1})  # the v1 value is foreign
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_skip_metadata(dst).status == "ok"
-    dst2 = tmp_path / "v3.parquet"
-    _with_value(path, dst2, {"mlskip.v3": value})
+    dst2 = tmp_path / "v4.parquet"
+    _with_value(path, dst2, {"mlskip.v4": value})
     _rejected(dst2, "unknown skipping metadata version")
 
 

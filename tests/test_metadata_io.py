@@ -235,7 +235,7 @@ def _rewrite_footer(src, dst, value):
             w.add_key_value_metadata(value)
 
 
-def _blob(payload: bytes, version=2, crc=None):
+def _blob(payload: bytes, version=3, crc=None):
     head = struct.pack(
         "<4sBII", b"MLSK", version, zlib.crc32(payload) if crc is None else crc, len(payload)
     )
@@ -271,7 +271,7 @@ def test_corrupt_footers(tmp_path, good):
         "truncated": ({KEY: base64.b64encode(raw[:-5]).decode()}, "payload has"),
         "truncated_consistent": ({KEY: _blob(payload[:-7])}, "truncated"),
         "version": ({KEY: _blob(payload, version=9)}, "version"),
-        "newer_key": ({"mlskip.v3": value}, "unknown skipping metadata version"),
+        "newer_key": ({"mlskip.v4": value}, "unknown skipping metadata version"),
         "magic": ({KEY: base64.b64encode(b"XXXX" + raw[4:]).decode()}, "magic"),
     }
     for name, (kv, expect) in cases.items():

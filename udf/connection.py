@@ -68,7 +68,9 @@ class Connection:
     (the baseline, and a switch for users). ``s3`` (an ``S3Options`` or a dict
     of its fields) configures ``s3://`` access for both DuckDB (a secret named
     ``mlskip_s3``) and the planner; without it, DuckDB uses the secrets you
-    create and the planner pyarrow's default AWS chain. Attributes this class
+    create and the planner pyarrow's default AWS chain. ``footer_key`` (default
+    ``$MLSKIP_FOOTER_KEY``) makes the planner trust only footers signed with it
+    (see ``mlskip.write_parquet(key=...)``). Attributes this class
     does not define are DuckDB's (``con.table``, ``con.read_parquet``, ...).
     """
 
@@ -84,6 +86,7 @@ class Connection:
         config: dict | None = None,
         batch_evaluation: bool = True,
         s3: S3Options | Mapping[str, Any] | None = None,
+        footer_key: str | bytes | None = None,
         _parent: Connection | None = None,
     ) -> None:
         if isinstance(database, duckdb.DuckDBPyConnection):
@@ -105,7 +108,7 @@ class Connection:
             self._lock = _parent._lock
             self._httpfs = _parent._httpfs
             return
-        self.planner = Planner(verifier, s3=s3)
+        self.planner = Planner(verifier, s3=s3, footer_key=footer_key)
         self.models: dict[str, SqlModel] = {}
         self._functions: dict[str, ModelBinding] = {}
         self._runners: dict[str, Runner] = {}
@@ -389,6 +392,6 @@ class Connection:
 def connect(database: str | duckdb.DuckDBPyConnection = ":memory:", **options: Any) -> Connection:
     """Open a DuckDB connection (or wrap an existing one) with ML functions and skipping;
     ``options`` are those of ``Connection`` (models_dir, skipping, backend, threads,
-    verifier, batch_evaluation, s3). One thread per connection: use ``con.cursor()``
+    verifier, batch_evaluation, s3, footer_key). One thread per connection: use ``con.cursor()``
     in other threads."""
     return Connection(database, **options)
