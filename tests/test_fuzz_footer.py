@@ -432,9 +432,10 @@ def test_crc_valid_mutations_many(sources, tmp_path):
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="KNOWN SOUNDNESS GAP: the reader trusts any payload whose CRC-32 matches; flipped "
-    "polygon coordinates and grid anchors decode to polygons that exclude rows (v2: 700 of the "
-    "2,080 single-bit flips of the corr file's payload; tests/SOUNDNESS.md)",
+    reason="KNOWN LIMIT without a footer key: the reader trusts any payload whose CRC-32 "
+    "matches; flipped polygon coordinates and grid anchors decode to polygons that exclude rows "
+    "(v2: 700 of the 2,080 single-bit flips of the corr file's payload; under a key all are "
+    "refused, see test_crc_valid_mutations_rejected_under_a_footer_key; tests/SOUNDNESS.md)",
 )
 def test_crc_valid_mutations_never_exclude_rows(sources, tmp_path):
     cases, lies = run_crc_valid(sources, tmp_path, n=40, seed=100)
@@ -518,8 +519,9 @@ def _shuffled_within_groups(src: Source, column: str, seed: int) -> list[pa.Tabl
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="KNOWN SOUNDNESS GAP: a footer pasted from a file whose row groups have the same "
-    "row counts, NULL counts and min/max passes every check, and its polygons exclude rows",
+    reason="KNOWN LIMIT of footer-only checks: a footer pasted from a file whose row groups have "
+    "the same row counts, NULL counts, min/max and byte sizes passes every check, and its "
+    "polygons exclude rows (mlskip verify reads the data and finds it; tests/SOUNDNESS.md)",
 )
 def test_footer_pasted_from_a_file_with_same_statistics(sources, tmp_path):
     src = sources["corr"]
@@ -603,7 +605,7 @@ def violated_halfspace(meta, groups: list[pa.Table]):
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="KNOWN SOUNDNESS GAP: CRC-valid payloads that lie lose rows end to end",
+    reason="KNOWN LIMIT without a footer key: CRC-valid payloads that lie lose rows end to end",
 )
 def test_end_to_end_on_crc_valid_lies(sources, tmp_path):
     """For each lying payload, the query that asks for the rows beyond the lie."""
