@@ -119,6 +119,11 @@ class Verifier:
     (concretize.lp_min; otherwise a disjoint subset of the polygons is used): in the
     ``lp`` step where ``methods`` has one (after branch and bound, whose pieces are
     cheaper, so that a tight time budget goes to them first), else right after CROWN.
+    ``box_first``: regions with polygons are first verified as bare boxes (exactly what
+    min-max statistics alone get, with the whole budget) and only the regions that stay
+    UNKNOWN again with their polygons (with a budget of their own): polygons can only
+    add decisions. With work budgets only (``time_budget=None``, ``bab_time_budget``
+    infinite, no MILP) the cascade is deterministic and that holds exactly.
     """
 
     methods: Sequence[str] = DEFAULT_METHODS
@@ -135,6 +140,7 @@ class Verifier:
     seed: int = 0
     overlap_lp: bool = True
     fp_margins: bool = True  # False only to measure what the margins cost (unsound for the UDF)
+    box_first: bool = True
     _cheap: tuple[str, ...] = field(default=("ibp", "crown"), init=False, repr=False)
     _complete: tuple[str, ...] = field(default=("milp", "marabou"), init=False, repr=False)
 
@@ -154,7 +160,29 @@ class Verifier:
     ) -> VerificationResult:
         """Verdicts for ``predicate`` on ``network`` over every region of ``regions``."""
         with single_thread():
+            if self.box_first and isinstance(regions, RegionBatch) and regions.has_polygons:
+                return self._box_then_polygons(network, regions, predicate)
             return self._verify(network, regions, predicate)
+
+    def _box_then_polygons(
+        self, network: Any, regions: RegionBatch, predicate: Predicate
+    ) -> VerificationResult:
+        """The cascade on the bare boxes, then with the polygons on what stays UNKNOWN."""
+        box = self._verify(network, RegionBatch(regions.lower, regions.upper), predicate)
+        open_ = np.flatnonzero(box.verdicts == UNKNOWN)
+        if not len(open_):
+            return box
+        cut = self._verify(network, regions.subset(open_), predicate)
+        verdicts, method = box.verdicts.copy(), box.method.copy()
+        verdicts[open_], method[open_] = cut.verdicts, cut.method
+        mixed = np.zeros(regions.n, dtype=bool)
+        mixed[open_] = cut.mixed  # mixed on the box says nothing of box ∩ polygons
+        seconds = dict(box.seconds)
+        for name, secs in cut.seconds.items():
+            seconds[name] = seconds.get(name, 0.0) + secs
+        cost = np.array(box.region_seconds, dtype=float)
+        cost[open_] += cut.region_seconds
+        return VerificationResult(verdicts, method, mixed, seconds, region_seconds=cost)
 
     def _verify(
         self, network: Any, regions: RegionBatch, predicate: Predicate
