@@ -335,3 +335,39 @@ def test_witness_finds_qualifying_points_inside_thin_polygons(overlap):
     assert ok.all()
     x = rng.uniform(R.lower[:, None, :], R.upper[:, None, :], (n, 50, 3))
     assert _inside(R, _pull(R, x, c, ok)).mean() > 0.95
+
+
+def test_polygons_only_add_decisions_to_the_box_verdicts():
+    """``box_first``: with work budgets (deterministic), every region decided on its bare
+    box is decided the same with its polygons, and the polygons decide more."""
+    rng = np.random.default_rng(91)
+    net = random_net(rng, (3, 16, 16, 1))
+    R = regions_for(rng, 120, 3, polygons=True, width=0.8)
+    pred = Predicate.gt(quantile_threshold(net, rng, 3, 0.7))
+    V = Verifier(methods=("ibp", "crown", "bab", "lp"), bab_time_budget=float("inf"),
+                 bab_max_pieces=32)  # fmt: skip
+    box = V.verify(net, RegionBatch(R.lower, R.upper), pred)
+    both = V.verify(net, R, pred)
+    decided = box.verdicts != UNKNOWN
+    np.testing.assert_array_equal(both.verdicts[decided], box.verdicts[decided])
+    assert (both.verdicts != UNKNOWN).sum() > decided.sum()
+    check_sampled(net, R, pred, both, rng, use_ort=False)
+    assert both.region_seconds.shape == (R.n,) and both.total_seconds > 0
+
+
+def test_budgets_count_the_verifying_threads_cpu_time():
+    """A deadline passes after its CPU seconds of work, not while the thread waits
+    (up to the wall-clock cap of WALL_FACTOR times the budget)."""
+    import time
+
+    from mlskip.verifier.deadline import WALL_FACTOR, Deadline
+
+    d = Deadline(0.2)
+    time.sleep(0.25)
+    assert not d.passed() and d.remaining() > 0.1  # waiting costs no CPU
+    busy = Deadline(0.05)
+    while not busy.passed():
+        sum(range(1000))
+    capped = Deadline(0.02)
+    time.sleep(WALL_FACTOR * 0.02 + 0.02)
+    assert capped.passed()

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mlskip.planner import Planner
+from mlskip.planner import PLANNER_METHODS, Planner
 from mlskip.regions import build_regions
 from mlskip.rules.predicates import AffineArg
 from mlskip.tpch.filters import BlockTruth
@@ -47,6 +47,21 @@ def _batch(regions, idx: np.ndarray) -> RegionBatch:
         regions.upper[idx],
         regions.pairs,
         tuple((A[idx], b[idx]) for A, b in regions.halfspaces),
+    )
+
+
+WORK_BUDGET_PIECES = 64  # branch-and-bound pieces per region of the work-budget cascade
+
+
+def work_budget_verifier() -> Verifier:
+    """The planner's methods with work budgets only (pieces per region, no clock, no
+    MILP, whose solver limit is a clock): the same inputs give the same verdicts on any
+    machine, so hulls provably add to what min-max decides (``Verifier.box_first``)."""
+    return Verifier(
+        methods=tuple(m for m in PLANNER_METHODS if m != "milp"),
+        time_budget=None,
+        bab_time_budget=float("inf"),
+        bab_max_pieces=WORK_BUDGET_PIECES,
     )
 
 
@@ -112,10 +127,12 @@ def evaluate(
     exact_cap: int,
     milp_seconds: float,
     rng: np.random.Generator,
+    verifier: Verifier | None = None,
 ) -> dict[str, Any]:
-    """Counts for one filter and setting: truth, cascade, soundness checks and the exact limit."""
+    """Counts for one filter and setting: truth, cascade (``verifier``, by default the
+    planner's), soundness checks and the exact limit."""
     verdicts, by, (seconds, cpu_seconds), regions = cascade_verdicts(
-        groups, args, bounds, network, predicate
+        groups, args, bounds, network, predicate, verifier
     )
     skippable = truth.skippable
     pruned = verdicts == NONE

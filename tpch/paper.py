@@ -81,6 +81,9 @@ class PaperConfig:
     max_selectivity: float = 1.0  # filters selecting more are dropped (reference: 1%)
     e2e_layouts: tuple[str, ...] = LAYOUTS  # natural, layout, hilbert, pred
     e2e_row_group: int = 122_880
+    work_budgets: bool = (
+        False  # True: deterministic cascade (work_budget_verifier), not the planner's
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -130,6 +133,7 @@ class PaperConfig:
                 "pred-hull",
             ),
             e2e_layouts=("natural", "pred"),
+            work_budgets=True,
         )
 
 
@@ -227,6 +231,7 @@ def run_model(
     model = bench_models.train_model(spec, hidden, work, cfg.train_sf, cfg.epochs)
     network = load_model(str(model.onnx_path))
     y_full = bench_models.evaluate_rows(model.onnx_path, full.x)
+    verifier = effectiveness.work_budget_verifier() if cfg.work_budgets else None
     reference = cfg.protocol == "reference"
     if reference:  # the data set is the first max_blocks blocks of the smallest size
         n = min(len(y_full), cfg.max_blocks * min(cfg.block_sizes))
@@ -311,7 +316,7 @@ def run_model(
                     use, bounds = _setting_inputs(setting, groups, boxes, conj)
                     rec = effectiveness.evaluate(
                         use, args, bounds, network, Predicate.between(f.lo, f.hi), truth,
-                        w, cfg.exact_cap, cfg.milp_seconds, rng,
+                        w, cfg.exact_cap, cfg.milp_seconds, rng, verifier,
                     )  # fmt: skip
                     rec.update(base)
                     rec.update(

@@ -431,10 +431,19 @@ def _load(v: Any) -> str:
 
 def _protocol_lines(cfg: dict[str, Any]) -> list[str]:
     """How filters and blocks were chosen, for the run's protocol."""
+    cascade = (
+        "- Cascade: work budgets only (`tpch.effectiveness.work_budget_verifier`: IBP, CROWN, branch and bound up to "
+        "64 pieces per region, certified LP; no clock, no MILP), so the verdicts are the same on any machine; the "
+        "planner's wall-clock budgets decide a little differently (see a full run)."
+        if cfg.get("work_budgets")
+        else "- Cascade: the planner's (`Planner.verifier_for`: IBP, CROWN, branch and bound, certified LP, MILP "
+        "within a wall-clock budget that grows with the number of row groups)."
+    )
     return _protocol_only(cfg) + [
         "- Every file is written with `mlskip.write_parquet` at one block per row group, 45-byte hulls on every input "
         "pair; the ground truth of a block comes from the model evaluated in float32 (ONNX Runtime, as the UDF) on "
         "every row; a row with a NULL input never qualifies.",
+        cascade,
     ]
 
 

@@ -30,7 +30,6 @@ torch is imported only when this runs.
 
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,6 +37,7 @@ import numpy as np
 
 from .concretize import region_min
 from .crown import Bounds, Relaxation, _bias_dot, crown_layers
+from .deadline import Deadline
 from .fp_margin import bound_margin, scalar_magnitudes
 from .layers import LeakyReLU
 from .network import Network
@@ -148,7 +148,7 @@ def alpha_crown_bounds(
     regions: RegionBatch,
     iters: int = 20,
     lr: float = 0.2,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
     mode: str = "full",
     overlap_lp: bool = False,
 ) -> Bounds:
@@ -208,7 +208,7 @@ def _optimise(
     free: set[tuple[int, int]],
     iters: int,
     lr: float,
-    deadline: float | None,
+    deadline: Deadline | None,
 ) -> dict[tuple[int, int], np.ndarray]:
     """Projected Adam on the free slopes (torch, float64, box concretisation);
     returns the best slopes per replica (any values are sound, see ``replay``)."""
@@ -291,7 +291,7 @@ def _optimise(
     best = {key: p.detach().clone() for key, p in params.items()}
     best_val = torch.full((N,), -torch.inf, dtype=dt)
     for it in range(iters):
-        if it and deadline is not None and time.perf_counter() >= deadline:
+        if it and deadline is not None and deadline.passed():
             break  # the best slopes so far are valid
         lower = objective()
         with torch.no_grad():

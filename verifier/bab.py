@@ -14,12 +14,11 @@ within a piece budget per region and a time budget.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from .concretize import tighten_boxes
 from .crown import crown_bounds
+from .deadline import Deadline
 from .network import Network
 from .predicate import ALL, NONE, UNKNOWN, Spec
 from .regions import RegionBatch
@@ -54,8 +53,8 @@ def bab_verdicts(
     alive = np.zeros(n, bool)
     alive[parent] = True
     bounded = np.zeros(n)
-    t_end = time.perf_counter() + time_budget
-    while len(parent) and time.perf_counter() < t_end:
+    deadline = Deadline(time_budget)
+    while len(parent) and not deadline.passed():
         take = min(len(parent), batch)
         np.add.at(bounded, parent[:take], 1.0)
         sub = regions.with_boxes(lo[:take], hi[:take], parent[:take])

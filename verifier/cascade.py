@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from mlskip.errors import ModelInputError
 
 from ._blas import single_thread
 from .concretize import tighten_boxes
+from .deadline import Deadline
 from .fp_margin import UNIT, eval_error
 from .load import load_model
 from .network import Network
@@ -119,6 +120,11 @@ class Verifier:
     (concretize.lp_min; otherwise a disjoint subset of the polygons is used): in the
     ``lp`` step where ``methods`` has one (after branch and bound, whose pieces are
     cheaper, so that a tight time budget goes to them first), else right after CROWN.
+    ``box_first``: regions with polygons are first verified as bare boxes (exactly what
+    min-max statistics alone get, with the whole budget) and only the regions that stay
+    UNKNOWN again with their polygons (with their share of the budget, by count): polygons
+    can only add decisions. With work budgets only (``time_budget=None``, ``bab_time_budget``
+    infinite, no MILP) the cascade is deterministic and that holds exactly.
     """
 
     methods: Sequence[str] = DEFAULT_METHODS
@@ -135,6 +141,7 @@ class Verifier:
     seed: int = 0
     overlap_lp: bool = True
     fp_margins: bool = True  # False only to measure what the margins cost (unsound for the UDF)
+    box_first: bool = True
     _cheap: tuple[str, ...] = field(default=("ibp", "crown"), init=False, repr=False)
     _complete: tuple[str, ...] = field(default=("milp", "marabou"), init=False, repr=False)
 
@@ -154,13 +161,37 @@ class Verifier:
     ) -> VerificationResult:
         """Verdicts for ``predicate`` on ``network`` over every region of ``regions``."""
         with single_thread():
+            if self.box_first and isinstance(regions, RegionBatch) and regions.has_polygons:
+                return self._box_then_polygons(network, regions, predicate)
             return self._verify(network, regions, predicate)
+
+    def _box_then_polygons(
+        self, network: Any, regions: RegionBatch, predicate: Predicate
+    ) -> VerificationResult:
+        """The cascade on the bare boxes, then with the polygons on what stays UNKNOWN."""
+        box = self._verify(network, RegionBatch(regions.lower, regions.upper), predicate)
+        open_ = np.flatnonzero(box.verdicts == UNKNOWN)
+        if not len(open_):
+            return box
+        stage = self
+        if self.time_budget is not None:  # the budget's share of the regions still open
+            stage = replace(self, time_budget=self.time_budget * len(open_) / regions.n)
+        cut = stage._verify(network, regions.subset(open_), predicate)
+        verdicts, method = box.verdicts.copy(), box.method.copy()
+        verdicts[open_], method[open_] = cut.verdicts, cut.method
+        mixed = np.zeros(regions.n, dtype=bool)
+        mixed[open_] = cut.mixed  # mixed on the box says nothing of box ∩ polygons
+        seconds = dict(box.seconds)
+        for name, secs in cut.seconds.items():
+            seconds[name] = seconds.get(name, 0.0) + secs
+        cost = np.array(box.region_seconds, dtype=float)
+        cost[open_] += cut.region_seconds
+        return VerificationResult(verdicts, method, mixed, seconds, region_seconds=cost)
 
     def _verify(
         self, network: Any, regions: RegionBatch, predicate: Predicate
     ) -> VerificationResult:
-        t_start = time.perf_counter()
-        deadline = None if self.time_budget is None else t_start + self.time_budget
+        deadline = None if self.time_budget is None else Deadline(self.time_budget)
         net: Network = load_model(network)
         if not isinstance(regions, RegionBatch):
             raise ModelInputError(f"regions must be a RegionBatch, got {type(regions).__name__}")
@@ -203,7 +234,7 @@ class Verifier:
             heavy = name in self._complete
             if expensive and self.sample_points and heavy not in searched:
                 searched.add(heavy)
-                if deadline is not None and time.perf_counter() >= deadline:
+                if deadline is not None and deadline.passed():
                     break
                 t0 = time.perf_counter()
                 mixed[open_] = mixed_witness(
@@ -223,7 +254,7 @@ class Verifier:
                 open_ = open_[~mixed[open_]]
                 if not len(open_):
                     break
-            if expensive and deadline is not None and time.perf_counter() >= deadline:
+            if expensive and deadline is not None and deadline.passed():
                 break
             t0 = time.perf_counter()
             sub = regions.subset(open_)
@@ -251,7 +282,7 @@ class Verifier:
 
         todo = np.flatnonzero(v == UNKNOWN)
         for s in range(0, len(todo), 256):
-            if deadline is not None and time.perf_counter() >= deadline:
+            if deadline is not None and deadline.passed():
                 break
             idx = todo[s : s + 256]
             L2, U2 = crown_bounds(snet, sub.subset(idx), overlap_lp=True)
@@ -279,7 +310,7 @@ class Verifier:
         snet: Network,
         sub: RegionBatch,
         mg: np.ndarray,
-        deadline: float | None,
+        deadline: Deadline | None,
         stats: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Verdicts (and proven-mixed flags) of method ``name`` on ``sub``; ``stats``
@@ -310,7 +341,7 @@ class Verifier:
             if (
                 "torch" not in sys.modules
                 and deadline is not None
-                and deadline - time.perf_counter() < TORCH_IMPORT_RESERVE
+                and deadline.remaining() < TORCH_IMPORT_RESERVE
             ):
                 return np.full(
                     sub.n, UNKNOWN, dtype=np.int8
@@ -319,7 +350,7 @@ class Verifier:
 
             out = np.full(sub.n, UNKNOWN, dtype=np.int8)
             for s in range(0, sub.n, 256):
-                if deadline is not None and time.perf_counter() >= deadline:
+                if deadline is not None and deadline.passed():
                     break
                 idx = np.arange(s, min(sub.n, s + 256))
                 L, U = alpha_crown_bounds(
@@ -337,7 +368,7 @@ class Verifier:
 
             budget = self.bab_time_budget
             if deadline is not None:
-                budget = min(budget, max(0.0, deadline - time.perf_counter()))
+                budget = min(budget, deadline.remaining())
             return bab_verdicts(
                 spec, snet, sub, mg, self.precision, self.bab_max_pieces, budget, stats=stats
             ), None

@@ -17,6 +17,7 @@ import numpy as np
 from mlskip.errors import UnsupportedModelError
 
 from .crown import crown_layers
+from .deadline import Deadline
 from .fp_margin import scalar_magnitudes
 from .milp import MILP_TOL, build_model, integrality_leak, solve
 from .network import Network
@@ -31,7 +32,7 @@ def milp_verdicts(
     mg: np.ndarray,
     precision: str,
     time_per_solve: float,
-    deadline: float | None,
+    deadline: Deadline | None,
     stats: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Verdicts and proven-mixed flags ``[n]`` by MILP, region by region
@@ -54,7 +55,7 @@ def milp_verdicts(
     if stats is not None:
         stats["weights"] = secs
     for r in range(n):
-        if deadline is not None and time.perf_counter() >= deadline:
+        if deadline is not None and deadline.passed():
             break
         t0 = time.perf_counter()
         if not _solvable(regions, r, mg[r]) or not np.isfinite(leak[r]).all():
@@ -65,7 +66,7 @@ def milp_verdicts(
             continue
         limit = time_per_solve
         if deadline is not None:
-            limit = max(1e-3, min(limit, deadline - time.perf_counter()))
+            limit = max(1e-3, min(limit, deadline.remaining()))
         out[r], mixed[r] = _RegionMilp(
             spec, model, L0[r], U0[r], mg[r], precision, limit, float(scale[r]), leak[r]
         ).run()

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from mlskip.errors import UnsupportedModelError
 
+from ..deadline import Deadline
 from ..layers import Identity, LeakyReLU, Sigmoid, Tanh
 from ..network import Network
 from ..predicate import ALL, NONE, UNKNOWN, Spec
@@ -198,7 +198,7 @@ def marabou_verdicts(
     mg: np.ndarray,
     precision: str,
     timeout: float = 5.0,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
     delta: float = 1e-6,
 ) -> np.ndarray:
     """Verdicts by Marabou, region by region (UNKNOWN on time-out or unsupported kinds).
@@ -215,7 +215,7 @@ def marabou_verdicts(
         regions, np.where(finite, regions.lower, 0.0), np.where(finite, regions.upper, 0.0)
     )
     for r in range(regions.n):
-        if deadline is not None and time.perf_counter() >= deadline:
+        if deadline is not None and deadline.passed():
             break
         hs = [
             (i, j, A[r], b[r])
