@@ -12,8 +12,9 @@ Candidates, batched over regions: the centre, two box corners, random
 points and, per objective, the box corner its gradient at the centre points
 to (with polygons, the polygon vertex it points to; every point is
 pulled into the polygons towards an interior point); then a projected
-signed-gradient search (PGD) from the most promising of them, maximising and minimising every spec row (and, with
-several rows, their minimum, which argmax predicates need). Every iterate
+signed-gradient search (PGD) from the most promising of them, maximising
+and minimising every spec row (and, with several rows, their minimum,
+which argmax predicates need). Every iterate
 is a candidate. The cascade runs a light search before branch and bound
 and a heavy one (more points and starts) on the few regions left before a
 complete method. Typical mixed regions lie on the predicate's boundary with
