@@ -337,6 +337,42 @@ def test_witness_finds_qualifying_points_inside_thin_polygons(overlap):
     assert _inside(R, _pull(R, x, c, ok)).mean() > 0.95
 
 
+@pytest.mark.parametrize("polygons", [False, True])
+def test_witness_finds_narrow_bands(polygons):
+    """``lo <= f <= hi`` with a band of 1e-3 of f's range over the region: random points
+    and extreme-seeking steps miss it; bisection between a point below and one above
+    finds a qualifying point in every region, and only in regions that hold one."""
+    from mlskip.verifier.witness import mixed_witness
+
+    rng = np.random.default_rng(17)
+    net = random_net(rng, (3, 16, 16, 1))
+    R = regions_for(rng, 60, 3, polygons=polygons, width=0.5)
+    spec0 = Predicate.gt(0.0).compile(net)
+    V = Verifier(methods=("crown",))
+    mg0 = V.row_margins(net, spec0, R)
+    # a band around the value at each region's own sampled interior point
+    x = rng.uniform(R.lower, R.upper)
+    if polygons:
+        from mlskip.verifier.witness import _inside, _pull, interior_point
+
+        c, ok = interior_point(R, R.lower, R.upper)
+        x = _pull(R, x[:, None, :], c, ok)[:, 0]
+        assert _inside(R, x[:, None, :]).mean() > 0.95
+    fx = net.evaluate(x, final=False)[:, 0]
+    span = np.abs(fx).max() + 1.0
+    found = []
+    for r in range(R.n):
+        pred = Predicate.between(float(fx[r] - 5e-4 * span), float(fx[r] + 5e-4 * span))
+        spec = pred.compile(net)
+        found.append(mixed_witness(spec, R.subset(np.array([r])), mg0[[r]], "float64")[0])
+    found = np.array(found)
+    assert found.mean() >= 0.9, found.mean()
+    # a band above every value of the region is never "found"
+    hi = float(np.abs(fx).max() * 10 + 1e6)
+    far = Predicate.between(hi, hi + 1.0).compile(net)
+    assert not mixed_witness(far, R, mg0, "float64").any()
+
+
 def test_polygons_only_add_decisions_to_the_box_verdicts():
     """``box_first``: with work budgets (deterministic), every region decided on its bare
     box is decided the same with its polygons, and the polygons decide more."""

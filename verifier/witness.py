@@ -15,7 +15,8 @@ pulled into the polygons towards an interior point); then a projected
 signed-gradient search (PGD) from the most promising of them, maximising
 and minimising every spec row (and, with several rows, their minimum,
 which argmax predicates need). Every iterate
-is a candidate. The cascade runs a light search before branch and bound
+is a candidate. For ``lo <= f <= hi``, a bisection between a point below the
+band and one above it finds the band itself, which extremes never land in. The cascade runs a light search before branch and bound
 and a heavy one (more points and starts) on the few regions left before a
 complete method. Typical mixed regions lie on the predicate's boundary with
 a small qualifying part that random points miss; the search finds it in a
@@ -231,6 +232,7 @@ def _search(
     open_ = np.flatnonzero(~(pos & neg))
     if not len(open_):
         return pos, neg
+    seen_x, seen_z, seen_in = [x], [z], [inside]
     objs = [o for o in base for _ in range(min(n_starts, S))]
     k = len(open_)
     n_obj = len(objs)
@@ -261,6 +263,10 @@ def _search(
         got_pos |= (p & ins).reshape(k, n_obj).any(1)
         got_neg |= (ng & ins).reshape(k, n_obj).any(1)
         if it == steps:
+            full = (n, n_obj, d)
+            seen_x.append(_scatter(full, open_, cur, np.nan))
+            seen_z.append(_scatter((n, n_obj, m), open_, zc.reshape(k, n_obj, m), np.nan))
+            seen_in.append(_scatter((n, n_obj), open_, ins.reshape(k, n_obj), False))
             break
         coef = np.zeros((k * n_obj, m))
         for q, (j, s) in enumerate(objs):
@@ -273,4 +279,68 @@ def _search(
             cur = _pull(sub, cur, c[open_], pull_ok[open_])
         step *= decay
     pos[open_], neg[open_] = got_pos, got_neg
+    if spec.predicate.op == "between" and spec.kind in ("linear", "sigmoid", "softmax"):
+        need = neg & ~pos
+        if need.any():
+            pts = np.concatenate(seen_x, axis=1)
+            vals = np.concatenate(seen_z, axis=1)
+            ok = np.concatenate(seen_in, axis=1)
+            pos |= _band_bisect(spec, regions, mg, precision, pts, vals, ok, need)
     return pos, neg
+
+
+def _scatter(shape: tuple, rows: np.ndarray, values: np.ndarray, fill) -> np.ndarray:
+    out = np.full(shape, fill, dtype=values.dtype)
+    out[rows] = values
+    return out
+
+
+def _band_bisect(
+    spec: Spec,
+    regions: RegionBatch,
+    mg: np.ndarray,
+    precision: str,
+    pts: np.ndarray,
+    z: np.ndarray,
+    ok: np.ndarray,
+    need: np.ndarray,
+    steps: int = 40,
+) -> np.ndarray:
+    """For ``lo <= f <= hi``: a qualifying point on the segment between a point below the
+    band's centre and one above it, found by bisection -> has one, per region.
+
+    Sampling and gradient steps find the extremes of f, rarely a narrow band between
+    them; f is continuous and the region convex (box and polygons), so the segment
+    stays inside and crosses the centre (rounding may still leave a midpoint just
+    outside: every candidate is tested with ``_inside``).
+    """
+    n, S, m = z.shape
+    p = spec.predicate
+    centre = 0.5 * (p.threshold + p.high)
+    with np.errstate(invalid="ignore", over="ignore"):
+        vlo, vhi = spec.value_bounds(z.reshape(n * S, m), z.reshape(n * S, m), precision)
+        v = (0.5 * (vlo + vhi)).reshape(n, S) - centre
+    usable = ok & np.isfinite(v)
+    below = np.where(usable & (v < 0), v, -np.inf).argmax(1)  # closest to the centre
+    above = np.where(usable & (v > 0), v, np.inf).argmin(1)
+    go = need & (usable & (v < 0)).any(1) & (usable & (v > 0)).any(1)
+    idx = np.flatnonzero(go)
+    found = np.zeros(n, bool)
+    if not len(idx):
+        return found
+    a, b = pts[idx, below[idx]], pts[idx, above[idx]]
+    sub = regions.subset(idx)
+    net = spec.spec_net
+    hit = np.zeros(len(idx), bool)
+    for _ in range(steps):
+        mid = 0.5 * (a + b)
+        zm = net.evaluate(mid, final=False)
+        q, _ = _clear(spec, zm, mg[idx], precision)
+        hit |= q & _inside(sub, mid[:, None, :])[:, 0]
+        with np.errstate(invalid="ignore", over="ignore"):
+            lo_m, hi_m = spec.value_bounds(zm, zm, precision)
+        low = 0.5 * (lo_m + hi_m) < centre
+        a = np.where(low[:, None], mid, a)
+        b = np.where(low[:, None], b, mid)
+    found[idx] = hit
+    return found
