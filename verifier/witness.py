@@ -14,10 +14,10 @@ to (with polygons, the polygon vertex it points to; every point is
 pulled into the polygons towards an interior point); then a projected
 signed-gradient search (PGD) from the most promising of them, maximising
 and minimising every spec row (and, with several rows, their minimum,
-which argmax predicates need). Every iterate
-is a candidate. For ``lo <= f <= hi``, a bisection between a point below the
-band and one above it finds the band itself, which extremes never land in. The cascade runs a light search before branch and bound
-and a heavy one (more points and starts) on the few regions left before a
+which argmax predicates need). Every iterate is a candidate. For
+``lo <= f <= hi``, a bisection between a point below the band and one
+above it finds the band itself, which extremes never land in. The cascade
+runs a light search before branch and bound and a heavy one (more points and starts) on the few regions left before a
 complete method. Typical mixed regions lie on the predicate's boundary with
 a small qualifying part that random points miss; the search finds it in a
 few steps, where an exact method would need two optimal MILP solves.
