@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -61,3 +62,35 @@ def test_regression_seeds(seed, tmp_path):
         warnings.simplefilter("ignore")
         result = run_trial(seed, tmp_path, Verifier(time_budget=0.2))
     assert result.ok, result
+
+
+def test_trials_cover_footer_keys(tmp_path, monkeypatch):
+    """Trials draw signed files and footer keys (right, wrong, unsigned file under a key)
+    from a stream of their own; each case passes its checks and the environment is
+    restored afterwards."""
+    import pyarrow.parquet as pq
+
+    from mlskip.metadata import read_skip_metadata
+    from mlskip.metadata.footer import KEY, decode_footer
+    from mlskip.tpch.selfcheck import footer_keys, run_trial
+    from mlskip.verifier.cascade import Verifier
+
+    monkeypatch.delenv("MLSKIP_FOOTER_KEY", raising=False)
+    first: dict = {}
+    for seed in range(300):
+        first.setdefault(footer_keys(seed), seed)
+    assert len(first) == 4, first
+    for keys, seed in first.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = run_trial(seed, tmp_path, Verifier(time_budget=0.2))
+        assert result.ok, result
+        assert result.details["footer_keys"] == keys
+        meta = pq.ParquetFile(result.details["path"]).metadata.metadata
+        assert decode_footer(meta[KEY.encode()]).signed == (keys[0] is not None)
+        assert "MLSKIP_FOOTER_KEY" not in os.environ
+        trusted = keys[1] is None or keys[0] == keys[1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            status = read_skip_metadata(result.details["path"], footer_key=keys[1]).status
+        assert status == ("ok" if trusted else "boxes-only"), (keys, status)

@@ -15,6 +15,12 @@ then checks:
 Qualification is decided by brute force: the model is run on every row by the
 same runtime the SQL function uses, with DuckDB's comparison semantics.
 
+Footer keys: from a random stream of its own (the trial's other draws do not
+change), 30% of trials write a signed footer and/or plan under a footer key
+(``MLSKIP_FOOTER_KEY`` set while the trial queries): the right key (polygons
+used), a wrong key or an unsigned file under a key (boxes only); the checks
+are the same.
+
 With ``oracle="marabou"`` a sample of each trial's NONE / ALL verdicts on
 ReLU, sigmoid and tanh models is also put to Marabou (``verifier.adapters.marabou``;
 sigmoid as Marabou's sigmoid constraint, tanh as ``2 sigmoid(2x) - 1``): it is
@@ -46,7 +52,9 @@ and ``"<activation>:unsat_unchecked"`` for UNSATs no control could be built for
 
 from __future__ import annotations
 
+import contextlib
 import decimal
+import os
 import tempfile
 import time
 import warnings
@@ -455,6 +463,43 @@ class TrialSession:
         self.probe.close()
 
 
+FOOTER_KEY_CASES = (  # (share, writer key, reader key)
+    (0.70, None, None),
+    (0.15, "campaign-key", "campaign-key"),
+    (0.08, "campaign-key", "other-key"),
+    (0.07, None, "campaign-key"),
+)
+
+
+def footer_keys(seed: int) -> tuple[str | None, str | None]:
+    """(writer key, reader key) of trial ``seed``, from a stream of its own."""
+    u = np.random.default_rng([seed, 0x6B6579]).random()
+    for share, writer, reader in FOOTER_KEY_CASES:
+        if u < share:
+            return writer, reader
+        u -= share
+    return None, None
+
+
+@contextlib.contextmanager
+def reader_key(key: str | None):
+    """``MLSKIP_FOOTER_KEY`` set to ``key`` (unset for None) inside the block."""
+    from mlskip.metadata import KEY_ENV
+
+    before = os.environ.get(KEY_ENV)
+    try:
+        if key is None:
+            os.environ.pop(KEY_ENV, None)
+        else:
+            os.environ[KEY_ENV] = key
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(KEY_ENV, None)
+        else:
+            os.environ[KEY_ENV] = before
+
+
 def run_trial(
     seed: int,
     workdir: Path,
@@ -475,10 +520,6 @@ def run_trial(
         finally:
             session.close()
     import mlskip
-    from mlskip.rules.roundtrip import duckdb_double
-    from mlskip.udf.batch_eval import qualifies
-    from mlskip.udf.model import prepare_model
-    from mlskip.udf.runtime import make_runner
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 3000))
@@ -487,12 +528,30 @@ def run_trial(
     pairs = [(a, b) for i, a in enumerate(numeric) for b in numeric[i + 1 :]]
     hulls = [None, "auto", pairs[: int(rng.integers(1, len(pairs) + 1))]][int(rng.integers(0, 3))]
     cluster = None if rng.random() < 0.5 else [str(rng.choice(numeric))]
-    with warnings.catch_warnings():
+    writer_key, planner_key = footer_keys(seed)
+    with warnings.catch_warnings(), reader_key(writer_key):
         warnings.simplefilter("ignore")
         mlskip.write_parquet(
             table, path, row_group_size=int(rng.integers(1, 600)), hulls=hulls,
             hull_bytes=int(rng.integers(12, 80)), cluster_by=cluster,
         )  # fmt: skip
+    with reader_key(planner_key):
+        return _query_and_check(
+            seed, rng, table, numeric, path, verifier, oracle, oracle_samples, session,
+            keys=(writer_key, planner_key),
+        )  # fmt: skip
+
+
+def _query_and_check(
+    seed, rng, table, numeric, path, verifier, oracle, oracle_samples, session, keys
+) -> TrialResult:
+    """The rest of ``run_trial``: model, predicate, queries and checks on the written file."""
+    from mlskip.rules.roundtrip import duckdb_double
+    from mlskip.udf.batch_eval import qualifies
+    from mlskip.udf.model import prepare_model
+    from mlskip.udf.runtime import make_runner
+
+    n = table.num_rows
     d = int(rng.integers(1, min(4, len(numeric)) + 1))
     inputs = [str(c) for c in rng.choice(numeric, size=d, replace=False)]
     classes = 1 if rng.random() < 0.7 else int(rng.integers(2, 5))
@@ -556,7 +615,9 @@ def run_trial(
             passes_extra = np.asarray(next(iter(passes.values())), dtype=bool)
     sql = f"SELECT rid FROM '{path}' WHERE {condition}{extra}"
 
-    result = TrialResult(seed, sql, True, details={"network": net, "path": path})
+    result = TrialResult(
+        seed, sql, True, details={"network": net, "path": path, "footer_keys": keys}
+    )
     recorder, cons = session.recorder, session.cons
     if recorder is not None:
         recorder.calls.clear()
