@@ -482,7 +482,7 @@ def footer_keys(seed: int) -> tuple[str | None, str | None]:
 
 
 @contextlib.contextmanager
-def reader_key(key: str | None):
+def footer_key_env(key: str | None):
     """``MLSKIP_FOOTER_KEY`` set to ``key`` (unset for None) inside the block."""
     from mlskip.metadata import KEY_ENV
 
@@ -529,13 +529,13 @@ def run_trial(
     hulls = [None, "auto", pairs[: int(rng.integers(1, len(pairs) + 1))]][int(rng.integers(0, 3))]
     cluster = None if rng.random() < 0.5 else [str(rng.choice(numeric))]
     writer_key, planner_key = footer_keys(seed)
-    with warnings.catch_warnings(), reader_key(writer_key):
+    with warnings.catch_warnings(), footer_key_env(writer_key):
         warnings.simplefilter("ignore")
         mlskip.write_parquet(
             table, path, row_group_size=int(rng.integers(1, 600)), hulls=hulls,
             hull_bytes=int(rng.integers(12, 80)), cluster_by=cluster,
         )  # fmt: skip
-    with reader_key(planner_key):
+    with footer_key_env(planner_key):
         return _query_and_check(
             seed, rng, table, numeric, path, verifier, oracle, oracle_samples, session,
             keys=(writer_key, planner_key),
