@@ -30,6 +30,7 @@ from .grid import FINE_BITS, PAD, QMAX, Grid
 from .integrity import MAC_BYTES, sign, signature_matches
 from .polygon import ColumnSummary
 from .polygon_codec import BITS_CHOICES, record_size
+from .varint import encode_varint
 
 KEY_V1 = "mlskip.v1"
 KEY_V2 = "mlskip.v2"
@@ -102,15 +103,6 @@ def _unzigzag(u: int) -> int:
     return u >> 1 if not u & 1 else -((u + 1) >> 1)
 
 
-def _varint(u: int) -> bytes:
-    out = bytearray()
-    while u >= 0x80:
-        out.append((u & 0x7F) | 0x80)
-        u >>= 7
-    out.append(u)
-    return bytes(out)
-
-
 def _flags(c: ColumnSummary | ColumnEntry) -> tuple[bool, bool]:
     if isinstance(c, ColumnEntry):
         return c.may_have_nan, c.may_have_inf
@@ -127,7 +119,9 @@ def column_entry(c: ColumnSummary | ColumnEntry) -> bytes:
     g = c.grid
     if g is None:
         return bytes([(inf << 2) | (nan << 1)])
-    return _varint((_zigzag(g.e + E_BIAS) << 2) | (nan << 1) | 1) + _varint(_zigzag(g.n0 + PAD))
+    return encode_varint((_zigzag(g.e + E_BIAS) << 2) | (nan << 1) | 1) + encode_varint(
+        _zigzag(g.n0 + PAD)
+    )
 
 
 def pair_users(n_columns: int, pairs: Sequence[tuple[int, int]]) -> list[int]:
@@ -181,7 +175,7 @@ def _header(footer: Footer) -> bytearray:
         counts = [rg.num_rows for rg in footer.row_groups] or [0]
         if any(n != counts[0] for n in counts[:-1]):
             raise MetadataError("format v2 needs row groups of one size (the last may differ)")
-        out += _varint(counts[0]) + _varint(counts[-1])
+        out += encode_varint(counts[0]) + encode_varint(counts[-1])
     out += struct.pack("<H", len(footer.columns))
     for name in footer.columns:
         raw = name.encode("utf-8")

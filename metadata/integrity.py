@@ -20,6 +20,8 @@ import os
 import zlib
 from collections.abc import Sequence
 
+from .varint import encode_varint
+
 KEY_ENV = "MLSKIP_FOOTER_KEY"
 MAC_BYTES = 16
 
@@ -35,15 +37,7 @@ def row_group_sizes(parquet_metadata) -> list[int]:
 
 def layout_digest(sizes: Sequence[int]) -> int:
     """CRC-32 of the row-group byte sizes (each as an unsigned LEB128 varint)."""
-    out = bytearray()
-    for u in sizes:
-        if u < 0:
-            raise ValueError(f"negative row-group size {u}")
-        while u >= 0x80:
-            out.append((u & 0x7F) | 0x80)
-            u >>= 7
-        out.append(u)
-    return zlib.crc32(bytes(out))
+    return zlib.crc32(b"".join(encode_varint(u) for u in sizes))
 
 
 def resolve_key(key: str | bytes | None = None) -> bytes | None:
