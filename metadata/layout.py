@@ -87,9 +87,9 @@ def cluster_order(table: pa.Table, cluster_by: list[str], curve: str = "hilbert"
     if not cluster_by:
         return np.arange(table.num_rows, dtype=np.int64)
     if len(cluster_by) == 1:
-        idx = pc.sort_indices(
-            table, sort_keys=[(cluster_by[0], "ascending")], null_placement="at_end"
-        )
+        # Nulls (and NaN) sort last: pyarrow's default, which newer releases
+        # want given per key and older ones (>= 15, our floor) only as a whole.
+        idx = pc.sort_indices(table, sort_keys=[(cluster_by[0], "ascending")])
         return np.asarray(idx.to_numpy(), np.int64)
     if curve not in ("hilbert", "zorder"):
         raise InputDataError(f"unknown curve {curve!r}; use 'hilbert' or 'zorder'")

@@ -333,6 +333,20 @@ def test_cluster_by_tightens_boxes(tmp_path):
         assert sorted(pq.read_table(path).column("k").to_pylist()) == list(range(20000))
 
 
+def test_cluster_by_one_column_puts_nulls_and_nan_last(tmp_path):
+    """Sorting keeps every row; NULL and NaN keys go to the last row groups."""
+    x = [3.0, None, 1.0, float("nan"), 2.0, None]
+    t = pa.table({"x": x, "k": list(range(6))})
+    path = tmp_path / "n.parquet"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        write_parquet(t, path, row_group_size=2, hulls=None, cluster_by=["x"])
+    back = pq.read_table(path)
+    assert back.column("x").to_pylist()[:3] == [1.0, 2.0, 3.0]
+    assert sorted(back.column("k").to_pylist()) == list(range(6))
+    assert [read_skip_metadata(path).row_groups[i].box["x"][0] for i in (0, 1)] == [1.0, 3.0]
+
+
 def test_dates_and_timestamps_encoding():
     ts = pa.array([dt.datetime(1970, 1, 1, 0, 0, 1)], pa.timestamp("ms"))
     assert to_numeric(ts).values[0] == 1e6
