@@ -54,6 +54,73 @@ def test_witnessed_box_and_halfspaces():
     assert witnessed(regions, np.array([0, 1]), np.zeros((0, 2))).tolist() == [False, False]
 
 
+def test_exact_hull_witnesses_match_shapely(tmp_path):
+    """Exact pair hulls (no byte budget) against shapely's, on row groups the writer summarised:
+    a witness counts where it lies in the box and every pair's exact hull, and exact hulls,
+    being inside the stored 45-byte polygons, never see more witnesses than they do."""
+    import itertools
+
+    import pyarrow as pa
+    import shapely
+
+    import mlskip
+    from mlskip.metadata import read_skip_metadata
+    from mlskip.regions import build_regions
+    from mlskip.tpch.effectiveness import exact_hull_witnessed, exact_pair_hulls, plain_args
+
+    rng = np.random.default_rng(3)
+    # 12 blocks far apart, so a witness can only fall in its own block's region
+    blocks = rng.normal(size=(12, 200, 3)) @ rng.normal(size=(3, 3))
+    blocks += 100.0 * np.arange(12)[:, None, None]
+    blocks[4, :, 1] = 2.0 * blocks[4, :, 0]  # collinear in pair (0, 1): degenerate hull
+    cols = ["a", "b", "c"]
+    path = tmp_path / "h.parquet"
+    table = pa.table({c: blocks.reshape(-1, 3)[:, k] for k, c in enumerate(cols)})
+    mlskip.write_parquet(
+        table, path, row_group_size=200, hulls=[("a", "b"), ("a", "c"), ("b", "c")]
+    )
+    groups = read_skip_metadata(path).row_groups
+    regions_abc = build_regions(groups, plain_args(cols), {})
+
+    # witnesses: in odd blocks, points of the box outside an exact pair hull (shapely's), so
+    # only a looser summary can see them; in even blocks, the centre as well
+    def in_exact(r, pts):
+        return np.all(
+            [shapely.covers(shapely.MultiPoint(blocks[r][:, p]).convex_hull, shapely.points(pts[:, p]))
+             for p in ([0, 1], [0, 2], [1, 2])],
+            axis=0,
+        )  # fmt: skip
+
+    witnesses = []
+    for r in range(12):
+        pts = rng.uniform(blocks[r].min(0), blocks[r].max(0), size=(5000, 3))
+        witnesses.append(pts[~in_exact(r, pts)])
+        if r % 2 == 0:
+            witnesses.append(blocks[r].mean(0, keepdims=True))
+    witnesses = np.vstack(witnesses)
+    idx = np.arange(len(groups))
+    got = exact_hull_witnessed(exact_pair_hulls(blocks), regions_abc, idx, witnesses)
+    stored = witnessed(regions_abc, idx, witnesses)
+    assert not (got & ~stored).any()
+    assert (stored & ~got).any() and got.any()  # the data leaves room between the two
+    for r in idx:
+        box = (witnesses >= regions_abc.lower[r]) & (witnesses <= regions_abc.upper[r])
+        inside = box.all(1)
+        for i, j in itertools.combinations(range(3), 2):
+            hull = shapely.MultiPoint(blocks[r][:, [i, j]]).convex_hull.buffer(1e-9)
+            inside &= shapely.covers(hull, shapely.points(witnesses[:, [i, j]]))
+        # block 4's pair (0, 1) is a segment: the stored polygon stands in, which may
+        # count a witness the segment misses, never the other way round
+        assert got[r] == inside.any() if r != 4 else got[r] >= inside.any(), r
+    # model inputs in another column order: the same answer (stored pairs map either way)
+    order = [2, 0, 1]
+    regions_cab = build_regions(groups, plain_args([cols[k] for k in order]), {})
+    perm = exact_hull_witnessed(
+        exact_pair_hulls(blocks[:, :, order]), regions_cab, idx, witnesses[:, order]
+    )
+    assert (perm == got).all()
+
+
 def test_summary_effectiveness_and_timing():
     recs = [
         {"skippable": 4, "cascade_pruned_skippable": 2, "exact_pruned_estimate": 3.0,

@@ -11,6 +11,7 @@ at most ``exact_cap`` of them, extrapolated, with the count of time-outs kept).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -116,6 +117,66 @@ def witnessed(regions, idx: np.ndarray, witnesses: np.ndarray) -> np.ndarray:
     return out
 
 
+def exact_pair_hulls(blocks: np.ndarray) -> list[list[tuple[np.ndarray, np.ndarray] | None]]:
+    """Per block [b, rows, d] and input pair (i < j, in ``itertools.combinations`` order):
+    the halfspaces ``A p <= b`` of the exact convex hull of the block's rows, with no byte
+    budget (None where the rows are degenerate: fewer than 3 distinct points, or collinear).
+
+    What the 45-byte polygons approximate; the exact limit's upper bound for exact pair hulls
+    (the reference reports its limit with them) comes from these."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    d = blocks.shape[2]
+    pairs = list(itertools.combinations(range(d), 2))
+    out = []
+    for rows in blocks:
+        per = []
+        for i, j in pairs:
+            pts = rows[:, [i, j]]
+            pts = np.unique(pts[np.isfinite(pts).all(1)], axis=0)
+            try:
+                eq = ConvexHull(pts).equations if len(pts) >= 3 else None
+            except QhullError:
+                eq = None
+            per.append(None if eq is None else (eq[:, :2], -eq[:, 2]))
+        out.append(per)
+    return out
+
+
+def exact_hull_witnessed(
+    hulls: Sequence[Sequence[tuple[np.ndarray, np.ndarray] | None]],
+    regions,
+    idx: np.ndarray,
+    witnesses: np.ndarray,
+) -> np.ndarray:
+    """True where block ``idx[k]``'s box and exact pair hulls contain one of the
+    ``witnesses`` rows; a degenerate pair keeps the stored polygon (a superset, so this may
+    over-count, never under-count, what exact hulls leave unprunable)."""
+    out = np.zeros(len(idx), dtype=bool)
+    if len(witnesses) == 0:
+        return out
+    d = witnesses.shape[1]
+    pairs = list(itertools.combinations(range(d), 2))
+    stored = {}  # by (i, j) with i < j, columns in that order
+    for (a, b), (A, rhs) in zip(regions.pairs, regions.halfspaces, strict=True):
+        stored[(min(a, b), max(a, b))] = (A if a < b else A[..., ::-1], rhs)
+    for k, r in enumerate(idx):
+        inside = ((witnesses >= regions.lower[r]) & (witnesses <= regions.upper[r])).all(1)
+        for p, (i, j) in enumerate(pairs):
+            if not inside.any():
+                break
+            hull = hulls[r][p]
+            if hull is None and (i, j) in stored:
+                A, b = stored[(i, j)][0][r], stored[(i, j)][1][r]
+            elif hull is None:
+                continue
+            else:
+                A, b = hull
+            inside &= (witnesses[:, [i, j]] @ A.T <= b + 1e-9 * (1.0 + np.abs(b))).all(1)
+        out[k] = inside.any()
+    return out
+
+
 def evaluate(
     groups: Sequence[Any],
     args: Sequence[AffineArg],
@@ -128,9 +189,11 @@ def evaluate(
     milp_seconds: float,
     rng: np.random.Generator,
     verifier: Verifier | None = None,
+    exact_hulls: Sequence[Sequence[Any]] | None = None,
 ) -> dict[str, Any]:
     """Counts for one filter and setting: truth, cascade (``verifier``, by default the
-    planner's), soundness checks and the exact limit."""
+    planner's), soundness checks and the exact limit; with ``exact_hulls`` (from
+    ``exact_pair_hulls``) also how many skippable blocks exact pair hulls leave unprunable."""
     verdicts, by, (seconds, cpu_seconds), regions = cascade_verdicts(
         groups, args, bounds, network, predicate, verifier
     )
@@ -179,4 +242,8 @@ def evaluate(
         exact_pruned_estimate=rec["cascade_pruned_skippable"] + milp_pruned * scale,
         exact_seconds=time.perf_counter() - t0,
     )
+    if exact_hulls is not None:
+        rec["exact_hull_witnessed"] = int(
+            exact_hull_witnessed(exact_hulls, regions, open_[seen], witnesses).sum()
+        )
     return rec

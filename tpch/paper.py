@@ -298,8 +298,14 @@ def run_model(
             groups = read_skip_metadata(str(path)).row_groups
             boxes = effectiveness.without_hulls(groups)
             hb = bench_data.hull_bytes_per_pair(groups)
+            block_x = data.x[rows].reshape(len(blocks), block, -1)
             if block == min(cfg.block_sizes) and kind in ("natural", "pred"):
-                drawn[tag] = (groups, data.x[rows].reshape(len(blocks), block, -1))
+                drawn[tag] = (groups, block_x)
+            exact_hulls = (
+                effectiveness.exact_pair_hulls(block_x)
+                if any("hull" in s for s in settings)
+                else None
+            )
             for f in fs:
                 progress.update(task, description=f"{model.key} {tag} b={block} f{f.fid}")
                 q_all = filters.qualifying(y, data.valid, f.lo, f.hi)
@@ -317,6 +323,7 @@ def run_model(
                     rec = effectiveness.evaluate(
                         use, args, bounds, network, Predicate.between(f.lo, f.hi), truth,
                         w, cfg.exact_cap, cfg.milp_seconds, rng, verifier,
+                        exact_hulls if "hull" in setting else None,
                     )  # fmt: skip
                     rec.update(base)
                     rec.update(
