@@ -36,11 +36,22 @@ def eff_exact_upper(r: Record) -> float:
     return min(1.0, upper / r["skippable"])
 
 
+def eff_exact_hull_upper(r: Record) -> float:
+    """Upper end of the exact limit with exact pair hulls (no byte budget): the share of
+    skippable row groups whose box and exact pair hulls hold no real qualifying row (nan
+    for records without the measurement: settings without hulls, runs before it)."""
+    if "exact_hull_witnessed" not in r:
+        return float("nan")
+    return 1.0 - r["exact_hull_witnessed"] / r["skippable"]
+
+
 def usable(records: Iterable[Record]) -> list[Record]:
     return [r for r in records if r["skippable"] > 0]
 
 
 def mean_of(records: Iterable[Record], fn: Callable[[Record], float]) -> float:
+    """Mean of ``fn`` over records with a skippable row group (nan if none, or if ``fn``
+    has no value for one of them)."""
     vals = [fn(r) for r in usable(records)]
     return float(np.mean(vals)) if vals else float("nan")
 
