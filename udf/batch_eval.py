@@ -27,8 +27,8 @@ from mlskip.udf.model import SqlModel
 from mlskip.udf.runtime import Runner
 
 BATCH_ROWS = 1 << 16  # rows fetched from DuckDB at a time
-MODEL_ROWS = 8192
-MAX_SELECTIVITY = 0.05  # above this share of qualifying rows, the SQL function is cheaper  # rows per model call: larger batches fall out of cache and run slower
+MODEL_ROWS = 8192  # rows per model call: larger batches fall out of cache and run slower
+MAX_SELECTIVITY = 0.05  # above this share of qualifying rows, the SQL function is cheaper
 _names = itertools.count()
 
 
