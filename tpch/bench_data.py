@@ -93,7 +93,6 @@ def write_blocks(
     hull_bytes: int = 45,
 ) -> Path:
     """Write the given rows, one block per row group, with pair hulls on every input pair."""
-    import warnings
 
     import mlskip
 
@@ -101,12 +100,10 @@ def write_blocks(
         return path
     pairs = list(itertools.combinations(data.table.column_names, 2))
     tmp = path.with_suffix(".tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        mlskip.write_parquet(
-            data.table.take(pa.array(rows)), tmp, row_group_size=block_rows, hulls=pairs,
-            hull_bytes=hull_bytes,
-        )  # fmt: skip
+    mlskip.write_parquet(
+        data.table.take(pa.array(rows)), tmp, row_group_size=block_rows, hulls=pairs,
+        hull_bytes=hull_bytes,
+    )  # fmt: skip
     tmp.replace(path)
     return path
 

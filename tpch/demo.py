@@ -11,7 +11,6 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,11 +74,9 @@ def run_demo(
     target = out / "lineitem.parquet"
     with console.status("writing lineitem through the mlskip hook (clustered by price)"):
         table = pq.read_table(source)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            mlskip.write_parquet(
-                table, target, row_group_size=row_group_size, cluster_by=["l_extendedprice"]
-            )
+        mlskip.write_parquet(
+            table, target, row_group_size=row_group_size, cluster_by=["l_extendedprice"]
+        )
 
     x = np.column_stack([table.column(c).to_numpy().astype(np.float64) for c in INPUTS])
     con_on = mlskip.connect()

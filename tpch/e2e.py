@@ -13,7 +13,6 @@ helper ``mlskip bench sql`` uses), plus planning time cold and warm.
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +40,10 @@ def _write_full(
         pairs = list(itertools.combinations(data.table.column_names, 2))
         table = data.table if order is None else data.table.take(pa.array(order))
         tmp = path.with_suffix(".tmp")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            mlskip.write_parquet(
-                table, tmp, row_group_size=row_group, hulls=pairs,
-                cluster_by=cluster_by or None, curve="hilbert",
-            )  # fmt: skip
+        mlskip.write_parquet(
+            table, tmp, row_group_size=row_group, hulls=pairs,
+            cluster_by=cluster_by or None, curve="hilbert",
+        )  # fmt: skip
         tmp.replace(path)
     return path
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import statistics
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +66,8 @@ def run_sql_bench(
     model_path.write_bytes(to_onnx(trained.model, input_columns=list(INPUTS)).SerializeToString())
     clustered = out / "lineitem_clustered.parquet"
     if not clustered.exists():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            mlskip.write_parquet(pq.read_table(source), clustered, row_group_size=row_group_size,
-                                 cluster_by=["l_extendedprice"])  # fmt: skip
+        mlskip.write_parquet(pq.read_table(source), clustered, row_group_size=row_group_size,
+                             cluster_by=["l_extendedprice"])  # fmt: skip
     rows = pq.ParquetFile(source).metadata.num_rows
 
     cons = {
