@@ -93,7 +93,6 @@ def write_blocks(
     hull_bytes: int = 45,
 ) -> Path:
     """Write the given rows, one block per row group, with pair hulls on every input pair."""
-
     import mlskip
 
     if path.exists():
