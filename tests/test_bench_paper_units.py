@@ -194,3 +194,18 @@ def test_prediction_order_sorts_by_output_nulls_last():
     y = np.array([3.0, 1.0, 2.0, 0.0], dtype=np.float32)
     valid = np.array([True, True, True, False])
     assert prediction_order(y, valid).tolist() == [1, 2, 0, 3]
+
+
+def test_e2e_stages_of_other_row_group_sizes_are_kept():
+    from mlskip.tpch.paper import merge_e2e
+
+    results = {"e2e": []}
+    merge_e2e(
+        results, [{"q": 1, "row_group_rows": 122_880}], {"command": "a", "row_group": 122_880}
+    )
+    merge_e2e(results, [{"q": 2, "row_group_rows": 16_384}], {"command": "b", "row_group": 16_384})
+    merge_e2e(
+        results, [{"q": 3, "row_group_rows": 122_880}], {"command": "c", "row_group": 122_880}
+    )
+    assert [e["q"] for e in results["e2e"]] == [2, 3]
+    assert [st["command"] for st in results["e2e_stages"]] == ["b", "c"]

@@ -420,6 +420,16 @@ def run_paper(cfg: PaperConfig, out: Path, command: str = "") -> Path:
     return path
 
 
+def merge_e2e(results: dict[str, Any], e2e: list[dict[str, Any]], stage: dict[str, Any]) -> None:
+    """Put one e2e stage's records and command into ``results``: they replace those of an
+    earlier stage on files of the same row-group size and keep the other sizes'."""
+    size = stage["row_group"]
+    kept = [e for e in results.get("e2e", []) if e.get("row_group_rows") != size]
+    results["e2e"] = kept + e2e
+    stages = [x for x in results.get("e2e_stages", []) if x["row_group"] != size]
+    results["e2e_stages"] = [*stages, stage]
+
+
 def run_e2e_only(
     out: Path,
     command: str,
@@ -429,7 +439,9 @@ def run_e2e_only(
     layouts: tuple[str, ...] = (),
 ) -> Path:
     """Run the e2e stage on the records of ``out/results.json`` and re-render its report; the
-    command is recorded next to the one that produced the records."""
+    command is recorded next to the one that produced the records. E2E records of files
+    with other row-group sizes (earlier ``--e2e-only`` runs) are kept, so one run can hold
+    several sizes."""
     from mlskip.tpch import e2e as e2e_mod
     from mlskip.tpch import report
 
@@ -452,10 +464,13 @@ def run_e2e_only(
     with _progress() as progress:
         e2e = e2e_mod.run_e2e(cfg, results["records"], out / "work", progress)
     results["config"] = asdict(cfg)
-    results["e2e"] = e2e
-    results["e2e_command"] = command
-    results["e2e_seconds"] = time.perf_counter() - started
-    results["e2e_load_average"] = [load_start, os.getloadavg()]
+    stage = {
+        "command": command,
+        "row_group": cfg.e2e_row_group,
+        "seconds": time.perf_counter() - started,
+        "load_average": [load_start, os.getloadavg()],
+    }
+    merge_e2e(results, e2e, stage)
     path.write_text(json.dumps(results, indent=1, default=_jsonable))
     return report.write_report(out, results)
 

@@ -492,14 +492,11 @@ def render(results: dict[str, Any], plot_names: list[str]) -> str:
         "# mlskip bench paper",
         "",
         f"Command: `{results['command']}`  ",
-        *(
-            [
-                f"End to end: `{results['e2e_command']}` ({results.get('e2e_seconds', 0):.0f} s, load average "
-                f"at start and end {', '.join(_load(v) for v in results.get('e2e_load_average', []))})  "
-            ]
-            if results.get("e2e_command")
-            else []
-        ),  # fmt: skip
+        *[
+            f"End to end ({st['row_group']:,}-row row groups): `{st['command']}` ({st['seconds']:.0f} s, load "
+            f"average at start and end {', '.join(_load(v) for v in st['load_average'])})  "
+            for st in _e2e_stages(results)
+        ],  # fmt: skip
         f"Run time: {results['seconds']:.0f} s. Scale factor {cfg['sf']:g}; tables {', '.join(tables)}; "
         f"{len(models)} models ({', '.join(models)}); row groups of {', '.join(f'{b:,}' for b in cfg['block_sizes'])} rows.",
         _not_run(results),
@@ -619,6 +616,16 @@ def _cell(g: dict[str, Any], setting: str) -> str:
         else f" (<= {_pct(xu)} if MILP time-outs were prunable)"
     )
     return f"{_pct(c)} / {_pct(x)}{upper}"
+
+
+def _e2e_stages(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``--e2e-only`` stages of a run (runs before stages were kept: its one command)."""
+    if "e2e_stages" in results:
+        return results["e2e_stages"]
+    if not results.get("e2e_command"):
+        return []
+    return [{"command": results["e2e_command"], "row_group": results["config"].get("e2e_row_group", 122_880),
+             "seconds": results.get("e2e_seconds", 0.0), "load_average": results.get("e2e_load_average", [])}]  # fmt: skip
 
 
 def _upper(x: float) -> str:
@@ -753,7 +760,7 @@ def render_overview(runs: dict[str, dict[str, Any]]) -> str:
         m = res["machine"]
         parts += [
             f"- **{n}** ([report]({n}/REPORT.md)): `{res['command']}`; {res['seconds']:.0f} s; "
-            + (f"e2e stage `{res['e2e_command']}`; " if res.get("e2e_command") else "")
+            + "".join(f"e2e stage `{st['command']}`; " for st in _e2e_stages(res))
             + f"{_not_run(res)} code {m.get('code', 'n/a')}; load average at start {_load(m.get('load_average_at_start'))}, "
             f"at end {_load(res.get('load_average_at_end'))} (2 cores, shared)."
         ]
