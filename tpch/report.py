@@ -833,8 +833,15 @@ def render_overview(runs: dict[str, dict[str, Any]]) -> str:
         "what even unbounded convex pair hulls could not prune. The gap to the 45-byte figure bounds what a larger "
         "budget could gain; the rest is convexity and the data.",
         "- Verification time: the planner's budget is the verifying thread's CPU time (runs before session 4 used "
-        "wall-clock budgets); the load paragraph below shows how many calls ran into it and how wall and CPU time "
-        "compare.",
+        "wall-clock budgets), 2 ms per row group and at least 50 ms per call; the load paragraph below shows how "
+        "many calls ran into it, how wall and CPU time compare, and each setting's mean. The hull settings on "
+        "unclustered files take longest: most of their regions hold qualifying points (the metadata limit above) "
+        "that the witness search does not always find, so branch and bound spends the budget on them, and with "
+        "polygons the bare-box pass and the polygon pass each get a budget, so such a call can take up to about "
+        "twice the budget. Calls on few large row groups cost the 50 ms minimum spread over few row groups. The "
+        "first calls with polygons in a process also load the verifier's numba kernels (compiled once per install "
+        "and cached on disk: 3.5 s CPU cold, 0.7 s from the cache, measured on this machine), which the budget "
+        "cannot interrupt; in these runs such first calls took up to 15x their budget.",
         "- End to end: a query is as fast as the share of rows it still reads and evaluates; in natural order no "
         "row group of a selective filter is prunable (above), so mlskip runs the model on every row like the UDFs "
         "and the ratio is the batch evaluation's gain over DuckDB's per-chunk UDF calls, minus planning. 5x needs "
