@@ -330,8 +330,11 @@ def _plan_scan(
         identities[path] = (
             plan.identity if plan.identity is not None else _try_identity(planner, path)
         )
-    if not any(p.changes_anything for p in plans):
+    prunes = any(p.changes_anything for p in plans)
+    if not prunes and evaluate is None:
         return False  # nothing to gain: the query runs as written
+    # With batch evaluation, a scan gains even where nothing is pruned: the model runs
+    # in large batches instead of DuckDB's per-chunk UDF calls.
     filters = tuple(unqualified_sql(t) for t in local_conjuncts(scan, kinds, frozenset(column_map)))
     scans = []
     for path, plan in zip(paths, plans, strict=True):
@@ -359,6 +362,8 @@ def _plan_scan(
             )
             file = FileScan(file.path, file.read, file.all_match, matches)
         scans.append(file)
+    if not prunes and all(m is None for f in scans for m in (f.matches or ())):
+        return False  # nothing pruned and no batch evaluated: the query runs as written
     if not scans:  # every row group pruned: keep one empty scan for the schema
         scans.append(FileScan(paths[0], (), tuple(() for _ in bound)))
     rewrite_scan(scan, scans, usable)

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import mlskip
@@ -63,7 +64,6 @@ def dataset(tmp_path_factory):
         mlskip.write_parquet(
             table.slice(20_000), root / "part2.parquet", row_group_size=3_000, hulls=None
         )
-    import pyarrow.parquet as pq
 
     pq.write_table(table, root / "plain.parquet", row_group_size=5_000)  # no mlskip metadata
     return root, table
@@ -142,6 +142,28 @@ def test_selective_query_prunes_row_groups(dataset, connections):
     report = same_rows(on, off, f"SELECT * FROM '{root}/sorted.parquet' WHERE risk(a, b) > {hi!r}")
     assert report.rewritten and report.pruned > 0
     assert report.row_groups == report.pruned + report.all_match + report.evaluated
+
+
+def test_batch_evaluation_applies_where_nothing_is_pruned(dataset, connections):
+    """A selective query on a file nothing can be pruned from (no mlskip metadata) still
+    runs the model in batches, not per DuckDB chunk; a non-selective one runs as written."""
+    root, table = dataset
+    on, off, nets = connections
+    hi = output_quantile(nets["risk"], table, ["a", "b"], 0.999)
+    sql = f"SELECT count(*) FROM '{root}/plain.parquet' WHERE risk(a, b) > {hi!r}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = same_rows(on, off, sql)
+        assert report.pruned == 0
+        assert "__mlskip_match" in on.rewrite(sql)
+        # non-selective: batch evaluation gives up after its first 65,536 rows
+        big = root / "plain_big.parquet"
+        if not big.exists():
+            pq.write_table(pa.concat_tables([table] * 3), big, row_group_size=20_000)
+        median = output_quantile(nets["risk"], table, ["a", "b"], 0.5)
+        common = f"SELECT count(*) FROM '{big}' WHERE risk(a, b) > {median!r}"
+        assert on.rewrite(common) == common
+        same_rows(on, off, common)
 
 
 def test_all_match_row_groups_skip_the_model(dataset, connections):
