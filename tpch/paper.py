@@ -466,6 +466,7 @@ def run_e2e_only(
     results["config"] = asdict(cfg)
     stage = {
         "command": command,
+        "code": _code_state(),
         "row_group": cfg.e2e_row_group,
         "seconds": time.perf_counter() - started,
         "load_average": [load_start, os.getloadavg()],

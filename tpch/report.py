@@ -493,8 +493,9 @@ def render(results: dict[str, Any], plot_names: list[str]) -> str:
         "",
         f"Command: `{results['command']}`  ",
         *[
-            f"End to end ({st['row_group']:,}-row row groups): `{st['command']}` ({st['seconds']:.0f} s, load "
-            f"average at start and end {', '.join(_load(v) for v in st['load_average'])})  "
+            f"End to end ({st['row_group']:,}-row row groups): `{st['command']}` ({st['seconds']:.0f} s, "
+            + (f"code {st['code']}, " if st.get("code") else "")
+            + f"load average at start and end {', '.join(_load(v) for v in st['load_average'])})  "
             for st in _e2e_stages(results)
         ],  # fmt: skip
         f"Run time: {results['seconds']:.0f} s. Scale factor {cfg['sf']:g}; tables {', '.join(tables)}; "
@@ -780,7 +781,12 @@ def render_overview(runs: dict[str, dict[str, Any]]) -> str:
         m = res["machine"]
         parts += [
             f"- **{n}** ([report]({n}/REPORT.md)): `{res['command']}`; {res['seconds']:.0f} s; "
-            + "".join(f"e2e stage `{st['command']}`; " for st in _e2e_stages(res))
+            + "".join(
+                f"e2e stage `{st['command']}`"
+                + (f" (code {st['code']})" if st.get("code") else "")
+                + "; "
+                for st in _e2e_stages(res)
+            )
             + f"{_not_run(res)} code {m.get('code', 'n/a')}; load average at start {_load(m.get('load_average_at_start'))}, "
             f"at end {_load(res.get('load_average_at_end'))} (2 cores, shared)."
         ]
