@@ -441,7 +441,8 @@ def run_e2e_only(
     """Run the e2e stage on the records of ``out/results.json`` and re-render its report; the
     command is recorded next to the one that produced the records. E2E records of files
     with other row-group sizes (earlier ``--e2e-only`` runs) are kept, so one run can hold
-    several sizes."""
+    several sizes. Options not given come from the run's own config (never from an
+    earlier ``--e2e-only`` stage)."""
     from mlskip.tpch import e2e as e2e_mod
     from mlskip.tpch import report
 
@@ -463,11 +464,14 @@ def run_e2e_only(
     load_start = os.getloadavg()
     with _progress() as progress:
         e2e = e2e_mod.run_e2e(cfg, results["records"], out / "work", progress)
-    results["config"] = asdict(cfg)
+    # the run's config stays as it was: options given here apply to this stage only
     stage = {
         "command": command,
         "code": _code_state(),
         "row_group": cfg.e2e_row_group,
+        "repeats": cfg.e2e_repeats,
+        "queries_per_table": cfg.e2e_queries_per_table,
+        "layouts": list(cfg.e2e_layouts),
         "seconds": time.perf_counter() - started,
         "load_average": [load_start, os.getloadavg()],
     }
