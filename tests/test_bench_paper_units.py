@@ -209,3 +209,28 @@ def test_e2e_stages_of_other_row_group_sizes_are_kept():
     )
     assert [e["q"] for e in results["e2e"]] == [2, 3]
     assert [st["command"] for st in results["e2e_stages"]] == ["b", "c"]
+
+
+def test_e2e_only_options_apply_to_their_stage_only(tmp_path, monkeypatch):
+    """An ``--e2e-only`` stage on 16,384-row files must not make the next stage (no
+    ``--e2e-row-group``) run on them too: options come from the run's own config."""
+    import json
+    from dataclasses import asdict
+
+    from mlskip.tpch import e2e as e2e_mod
+    from mlskip.tpch import paper, report
+
+    seen = []
+    monkeypatch.setattr(e2e_mod, "run_e2e", lambda cfg, *a: seen.append(cfg) or [])
+    monkeypatch.setattr(report, "write_report", lambda out, results: out / "REPORT.md")
+    cfg = paper.PaperConfig()
+    (tmp_path / "results.json").write_text(json.dumps({"config": asdict(cfg), "records": []}))
+    paper.run_e2e_only(tmp_path, "first", row_group=16_384, repeats=5)
+    paper.run_e2e_only(tmp_path, "second")
+    assert [c.e2e_row_group for c in seen] == [16_384, cfg.e2e_row_group]
+    assert [c.e2e_repeats for c in seen] == [5, cfg.e2e_repeats]
+    stages = json.loads((tmp_path / "results.json").read_text())["e2e_stages"]
+    assert [(s["command"], s["row_group"], s["repeats"]) for s in stages] == [
+        ("first", 16_384, 5),
+        ("second", cfg.e2e_row_group, cfg.e2e_repeats),
+    ]
