@@ -337,6 +337,7 @@ def _plan_scan(
     # in large batches instead of DuckDB's per-chunk UDF calls.
     filters = tuple(unqualified_sql(t) for t in local_conjuncts(scan, kinds, frozenset(column_map)))
     scans = []
+    gave_up = [False] * len(usable)  # a predicate found not selective in one file: all files
     for path, plan in zip(paths, plans, strict=True):
         if plan.reason is not None:
             file = FileScan(path, None, tuple(() for _ in bound))
@@ -352,15 +353,15 @@ def _plan_scan(
             ]
         if evaluate is not None:
             source = read_parquet_call(scan, path)
-            matches = tuple(
-                evaluate(
-                    EvaluationTask(
-                        source, ranges, filters, ml.function, _call_args(ml), ml.kind, ml.values
-                    )
+            matches = []
+            for k, (ml, ranges) in enumerate(zip(usable, todo, strict=True)):
+                task = EvaluationTask(
+                    source, ranges, filters, ml.function, _call_args(ml), ml.kind, ml.values
                 )
-                for ml, ranges in zip(usable, todo, strict=True)
-            )
-            file = FileScan(file.path, file.read, file.all_match, matches)
+                match = None if gave_up[k] else evaluate(task)
+                gave_up[k] = match is None
+                matches.append(match)
+            file = FileScan(file.path, file.read, file.all_match, tuple(matches))
         scans.append(file)
     if not prunes and all(m is None for f in scans for m in (f.matches or ())):
         return False  # nothing pruned and no batch evaluated: the query runs as written

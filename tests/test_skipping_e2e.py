@@ -166,6 +166,26 @@ def test_batch_evaluation_applies_where_nothing_is_pruned(dataset, connections):
         same_rows(on, off, common)
 
 
+def test_batch_evaluation_gives_up_once_per_scan(dataset, connections, monkeypatch):
+    """When the first file shows a predicate is not selective (the evaluator returns None),
+    the scan's other files are not batch-evaluated either, and the query runs as written."""
+    root, table = dataset
+    on, off, nets = connections
+    second = root / "plain_second.parquet"
+    if not second.exists():
+        pq.write_table(table.slice(0, 10_000), second, row_group_size=5_000)
+    calls = []
+    monkeypatch.setattr(on, "_evaluator", lambda task: calls.append(task.source) or None)
+    hi = output_quantile(nets["risk"], table, ["a", "b"], 0.999)
+    files = f"['{root}/plain.parquet', '{second}']"
+    sql = f"SELECT count(*) FROM read_parquet({files}) WHERE risk(a, b) > {hi!r}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert on.rewrite(sql) == sql
+        assert len(calls) == 1
+        same_rows(on, off, sql)
+
+
 def test_all_match_row_groups_skip_the_model(dataset, connections):
     root, table = dataset
     on, off, nets = connections
