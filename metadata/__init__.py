@@ -19,7 +19,7 @@ from .layout import cluster_order
 from .native import pair_polygon_native
 from .polygon import PairPolygon, pair_polygon
 from .polygon_codec import decode_vertices, halfspaces
-from .reader import FileSkipMetadata, RowGroupSummary, read_skip_metadata
+from .reader import FileSkipMetadata, RowGroupSummary, footer_hash, read_skip_metadata
 from .writer import WriteReport, copy, select_pairs, write_file, write_parquet
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "pair_polygon",
     "pair_polygon_native",
     "read_skip_metadata",
+    "footer_hash",
     "resolve_key",
     "select_pairs",
     "to_numeric",

@@ -3,7 +3,7 @@
 A CRC only catches accidental corruption. Two more checks, both footer-only:
 
 * the layout digest: a CRC-32 over the compressed byte size of every row group,
-  as Parquet's own footer states it. Rewritten row groups, appended ones and a
+  as Parquet's own footer states it, and over the column names in order. Rewritten row groups, appended ones and a
   footer pasted from another file almost always change some size; a rewrite that
   keeps every size, row count and statistic is invisible without reading the
   data (``mlskip verify`` reads it).
@@ -35,9 +35,15 @@ def row_group_sizes(parquet_metadata) -> list[int]:
     return out
 
 
-def layout_digest(sizes: Sequence[int]) -> int:
-    """CRC-32 of the row-group byte sizes (each as an unsigned LEB128 varint)."""
-    return zlib.crc32(b"".join(encode_varint(u) for u in sizes))
+def layout_digest(sizes: Sequence[int], columns: Sequence[str] | None = None) -> int:
+    """CRC-32 of the row-group byte sizes (each as an unsigned LEB128 varint), then, when
+    ``columns`` is given, of the file's column names in order (a zero byte, then each
+    name's UTF-8 length as a varint and its bytes): a copy with renamed or reordered
+    columns no longer matches its footer."""
+    data = b"".join(encode_varint(u) for u in sizes)
+    if columns is not None:
+        data += b"\x00" + b"".join(encode_varint(len(n.encode())) + n.encode() for n in columns)
+    return zlib.crc32(data)
 
 
 def resolve_key(key: str | bytes | None = None) -> bytes | None:

@@ -92,6 +92,12 @@ def _footer_hash(source: Any, filesystem: Any) -> tuple[str, int | None, float |
         source.seek(pos)
 
 
+def footer_hash(path: str | os.PathLike) -> str:
+    """blake2b of a local Parquet file's footer bytes: what a cached summary of the file
+    was read from (a file rewritten in place with the same size and mtime changes it)."""
+    return _footer_hash(path, None)[0]
+
+
 def _hash_open(f: Any, size: int) -> str:
     if size < 12:
         raise MetadataError("file too small to be Parquet")
@@ -156,10 +162,16 @@ def _check_footer(fp: Footer, pf: pq.ParquetFile, names: list[str], boxes, nulls
             raise MetadataError(
                 f"row group {r}: footer says {rg.num_rows} rows, file has {meta.row_group(r).num_rows} (stale or foreign metadata)"
             )
-    if fp.layout is not None and layout_digest(row_group_sizes(meta)) != fp.layout:
+    sizes = row_group_sizes(meta)
+    # files written before the digest covered column names carry the sizes-only digest
+    if fp.layout is not None and fp.layout not in (
+        layout_digest(sizes, pf.schema_arrow.names),
+        layout_digest(sizes),
+    ):
         raise MetadataError(
-            "the file's row groups are not the bytes the footer was written for (row groups "
-            "rewritten, or the footer comes from another file)"
+            "the file's row groups or column names are not those the footer was written for "
+            "(row groups rewritten, columns renamed or reordered, or the footer comes from "
+            "another file)"
         )
     for c in fp.columns:
         if c not in names:

@@ -303,7 +303,7 @@ def write_parquet(
             tuple(columns),
             tuple(pair_idx),
             tuple(summaries),
-            layout=layout_digest(sizes),
+            layout=layout_digest(sizes, writer.schema.names),
         )
         value = encode_footer(footer, key=signing_key)
         writer.add_key_value_metadata({KEY: value})

@@ -231,8 +231,20 @@ def selfcheck(
         "none", help="'marabou': also check a sample of each trial's verdicts with Marabou"
     ),
     workers: int = typer.Option(1, help="processes running trials side by side"),
+    sql: bool = typer.Option(
+        False,
+        "--sql",
+        help="differential SQL fuzzer instead (tpch/sqlfuzz.py): random "
+        "files, models and queries, with skipping vs skipping=False",
+    ),
 ) -> None:
     """Randomized soundness campaign: results with skipping equal results without."""
+    if sql:
+        from mlskip.tpch.sqlfuzz import main as run_sqlfuzz
+
+        if not run_sqlfuzz(trials, seed, workers=workers):
+            raise typer.Exit(1)
+        return
     from mlskip.tpch.selfcheck import main as run_selfcheck
 
     oracle_name = None if oracle == "none" else oracle

@@ -54,7 +54,8 @@ class FilePlan:
 
     @property
     def offsets(self) -> np.ndarray:
-        return np.concatenate([[0], np.cumsum(self.num_rows)[:-1]]).astype(np.int64)
+        """First ``file_row_number`` of each row group (none for a file without row groups)."""
+        return np.concatenate([[0], np.cumsum(self.num_rows)])[:-1].astype(np.int64)
 
     @property
     def pruned(self) -> np.ndarray:

@@ -22,7 +22,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlskip.errors import MlskipError, SkippingFallbackWarning
-from mlskip.metadata import FileSkipMetadata, key_id, read_skip_metadata, resolve_key
+from mlskip.metadata import (
+    FileSkipMetadata,
+    footer_hash,
+    key_id,
+    read_skip_metadata,
+    resolve_key,
+)
 from mlskip.plan import FilePlan
 from mlskip.regions import build_regions
 from mlskip.remote import S3Options, default_filesystem, is_s3, read_remote_tail, remote_identity
@@ -58,12 +64,7 @@ class BoundPredicate:
 
 def verifier_predicate(ml: MLPredicate) -> Predicate:
     """The verifier's predicate for an SQL ML conjunct."""
-    v = ml.values
-    if ml.kind == "argmax":
-        return Predicate.argmax(int(v[0]))
-    if ml.kind == "between":
-        return Predicate.between(v[0], v[1])
-    return getattr(Predicate, ml.kind)(v[0])
+    return Predicate.comparison(ml.kind, ml.values)
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,18 @@ class FileFacts:
     row_group_bytes: np.ndarray
     column_names: tuple[str, ...]
     numeric_columns: frozenset[str]
+    parquet_schema: tuple = ()  # names, physical and logical types of every leaf column
 
 
 def _identity_of(path: str, st: os.stat_result) -> tuple:
-    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+    return (
+        os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+    )  # fmt: skip
 
 
 def stat_identity(path: str) -> tuple:
-    """Cheap identity of a local file: size, mtime and inode change when it is rewritten."""
+    """Cheap identity of a local file: every write changes its ctime (which, unlike the
+    mtime, no tool can set back); size, mtime and inode change when it is replaced."""
     return _identity_of(path, os.stat(path))
 
 
@@ -156,6 +161,7 @@ class Planner:
             cached is not None
             and cached.metadata.key_id == key_id(trusted)
             and cached.identity == self.identity(path)
+            and (is_s3(path) or _same_footer(path, cached))
         ):
             return cached
         if is_s3(path):
@@ -188,7 +194,12 @@ class Planner:
             if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
             or pa.types.is_decimal(f.type)
         )  # fmt: skip
-        return FileFacts(path, identity, meta, sizes, tuple(schema.names), numeric)
+        leaves = tuple(
+            (c.path, c.physical_type, str(c.logical_type), c.max_definition_level,
+             c.max_repetition_level)
+            for c in parquet.schema
+        )  # fmt: skip
+        return FileFacts(path, identity, meta, sizes, tuple(schema.names), numeric, leaves)
 
     def verifier_for(self, regions: int) -> Verifier:
         """The verifier used for a batch of ``regions`` row groups (the default cascade
@@ -234,7 +245,7 @@ class Planner:
         for i, f in enumerate(facts):
             if f is None:
                 continue
-            key = (f.metadata.footer_hash, f.identity, pred_key, bounds_key)
+            key = (f.metadata.footer_hash, f.metadata.key_id, f.identity, pred_key, bounds_key)
             with self._lock:
                 hit = self._plans.get(key)
             if hit is not None:
@@ -246,7 +257,14 @@ class Planner:
             with self._lock:
                 for i, plan in zip(todo, fresh, strict=True):
                     f = facts[i]
-                    self._plans[(f.metadata.footer_hash, f.identity, pred_key, bounds_key)] = plan
+                    key = (
+                        f.metadata.footer_hash,
+                        f.metadata.key_id,
+                        f.identity,
+                        pred_key,
+                        bounds_key,
+                    )
+                    self._plans[key] = plan
                     plans[i] = plan
                 self._trim(self._plans)
         return tuple(plans[i] for i in range(len(paths)))
@@ -319,6 +337,14 @@ class Planner:
             names = np.array(result.method_names, dtype=object)[result.method]
             methods[todo] = np.where(got == UNKNOWN, "undecided", names)
         return verdicts, methods
+
+
+def _same_footer(path: str, cached: FileFacts) -> bool:
+    """Whether a local file still ends in the footer its cached facts were read from."""
+    try:
+        return footer_hash(path) == cached.metadata.footer_hash
+    except (OSError, MlskipError):
+        return False
 
 
 def _full_read(path: str, reason: str, num_predicates: int) -> FilePlan:

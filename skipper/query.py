@@ -9,31 +9,40 @@ report says why.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import duckdb
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from mlskip.errors import ModelInputError
+from mlskip.binder import Binder, Schema
+from mlskip.errors import MlskipError, ModelInputError
 from mlskip.plan import row_ranges
 from mlskip.planner import BoundPredicate, Planner, verifier_predicate
 from mlskip.remote import is_s3, s3_key
 from mlskip.report import FileReport, SkippingReport
-from mlskip.rules.predicates import AffineArg, MLPredicate, analyse_where, local_conjuncts
+from mlskip.rules.fragment import Fragment, ScanKey, analyse_fragment
+from mlskip.rules.predicates import (
+    AffineArg,
+    ConjunctAnalysis,
+    MLPredicate,
+    analyse_where,
+    local_conjuncts,
+)
 from mlskip.rules.rewrite import (
     FileScan,
     Ranges,
+    file_scan_sql,
     read_parquet_call,
     rewrite_scan,
     unqualified_sql,
 )
-from mlskip.rules.roundtrip import duckdb_double, faithful
+from mlskip.rules.roundtrip import duckdb_double, duckdb_tree
 from mlskip.rules.scans import ParquetScan, find_parquet_scans
 from mlskip.verifier import Network
 
@@ -60,6 +69,7 @@ class ModelBinding:
     network: Network | None
     digest: str
     unverifiable: str | None = None
+    num_outputs: int = 1
 
 
 @dataclass(frozen=True)
@@ -94,8 +104,43 @@ def has_glob(pattern: str) -> bool:
     return any(ch in pattern for ch in "*?[")
 
 
+def expand_paths(pattern: str, filesystem: Any = None) -> list[str]:
+    """Files a path or glob names, as DuckDB's own ``glob()`` lists them (dot-files
+    included), for the Arrow and Polars scans that have no DuckDB connection of their own.
+
+    An ``s3://`` glob is listed with ``filesystem`` (a pyarrow S3 filesystem);
+    without one it raises ``OSError``.
+    """
+    if not has_glob(pattern):
+        return [pattern]
+    if is_s3(pattern):
+        if filesystem is None:
+            raise OSError("s3:// globs are listed only with an S3 filesystem")
+        return _s3_glob(pattern, filesystem)
+    con = duckdb.connect()
+    try:
+        return Binder(con).glob(pattern)
+    finally:
+        con.close()
+
+
+def _s3_glob(pattern: str, filesystem: Any) -> list[str]:
+    from pyarrow import fs as pafs
+
+    scheme = pattern.split("://", 1)[0] + "://"
+    key = s3_key(pattern)
+    fixed = key[: min(key.index(c) for c in "*?[" if c in key)]
+    base = fixed.rsplit("/", 1)[0]
+    infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
+    regex = _glob_regex(key)
+    return sorted(
+        scheme + i.path for i in infos if i.type == pafs.FileType.File and regex.match(i.path)
+    )
+
+
 def _glob_regex(pattern: str) -> re.Pattern:
-    """DuckDB-style glob: ``**`` crosses folders, ``*`` and ``?`` do not."""
+    """DuckDB-style glob for object stores listed by pyarrow: ``**`` crosses folders,
+    ``*`` and ``?`` do not."""
     out, i = [], 0
     while i < len(pattern):
         if pattern.startswith("**/", i):
@@ -121,58 +166,32 @@ def _glob_regex(pattern: str) -> re.Pattern:
     return re.compile("".join(out) + r"\Z")
 
 
-def expand_paths(pattern: str, filesystem: Any = None) -> list[str]:
-    """Files a path or glob names, in DuckDB's order (sorted).
-
-    An ``s3://`` glob is listed with ``filesystem`` (a pyarrow S3 filesystem);
-    without one it raises ``OSError`` (the scan is then left unplanned).
-    """
-    if not has_glob(pattern):
-        return [pattern]
-    if is_s3(pattern):
-        if filesystem is None:
-            raise OSError("s3:// globs are listed only with an S3 filesystem")
-        from pyarrow import fs as pafs
-
-        scheme = pattern.split("://", 1)[0] + "://"
-        key = s3_key(pattern)
-        fixed = key[: min(key.index(c) for c in "*?[" if c in key)]
-        base = fixed.rsplit("/", 1)[0]
-        infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
-        regex = _glob_regex(key)
-        return sorted(
-            scheme + i.path for i in infos if i.type == pafs.FileType.File and regex.match(i.path)
-        )
-    return sorted(glob.glob(pattern, recursive=True))
-
-
-def check_arity(tree: exp.Expression, functions: Mapping[str, ModelBinding]) -> None:
-    """Raise a clear error when a model function is called with the wrong number of arguments."""
-    for call in tree.find_all(exp.Anonymous):
-        binding = functions.get(str(call.this).lower())
-        if binding is not None and len(call.expressions) != binding.num_inputs:
-            raise ModelInputError(
-                f"{binding.name}() takes {binding.num_inputs} arguments (one per model input), "
-                f"got {len(call.expressions)} in {call.sql(dialect='duckdb')}"
-            )
-
-
 def _rename(arg: AffineArg, names: Mapping[str, str]) -> AffineArg:
     return AffineArg(tuple((names.get(c.lower(), c), w) for c, w in arg.coeffs), arg.const)
+
+
+# read_parquet options a per-file rewrite keeps with the same meaning (checked again by
+# comparing DuckDB's schema of the scan with that of one file read alone)
+KEPT_OPTIONS = frozenset(
+    {"binary_as_string", "filename", "file_row_number", "hive_partitioning", "union_by_name"}
+)
 
 
 def plan_query(
     sql: str,
     functions: Mapping[str, ModelBinding],
     planner: Planner,
-    expand: Callable[[str], Sequence[str]] = expand_paths,
+    binder: Binder,
     evaluate: Evaluator | None = None,
+    params: Any = None,
 ) -> SkippingReport:
     """The skipping report for ``sql``; ``report.sql`` is the query to run.
 
-    With ``evaluate``, ML predicates on planned scans are evaluated in advance
-    through it (outside DuckDB's per-chunk UDF calls) and the query selects the
-    qualifying rows by ``file_row_number``.
+    ``binder`` asks the connection the query runs on (its models, views, macros
+    and settings). With ``evaluate``, ML
+    predicates on planned scans are evaluated in advance through it (outside
+    DuckDB's per-chunk UDF calls) and the query selects the qualifying rows by
+    ``file_row_number``. ``params`` are the query's prepared parameters.
     """
     start = time.perf_counter()
 
@@ -202,140 +221,164 @@ def plan_query(
         return done(["several statements in one string are run unmodified"])
     tree = statements[0]
     is_query = isinstance(tree, exp.Query)
-    check_arity(tree, functions)
     names = {
         n for n in (str(c.this).lower() for c in tree.find_all(exp.Anonymous)) if n in functions
     }
     if not names:
         return done([])
-    if not faithful(sql, tree.sql(dialect="duckdb")):
+    duck_tree = duckdb_tree(sql)
+    if duck_tree is None or duck_tree != duckdb_tree(tree.sql(dialect="duckdb")):
         return done(
             [
                 "only SELECT statements that the rewriter reproduces exactly are planned; run as written"
             ]
         )
+    original = binder.describe(sql, params)
+    if original is None:
+        return done(["DuckDB does not bind the query as written; it runs as written"])
+    fragment = analyse_fragment(duck_tree)
     kinds = {name: b.kind for name, b in functions.items()}
-    reasons: list[str] = []
-    files: list[FileReport] = []
-    predicates_seen: list[str] = []
+    context = _ScanContext(functions, kinds, planner, binder, fragment, evaluate)
+    scans = find_parquet_scans(tree)
     changed = False
-    for scan in find_parquet_scans(tree):
-        changed |= _plan_scan(
-            scan,
-            functions,
-            kinds,
-            planner,
-            expand,
-            evaluate,
-            reasons,
-            files,
-            predicates_seen,
-            identities,
-        )
-    if not find_parquet_scans(tree) and not changed:
-        reasons.append(
+    for scan in scans:
+        changed |= _plan_scan(scan, context)
+    if not scans:
+        context.reasons.append(
             "no Parquet scan (read_parquet or a '*.parquet' path) carries the ML predicate"
         )
-    return done(reasons, files, tree if changed else None, predicates_seen)
+    if changed and binder.describe(tree.sql(dialect="duckdb"), params) != original:
+        # the rewrite would not give the query's columns and types: never run it
+        context.reasons.append(
+            "the rewritten query does not bind to the same columns and types in DuckDB "
+            "(for example a virtual column such as filename); run as written"
+        )
+        changed = False
+    identities.update(context.identities)
+    return done(context.reasons, context.files, tree if changed else None, context.predicates)
 
 
-def _plan_scan(
-    scan: ParquetScan,
-    functions: Mapping[str, ModelBinding],
-    kinds: Mapping[str, str],
-    planner: Planner,
-    expand: Callable[[str], Sequence[str]],
-    evaluate: Evaluator | None,
-    reasons: list[str],
-    files: list[FileReport],
-    predicates_seen: list[str],
-    identities: dict[str, tuple | None],
-) -> bool:
-    """Plan one scan and rewrite it if that helps; returns whether it was rewritten.
+@dataclass
+class _ScanContext:
+    """What every scan of one query is planned with, and what planning found."""
 
-    ``identities`` receives, for every planned file, the identity its plan was
-    made for (None where it could not be read)."""
+    functions: Mapping[str, ModelBinding]
+    kinds: Mapping[str, str]
+    planner: Planner
+    binder: Binder
+    fragment: Fragment
+    evaluate: Evaluator | None
+    reasons: list[str] = dataclasses.field(default_factory=list)
+    files: list[FileReport] = dataclasses.field(default_factory=list)
+    predicates: list[str] = dataclasses.field(default_factory=list)
+    identities: dict[str, tuple | None] = dataclasses.field(default_factory=dict)
+
+
+def _scan_files(scan: ParquetScan, context: _ScanContext) -> tuple[list[str], str | None]:
+    """The files DuckDB reads for ``scan``, or a reason not to plan it."""
     label = ", ".join(scan.paths)
-    light = analyse_where(scan, kinds, None)
+    why = context.fragment.reason(ScanKey(scan.paths, (scan.alias or "").lower()))
+    if why is not None:
+        return [], why
+    if not isinstance(scan.node.this, exp.Anonymous) and not isinstance(
+        scan.node.this, exp.ReadParquet
+    ):
+        if context.binder.relation_named(scan.paths[0]):
+            return [], f"a table or view named {scan.paths[0]!r} shadows the file"
+    unknown = sorted({k for k, _ in scan.options} - KEPT_OPTIONS)
+    if unknown:
+        return [], f"read_parquet option(s) {unknown} are not planned"
+    if any(p.lower().startswith(REMOTE_PREFIXES) for p in scan.paths):
+        return [], "remote paths other than s3:// are read without skipping"
+    try:
+        paths = [f for p in scan.paths for f in context.binder.glob(p)]
+    except Exception as error:  # a listing that fails: DuckDB reads (or reports) as written
+        return [], f"cannot list the files ({error}); read without skipping"
+    if not paths:
+        return [], f"no file matches {label}"
+    return paths, None
+
+
+def _per_file_problem(
+    scan: ParquetScan, paths: Sequence[str], schema: Schema, context: _ScanContext
+) -> str | None:
+    """Why reading each file alone and combining them would not give the scan as written."""
+    facts = []
+    for path in paths:
+        try:
+            facts.append(context.planner.file_facts(path))
+        except (OSError, ValueError, MlskipError) as error:
+            return f"{path}: cannot read its footer ({error})"
+    first = facts[0]
+    for f in facts[1:]:
+        if f.parquet_schema != first.parquet_schema:
+            return (
+                f"{f.path} and {first.path} differ in their columns (names, order or types): "
+                "a per-file rewrite could change how DuckDB combines them"
+            )
+    alone = context.binder.describe(file_scan_sql(scan, FileScan(paths[0], None, ()), []), None)
+    if alone != schema:
+        return (
+            "DuckDB reads one file alone with other columns than the scan as written "
+            "(hive partitions, options or virtual columns)"
+        )
+    return None
+
+
+def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
+    """Plan one scan and rewrite it if that helps; returns whether it was rewritten."""
+    reasons = context.reasons
+    label = ", ".join(scan.paths)
+    light = analyse_where(scan, context.kinds, None)
     if not light.predicates and not light.ignored:
         return False
     if scan.nullable_side:
         reasons.append(f"{label}: on the NULL-filled side of an outer join")
         return False
-    if any(p.lower().startswith(REMOTE_PREFIXES) for p in scan.paths):
-        reasons.append(f"{label}: remote paths other than s3:// are read without skipping")
+    paths, why = _scan_files(scan, context)
+    if why is not None:
+        reasons.append(f"{label}: {why}")
         return False
-    try:
-        paths = [f for p in scan.paths for f in expand(p)]
-    except Exception as error:  # a listing that fails: DuckDB reads (or reports) as written
-        reasons.append(f"{label}: cannot list the files ({error}); read without skipping")
+    scan_sql = "SELECT * FROM " + scan.node.sql(dialect="duckdb")
+    schema = context.binder.describe(scan_sql, None)
+    if schema is None:
+        reasons.append(f"{label}: DuckDB does not bind the scan on its own")
         return False
-    if not paths:
-        reasons.append(f"{label}: no file matches")
+    lowered = [name.lower() for name, _ in schema]
+    if len(set(lowered)) != len(lowered):
+        reasons.append(f"{label}: column names that differ only in case")
         return False
-    try:
-        first = planner.file_facts(paths[0])
-    except (OSError, ValueError) as error:
-        reasons.append(f"{paths[0]}: cannot read its footer ({error})")
+    why = _per_file_problem(scan, paths, schema, context)
+    if why is not None:
+        reasons.append(f"{label}: {why}")
         return False
-    column_map = {c.lower(): c for c in first.column_names}
-    analysis = analyse_where(scan, kinds, frozenset(column_map))
+    types = {name.lower(): kind for name, kind in schema}
+    column_map = {name.lower(): name for name, _ in schema}
+    analysis = analyse_where(scan, context.kinds, frozenset(column_map))
     reasons.extend(analysis.ignored)
-    usable = []
-    bound: list[BoundPredicate] = []
-    for ml in analysis.predicates:
-        binding = functions[ml.function]
-        if binding.network is None:
-            # still planned: column bounds may prune, and batch evaluation applies
-            reasons.append(
-                f"{ml.sql}: model {binding.name} cannot be verified ({binding.unverifiable}); "
-                "only column bounds can prune"
-            )
-        if any(a is None for a in ml.args):
-            bad = [i + 1 for i, a in enumerate(ml.args) if a is None]
-            reasons.append(f"{ml.sql}: argument(s) {bad} are not affine in the columns of {label}")
-            continue
-        for position, arg in enumerate(ml.args, start=1):
-            for column in arg.columns:
-                actual = column_map.get(column.lower())
-                if actual is not None and actual not in first.numeric_columns:
-                    raise ModelInputError(
-                        f"argument {position} of {ml.function}() uses column {actual!r} of "
-                        f"{paths[0]}, which is not numeric; models take numbers "
-                        "(cast or encode the column first)"
-                    )
-        if ml.kind != "argmax":
-            exact = tuple(duckdb_double(v) for v in ml.value_sql)
-            if any(v is None for v in exact):
-                reasons.append(f"{ml.sql}: DuckDB does not read its constants as numbers")
-                continue
-            ml = dataclasses.replace(ml, values=exact)
-        usable.append(ml)
-        predicates_seen.append(ml.sql)
-        bound.append(
-            BoundPredicate(
-                network=binding.network,
-                predicate=verifier_predicate(ml),
-                args=tuple(_rename(a, column_map) for a in ml.args),
-                digest=binding.digest,
-                sql=ml.sql,
-            )
-        )
+    local = [t for t in local_conjuncts(scan, context.kinds, frozenset(column_map))]
+    terms = [ml.node for ml in analysis.predicates] + local
+    if terms and context.binder.describe(_terms_sql(scan, terms), None) is None:
+        # a column DuckDB binds elsewhere (an outer query, another table): not this scan's
+        reasons.append(f"{label}: its WHERE conjuncts do not bind to the scan's own columns")
+        return False
+    usable, bound = _bind_predicates(scan, analysis, types, column_map, paths[0], context)
     if not bound:
         return False
     bounds = {column_map.get(c.lower(), c): b for c, b in analysis.bounds.items()}
-    plans = planner.plan_files(paths, bound, bounds)
-    files.extend(FileReport.from_plan(p) for p in plans)
+    plans = context.planner.plan_files(paths, bound, bounds)
+    context.files.extend(FileReport.from_plan(p) for p in plans)
     for path, plan in zip(paths, plans, strict=True):
-        identities[path] = (
-            plan.identity if plan.identity is not None else _try_identity(planner, path)
+        context.identities[path] = (
+            plan.identity if plan.identity is not None else _try_identity(context.planner, path)
         )
     prunes = any(p.changes_anything for p in plans)
+    evaluate = context.evaluate
     if not prunes and evaluate is None:
         return False  # nothing to gain: the query runs as written
     # With batch evaluation, a scan gains even where nothing is pruned: the model runs
     # in large batches instead of DuckDB's per-chunk UDF calls.
-    filters = tuple(unqualified_sql(t) for t in local_conjuncts(scan, kinds, frozenset(column_map)))
+    filters = tuple(unqualified_sql(t) for t in local)
     scans = []
     gave_up = [False] * len(usable)  # a predicate found not selective in one file: all files
     for path, plan in zip(paths, plans, strict=True):
@@ -369,6 +412,89 @@ def _plan_scan(
         scans.append(FileScan(paths[0], (), tuple(() for _ in bound)))
     rewrite_scan(scan, scans, usable)
     return True
+
+
+def _terms_sql(scan: ParquetScan, terms: Sequence[exp.Expression]) -> str:
+    listed = ", ".join(t.sql(dialect="duckdb") for t in terms)
+    return f"SELECT {listed} FROM {scan.node.sql(dialect='duckdb')}"
+
+
+def _bind_predicates(
+    scan: ParquetScan,
+    analysis: ConjunctAnalysis,
+    types: Mapping[str, str],
+    column_map: Mapping[str, str],
+    first_path: str,
+    context: _ScanContext,
+) -> tuple[list[MLPredicate], list[BoundPredicate]]:
+    """The ML conjuncts that can be planned, and each bound to its model."""
+    reasons = context.reasons
+    label = ", ".join(scan.paths)
+    usable: list[MLPredicate] = []
+    bound: list[BoundPredicate] = []
+    for ml in analysis.predicates:
+        binding = context.functions[ml.function]
+        if binding.network is None:
+            # still planned: column bounds may prune, and batch evaluation applies
+            reasons.append(
+                f"{ml.sql}: model {binding.name} cannot be verified ({binding.unverifiable}); "
+                "only column bounds can prune"
+            )
+        if any(a is None for a in ml.args):
+            bad = [i + 1 for i, a in enumerate(ml.args) if a is None]
+            reasons.append(f"{ml.sql}: argument(s) {bad} are not affine in the columns of {label}")
+            continue
+        for position, arg in enumerate(ml.args, start=1):
+            for column in arg.columns:
+                kind = types.get(column.lower(), "")
+                if not _numeric_type(kind):
+                    raise ModelInputError(
+                        f"argument {position} of {ml.function}() uses column "
+                        f"{column_map.get(column.lower(), column)!r} of {first_path}, which is "
+                        f"{kind or 'not a column'}, not numeric; models take numbers "
+                        "(cast or encode the column first)"
+                    )
+        if ml.kind != "argmax":
+            exact = tuple(duckdb_double(v) for v in ml.value_sql)
+            if any(v is None for v in exact):
+                reasons.append(f"{ml.sql}: DuckDB does not read its constants as numbers")
+                continue
+            ml = dataclasses.replace(ml, values=exact)
+        why = _predicate_problem(ml, binding)
+        if why is not None:
+            reasons.append(f"{ml.sql}: {why}; run as written")
+            continue
+        usable.append(ml)
+        context.predicates.append(ml.sql)
+        bound.append(
+            BoundPredicate(
+                network=binding.network,
+                predicate=verifier_predicate(ml),
+                args=tuple(_rename(a, column_map) for a in ml.args),
+                digest=binding.digest,
+                sql=ml.sql,
+            )
+        )
+    return usable, bound
+
+
+_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+                  "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")  # fmt: skip
+
+
+def _numeric_type(duckdb_type: str) -> bool:
+    return duckdb_type.split("(")[0].upper() in _NUMERIC_TYPES
+
+
+def _predicate_problem(ml: MLPredicate, binding: ModelBinding) -> str | None:
+    """Why a comparison DuckDB evaluates is not one the planner models exactly."""
+    if ml.kind == "between" and ml.values[0] > ml.values[1]:
+        return "BETWEEN with low > high selects no row"
+    if ml.kind == "argmax":
+        outputs = binding.num_outputs
+        if not 0 <= int(ml.values[0]) < outputs:
+            return f"class {int(ml.values[0])} is not one of the model's {outputs} classes"
+    return None
 
 
 def _try_identity(planner: Planner, path: str) -> tuple | None:

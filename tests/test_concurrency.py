@@ -26,6 +26,7 @@ import pytest
 
 import mlskip
 import mlskip.query
+from mlskip.binder import Binder
 from mlskip.errors import SkippingFallbackWarning
 from mlskip.planner import Planner
 from mlskip.verifier import Network, ReLU
@@ -249,15 +250,20 @@ def test_planner_never_pairs_a_footer_with_another_files_identity(versions, tmp_
             time.sleep(0.002)
 
     def planning(_: int) -> None:
+        cursor = con.cursor()  # a DuckDB connection per thread, with the model functions
         for _ in range(30):
-            report = mlskip.query.plan_query(sql, dict(con._functions), planner)
+            report = mlskip.query.plan_query(
+                sql, dict(cursor._functions), planner, Binder(cursor.duckdb)
+            )
             plans.append((report.identities[0][1], report.files[0].row_groups))
 
     with ThreadPoolExecutor(3) as pool:
         pool.submit(writer)
-        for f in [pool.submit(planning, k) for k in range(2)]:
-            f.result()
-        stop.set()
+        try:
+            for f in [pool.submit(planning, k) for k in range(2)]:
+                f.result()
+        finally:
+            stop.set()
     assert len(plans) == 60
     # every plan describes the file its identity names (size tells old from new)
     assert all(groups[identity[1]] == row_groups for identity, row_groups in plans)

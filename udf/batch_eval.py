@@ -25,6 +25,7 @@ from mlskip.query import EvaluationTask
 from mlskip.rules.rewrite import ranges_condition
 from mlskip.udf.model import SqlModel
 from mlskip.udf.runtime import Runner
+from mlskip.verifier import Predicate
 
 BATCH_ROWS = 1 << 16  # rows fetched from DuckDB at a time
 MODEL_ROWS = 8192  # rows per model call: larger batches fall out of cache and run slower
@@ -41,22 +42,7 @@ def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
 
 def qualifies(out: np.ndarray, kind: str, values: tuple[float, ...]) -> np.ndarray:
     """Rows whose model output satisfies the comparison, as DuckDB decides it."""
-    if kind == "argmax":
-        return np.argmax(out, axis=1) == int(values[0])
-    y = out[:, 0].astype(np.float64)
-    nan = np.isnan(y)
-    with np.errstate(invalid="ignore"):
-        if kind == "gt":
-            return (y > values[0]) | nan
-        if kind == "ge":
-            return (y >= values[0]) | nan
-        if kind == "lt":
-            return y < values[0]
-        if kind == "le":
-            return y <= values[0]
-        if kind == "between":
-            return (y >= values[0]) & (y <= values[1])
-    raise ValueError(f"unknown comparison {kind!r}")
+    return Predicate.comparison(kind, values).holds(out)
 
 
 class BatchEvaluator:
@@ -64,7 +50,8 @@ class BatchEvaluator:
 
     ``models`` maps SQL function names to the model and a batch runner factory.
     The last ``keep`` result relations stay registered (a relation returned by
-    ``sql`` may still read them).
+    ``sql`` may still read them), and every one registered since ``begin_query``
+    (a glob of many files needs one per file and predicate).
     """
 
     def __init__(
@@ -77,7 +64,13 @@ class BatchEvaluator:
         self._lookup = lookup
         self._registered: deque[str] = deque()
         self._keep = keep
+        self._in_query = 0  # registered for the query being planned: never dropped before it runs
         self._lock = threading.Lock()
+
+    def begin_query(self) -> None:
+        """Mark the start of a query's planning: older results may be dropped again."""
+        with self._lock:
+            self._in_query = 0
 
     def __call__(self, task: EvaluationTask) -> str | None:
         found = self._lookup(task.function)
@@ -148,6 +141,7 @@ class BatchEvaluator:
         with self._lock:
             self._con.register(name, table)
             self._registered.append(name)
-            while len(self._registered) > self._keep:
+            self._in_query += 1
+            while len(self._registered) > max(self._keep, self._in_query):
                 self._con.unregister(self._registered.popleft())
         return name

@@ -39,10 +39,11 @@ from typing import Any
 
 import duckdb
 
+from mlskip.binder import Binder
 from mlskip.errors import ModelInputError, SkippingFallbackWarning
 from mlskip.planner import Planner
-from mlskip.query import ModelBinding, expand_paths, has_glob, plan_query
-from mlskip.remote import S3Options, is_s3, load_httpfs
+from mlskip.query import ModelBinding, plan_query
+from mlskip.remote import S3Options, load_httpfs
 from mlskip.report import SkippingReport
 from mlskip.udf.batch_eval import BatchEvaluator
 from mlskip.udf.functions import (
@@ -99,7 +100,8 @@ class Connection:
         self.threads = threads
         self._results: deque[str] = deque()
         self._released: set[str] = set()
-        self._evaluator = BatchEvaluator(self.duckdb, self._batch_model)
+        self._batch = BatchEvaluator(self.duckdb, self._batch_model)
+        self._evaluator = self._batch  # what evaluates tasks (tests wrap it)
         if _parent is not None:  # a cursor: share models, functions and caches
             self.planner = _parent.planner
             self.models = _parent.models
@@ -107,6 +109,7 @@ class Connection:
             self._runners = _parent._runners
             self._lock = _parent._lock
             self._httpfs = _parent._httpfs
+            self._generation = _parent._generation
             return
         self.planner = Planner(verifier, s3=s3, footer_key=footer_key)
         self.models: dict[str, SqlModel] = {}
@@ -114,6 +117,7 @@ class Connection:
         self._runners: dict[str, Runner] = {}
         self._lock = threading.Lock()
         self._httpfs = [False]  # shared by cursors: httpfs loaded in this database
+        self._generation = [0]  # shared by cursors: bumped by every register_model
         if self.planner.s3 is not None:
             self._load_httpfs()
             self.duckdb.execute(self.planner.s3.duckdb_secret_sql())
@@ -147,15 +151,20 @@ class Connection:
         *,
         backend: str | None = None,
         threads: int | None = None,
+        replace: bool = False,
     ) -> SqlModel:
         """Make ``model`` callable in SQL as ``name(x1, ..., xn)`` (and
         ``name_class(...)`` for classifiers). ``model``: ONNX path or bytes, a
-        torch module, or an ``mlskip.verifier.Network``."""
+        torch module, or an ``mlskip.verifier.Network``. A name already registered
+        needs ``replace=True``; a name DuckDB already knows (a builtin function, a
+        macro, another Python function) is refused: DuckDB would then pick between
+        them by argument types."""
         fname = check_function_name(name)
         prepared = prepare_model(model, inputs, name=fname)
         runner = make_runner(prepared, backend or self.backend, threads or self.threads)
         with self._lock:
             previous = self.models.get(fname)
+            self._check_name_free(fname, prepared, previous, replace)
             register_functions(self.duckdb, fname, prepared, runner)
             if previous is not None and previous.is_classifier and not prepared.is_classifier:
                 # the old model's argmax function would run the old model, planned as the new
@@ -169,6 +178,7 @@ class Connection:
                     del self._functions[key]  # in place: cursors share this dict
             common = dict(
                 num_inputs=prepared.num_inputs,
+                num_outputs=prepared.num_outputs,
                 network=prepared.network,
                 digest=prepared.digest,
                 unverifiable=prepared.unverifiable,
@@ -181,7 +191,29 @@ class Connection:
                 self._functions[fname] = ModelBinding(name=fname, kind="vector", **common)
             else:
                 self._functions[fname] = ModelBinding(name=fname, kind="value", **common)
+            self._generation[0] += 1
         return prepared
+
+    def _check_name_free(
+        self, fname: str, prepared: SqlModel, previous: SqlModel | None, replace: bool
+    ) -> None:
+        if fname in self._functions and previous is None:
+            raise ModelInputError(
+                f"model name {fname!r} is the class function of another registered model"
+            )
+        if previous is not None and not replace:
+            raise ModelInputError(
+                f"a model is already registered as {fname!r}; pass replace=True to replace it"
+            )
+        ours = {fname, class_function_name(fname)} if previous is not None else set()
+        ours |= {n for n in self._functions}
+        wanted = [fname] + ([class_function_name(fname)] if prepared.is_classifier else [])
+        taken = sorted(Binder(self.duckdb).function_names(wanted) - ours)
+        if taken:
+            raise ModelInputError(
+                f"model name {fname!r}: DuckDB already has a function or macro named "
+                f"{taken[0]!r}; choose another name"
+            )
 
     def register_models_dir(self, directory: str | os.PathLike) -> list[str]:
         """Register every ``*.onnx`` file in ``directory`` under its file stem."""
@@ -204,27 +236,17 @@ class Connection:
             return self.models[name], self._runners[name]
 
     # ------------------------------------------------------------------ queries
-    def _expand(self, pattern: str) -> list[str]:
-        """Files of a path or glob; ``s3://`` globs are listed by DuckDB itself, so the
-        planned files are exactly those DuckDB would read."""
-        if is_s3(pattern) and has_glob(pattern):
-            cursor = self.duckdb.cursor()
-            try:
-                rows = cursor.execute(
-                    "SELECT file FROM glob(?) ORDER BY file", [pattern]
-                ).fetchall()
-            finally:
-                cursor.close()
-            return [r[0] for r in rows]
-        return expand_paths(pattern)
-
-    def _report(self, query: str, evaluate: bool) -> SkippingReport:
+    def _report(self, query: str, evaluate: bool, params: Any = None) -> SkippingReport:
         if _S3_PATH.search(query):
             self._load_httpfs()
         with self._lock:
             functions = dict(self._functions)
         evaluator = self._evaluate_task if evaluate and self.batch_evaluation else None
-        return plan_query(query, functions, self.planner, self._expand, evaluate=evaluator)
+        if evaluator is not None:
+            self._batch.begin_query()
+        return plan_query(
+            query, functions, self.planner, Binder(self.duckdb), evaluate=evaluator, params=params
+        )
 
     def _evaluate_task(self, task: Any) -> str | None:
         """Batch evaluation, or None (the SQL function then runs in the query) when
@@ -234,16 +256,17 @@ class Connection:
         except duckdb.Error:
             return None
 
-    def explain_skipping(self, query: str) -> SkippingReport:
-        """What skipping would do for ``query`` (nothing is executed; only footers are read)."""
-        return self._report(query, evaluate=False)
+    def explain_skipping(self, query: str, params: Any = None) -> SkippingReport:
+        """What skipping would do for ``query`` (nothing is executed; only footers are read,
+        and DuckDB binds the query to learn its columns)."""
+        return self._report(query, evaluate=False, params=params)
 
-    def rewrite(self, query: str) -> str:
+    def rewrite(self, query: str, params: Any = None) -> str:
         """The SQL that ``sql``/``execute`` run for ``query`` (ML predicates of planned
         scans are evaluated in advance when ``batch_evaluation`` is on)."""
         if not self.skipping:
             return query
-        return self._report(query, evaluate=True).sql
+        return self._report(query, evaluate=True, params=params).sql
 
     def changed_files(self, report: SkippingReport) -> list[str]:
         """Planned files whose identity is no longer the one they were planned for."""
@@ -265,13 +288,15 @@ class Connection:
         if not self.skipping:
             return self._sql_as_written(query, params)
         for _ in range(ATTEMPTS):
-            report = self._report(query, evaluate=True)
+            generation = self._generation[0]
+            report = self._report(query, evaluate=True, params=params)
             if not report.identities or not report.is_query:
                 # nothing planned (only queries are): DuckDB runs it as written, lazily
                 return self._sql_as_written(query, params)
             name = f"__mlskip_result_{next(_results)}"
             self._remember(name)
-            if self._run_checked(report, f"CREATE TEMP TABLE {name} AS {report.sql}", params):
+            sql = f"CREATE TEMP TABLE {name} AS {report.sql}"
+            if self._run_checked(report, sql, params, generation):
                 return self._result(name, report.sql)
             self.duckdb.execute(f"DROP TABLE IF EXISTS {name}")
         self._give_up(query)
@@ -302,31 +327,38 @@ class Connection:
             self.duckdb.execute(query, parameters)
             return self
         for _ in range(ATTEMPTS):
-            report = self._report(query, evaluate=True)
+            generation = self._generation[0]
+            report = self._report(query, evaluate=True, params=parameters)
             if not report.identities or not report.is_query:
                 self.duckdb.execute(query, parameters)
                 return self
-            if self._run_checked(report, report.sql, parameters):  # results are materialized
+            if self._run_checked(report, report.sql, parameters, generation):  # materialized
                 return self
         self._give_up(query)
         self.duckdb.execute(query, parameters)
         return self
 
-    def _run_checked(self, report: SkippingReport, sql: str, params: Any) -> bool:
-        """Run the rewritten ``sql``; False when a planned file changed meanwhile (also
-        when the change made DuckDB fail): the result must not be used."""
+    def _run_checked(self, report: SkippingReport, sql: str, params: Any, generation: int) -> bool:
+        """Run the rewritten ``sql``; False when a planned file changed meanwhile, or a
+        model was registered again (also when the change made DuckDB fail): the plan
+        may not match what ran, so the result must not be used."""
+
+        def stale() -> bool:
+            return self._generation[0] != generation or bool(self.changed_files(report))
+
         try:
             self.duckdb.execute(sql, params)
         except duckdb.Error:
-            if self.changed_files(report):
+            if stale():
                 return False
             raise
-        return not self.changed_files(report)
+        return not stale()
 
     @staticmethod
     def _give_up(query: str) -> None:
         warnings.warn(
-            f"files kept changing while planned queries ran; running without skipping: {query}",
+            "files or models kept changing while planned queries ran; running without "
+            f"skipping: {query}",
             SkippingFallbackWarning,
             stacklevel=3,
         )

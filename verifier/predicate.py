@@ -104,17 +104,41 @@ class Predicate:
     ) -> Predicate:
         return cls(op, t, high, coef=tuple(np.asarray(coef, dtype=float).tolist()))
 
-    # evaluation on concrete outputs
+    @classmethod
+    def comparison(cls, kind: str, values: tuple[float, ...]) -> Predicate:
+        """The predicate of an SQL comparison: ``kind`` is ``gt ge lt le between argmax``."""
+        if kind == "argmax":
+            return cls.argmax(int(values[0]))
+        if kind == "between":
+            return cls.between(values[0], values[1])
+        if kind not in ("gt", "ge", "lt", "le"):
+            raise PredicateError(f"unknown comparison {kind!r}")
+        return getattr(cls, kind)(values[0])
+
+    # evaluation on concrete outputs: the one definition of predicate truth
     def holds(self, y: np.ndarray) -> np.ndarray:
-        """Whether the predicate holds for output rows ``y [n, k]`` (as the SQL would test)."""
+        """Whether the predicate holds for output rows ``y [n, k]``, as DuckDB decides it.
+
+        DuckDB orders NaN above every number, so ``NaN > t`` and ``NaN >= t`` hold while
+        ``NaN < t``, ``NaN <= t`` and ``NaN BETWEEN lo AND hi`` do not; the class is the
+        first maximal index, as the SQL class function returns it (numpy's argmax, which
+        also takes the first NaN as maximal)."""
         y = np.asarray(y)
         if self.op == "argmax":
             return np.argmax(y, axis=1) == self.label
         v = y.astype(np.float64) @ self._c(y.shape[1])
         t, h = self.threshold, self.high
-        return {">": v > t, ">=": v >= t, "<": v < t, "<=": v <= t, "between": (v >= t) & (v <= h)}[
-            self.op
-        ]
+        nan = np.isnan(v)
+        with np.errstate(invalid="ignore"):
+            if self.op == ">":
+                return (v > t) | nan
+            if self.op == ">=":
+                return (v >= t) | nan
+            if self.op == "<":
+                return v < t
+            if self.op == "<=":
+                return v <= t
+            return (v >= t) & (v <= h)
 
     def _c(self, k: int) -> np.ndarray:
         if self.coef is not None:

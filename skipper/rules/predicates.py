@@ -110,11 +110,9 @@ def _scan_column(node: exp.Column, scan: ParquetScan, columns: frozenset[str] | 
     qualifier = node.table
     if qualifier:
         return node.name if scan.alias and qualifier.lower() == scan.alias.lower() else None
-    if scan.only_table:
-        return node.name
-    if columns is not None and node.name.lower() in columns:
-        return node.name
-    return None
+    if columns is None:
+        return node.name if scan.only_table else None
+    return node.name if node.name.lower() in columns else None
 
 
 def affine(
@@ -188,6 +186,8 @@ def _ml_predicate(
         call = _model_call(term.this, functions)
         if call is None:
             return None
+        if functions[str(call.this).lower()] != "value":
+            return f"{term.sql(dialect='duckdb')}: BETWEEN on a function that is not a number model"
         lo, hi = number(term.args["low"]), number(term.args["high"])
         if lo is None or hi is None:
             return f"{term.sql(dialect='duckdb')}: BETWEEN bounds are not numeric constants"

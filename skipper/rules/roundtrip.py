@@ -22,7 +22,9 @@ _LOCAL = threading.local()
 _IGNORED_KEYS = {"query_location"}
 
 
-def _parse_tree(sql: str) -> Any | None:
+def duckdb_tree(sql: str) -> Any | None:
+    """DuckDB's parse tree of ``sql`` (source positions removed), or None when DuckDB
+    cannot serialize it (a parse error, or not a SELECT)."""
     con = getattr(_LOCAL, "con", None)
     if con is None:
         con = _LOCAL.con = duckdb.connect()
@@ -58,5 +60,5 @@ def duckdb_double(literal_sql: str) -> float | None:
 
 def faithful(original: str, regenerated: str) -> bool:
     """True when DuckDB parses both statements to the same tree."""
-    a = _parse_tree(original)
-    return a is not None and a == _parse_tree(regenerated)
+    a = duckdb_tree(original)
+    return a is not None and a == duckdb_tree(regenerated)

@@ -1,0 +1,66 @@
+"""Ask DuckDB, never guess: the facts the planner needs from the engine that runs the query.
+
+Column names and types of a scan or a whole query (DuckDB's binder, through
+``DESCRIBE``), the files a glob names (DuckDB's ``glob()``, which also lists
+dot-files), whether a name is taken by a table, view or function. Everything runs on the user's own
+connection, so temporary views, registered relations, macros and settings are
+those the query will see. Nothing here reads data: binding only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+Schema = tuple[tuple[str, str], ...]  # (column name, DuckDB type) in order
+
+
+class Binder:
+    """Binding-only questions to one DuckDB connection (the one the query runs on)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+
+    def describe(self, sql: str, params: Any = None) -> Schema | None:
+        """Output columns of the query ``sql`` as DuckDB binds it, or None if it does not bind."""
+        try:
+            rows = self._con.execute(f"DESCRIBE {sql}", params).fetchall()
+        except duckdb.Error:
+            return None
+        return tuple((str(r[0]), str(r[1])) for r in rows)
+
+    def glob(self, pattern: str) -> list[str]:
+        """The files DuckDB reads for ``pattern``, in its order (a path without wildcards is
+        returned as is: DuckDB opens it as written)."""
+        if not any(ch in pattern for ch in "*?["):
+            return [pattern]
+        cursor = self._con.cursor()
+        try:
+            return [r[0] for r in cursor.execute("SELECT file FROM glob(?)", [pattern]).fetchall()]
+        finally:
+            cursor.close()
+
+    def relation_named(self, name: str) -> bool:
+        """Whether a table or view (also temporary, or a registered Python object) is named
+        ``name``: DuckDB then reads it instead of a file of that name."""
+        rows = self._con.execute(
+            "SELECT 1 FROM duckdb_tables() WHERE lower(table_name) = lower(?) "
+            "UNION ALL SELECT 1 FROM duckdb_views() WHERE lower(view_name) = lower(?)",
+            [name, name],
+        ).fetchall()
+        return bool(rows)
+
+    def function_names(self, names: Sequence[str]) -> set[str]:
+        """Those of ``names`` (lower case) that DuckDB already knows as functions or macros."""
+        wanted = [n.lower() for n in names]
+        rows = self._con.execute(
+            "SELECT DISTINCT lower(function_name) FROM duckdb_functions() "
+            "WHERE lower(function_name) IN (SELECT unnest(?))",
+            [wanted],
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def setting(self, name: str) -> Any:
+        return self._con.execute("SELECT current_setting(?)", [name]).fetchone()[0]
