@@ -9,6 +9,7 @@ report says why.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -167,7 +168,17 @@ def _glob_regex(pattern: str) -> re.Pattern:
 
 
 def _rename(arg: AffineArg, names: Mapping[str, str]) -> AffineArg:
-    return AffineArg(tuple((names.get(c.lower(), c), w) for c, w in arg.coeffs), arg.const)
+    """The argument with its columns named as in the files."""
+
+    def rename(expr: tuple | None) -> tuple | None:
+        if expr is None or expr[0] == "num":
+            return expr
+        if expr[0] == "col":
+            return ("col", expr[1], names.get(expr[2].lower(), expr[2]))
+        return (*expr[:2], *(rename(p) for p in expr[2:]))
+
+    coeffs = tuple((names.get(c.lower(), c), w) for c, w in arg.coeffs)
+    return AffineArg(coeffs, arg.const, rename(arg.expr))
 
 
 # read_parquet options a per-file rewrite keeps with the same meaning (checked again by
@@ -356,13 +367,22 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
     column_map = {name.lower(): name for name, _ in schema}
     analysis = analyse_where(scan, context.kinds, frozenset(column_map))
     reasons.extend(analysis.ignored)
+    if not analysis.predicates:
+        return False
     local = [t for t in local_conjuncts(scan, context.kinds, frozenset(column_map))]
-    terms = [ml.node for ml in analysis.predicates] + local
-    if terms and context.binder.describe(_terms_sql(scan, terms), None) is None:
-        # a column DuckDB binds elsewhere (an outer query, another table): not this scan's
+    terms = [t.sql(dialect="duckdb") for t in [ml.node for ml in analysis.predicates] + local]
+    texts = list(dict.fromkeys(t for ml in analysis.predicates for a in ml.args if a
+                               for t in _step_texts(a.expr)))  # fmt: skip
+    # one DESCRIBE: every conjunct binds to the scan's own columns (not to an outer query's
+    # or another table's), and DuckDB's type of every step of every model argument
+    bound_terms = context.binder.describe(
+        f"SELECT {', '.join(terms + texts)} FROM {scan.node.sql(dialect='duckdb')}", None
+    )
+    if bound_terms is None or len(bound_terms) != len(terms) + len(texts):
         reasons.append(f"{label}: its WHERE conjuncts do not bind to the scan's own columns")
         return False
-    usable, bound = _bind_predicates(scan, analysis, types, column_map, paths[0], context)
+    steps = {t: kind for t, (_, kind) in zip(texts, bound_terms[len(terms) :], strict=True)}
+    usable, bound = _bind_predicates(scan, analysis, types, steps, column_map, paths[0], context)
     if not bound:
         return False
     bounds = {column_map.get(c.lower(), c): b for c, b in analysis.bounds.items()}
@@ -414,15 +434,53 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
     return True
 
 
-def _terms_sql(scan: ParquetScan, terms: Sequence[exp.Expression]) -> str:
-    listed = ", ".join(t.sql(dialect="duckdb") for t in terms)
-    return f"SELECT {listed} FROM {scan.node.sql(dialect='duckdb')}"
+def _step_texts(expr: tuple | None) -> list[str]:
+    if expr is None:
+        return []
+    texts = [expr[1]]
+    if expr[0] not in ("col", "num"):
+        for part in expr[2:]:
+            texts += _step_texts(part)
+    return texts
+
+
+def _typed(expr: tuple, steps: Mapping[str, str]) -> tuple | None:
+    """``expr`` with DuckDB's type of each step (None where a step is not modelled: a
+    non-numeric type, or a division DuckDB does not compute in floating point)."""
+    op, text = expr[0], expr[1]
+    kind = steps.get(text)
+    if kind is None or not _numeric_type(kind):
+        return None
+    if op == "col":
+        return ("col", kind, expr[2])
+    if op == "num":
+        value = duckdb_double(expr[2])
+        return ("num", kind, value) if value is not None and math.isfinite(value) else None
+    if op == "div" and kind.upper() not in ("FLOAT", "DOUBLE"):
+        return None  # integer division (integer_division, //) or rounded DECIMAL quotients
+    parts = [_typed(p, steps) for p in expr[2:]]
+    if any(p is None for p in parts):
+        return None
+    return (op, kind, *parts)
+
+
+def _typed_arg(arg: AffineArg, steps: Mapping[str, str]) -> AffineArg | None:
+    """The argument with its steps typed, converted to DOUBLE as the SQL function takes it."""
+    if arg.expr is None:
+        return arg
+    typed = _typed(arg.expr, steps)
+    if typed is None:
+        return None
+    if typed[1].upper() != "DOUBLE":
+        typed = ("cast", "DOUBLE", typed)
+    return dataclasses.replace(arg, expr=typed)
 
 
 def _bind_predicates(
     scan: ParquetScan,
     analysis: ConjunctAnalysis,
     types: Mapping[str, str],
+    steps: Mapping[str, str],
     column_map: Mapping[str, str],
     first_path: str,
     context: _ScanContext,
@@ -454,6 +512,14 @@ def _bind_predicates(
                         f"{kind or 'not a column'}, not numeric; models take numbers "
                         "(cast or encode the column first)"
                     )
+        typed = tuple(_typed_arg(a, steps) for a in ml.args)
+        if any(a is None for a in typed):
+            reasons.append(
+                f"{ml.sql}: an argument is computed in a way the planner does not model "
+                "(a non-numeric step, or an integer or DECIMAL division); run as written"
+            )
+            continue
+        ml = dataclasses.replace(ml, args=typed)
         if ml.kind != "argmax":
             exact = tuple(duckdb_double(v) for v in ml.value_sql)
             if any(v is None for v in exact):

@@ -3,11 +3,12 @@
 A model argument that is a plain column takes that column's min-max box
 (cut by the bounds implied by ordinary conjuncts such as ``a < 10``) and the
 stored polygons of column pairs that are both plain arguments. An affine
-argument ``sum(w * col) + c`` takes the interval-arithmetic range of its
-columns' boxes, widened outward by more than the rounding of both our
-arithmetic and DuckDB's evaluation of the same expression (each at most
-(n + 1) units of roundoff times the sum of term magnitudes; we widen by
-twice (n + 2) units).
+argument such as ``(a + 1e17) - 1e17`` takes the interval-arithmetic range of
+its expression evaluated step by step as DuckDB evaluates it: each step in the
+type DuckDB gives it (FLOAT, DOUBLE, DECIMAL, integers), operands and result
+widened outward past that type's rounding, so values DuckDB rounds (here to
+multiples of 16) stay inside; a step that may give NaN (``0 * inf``,
+``inf - inf``) makes the row group undecidable.
 
 SQL bounds that leave a column's box empty prove the row group empty, except
 where NaN rows (outside every box) would pass them: DuckDB orders NaN above
@@ -64,8 +65,10 @@ class Regions:
     has_nulls: np.ndarray
 
 
-def _interval(arg: AffineArg, box: Mapping[str, tuple[float, float]]) -> tuple[float, float]:
-    """Outward-rounded range of an affine argument over a box."""
+def _interval(arg: AffineArg, box: Mapping[str, tuple[float, float]]) -> tuple[float, float, bool]:
+    """Outward-rounded range of an argument over a box, and whether it may be NaN."""
+    if arg.expr is not None:
+        return expression_interval(arg.expr, box)
     lo = hi = arg.const
     magnitude = abs(arg.const)
     for column, weight in arg.coeffs:
@@ -77,9 +80,87 @@ def _interval(arg: AffineArg, box: Mapping[str, tuple[float, float]]) -> tuple[f
         hi += max(ends)
         magnitude += abs(weight) * max(abs(a), abs(b))
     if arg.plain_column is not None:
-        return lo, hi
+        return lo, hi, False
     slack = 2.0 * (len(arg.coeffs) + 2) * EPS * magnitude + 1e-300
-    return lo - slack, hi + slack
+    return lo - slack, hi + slack, math.isnan(lo) or math.isnan(hi)
+
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _rounding(duckdb_type: str) -> tuple[float, float]:
+    """(relative, absolute) error of rounding an exact value to ``duckdb_type``, with room
+    for our own float64 rounding of the interval's ends."""
+    base = duckdb_type.split("(")[0].upper()
+    if base == "FLOAT":
+        return 2.0**-22, 2.0**-140
+    if base == "DECIMAL":
+        scale = int(duckdb_type.rstrip(")").split(",")[1])
+        return 2.0**-50, 10.0 ** (-scale)
+    return 2.0**-50, 1e-300  # DOUBLE; integers are exact (our ends still round)
+
+
+def _widen(lo: float, hi: float, duckdb_type: str) -> tuple[float, float]:
+    rel, absolute = _rounding(duckdb_type)
+    if math.isfinite(lo):
+        lo -= abs(lo) * rel + absolute
+    if math.isfinite(hi):
+        hi += abs(hi) * rel + absolute
+    if duckdb_type.upper() == "FLOAT":  # float32 overflows to infinity
+        lo = -math.inf if lo < -F32_MAX else min(lo, F32_MAX)
+        hi = math.inf if hi > F32_MAX else max(hi, -F32_MAX)
+    return lo, hi
+
+
+def expression_interval(
+    expr: tuple, box: Mapping[str, tuple[float, float]]
+) -> tuple[float, float, bool]:
+    """Range of a typed argument expression (``AffineArg.expr``) over a box, as DuckDB
+    computes it: each step's operands converted to the step's type and its result
+    rounded to that type, both widened outward; and whether the result may be NaN
+    (``inf - inf``, ``0 * inf``), which no interval can hold."""
+    op, kind = expr[0], expr[1]
+    if op == "col":
+        lo, hi = box.get(expr[2], (-math.inf, math.inf))
+        return lo, hi, False
+    if op == "num":
+        lo, hi = _widen(expr[2], expr[2], "DOUBLE")  # DuckDB's exact literal lies within
+        return lo, hi, False
+    parts = [expression_interval(e, box) for e in expr[2:]]
+    nan = any(p[2] for p in parts)
+    ends = [_widen(p[0], p[1], kind) for p in parts]  # operands converted to the step's type
+    if nan:
+        return -math.inf, math.inf, True
+    if op == "cast":
+        return (*ends[0], False)
+    if op == "neg":
+        return -ends[0][1], -ends[0][0], False
+    (a, b), (c, d) = ends
+    with np.errstate(invalid="ignore", over="ignore"):
+        if op == "add":
+            nan |= (a == -math.inf and d == math.inf) or (b == math.inf and c == -math.inf)
+            lo, hi = a + c, b + d
+        elif op == "sub":
+            nan |= (a == -math.inf and c == -math.inf) or (b == math.inf and d == math.inf)
+            lo, hi = a - d, b - c
+        else:
+            if op == "div":  # by a constant that is not zero (see predicates.affine)
+                if c <= 0.0 <= d:
+                    return -math.inf, math.inf, True
+                c, d = 1.0 / d, 1.0 / c
+                c, d = _widen(c, d, "DOUBLE")
+            products = np.array([a * c, a * d, b * c, b * d], dtype=np.float64)
+            infinite = (math.isinf(a) or math.isinf(b), math.isinf(c) or math.isinf(d))
+            nan |= (a <= 0.0 <= b and infinite[1]) or (c <= 0.0 <= d and infinite[0])
+            nan |= bool(np.isnan(products).any())
+            products = products[~np.isnan(products)]
+            if not len(products):
+                return -math.inf, math.inf, True
+            lo, hi = float(products.min()), float(products.max())
+    lo, hi = _widen(float(lo), float(hi), kind)
+    if nan or math.isnan(lo) or math.isnan(hi):
+        return -math.inf, math.inf, True
+    return lo, hi, False
 
 
 def build_regions(
@@ -119,7 +200,8 @@ def build_regions(
         if empty[g]:
             continue
         for k, arg in enumerate(args):
-            lower[g, k], upper[g, k] = _interval(arg, box)
+            lower[g, k], upper[g, k], nan = _interval(arg, box)
+            untrusted[g] |= nan
     pairs, halfspaces = _pair_halfspaces(groups, args)
     return Regions(lower, upper, pairs, halfspaces, empty, all_null, untrusted, has_nulls)
 

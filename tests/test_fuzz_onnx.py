@@ -86,7 +86,7 @@ def register_outcome(con, data) -> tuple[str, str]:
     ``con.register_model``; "ort-leak": an exception raised inside onnxruntime escaped."""
     try:
         with time_limit(CASE_SECONDS):
-            model = con.register_model("m", data)
+            model = con.register_model("m", data, replace=True)
     except CaseTimeout:
         pytest.fail("register_model hung")
     except MlskipError as error:

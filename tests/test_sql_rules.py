@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import sqlglot
 
+from mlskip.regions import expression_interval
 from mlskip.rules.predicates import AffineArg, analyse_where
 from mlskip.rules.rewrite import FileScan, ranges_condition, rewrite_scan, sql_string
 from mlskip.rules.scans import find_parquet_scans
@@ -60,7 +62,8 @@ def test_ml_predicates_of_every_kind_are_extracted():
         ("argmax", (2.0,)),
         ("between", (3.0, 3.0)),
     ]
-    assert found[2].args[1] == AffineArg((("b", -1.0),), 0.0)
+    assert (found[2].args[1].coeffs, found[2].args[1].const) == ((("b", -1.0),), 0.0)
+    assert found[2].args[1].expr == ("neg", "-b", ("col", "b", "b"))  # DuckDB's steps
 
 
 def test_affine_arguments_are_linearised():
@@ -68,9 +71,28 @@ def test_affine_arguments_are_linearised():
         "SELECT * FROM 'x.parquet' t WHERE risk(2 * t.a + 1, (b - a) / 4, CAST(c AS DOUBLE)) > 0"
     )
     (pred,) = analyse_where(scan, FUNCTIONS).predicates
-    assert pred.args[0] == AffineArg((("a", 2.0),), 1.0)
+    assert (pred.args[0].coeffs, pred.args[0].const) == ((("a", 2.0),), 1.0)
     assert dict(pred.args[1].coeffs) == {"b": 0.25, "a": -0.25}
     assert pred.args[2].plain_column == "c"
+
+
+def test_argument_intervals_follow_duckdb_rounding_and_nan():
+    """(a + 1e17) - 1e17 is a in exact arithmetic, but DuckDB rounds to multiples of 16
+    (110 becomes 112);
+    0 * a is NaN where a is infinite."""
+    box = {"a": (0.0, 110.0)}
+    rounded = ("sub", "DOUBLE", ("add", "DOUBLE", ("col", "DOUBLE", "a"), ("num", "DOUBLE", 1e17)),
+               ("num", "DOUBLE", 1e17))  # fmt: skip
+    lo, hi, nan = expression_interval(rounded, box)
+    computed = (np.linspace(0.0, 110.0, 110_001) + 1e17) - 1e17  # float64, as DuckDB does
+    assert computed.max() > 110.0  # rounding leaves the box of a
+    assert lo <= computed.min() and hi >= computed.max() and not nan
+    zero = ("mul", "DOUBLE", ("num", "INTEGER", 0.0), ("col", "DOUBLE", "a"))
+    assert expression_interval(zero, box)[2] is False
+    assert expression_interval(zero, {"a": (0.0, float("inf"))})[2] is True
+    # float32 steps round to float32 and overflow to infinity
+    f32 = ("add", "FLOAT", ("col", "FLOAT", "a"), ("col", "FLOAT", "a"))
+    assert expression_interval(f32, {"a": (0.0, 3e38)})[1] == float("inf")
 
 
 def test_non_affine_arguments_give_none():

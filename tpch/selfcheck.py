@@ -622,7 +622,7 @@ def _query_and_check(
     if recorder is not None:
         recorder.calls.clear()
     for con in cons.values():
-        con.register_model("m", net)
+        con.register_model("m", net, replace=True)  # one model per trial, same name
     answers = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

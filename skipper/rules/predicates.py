@@ -18,15 +18,29 @@ from mlskip.rules.scans import ParquetScan
 
 @dataclass(frozen=True)
 class AffineArg:
-    """A model argument ``sum(coef * column) + const``, columns as written in SQL."""
+    """A model argument ``sum(coef * column) + const``, columns as written in SQL.
+
+    ``expr`` is the expression as DuckDB evaluates it, step by step (see
+    ``mlskip.regions.expression_interval``): nested tuples ``("col", type,
+    name)``, ``("num", type, value)``, ``("neg" | "cast", type, x)`` and
+    ``("add" | "sub" | "mul" | "div", type, x, y)``, where ``type`` is the
+    DuckDB type of that step's result (as SQL text until the planner asks
+    DuckDB for it). None for a plain column given by name (the Arrow scans).
+    """
 
     coeffs: tuple[tuple[str, float], ...]
     const: float
+    expr: tuple | None = None
 
     @property
     def plain_column(self) -> str | None:
-        """The column when the argument is just that column, else None."""
-        if len(self.coeffs) == 1 and self.coeffs[0][1] == 1.0 and self.const == 0.0:
+        """The column when the argument is just that column's value, else None."""
+        if len(self.coeffs) != 1 or self.coeffs[0][1] != 1.0 or self.const != 0.0:
+            return None
+        node = self.expr
+        while node is not None and node[0] == "cast":
+            node = node[2]
+        if node is None or node[0] == "col":
             return self.coeffs[0][0]
         return None
 
@@ -118,52 +132,65 @@ def _scan_column(node: exp.Column, scan: ParquetScan, columns: frozenset[str] | 
 def affine(
     node: exp.Expression, scan: ParquetScan, columns: frozenset[str] | None = None
 ) -> AffineArg | None:
-    """``node`` as an affine function of the scan's columns, or None."""
+    """``node`` as an affine function of the scan's columns, or None.
+
+    The result's ``expr`` records every step with its SQL text in the type slot."""
     while isinstance(node, exp.Paren):
         node = node.this
+    text = node.sql(dialect="duckdb")
     value = number(node)
     if value is not None:
-        return AffineArg((), value)
+        return AffineArg((), value, ("num", text, text))
     if isinstance(node, exp.Column):
         name = _scan_column(node, scan, columns)
-        return AffineArg(((name, 1.0),), 0.0) if name else None
+        return AffineArg(((name, 1.0),), 0.0, ("col", text, name)) if name else None
     if isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.DOUBLE:
-        return affine(node.this, scan, columns)
+        inner = affine(node.this, scan, columns)
+        return _step("cast", text, inner, inner) if inner else None
     if isinstance(node, exp.Neg):
         inner = affine(node.this, scan, columns)
-        return _scale(inner, -1.0) if inner else None
+        return _step("neg", text, _scale(inner, -1.0), inner) if inner else None
     if isinstance(node, (exp.Add, exp.Sub)):
         left, right = affine(node.this, scan, columns), affine(node.expression, scan, columns)
         if left is None or right is None:
             return None
-        return _add(left, _scale(right, -1.0) if isinstance(node, exp.Sub) else right)
+        op = "sub" if isinstance(node, exp.Sub) else "add"
+        total = _add(left, _scale(right, -1.0) if op == "sub" else right)
+        return _step(op, text, total, left, right)
     if isinstance(node, exp.Mul):
-        left, right = number(node.this), number(node.expression)
-        if left is not None:
-            inner = affine(node.expression, scan, columns)
-            return _scale(inner, left) if inner else None
-        if right is not None:
-            inner = affine(node.this, scan, columns)
-            return _scale(inner, right) if inner else None
+        left, right = affine(node.this, scan, columns), affine(node.expression, scan, columns)
+        if left is None or right is None:
+            return None
+        if not left.coeffs:
+            return _step("mul", text, _scale(right, left.const), left, right)
+        if not right.coeffs:
+            return _step("mul", text, _scale(left, right.const), left, right)
         return None
     if isinstance(node, exp.Div):
         divisor = number(node.expression)
         if divisor is None or divisor == 0.0:
             return None
-        inner = affine(node.this, scan, columns)
-        return _scale(inner, 1.0 / divisor) if inner else None
+        left, right = affine(node.this, scan, columns), affine(node.expression, scan, columns)
+        if left is None or right is None:
+            return None
+        return _step("div", text, _scale(left, 1.0 / divisor), left, right)
     return None
 
 
+def _step(op: str, text: str, value: AffineArg, *parts: AffineArg) -> AffineArg:
+    """``value`` with its expression: ``op`` applied to the parts' expressions."""
+    return AffineArg(value.coeffs, value.const, (op, text, *(p.expr for p in parts)))
+
+
 def _scale(arg: AffineArg, factor: float) -> AffineArg:
-    return AffineArg(tuple((c, w * factor) for c, w in arg.coeffs), arg.const * factor)
+    return AffineArg(tuple((c, w * factor) for c, w in arg.coeffs), arg.const * factor, arg.expr)
 
 
 def _add(a: AffineArg, b: AffineArg) -> AffineArg:
     coeffs: dict[str, float] = dict(a.coeffs)
     for column, weight in b.coeffs:
         coeffs[column] = coeffs.get(column, 0.0) + weight
-    return AffineArg(tuple(coeffs.items()), a.const + b.const)
+    return AffineArg(tuple(coeffs.items()), a.const + b.const, a.expr)
 
 
 def _model_call(node: exp.Expression, functions: Mapping[str, str]) -> exp.Anonymous | None:
