@@ -359,9 +359,9 @@ def test_missing_bucket_and_bad_credentials_are_clear_errors(store, server):
         bad.register_model("f", NET)
         report = bad.explain_skipping(sql)
         assert not report.rewritten
-        assert any(
-            "cannot read its footer" in r or "does not bind" in r for r in report.reasons
-        ), report.reasons
+        assert any("cannot read its footer" in r or "does not bind" in r for r in report.reasons), (
+            report.reasons
+        )
         with pytest.raises(duckdb.Error, match=r"data/x\.parquet.*403"):
             bad.sql(sql).fetchall()
 
