@@ -14,6 +14,8 @@ from typing import Any
 
 import duckdb
 
+from mlskip.rules.roundtrip import sql_literal
+
 Schema = tuple[tuple[str, str], ...]  # (column name, DuckDB type) in order
 
 
@@ -38,29 +40,29 @@ class Binder:
             return [pattern]
         cursor = self._con.cursor()
         try:
-            return [r[0] for r in cursor.execute("SELECT file FROM glob(?)", [pattern]).fetchall()]
+            rows = cursor.execute(f"SELECT file FROM glob({sql_literal(pattern)})").fetchall()
         finally:
             cursor.close()
+        return [r[0] for r in rows]
 
     def relation_named(self, name: str) -> bool:
         """Whether a table or view (also temporary, or a registered Python object) is named
         ``name``: DuckDB then reads it instead of a file of that name."""
-        rows = self._con.execute(
-            "SELECT 1 FROM duckdb_tables() WHERE lower(table_name) = lower(?) "
-            "UNION ALL SELECT 1 FROM duckdb_views() WHERE lower(view_name) = lower(?)",
-            [name, name],
-        ).fetchall()
-        return bool(rows)
+        name = sql_literal(name.lower())
+        for query in (
+            f"SELECT 1 FROM duckdb_views() WHERE NOT internal AND lower(view_name) = {name}",
+            f"SELECT 1 FROM duckdb_tables() WHERE lower(table_name) = {name}",
+        ):
+            if self._con.execute(query).fetchall():
+                return True
+        return False
 
     def function_names(self, names: Sequence[str]) -> set[str]:
         """Those of ``names`` (lower case) that DuckDB already knows as functions or macros."""
-        wanted = [n.lower() for n in names]
+        wanted = ", ".join(sql_literal(n.lower()) for n in names)
         rows = self._con.execute(
             "SELECT DISTINCT lower(function_name) FROM duckdb_functions() "
-            "WHERE lower(function_name) IN (SELECT unnest(?))",
-            [wanted],
+            f"WHERE lower(function_name) IN ({wanted})"
         ).fetchall()
         return {r[0] for r in rows}
 
-    def setting(self, name: str) -> Any:
-        return self._con.execute("SELECT current_setting(?)", [name]).fetchone()[0]

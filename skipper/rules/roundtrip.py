@@ -12,6 +12,7 @@ unmodified.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from typing import Any
@@ -22,14 +23,27 @@ _LOCAL = threading.local()
 _IGNORED_KEYS = {"query_location"}
 
 
+def sql_literal(text: str) -> str:
+    """``text`` as a SQL string literal. Binding-only statements inline their strings:
+    a Python parameter makes DuckDB probe for optional libraries on every call."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def duckdb_tree(sql: str) -> Any | None:
     """DuckDB's parse tree of ``sql`` (source positions removed), or None when DuckDB
-    cannot serialize it (a parse error, or not a SELECT)."""
+    cannot serialize it (a parse error, or not a SELECT). Do not modify the result: it
+    is cached by text (parsing depends on nothing else)."""
+    return _cached_tree(sql)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_tree(sql: str) -> Any | None:
     con = getattr(_LOCAL, "con", None)
     if con is None:
         con = _LOCAL.con = duckdb.connect()
     try:
-        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+        row = con.execute(f"SELECT json_serialize_sql({sql_literal(sql)})").fetchone()
+        tree = json.loads(row[0])
     except (duckdb.Error, ValueError, TypeError):
         return None
     if not isinstance(tree, dict) or tree.get("error"):
@@ -45,6 +59,7 @@ def _strip(node: Any) -> Any:
     return node
 
 
+@functools.lru_cache(maxsize=4096)
 def duckdb_double(literal_sql: str) -> float | None:
     """The DOUBLE DuckDB compares a DOUBLE expression with, for a constant as written
     (DuckDB reads ``0.3`` as DECIMAL and converts it itself), or None if it is not one."""
