@@ -20,6 +20,8 @@ import os
 import zlib
 from collections.abc import Sequence
 
+import pyarrow as pa
+
 from .varint import encode_varint
 
 KEY_ENV = "MLSKIP_FOOTER_KEY"
@@ -37,13 +39,34 @@ def row_group_sizes(parquet_metadata) -> list[int]:
 
 def layout_digest(sizes: Sequence[int], columns: Sequence[str] | None = None) -> int:
     """CRC-32 of the row-group byte sizes (each as an unsigned LEB128 varint), then, when
-    ``columns`` is given, of the file's column names in order (a zero byte, then each
-    name's UTF-8 length as a varint and its bytes): a copy with renamed or reordered
-    columns no longer matches its footer."""
+    ``columns`` is given, of the file's columns in order (a zero byte, then each entry's
+    UTF-8 length as a varint and its bytes; see ``schema_entries``): a copy with renamed,
+    reordered or retyped columns no longer matches its footer."""
     data = b"".join(encode_varint(u) for u in sizes)
     if columns is not None:
         data += b"\x00" + b"".join(encode_varint(len(n.encode())) + n.encode() for n in columns)
     return zlib.crc32(data)
+
+
+def schema_entries(schema) -> list[str]:
+    """``name:kind`` of every top-level column of an Arrow schema, for ``layout_digest``:
+    the kind is what decides how the footer reads a value as a number (integer, float,
+    decimal with its scale, date, timestamp) and survives a Parquet round trip."""
+    return [f"{field.name}:{_kind(field.type)}" for field in schema]
+
+
+def _kind(arrow_type: pa.DataType) -> str:
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_floating(arrow_type):
+        return "float"
+    if pa.types.is_decimal(arrow_type):
+        return f"decimal({arrow_type.scale})"
+    if pa.types.is_date(arrow_type):
+        return "date"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    return "other"
 
 
 def resolve_key(key: str | bytes | None = None) -> bytes | None:

@@ -23,7 +23,7 @@ from mlskip.errors import MetadataError, SkippingFallbackWarning
 from .encoding import is_numeric
 from .footer import KEY_PREFIX, KEYS, Footer, decode_footer
 from .grid import QMAX
-from .integrity import key_id, layout_digest, resolve_key, row_group_sizes
+from .integrity import key_id, layout_digest, resolve_key, row_group_sizes, schema_entries
 from .parquet_stats import stats_box, stats_null_count
 from .polygon_codec import decode_vertices, halfspaces
 
@@ -165,13 +165,13 @@ def _check_footer(fp: Footer, pf: pq.ParquetFile, names: list[str], boxes, nulls
     sizes = row_group_sizes(meta)
     # files written before the digest covered column names carry the sizes-only digest
     if fp.layout is not None and fp.layout not in (
-        layout_digest(sizes, pf.schema_arrow.names),
+        layout_digest(sizes, schema_entries(pf.schema_arrow)),
         layout_digest(sizes),
     ):
         raise MetadataError(
-            "the file's row groups or column names are not those the footer was written for "
-            "(row groups rewritten, columns renamed or reordered, or the footer comes from "
-            "another file)"
+            "the file's row groups or columns are not those the footer was written for "
+            "(row groups rewritten, columns renamed, reordered or retyped, or the footer "
+            "comes from another file)"
         )
     for c in fp.columns:
         if c not in names:

@@ -26,7 +26,7 @@ from . import native
 from .encoding import is_numeric, to_numeric
 from .footer import KEY, MIN_PAIR_BYTES, Footer, FooterRowGroup, account, encode_footer
 from .grid import FINE_BITS
-from .integrity import layout_digest, resolve_key
+from .integrity import layout_digest, resolve_key, schema_entries
 from .layout import cluster_order
 from .polygon import DEFAULT_BITS_CHOICES, cells, fine_hull, polygon_from_hull, summarize_column
 
@@ -303,7 +303,7 @@ def write_parquet(
             tuple(columns),
             tuple(pair_idx),
             tuple(summaries),
-            layout=layout_digest(sizes, writer.schema.names),
+            layout=layout_digest(sizes, schema_entries(writer.schema)),
         )
         value = encode_footer(footer, key=signing_key)
         writer.add_key_value_metadata({KEY: value})

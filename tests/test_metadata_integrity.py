@@ -24,7 +24,7 @@ from mlskip.cli import app
 from mlskip.errors import SkippingFallbackWarning
 from mlskip.metadata import audit_file, read_skip_metadata, write_parquet
 from mlskip.metadata.footer import KEY, KEY_V2, decode_footer
-from mlskip.metadata.integrity import layout_digest, row_group_sizes
+from mlskip.metadata.integrity import layout_digest, row_group_sizes, schema_entries
 from mlskip.planner import Planner
 from mlskip.verifier import Network
 
@@ -86,7 +86,7 @@ def test_copy_with_swapped_column_names_is_refused(tmp_path):
             writer.write_table(source.read_row_group(r).rename_columns(names))
         writer.add_key_value_metadata({KEY: source.metadata.metadata[KEY.encode()]})
     meta, notes = _read(swapped)
-    assert meta.status == "boxes-only" and "columns renamed" in notes
+    assert meta.status == "boxes-only" and "columns renamed" in notes, notes
 
 
 def test_fresh_file_is_v3_bound_to_its_row_group_sizes(tmp_path):
@@ -96,7 +96,8 @@ def test_fresh_file_is_v3_bound_to_its_row_group_sizes(tmp_path):
     fp = decode_footer(kv[KEY.encode()])
     assert fp.version == 3 and not fp.signed
     parquet = pq.ParquetFile(path)
-    assert fp.layout == layout_digest(row_group_sizes(parquet.metadata), parquet.schema_arrow.names)
+    sizes = row_group_sizes(parquet.metadata)
+    assert fp.layout == layout_digest(sizes, schema_entries(parquet.schema_arrow))
     meta, notes = _read(path)
     assert meta.status == "ok" and not notes and meta.pairs == (("a", "b"),)
     # the same rows re-encoded byte for byte keep the digest (the check is not spurious)
