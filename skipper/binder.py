@@ -49,13 +49,11 @@ class Binder:
         """Whether a table or view (also temporary, or a registered Python object) is named
         ``name``: DuckDB then reads it instead of a file of that name."""
         name = sql_literal(name.lower())
-        for query in (
-            f"SELECT 1 FROM duckdb_views() WHERE NOT internal AND lower(view_name) = {name}",
-            f"SELECT 1 FROM duckdb_tables() WHERE lower(table_name) = {name}",
-        ):
-            if self._con.execute(query).fetchall():
-                return True
-        return False
+        query = (
+            f"SELECT (SELECT count(*) FROM duckdb_views() WHERE lower(view_name) = {name}) "
+            f"+ (SELECT count(*) FROM duckdb_tables() WHERE lower(table_name) = {name})"
+        )
+        return bool(self._con.execute(query).fetchone()[0])
 
     def function_names(self, names: Sequence[str]) -> set[str]:
         """Those of ``names`` (lower case) that DuckDB already knows as functions or macros."""
@@ -65,4 +63,3 @@ class Binder:
             f"WHERE lower(function_name) IN ({wanted})"
         ).fetchall()
         return {r[0] for r in rows}
-

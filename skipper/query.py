@@ -24,7 +24,7 @@ from sqlglot.errors import SqlglotError
 from mlskip.binder import Binder, Schema
 from mlskip.errors import MlskipError, ModelInputError
 from mlskip.plan import row_ranges
-from mlskip.planner import BoundPredicate, Planner, verifier_predicate
+from mlskip.planner import BoundPredicate, FileFacts, Planner, verifier_predicate
 from mlskip.remote import is_s3, s3_key
 from mlskip.report import FileReport, SkippingReport
 from mlskip.rules.fragment import Fragment, ScanKey, analyse_fragment
@@ -38,6 +38,7 @@ from mlskip.rules.predicates import (
 from mlskip.rules.rewrite import (
     FileScan,
     Ranges,
+    default_binding_name,
     file_scan_sql,
     read_parquet_call,
     rewrite_scan,
@@ -244,13 +245,11 @@ def plan_query(
                 "only SELECT statements that the rewriter reproduces exactly are planned; run as written"
             ]
         )
-    original = binder.describe(sql, params)
-    if original is None:
-        return done(["DuckDB does not bind the query as written; it runs as written"])
     fragment = analyse_fragment(duck_tree)
     kinds = {name: b.kind for name, b in functions.items()}
     context = _ScanContext(functions, kinds, planner, binder, fragment, evaluate)
     scans = find_parquet_scans(tree)
+    referenced = {c.name.lower() for c in tree.find_all(exp.Column)}
     changed = False
     for scan in scans:
         changed |= _plan_scan(scan, context)
@@ -258,15 +257,37 @@ def plan_query(
         context.reasons.append(
             "no Parquet scan (read_parquet or a '*.parquet' path) carries the ML predicate"
         )
-    if changed and binder.describe(tree.sql(dialect="duckdb"), params) != original:
-        # the rewrite would not give the query's columns and types: never run it
+    if changed and not _binds_alike(sql, tree, params, referenced, context):
+        changed = False
+    identities.update(context.identities)
+    return done(context.reasons, context.files, tree if changed else None, context.predicates)
+
+
+def _binds_alike(
+    sql: str, tree: exp.Expression, params: Any, referenced: set[str], context: _ScanContext
+) -> bool:
+    """Whether DuckDB binds the rewritten ``tree`` exactly as the query as written.
+
+    Asked of DuckDB unless it follows from the checks already made: every rewritten scan
+    is the only table of its SELECT (so the conjuncts that bound on the scan alone bind
+    the same in the query, and no other table's name can clash), and every column the
+    query names is a real column of a rewritten scan (each read per file with the same
+    columns and types, under the same name; no virtual column such as ``filename``).
+    Then the query as written binds exactly when the rewrite does, with the same columns.
+    """
+    if context.all_alone and referenced <= context.known_columns:
+        return True
+    original = context.binder.describe(sql, params)
+    if original is None:
+        context.reasons.append("DuckDB does not bind the query as written; it runs as written")
+        return False
+    if context.binder.describe(tree.sql(dialect="duckdb"), params) != original:
         context.reasons.append(
             "the rewritten query does not bind to the same columns and types in DuckDB "
             "(for example a virtual column such as filename); run as written"
         )
-        changed = False
-    identities.update(context.identities)
-    return done(context.reasons, context.files, tree if changed else None, context.predicates)
+        return False
+    return True
 
 
 @dataclass
@@ -283,6 +304,8 @@ class _ScanContext:
     files: list[FileReport] = dataclasses.field(default_factory=list)
     predicates: list[str] = dataclasses.field(default_factory=list)
     identities: dict[str, tuple | None] = dataclasses.field(default_factory=dict)
+    known_columns: set[str] = dataclasses.field(default_factory=set)  # of rewritten scans
+    all_alone: bool = True  # every rewritten scan is the only table of its SELECT
 
 
 def _scan_files(scan: ParquetScan, context: _ScanContext) -> tuple[list[str], str | None]:
@@ -311,15 +334,10 @@ def _scan_files(scan: ParquetScan, context: _ScanContext) -> tuple[list[str], st
 
 
 def _per_file_problem(
-    scan: ParquetScan, paths: Sequence[str], schema: Schema, context: _ScanContext
-) -> str | None:
+    scan: ParquetScan, paths: Sequence[str], facts: Sequence[FileFacts], schema: Schema,
+    context: _ScanContext,
+) -> str | None:  # fmt: skip
     """Why reading each file alone and combining them would not give the scan as written."""
-    facts = []
-    for path in paths:
-        try:
-            facts.append(context.planner.file_facts(path))
-        except (OSError, ValueError, MlskipError) as error:
-            return f"{path}: cannot read its footer ({error})"
     first = facts[0]
     for f in facts[1:]:
         if f.parquet_schema != first.parquet_schema:
@@ -327,6 +345,11 @@ def _per_file_problem(
                 f"{f.path} and {first.path} differ in their columns (names, order or types): "
                 "a per-file rewrite could change how DuckDB combines them"
             )
+    if {"file_row_number", "filename"} & {c.lower() for c in first.column_names}:
+        return "the file has a column named like one of DuckDB's virtual columns"
+    if len(paths) == 1 and not scan.options and paths[0] == scan.paths[0]:
+        # one file named as written, no options: the scan is read_parquet(path) by definition
+        return None
     alone = context.binder.describe(file_scan_sql(scan, FileScan(paths[0], None, ()), []), None)
     if alone != schema:
         return (
@@ -334,6 +357,16 @@ def _per_file_problem(
             "(hive partitions, options or virtual columns)"
         )
     return None
+
+
+def _footers(paths: Sequence[str], planner: Planner) -> tuple[list[FileFacts], str | None]:
+    facts = []
+    for path in paths:
+        try:
+            facts.append(planner.file_facts(path))
+        except (OSError, ValueError, MlskipError) as error:
+            return [], f"{path}: cannot read its footer ({error})"
+    return facts, None
 
 
 def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
@@ -347,41 +380,53 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
         reasons.append(f"{label}: on the NULL-filled side of an outer join")
         return False
     paths, why = _scan_files(scan, context)
+    if why is None:
+        facts, why = _footers(paths, context.planner)
     if why is not None:
         reasons.append(f"{label}: {why}")
         return False
-    scan_sql = "SELECT * FROM " + scan.node.sql(dialect="duckdb")
-    schema = context.binder.describe(scan_sql, None)
-    if schema is None:
-        reasons.append(f"{label}: DuckDB does not bind the scan on its own")
+    # conjuncts are attributed with the file's column names, then DuckDB confirms
+    file_columns = {c.lower(): c for c in facts[0].column_names}
+    analysis = analyse_where(scan, context.kinds, frozenset(file_columns))
+    reasons.extend(analysis.ignored)
+    if not analysis.predicates:
         return False
+    local = [t for t in local_conjuncts(scan, context.kinds, frozenset(file_columns))]
+    terms = [t.sql(dialect="duckdb") for t in [ml.node for ml in analysis.predicates] + local]
+    texts = list(dict.fromkeys(t for ml in analysis.predicates for a in ml.args if a
+                               for t in _step_texts(a.expr)))  # fmt: skip
+    # one DESCRIBE gives the scan's columns as DuckDB binds them, shows that every conjunct
+    # binds to the scan's own columns (not an outer query's or another table's), and gives
+    # DuckDB's type of every step of every model argument
+    source = scan.node.sql(dialect="duckdb")
+    star = "*"
+    if not scan.alias and any(c.table for c in scan.select.find_all(exp.Column)):
+        # qualified references to a scan without alias: the rewrite keeps the name we
+        # derive from the path, and DuckDB must know the scan by that name
+        star = _quoted(default_binding_name(scan)) + ".*"
+    described = context.binder.describe(f"SELECT {', '.join(terms + texts)}, {star} FROM {source}")
+    n = len(terms) + len(texts)
+    if described is None:
+        why = "its WHERE conjuncts do not bind to the scan's own columns, or DuckDB knows the scan by another name"
+        if context.binder.describe(f"SELECT * FROM {source}") is None:
+            why = "DuckDB does not bind the scan on its own"
+        reasons.append(f"{label}: {why}")
+        return False
+    schema = described[n:]
     lowered = [name.lower() for name, _ in schema]
     if len(set(lowered)) != len(lowered):
         reasons.append(f"{label}: column names that differ only in case")
         return False
-    why = _per_file_problem(scan, paths, schema, context)
+    if not set(file_columns) <= set(lowered):
+        reasons.append(f"{label}: DuckDB reads other columns than the file's footer names")
+        return False
+    why = _per_file_problem(scan, paths, facts, schema, context)
     if why is not None:
         reasons.append(f"{label}: {why}")
         return False
     types = {name.lower(): kind for name, kind in schema}
     column_map = {name.lower(): name for name, _ in schema}
-    analysis = analyse_where(scan, context.kinds, frozenset(column_map))
-    reasons.extend(analysis.ignored)
-    if not analysis.predicates:
-        return False
-    local = [t for t in local_conjuncts(scan, context.kinds, frozenset(column_map))]
-    terms = [t.sql(dialect="duckdb") for t in [ml.node for ml in analysis.predicates] + local]
-    texts = list(dict.fromkeys(t for ml in analysis.predicates for a in ml.args if a
-                               for t in _step_texts(a.expr)))  # fmt: skip
-    # one DESCRIBE: every conjunct binds to the scan's own columns (not to an outer query's
-    # or another table's), and DuckDB's type of every step of every model argument
-    bound_terms = context.binder.describe(
-        f"SELECT {', '.join(terms + texts)} FROM {scan.node.sql(dialect='duckdb')}", None
-    )
-    if bound_terms is None or len(bound_terms) != len(terms) + len(texts):
-        reasons.append(f"{label}: its WHERE conjuncts do not bind to the scan's own columns")
-        return False
-    steps = {t: kind for t, (_, kind) in zip(texts, bound_terms[len(terms) :], strict=True)}
+    steps = {t: kind for t, (_, kind) in zip(texts, described[len(terms) : n], strict=True)}
     usable, bound = _bind_predicates(scan, analysis, types, steps, column_map, paths[0], context)
     if not bound:
         return False
@@ -431,7 +476,13 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
     if not scans:  # every row group pruned: keep one empty scan for the schema
         scans.append(FileScan(paths[0], (), tuple(() for _ in bound)))
     rewrite_scan(scan, scans, usable)
+    context.known_columns.update(lowered)
+    context.all_alone &= scan.only_table
     return True
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _step_texts(expr: tuple | None) -> list[str]:
