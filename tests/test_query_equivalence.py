@@ -758,3 +758,73 @@ def test_queries_duckdb_rejects_fail_the_same_way(data, cons, sql):
     sql = sql.format(f=f, g=g)
     assert _outcome(off, sql)[0] == "error", sql
     assert_same(on, off, sql)
+
+
+# ----------------------------------------------------------------------------- found by the fuzzer
+@pytest.fixture(scope="module")
+def hive(data):
+    """Hive-partitioned folders (k=1, k=x): DuckDB types k from every path it reads."""
+    root, table = data
+    folder = root / "hive"
+    for part, rows in (("k=1", table.slice(0, 2_000)), ("k=x", table.slice(2_000))):
+        (folder / part).mkdir(parents=True)
+        write(rows, folder / part / "p.parquet")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "'{d}/**/*.parquet'",
+        "read_parquet('{d}/*/*.parquet', hive_partitioning = true)",
+        "read_parquet('{d}/k=1/*.parquet', hive_partitioning = true)",
+        "read_parquet('{d}/*/*.parquet', hive_partitioning = false)",
+    ],
+)
+def test_hive_partitions(hive, cons, source):
+    on, off = cons
+    src = source.format(d=hive)
+    for sql in (
+        f"SELECT * FROM {src} WHERE lin(a, b) > 90",
+        f"SELECT count(*) FROM {src} WHERE lin(a, b) > 90 AND c < 30",
+    ):
+        assert_same(on, off, sql)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM read_parquet('{d}/*/*.parquet', filename = true) WHERE lin(a, b) > 90",
+        "SELECT filename, id FROM '{f}' WHERE lin(a, b) > 90",  # virtual column
+        "SELECT file_row_number, id FROM '{f}' WHERE lin(a, b) > 90",
+        "SELECT count(DISTINCT filename) FROM '{d}/*/*.parquet' WHERE lin(a, b) > 90",
+    ],
+)
+def test_filename_option_and_virtual_columns(data, hive, cons, sql):
+    root, _ = data
+    on, off = cons
+    assert_same(on, off, sql.format(d=hive, f=root / "f.parquet"))
+
+
+def test_model_replaced_between_planning_and_running(data):
+    """A query planned with one model and run after the name was registered again is
+    planned again: its rows are those of the new model."""
+    root, _ = data
+    f = q(root / "f.parquet")
+    on, _ = make_pair(lin=lin_net())
+    other = Network.mlp([(np.array([[0.0, 1.0]]), np.zeros(1))])  # b
+    _, off_new = make_pair(lin=other)
+    plan_files = on.planner.plan_files
+    replaced = []
+
+    def plan_then_replace(*args, **kwargs):
+        plans = plan_files(*args, **kwargs)  # planned with the old model: all pruned
+        if not replaced:
+            replaced.append(True)
+            on.register_model("lin", other, replace=True)
+        return plans
+
+    on.planner.plan_files = plan_then_replace
+    sql = f"SELECT id FROM {f} WHERE lin(a, b) > 180"
+    assert_same(on, off_new, sql)
+    assert replaced
