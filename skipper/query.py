@@ -200,10 +200,11 @@ def plan_query(
     """The skipping report for ``sql``; ``report.sql`` is the query to run.
 
     ``binder`` asks the connection the query runs on (its models, views, macros
-    and settings). With ``evaluate``, ML
-    predicates on planned scans are evaluated in advance through it (outside
-    DuckDB's per-chunk UDF calls) and the query selects the qualifying rows by
-    ``file_row_number``. ``params`` are the query's prepared parameters.
+    and settings); ``params`` are the query's prepared parameters. With
+    ``evaluate``, ML predicates on planned scans are evaluated in advance through
+    it (outside DuckDB's per-chunk UDF calls) and the query selects the
+    qualifying rows by ``file_row_number``. ``docs/PLANNABLE.md`` lists what is
+    planned and why each rewrite keeps the result.
     """
     start = time.perf_counter()
 
