@@ -34,6 +34,14 @@ class DropsARow:
         return self.rows
 
 
+class Fine(DropsARow):
+    """A connection that answers every query with one row (never raises)."""
+
+    def sql(self, query: str):
+        self.rows = [(1.0,)]
+        return self
+
+
 class Unstable(DropsARow):
     """A baseline whose result changes from one run to the next (a nondeterministic query)."""
 
@@ -76,6 +84,15 @@ def test_oracle_errors_and_flaky_baselines():
     # a baseline that does not repeat itself marks the query flaky, not a mismatch
     result = check_query(con, Unstable(con), Query("SELECT * FROM range(5)"))
     assert result.status == "flaky"
+    # a row error (a string that does not convert) only as written: listed as error_order;
+    # any other error only as written, or an error only with skipping, is a mismatch
+    row_error = Query("SELECT CAST(x AS DOUBLE) FROM (VALUES ('1'), ('ab')) t(x)")
+    assert check_query(con, con, row_error).status == "passed"
+    assert check_query(DropsARow(con), con, Query("SELECT 1")).status == "mismatch"
+    result = check_query(Fine(con), con, row_error)
+    assert result.status == "error_order"
+    assert check_query(con, Fine(con), row_error).status == "mismatch"
+    assert check_query(Fine(con), con, Query("SELECT * FROM no_such_table")).status == "mismatch"
 
 
 def test_row_comparison():
