@@ -34,9 +34,10 @@ class Binder:
         return tuple((str(r[0]), str(r[1])) for r in rows)
 
     def glob(self, pattern: str) -> list[str]:
-        """The files DuckDB reads for ``pattern``, in its order (a path without wildcards is
-        returned as is: DuckDB opens it as written)."""
-        if not any(ch in pattern for ch in "*?["):
+        """The files DuckDB reads for ``pattern``, in its order, as DuckDB names them: its
+        ``glob()`` expands wildcards, ``~`` and ``file_search_path`` (an ``s3://`` path
+        without wildcards is returned as is: listing it would cost a request)."""
+        if pattern.lower().startswith("s3://") and not any(ch in pattern for ch in "*?["):
             return [pattern]
         cursor = self._con.cursor()
         try:
@@ -44,6 +45,29 @@ class Binder:
         finally:
             cursor.close()
         return [r[0] for r in rows]
+
+    def user_function(self, name: str) -> bool:
+        """Whether a function or macro ``name`` is defined outside DuckDB's system catalog
+        in a schema the query's names are looked up in (it then shadows the builtin)."""
+        database, schema, path = self._con.execute(
+            "SELECT current_database(), current_schema(), current_setting('search_path')"
+        ).fetchone()
+        places = {("temp", "main"), (database, schema)}
+        for entry in filter(None, str(path).split(",")):
+            parts = entry.strip().strip('"').split(".")
+            places.add((parts[0], parts[1]) if len(parts) == 2 else (database, parts[0]))
+        for catalog, schema_name in places:
+            qualified = ".".join('"' + p.replace('"', '""') + '"' for p in (catalog, schema_name))
+            try:
+                self._con.execute(f"DESCRIBE SELECT * FROM {qualified}.{name}()")
+            except duckdb.CatalogException as error:
+                if "is not in the catalog" in str(error) or "does not exist" in str(error):
+                    continue
+                return True
+            except duckdb.Error:
+                return True
+            return True
+        return False
 
     def relation_named(self, name: str) -> bool:
         """Whether a table or view (also temporary, or a registered Python object) is named

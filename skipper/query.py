@@ -22,7 +22,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from mlskip.binder import Binder, Schema
-from mlskip.errors import MlskipError, ModelInputError
+from mlskip.errors import MlskipError
 from mlskip.plan import row_ranges
 from mlskip.planner import BoundPredicate, FileFacts, Planner, verifier_predicate
 from mlskip.remote import is_s3, s3_key
@@ -325,12 +325,24 @@ def _scan_files(scan: ParquetScan, context: _ScanContext) -> tuple[list[str], st
         return [], f"read_parquet option(s) {unknown} are not planned"
     if any(p.lower().startswith(REMOTE_PREFIXES) for p in scan.paths):
         return [], "remote paths other than s3:// are read without skipping"
+    if isinstance(scan.node.this, (exp.Anonymous, exp.ReadParquet)):
+        function = str(getattr(scan.node.this, "this", "read_parquet") or "read_parquet")
+        name = "read_parquet" if isinstance(scan.node.this, exp.ReadParquet) else function
+        if context.binder.user_function(name.lower()):
+            return [], f"a user function or macro named {name.lower()} shadows DuckDB's reader"
     try:
-        paths = [f for p in scan.paths for f in context.binder.glob(p)]
+        listed = {p: context.binder.glob(p) for p in scan.paths}
     except Exception as error:  # a listing that fails: DuckDB reads (or reports) as written
         return [], f"cannot list the files ({error}); read without skipping"
+    paths = [f for p in scan.paths for f in listed[p]]
     if not paths:
         return [], f"no file matches {label}"
+    odd = [p for p in paths if has_glob(p)]
+    if odd:
+        return [], f"{odd[0]!r}: a file name with a wildcard character would be globbed again"
+    resolved = [p for p, files in listed.items() if not has_glob(p) and files != [p]]
+    if resolved and any(k == "filename" for k, _ in scan.options):
+        return [], f"DuckDB resolves {resolved[0]!r} (~, file_search_path) and reports its name"
     return paths, None
 
 
@@ -425,10 +437,9 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
     if why is not None:
         reasons.append(f"{label}: {why}")
         return False
-    types = {name.lower(): kind for name, kind in schema}
     column_map = {name.lower(): name for name, _ in schema}
     steps = {t: kind for t, (_, kind) in zip(texts, described[len(terms) : n], strict=True)}
-    usable, bound = _bind_predicates(scan, analysis, types, steps, column_map, paths[0], context)
+    usable, bound = _bind_predicates(scan, analysis, steps, column_map, context)
     if not bound:
         return False
     bounds = {column_map.get(c.lower(), c): b for c, b in analysis.bounds.items()}
@@ -531,10 +542,8 @@ def _typed_arg(arg: AffineArg, steps: Mapping[str, str]) -> AffineArg | None:
 def _bind_predicates(
     scan: ParquetScan,
     analysis: ConjunctAnalysis,
-    types: Mapping[str, str],
     steps: Mapping[str, str],
     column_map: Mapping[str, str],
-    first_path: str,
     context: _ScanContext,
 ) -> tuple[list[MLPredicate], list[BoundPredicate]]:
     """The ML conjuncts that can be planned, and each bound to its model."""
@@ -554,16 +563,6 @@ def _bind_predicates(
             bad = [i + 1 for i, a in enumerate(ml.args) if a is None]
             reasons.append(f"{ml.sql}: argument(s) {bad} are not affine in the columns of {label}")
             continue
-        for position, arg in enumerate(ml.args, start=1):
-            for column in arg.columns:
-                kind = types.get(column.lower(), "")
-                if not _numeric_type(kind):
-                    raise ModelInputError(
-                        f"argument {position} of {ml.function}() uses column "
-                        f"{column_map.get(column.lower(), column)!r} of {first_path}, which is "
-                        f"{kind or 'not a column'}, not numeric; models take numbers "
-                        "(cast or encode the column first)"
-                    )
         typed = tuple(_typed_arg(a, steps) for a in ml.args)
         if any(a is None for a in typed):
             reasons.append(

@@ -828,3 +828,69 @@ def test_model_replaced_between_planning_and_running(data):
     sql = f"SELECT id FROM {f} WHERE lin(a, b) > 180"
     assert_same(on, off_new, sql)
     assert replaced
+
+
+# ----------------------------------------------------------------------------- found by review
+def _line(tmp_path: Path, name: str, values: np.ndarray, cluster: bool = True) -> Path:
+    path = tmp_path / name
+    write(pa.table({"a": values}), path, hulls=None, cluster_by=["a"] if cluster else None)
+    return path
+
+
+def identity_pair() -> tuple[mlskip.Connection, mlskip.Connection]:
+    return make_pair(m=Network.mlp([(np.array([[1.0]]), np.zeros(1))]))  # m(x) = x
+
+
+def test_cast_of_a_text_column_in_a_model_argument(tmp_path):
+    table = pa.table({"a": np.linspace(0, 100, 2000), "s": [str(i % 7) for i in range(2000)]})
+    write(table, tmp_path / "f.parquet", hulls=None)
+    on, off = make_pair(lin=lin_net())
+    f = q(tmp_path / "f.parquet")
+    assert_same(on, off, f"SELECT count(*) FROM {f} WHERE lin(CAST(s AS DOUBLE), a) > 5.05")
+    assert_same(on, off, f"SELECT count(*) FROM {f} WHERE lin(a, CAST(s AS DOUBLE)) > 90")
+
+
+def test_file_names_with_wildcard_characters(tmp_path):
+    a = np.linspace(0, 100, 2000)
+    _line(tmp_path, "part?.parquet", a)
+    _line(tmp_path, "part1.parquet", a)
+    on, off = identity_pair()
+    for source in (f"read_parquet({q(tmp_path / '*.parquet')})", q(tmp_path / "part?.parquet")):
+        assert_same(on, off, f"SELECT count(*) FROM {source} WHERE m(a) > 90")
+
+
+def test_a_user_macro_named_read_parquet(tmp_path):
+    a = np.linspace(0, 100, 2000)
+    f = _line(tmp_path, "f.parquet", a)
+    g = _line(tmp_path, "g.parquet", a[::-1].copy(), cluster=False)  # same values, other order
+    on, off = identity_pair()
+    for con in (on, off):
+        con.sql(
+            "CREATE MACRO read_parquet(p, file_row_number := false) AS TABLE SELECT * FROM "
+            f"parquet_scan({q(g)}, file_row_number := file_row_number)"
+        )
+    assert_prunes(on, f"SELECT count(*) FROM {q(f)} WHERE m(a) > 90")
+    for source in (f"read_parquet({q(f)})", q(f)):
+        assert_same(on, off, f"SELECT count(*), min(a) FROM {source} WHERE m(a) > 90")
+
+
+def test_home_directory_in_a_path(tmp_path, monkeypatch):
+    home, work = tmp_path / "home", tmp_path / "work"
+    (work / "~").mkdir(parents=True)
+    home.mkdir()
+    a = np.linspace(0, 100, 2000)
+    _line(work / "~", "g.parquet", a)  # a folder literally named ~
+    _line(home, "g.parquet", a + 200)  # what DuckDB reads for ~/g.parquet
+    monkeypatch.chdir(work)
+    on, off = identity_pair()
+    for con in (on, off):
+        con.sql(f"SET home_directory = {q(home)}")
+    assert_same(on, off, "SELECT count(*) FROM '~/g.parquet' WHERE m(a) > 250")
+
+
+def test_output_names_that_differ_only_in_case(data, cons):
+    root, _ = data
+    on, off = cons
+    sql = f"SELECT a AS X, a AS x FROM {q(root / 'f.parquet')} WHERE lin(a, b) > 90"
+    assert_prunes(on, sql)
+    assert on.sql(sql).columns == off.sql(sql).columns == ["X", "x"]

@@ -380,7 +380,7 @@ class Connection:
         relation = self.duckdb.table(name)
         columns = relation.columns
         # CREATE TABLE AS renames duplicate columns (x, x_1): give them their names back
-        if any(re.fullmatch(re.escape(c) + r"_\d+", d) for c in columns for d in columns):
+        if any(re.fullmatch(re.escape(c) + r"_\d+", d, re.I) for c in columns for d in columns):
             original = self.duckdb.sql(sql).columns  # binds, does not run
             if original != columns:
 

@@ -71,10 +71,11 @@ def default_binding_name(scan: ParquetScan) -> str:
 
 
 def read_parquet_call(scan: ParquetScan, path: str) -> str:
-    """``read_parquet(path, <the scan's options>, file_row_number = TRUE)``."""
+    """``read_parquet(path, <the scan's options>, file_row_number = TRUE)``, naming DuckDB's
+    own reader (``system.main``): a user macro called ``read_parquet`` must not be read."""
     options = [(k, v) for k, v in scan.options if k != "file_row_number"]
     args = ", ".join([sql_string(path)] + [f"{k} = {v}" for k, v in options])
-    return f"read_parquet({args}, file_row_number = TRUE)"
+    return f"system.main.read_parquet({args}, file_row_number = TRUE)"
 
 
 def unqualified_sql(node: exp.Expression) -> str:
