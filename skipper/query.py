@@ -337,6 +337,11 @@ def _scan_files(scan: ParquetScan, context: _ScanContext) -> tuple[list[str], st
     paths = [f for p in scan.paths for f in listed[p]]
     if not paths:
         return [], f"no file matches {label}"
+    hive_off = any(k == "hive_partitioning" and v.upper() == "FALSE" for k, v in scan.options)
+    partitioned = [p for p in paths if any("=" in part for part in p.split("/")[:-1])]
+    if partitioned and not hive_off:
+        # DuckDB may take columns from key=value folders, over the file's own values
+        return [], f"{partitioned[0]!r}: hive partition columns come from the path"
     odd = [p for p in paths if has_glob(p)]
     if odd:
         return [], f"{odd[0]!r}: a file name with a wildcard character would be globbed again"

@@ -772,6 +772,21 @@ def hive(data):
     return folder
 
 
+def test_hive_partition_key_that_is_also_a_file_column(data, tmp_path):
+    """DuckDB reads a from the folder name a=1000, not from the file's own values."""
+    root, table = data
+    for part, rows in (("a=1000", table.slice(0, 2_000)), ("a=-5", table.slice(2_000))):
+        (tmp_path / part).mkdir()
+        write(rows, tmp_path / part / "p.parquet")
+    on, off = make_pair(lin=lin_net())
+    for source in (
+        q(tmp_path / "*" / "*.parquet"),
+        f"read_parquet({q(tmp_path / '*' / '*.parquet')}, hive_partitioning = true)",
+        f"read_parquet({q(tmp_path / 'a=1000' / 'p.parquet')})",
+    ):
+        assert_same(on, off, f"SELECT id, a FROM {source} WHERE lin(a, b) > 90")
+
+
 @pytest.mark.parametrize(
     "source",
     [
