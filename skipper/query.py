@@ -337,11 +337,6 @@ def _scan_files(scan: ParquetScan, context: _ScanContext) -> tuple[list[str], st
     paths = [f for p in scan.paths for f in listed[p]]
     if not paths:
         return [], f"no file matches {label}"
-    hive_off = any(k == "hive_partitioning" and v.upper() == "FALSE" for k, v in scan.options)
-    partitioned = [p for p in paths if any("=" in part for part in p.split("/")[:-1])]
-    if partitioned and not hive_off:
-        # DuckDB may take columns from key=value folders, over the file's own values
-        return [], f"{partitioned[0]!r}: hive partition columns come from the path"
     odd = [p for p in paths if has_glob(p)]
     if odd:
         return [], f"{odd[0]!r}: a file name with a wildcard character would be globbed again"
@@ -363,18 +358,35 @@ def _per_file_problem(
                 f"{f.path} and {first.path} differ in their columns (names, order or types): "
                 "a per-file rewrite could change how DuckDB combines them"
             )
-    if {"file_row_number", "filename"} & {c.lower() for c in first.column_names}:
+    columns = {c.lower() for c in first.column_names}
+    if {"file_row_number", "filename"} & columns:
         return "the file has a column named like one of DuckDB's virtual columns"
+    keys = _partition_keys(scan, paths)
+    if keys & columns:
+        # DuckDB takes such a column from the folder name, over the file's own values
+        return f"hive partition key {sorted(keys & columns)[0]!r} is also a column of the files"
     if len(paths) == 1 and not scan.options and paths[0] == scan.paths[0]:
         # one file named as written, no options: the scan is read_parquet(path) by definition
         return None
-    alone = context.binder.describe(file_scan_sql(scan, FileScan(paths[0], None, ()), []), None)
-    if alone != schema:
-        return (
-            "DuckDB reads one file alone with other columns than the scan as written "
-            "(hive partitions, options or virtual columns)"
-        )
+    # DuckDB types partition keys from every path it reads: then each file is asked
+    for path in paths if keys else paths[:1]:
+        alone = context.binder.describe(file_scan_sql(scan, FileScan(path, None, ()), []), None)
+        if alone != schema:
+            return (
+                f"DuckDB reads {path} alone with other columns than the scan as written "
+                "(hive partitions, options or virtual columns)"
+            )
     return None
+
+
+def _partition_keys(scan: ParquetScan, paths: Sequence[str]) -> set[str]:
+    """Names of ``key=value`` folders in ``paths`` (lower case), unless the scan says
+    ``hive_partitioning = false``."""
+    if any(k == "hive_partitioning" and v.upper() == "FALSE" for k, v in scan.options):
+        return set()
+    return {
+        part.split("=", 1)[0].lower() for p in paths for part in p.split("/")[:-1] if "=" in part
+    }
 
 
 def _footers(paths: Sequence[str], planner: Planner) -> tuple[list[FileFacts], str | None]:

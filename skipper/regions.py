@@ -15,9 +15,9 @@ where NaN rows (outside every box) would pass them: DuckDB orders NaN above
 every number, so ``x > c`` and ``x >= c`` hold for NaN.
 
 Row groups where a region cannot be trusted are flagged rather than verified:
-a float argument column that may hold NaN (the model's output is then
-unpredictable, and DuckDB orders NaN above every number) makes the row group
-undecidable; an argument column with NULLs rules out "every row qualifies"
+a float argument column that may hold NaN, or an argument that may be infinite
+(the model's output may then be NaN, which DuckDB orders above every number),
+makes the row group undecidable; an argument column with NULLs rules out "every row qualifies"
 (NULL arguments give NULL, which never qualifies).
 """
 
@@ -201,7 +201,9 @@ def build_regions(
             continue
         for k, arg in enumerate(args):
             lower[g, k], upper[g, k], nan = _interval(arg, box)
-            untrusted[g] |= nan
+            # an infinite input can make the network compute NaN (inf - inf, 0 * inf inside
+            # a layer), which DuckDB orders above every number: no verdict holds then
+            untrusted[g] |= nan or not (math.isfinite(lower[g, k]) and math.isfinite(upper[g, k]))
     pairs, halfspaces = _pair_halfspaces(groups, args)
     return Regions(lower, upper, pairs, halfspaces, empty, all_null, untrusted, has_nulls)
 

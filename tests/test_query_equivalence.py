@@ -909,3 +909,19 @@ def test_output_names_that_differ_only_in_case(data, cons):
     sql = f"SELECT a AS X, a AS x FROM {q(root / 'f.parquet')} WHERE lin(a, b) > 90"
     assert_prunes(on, sql)
     assert on.sql(sql).columns == off.sql(sql).columns == ["X", "x"]
+
+
+def test_infinite_inputs_can_make_the_model_nan(tmp_path):
+    """m(x) = sigmoid(relu(x) - relu(x)) is 0.5 for every finite x and NaN for x = inf,
+    and DuckDB orders NaN above every number: a row group holding inf is never pruned
+    for m > 1.5 (above any sigmoid), nor read without the model for m <= 1.5."""
+    a = np.linspace(0.0, 100.0, 2000)
+    a[1500] = np.inf
+    write(pa.table({"a": a}), tmp_path / "f.parquet", hulls=None)
+    layers = [(np.array([[1.0], [1.0]]), np.zeros(2)), (np.array([[1.0, -1.0]]), np.zeros(1))]
+    net = Network.mlp(layers, ReLU(), final="sigmoid")
+    on, off = make_pair(m=net)
+    f = q(tmp_path / "f.parquet")
+    assert_prunes(on, f"SELECT count(*) FROM {f} WHERE m(a) > 1.5")
+    for predicate in ("> 1.5", ">= 0.6", "<= 1.5", "BETWEEN -1 AND 2"):
+        assert_same(on, off, f"SELECT a FROM {f} WHERE m(a) {predicate}")
