@@ -2,9 +2,11 @@
 
 Column names and types of a scan or a whole query (DuckDB's binder, through
 ``DESCRIBE``), the files a glob names (DuckDB's ``glob()``, which also lists
-dot-files), whether a name is taken by a table, view or function. Everything runs on the user's own
-connection, so temporary views, registered relations, macros and settings are
-those the query will see. Nothing here reads data: binding only.
+dot-files and resolves ``~``), whether a name is taken by a table, view,
+function or macro. Everything runs on the user's own connection, so temporary
+views, registered relations, macros and settings are those the query will see.
+Nothing here reads data: binding only (binding errors do not abort a
+transaction the user has open).
 """
 
 from __future__ import annotations
