@@ -21,6 +21,11 @@ from mlskip.rules.roundtrip import sql_literal
 Schema = tuple[tuple[str, str], ...]  # (column name, DuckDB type) in order
 
 
+def has_glob(pattern: str) -> bool:
+    """Whether DuckDB reads ``pattern`` as a glob (it holds a wildcard character)."""
+    return any(ch in pattern for ch in "*?[")
+
+
 class Binder:
     """Binding-only questions to one DuckDB connection (the one the query runs on)."""
 
@@ -39,7 +44,7 @@ class Binder:
         """The files DuckDB reads for ``pattern``, in its order, as DuckDB names them: its
         ``glob()`` expands wildcards, ``~`` and ``file_search_path`` (an ``s3://`` path
         without wildcards is returned as is: listing it would cost a request)."""
-        if pattern.lower().startswith("s3://") and not any(ch in pattern for ch in "*?["):
+        if pattern.lower().startswith("s3://") and not has_glob(pattern):
             return [pattern]
         cursor = self._con.cursor()
         try:

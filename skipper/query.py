@@ -21,7 +21,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from mlskip.binder import Binder, Schema
+from mlskip.binder import Binder, Schema, has_glob
 from mlskip.errors import MlskipError
 from mlskip.plan import row_ranges
 from mlskip.planner import BoundPredicate, FileFacts, Planner, verifier_predicate
@@ -100,10 +100,6 @@ Evaluator = Callable[[EvaluationTask], "str | None"]
 def _call_args(ml: MLPredicate) -> tuple[str, ...]:
     call = next(c for c in ml.node.find_all(exp.Anonymous) if str(c.this).lower() == ml.function)
     return tuple(unqualified_sql(a) for a in call.expressions)
-
-
-def has_glob(pattern: str) -> bool:
-    return any(ch in pattern for ch in "*?[")
 
 
 def expand_paths(pattern: str, filesystem: Any = None) -> list[str]:
