@@ -11,6 +11,8 @@ transaction the user has open).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +21,12 @@ import duckdb
 from mlskip.rules.roundtrip import sql_literal
 
 Schema = tuple[tuple[str, str], ...]  # (column name, DuckDB type) in order
+
+
+# (name, number of arguments, DuckDB return type) of a SQL function backed by a model
+Signature = tuple[str, int, str]
+
+ARITHMETIC_OPERATORS = ("+", "-", "*", "/")
 
 
 def has_glob(pattern: str) -> bool:
@@ -94,3 +102,60 @@ class Binder:
             f"WHERE lower(function_name) IN ({wanted})"
         ).fetchall()
         return {r[0] for r in rows}
+
+    def plan_json(self, sql: str) -> str | None:
+        """DuckDB's bound logical plan of ``sql`` as JSON, or None if it does not bind."""
+        try:
+            return self._con.execute("SELECT json_serialize_plan(?)", [sql]).fetchone()[0]
+        except duckdb.Error:
+            return None
+
+    def shadowed(self, signatures: Sequence[Signature], operators: bool) -> bool:
+        """Whether a user macro or function changes what the model functions (and, with
+        ``operators``, the arithmetic operators) mean on this connection.
+
+        DuckDB's binder is asked: a probe query calling each of them is bound here and on
+        a fresh connection holding only the model functions; the plans differ exactly when
+        a name resolves to something else (a macro is expanded, an overload chosen).
+        """
+        probe = shadowing_probe(signatures, operators)
+        return self.plan_json(probe) != reference_plan(probe, tuple(signatures))
+
+
+def shadowing_probe(signatures: Sequence[Signature], operators: bool) -> str:
+    """A query that calls every model function and arithmetic operator on a column
+    (not on constants, which DuckDB folds before the plan is serialised)."""
+    calls = [f"{name}({', '.join(['x'] * arity)})" for name, arity, _ in signatures]
+    if operators:
+        calls += [f"x {op} x" for op in ARITHMETIC_OPERATORS] + ["-x"]
+    return f"SELECT {', '.join(calls)} FROM (SELECT CAST(range AS DOUBLE) AS x FROM range(1))"
+
+
+@functools.lru_cache(maxsize=256)
+def reference_plan(probe: str, signatures: tuple[Signature, ...]) -> str | None:
+    """The plan of ``probe`` on a connection with nothing but the model functions
+    (registered as the SQL functions of a model are: DOUBLE arguments, Arrow UDFs)."""
+    con = duckdb.connect()
+    try:
+        for name, arity, returns in signatures:
+            con.create_function(
+                name,
+                _probe_function(arity),
+                [duckdb.sqltype("DOUBLE")] * arity,
+                duckdb.sqltype(returns),
+                type="arrow",
+                side_effects=False,
+            )
+        return Binder(con).plan_json(probe)
+    finally:
+        con.close()
+
+
+def _probe_function(arity: int):
+    def never_called(*columns):  # binding only: the probe is never executed
+        raise AssertionError("probe function executed")
+
+    never_called.__signature__ = inspect.Signature(
+        [inspect.Parameter(f"x{i}", inspect.Parameter.POSITIONAL_ONLY) for i in range(arity)]
+    )
+    return never_called

@@ -242,6 +242,13 @@ def plan_query(
                 "only SELECT statements that the rewriter reproduces exactly are planned; run as written"
             ]
         )
+    if _shadowed(tree, names, functions, binder):
+        return done(
+            [
+                "a user macro or function replaces a model function or an arithmetic "
+                "operator on this connection; run as written"
+            ]
+        )
     fragment = analyse_fragment(duck_tree)
     kinds = {name: b.kind for name, b in functions.items()}
     context = _ScanContext(functions, kinds, planner, binder, fragment, evaluate)
@@ -258,6 +265,24 @@ def plan_query(
         changed = False
     identities.update(context.identities)
     return done(context.reasons, context.files, tree if changed else None, context.predicates)
+
+
+# DuckDB return type of a model's SQL function, by its kind
+_RETURNS = {"value": "DOUBLE", "class": "INTEGER", "vector": "DOUBLE[]"}
+_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg)
+
+
+def _shadowed(
+    tree: exp.Expression, names: set[str], functions: Mapping[str, ModelBinding], binder: Binder
+) -> bool:
+    """Whether a macro or function on the user's connection gives a model function the
+    query calls, or an arithmetic operator its arguments use, another meaning than the
+    planner assumes (asked of DuckDB's binder)."""
+    signatures = sorted(
+        (n, functions[n].num_inputs, _RETURNS.get(functions[n].kind, "DOUBLE")) for n in names
+    )
+    operators = any(True for _ in tree.find_all(*_ARITHMETIC))
+    return binder.shadowed(signatures, operators)
 
 
 def _binds_alike(

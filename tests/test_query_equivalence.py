@@ -738,6 +738,32 @@ def test_names_that_shadow_the_file(data, sql, setup):
 
 
 @pytest.mark.parametrize(
+    "macro, sql",
+    [
+        ("CREATE TEMP MACRO lin(x, y) AS x + 1000", "WHERE lin(a, b) > 90"),
+        ("CREATE MACRO k_class(x, y) AS 2", "WHERE k_class(a, b) = 2"),
+        ('CREATE TEMP MACRO "+"(x, y) AS x - y', "WHERE lin(a + 10, b) > 90"),
+        ('CREATE TEMP MACRO "-"(x, y) AS x + y', "WHERE lin(a - 10, b) > 90"),
+        ('CREATE TEMP MACRO "*"(x, y) AS x + y', "WHERE lin(a * 1, b) > 90"),
+        ('CREATE TEMP MACRO "/"(x, y) AS x * y', "WHERE lin(a / 2, b) > 45"),
+        ('CREATE TEMP MACRO "-"(x) AS x', "WHERE lin(-a, b) < -90"),
+    ],
+)
+def test_macros_that_replace_a_model_or_an_operator(data, macro, sql):
+    """A user macro named like a model function or an arithmetic operator changes what the
+    query computes: DuckDB's binder is asked, and such queries run as written."""
+    root, _ = data
+    on, off = make_pair(lin=lin_net(), k=class_net())
+    query = f"SELECT count(*) FROM {q(root / 'f.parquet')} " + sql
+    assert_prunes(on, query)
+    for con in (on, off):
+        con.execute(macro)
+    assert_same(on, off, query)
+    report = on.explain_skipping(query)
+    assert not report.rewritten and "macro" in " ".join(report.reasons)
+
+
+@pytest.mark.parametrize(
     "sql",
     [
         # a is in both files: DuckDB rejects the unqualified name
