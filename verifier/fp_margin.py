@@ -11,18 +11,32 @@ Two separate effects are bounded here, per region and output.
    (``Network.fp_steps``, unfolded):
 
    - input: the float64 column value is rounded to float32:
-     ``|e_0| <= u |x| + 2^-149`` (subnormal spacing);
+     ``|e_0| <= u |x| + TINY``; an input that may round to infinity makes the
+     margin infinite;
    - affine step ``y = W x + b`` with ``k`` terms per row: whatever the
      summation order, blocking or FMA use of the kernel,
      ``|fl(W x^ + b) - (W x^ + b)| <= gamma_k (|W| |x^| + |b|)``; the error
-     already in ``x^`` passes as ``|W| e``. We take ``k = fan_in + 3``: one
-     extra term for a bias fused into the product by the runtime and one
-     for weights that the runtime may re-round when it folds constants
-     (for example a ``Mul`` merged into a ``Gemm``);
+     already in ``x^`` passes as ``|W| e``. We take ``k = fan_in + 3 +
+     extra_roundings``: one extra term for a bias fused into the product by
+     the runtime, one for weights that the runtime may re-round when it folds
+     constants (for example a ``Mul`` merged into a ``Gemm``), and the
+     scalings the op itself performs (Gemm's alpha/beta, BatchNormalization);
+   - every partial sum of a dot product is bounded by ``|W| |x^| + |b|``; if
+     that bound reaches the largest float, a partial sum may overflow to
+     infinity although the exact result is small (``a + b - c`` near 2e38):
+     the margin is then infinite;
+   - subnormals: a runtime may flush subnormal results to zero and read
+     subnormal operands as zero (FTZ/DAZ). Each rounded operation may then
+     err by ``TINY`` (2^-126 in float32) absolutely, so every affine output
+     adds ``(2 k + 2) TINY`` and every activation ``TINY``; a stored weight
+     that is subnormal in float32 counts in full as stored error (``1e-42``
+     times ``1e38`` read as zero loses ``1e-4``);
    - ReLU is exact and 1-Lipschitz; LeakyReLU adds ``u alpha |x|``;
      sigmoid (1/4-Lipschitz) and tanh (1-Lipschitz) add a kernel error
      ``ACT_APPROX_ABS_ERROR`` (2^-18 at float32, generous for the MLAS
-     rational approximations);
+     rational approximations: measured at most 2^-21.5 for tanh and 2^-22.4
+     for sigmoid over every 7th float32 in [-60, 60], whose results exceed
+     1 by up to 2e-7);
    - magnitudes ``|x^| <= m + e`` with ``m`` the interval (IBP) bound of the
      exact value over the region's box.
 
@@ -41,8 +55,8 @@ Two separate effects are bounded here, per region and output.
    ~1e-13 relative: they never cost pruning (measured in bench.py).
 
 What is *not* covered: a runtime whose kernels are not IEEE-conforming
-beyond the stated activation error (e.g. flush-to-zero plus subnormals
-matters only below 1e-38; we add 2^-149 per input anyway).
+beyond the stated activation error and flush-to-zero. ``tpch/marginfuzz.py``
+checks these bounds against ONNX Runtime itself on random networks.
 """
 
 # ruff: noqa: E741 -- l / u are the standard names for lower / upper bounds
@@ -57,6 +71,7 @@ from .layers import Activation, Affine, linear_box_range
 from .network import Network
 
 UNIT = {"float32": 2.0**-24, "float64": 2.0**-53}
+TINY = {"float32": 2.0**-126, "float64": 2.0**-1022}  # smallest normal: FTZ/DAZ error
 F32_MAX = float(np.finfo(np.float32).max)
 _U64 = 2.0**-53
 
@@ -74,23 +89,32 @@ def _eval_plan(net: Network, precision: str) -> list:
     """Weights-only quantities of ``eval_error`` per step, built once per network."""
     plans = _EVAL_PLANS.setdefault(net, {})
     if precision not in plans:
-        u = UNIT[precision]
+        u, tiny = UNIT[precision], TINY[precision]
         plan: list = []
         for st in net.fp_steps:
             if isinstance(st, Affine):
-                k = int(np.count_nonzero(st.W, axis=1).max(initial=0)) + 3
+                k = int(np.count_nonzero(st.W, axis=1).max(initial=0)) + 3 + st.extra_roundings
                 absWT = np.ascontiguousarray(np.abs(st.W).T)
-                dWT = db = None
-                if precision == "float32":  # weights not representable in float32
-                    dWT = np.ascontiguousarray(
-                        np.abs(st.W - st.W.astype(np.float32).astype(np.float64)).T
-                    )
-                    db = np.abs(st.b - st.b.astype(np.float32).astype(np.float64))
-                plan.append((st, float(gamma(k, u)), absWT, np.abs(st.b), dWT, db))
+                dWT = np.ascontiguousarray(_stored_error(st.W, precision).T)
+                db = _stored_error(st.b, precision)
+                flush = (2 * k + 2) * tiny
+                plan.append((st, float(gamma(k, u)), absWT, np.abs(st.b), dWT, db, flush))
             else:
                 plan.append((st,))
         plans[precision] = plan
     return plans[precision]
+
+
+def _stored_error(w: np.ndarray, precision: str) -> np.ndarray:
+    """How far the weights the runtime uses may be from ``w``: rounding to float32, and
+    a stored value that is subnormal read as zero (DAZ)."""
+    if precision == "float32":
+        stored = w.astype(np.float32).astype(np.float64)
+        error = np.abs(w - stored)
+    else:
+        stored, error = w, np.zeros_like(w)
+    subnormal = np.abs(stored) < TINY[precision]
+    return error + np.where(subnormal, np.abs(stored), 0.0)
 
 
 def eval_error(
@@ -112,28 +136,31 @@ def eval_error(
                 for s in range(0, n, EVAL_CHUNK)
             ]
         )
-    u = UNIT[precision]
+    u, tiny = UNIT[precision], TINY[precision]
     limit = F32_MAX if precision == "float32" else float(np.finfo(np.float64).max)
     with np.errstate(over="ignore", invalid="ignore"):
         l, h = lower, upper
         m = np.maximum(np.abs(l), np.abs(h))
-        e = u * m + (2.0**-149 if precision == "float32" else 0.0)
+        e = u * m + tiny
+        e = np.where((m + e < limit) & np.isfinite(e), e, np.inf)  # input rounds to inf
         for step in _eval_plan(net, precision):
             st = step[0]
             if isinstance(st, Affine):
-                _, g, absWT, absb, dWT, db = step
+                _, g, absWT, absb, dWT, db, flush = step
                 me = m + e
-                rounding = me @ absWT
-                rounding += absb
-                rounding *= g
-                if dWT is not None:
-                    rounding += me @ dWT
-                    rounding += db
+                partial = me @ absWT  # bounds every partial sum of the dot products
+                partial += absb
+                rounding = g * partial
+                rounding += me @ dWT
+                rounding += db
+                rounding += flush
                 e = e @ absWT
                 e += rounding
+                e = np.where(partial < limit, e, np.inf)  # a partial sum may overflow
                 l, h = linear_box_range(st.W, st.b, l, h)
             elif isinstance(st, Activation):
                 e = st.lipschitz * e + st.fp_abs_error(np.maximum(np.abs(l), np.abs(h)) + e, u)
+                e += tiny
                 l, h = st.ibp(l, h)
             m = np.maximum(np.abs(l), np.abs(h))
             e = np.where((m + e < limit) & np.isfinite(e), e, np.inf)

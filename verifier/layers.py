@@ -31,10 +31,16 @@ _U32 = 2.0**-24
 
 @dataclass(frozen=True, eq=False)
 class Affine:
-    """``y = W @ x + b`` with ``W`` [out, in] and ``b`` [out], float64, read-only."""
+    """``y = W @ x + b`` with ``W`` [out, in] and ``b`` [out], float64, read-only.
+
+    ``extra_roundings`` counts rounded operations per output that the model file
+    performs beyond the dot product and bias (Gemm's alpha and beta scalings, the
+    normalisation steps of BatchNormalization): the float error analysis adds them.
+    """
 
     W: np.ndarray
     b: np.ndarray
+    extra_roundings: int = 0
 
     def __post_init__(self) -> None:
         W = np.array(self.W, dtype=np.float64, copy=True)

@@ -24,6 +24,30 @@ from .network import Network, Step
 MAX_INITIALIZER_ELEMENTS = 50_000_000  # ~200 MB of float32: far beyond any filter model
 _PASS_THROUGH = {"Identity", "Dropout", "Flatten", "Reshape", "Cast"}
 
+# attributes whose meaning the loader honours, per op; any other attribute (a newer
+# opset's, a legacy one such as broadcast/axis, a typo) may change what the runtime
+# computes, so the model is refused rather than read as if it were absent
+_ATTRIBUTES: dict[str, frozenset[str]] = {
+    "Constant": frozenset({"value"}),
+    "Identity": frozenset(),
+    "Dropout": frozenset({"ratio", "seed", "is_test"}),
+    "Flatten": frozenset({"axis"}),
+    "Reshape": frozenset({"allowzero"}),
+    "Cast": frozenset({"to", "saturate"}),
+    "Gemm": frozenset({"alpha", "beta", "transA", "transB"}),
+    "MatMul": frozenset(),
+    "Add": frozenset(),
+    "Sub": frozenset(),
+    "Mul": frozenset(),
+    "Div": frozenset(),
+    "BatchNormalization": frozenset({"epsilon", "momentum", "training_mode", "spatial", "is_test"}),
+    "Relu": frozenset(),
+    "LeakyRelu": frozenset({"alpha"}),
+    "Sigmoid": frozenset(),
+    "Tanh": frozenset(),
+    "Softmax": frozenset({"axis"}),
+}
+
 
 def _node_label(node: Any) -> str:
     return f"{node.op_type} node {node.name or '(unnamed)'!r}"
@@ -128,6 +152,7 @@ def _network(model: Any, where: str, input_names: Any) -> Network:
         label = f"{where}: {_node_label(node)}"
         op = node.op_type
         attrs = {a.name: _attr(a) for a in node.attribute}
+        _check_semantics(node, attrs, consts, label)
         if op == "Constant":
             if "value" not in attrs:
                 raise UnsupportedModelError(f"{label}: only tensor constants are supported")
@@ -168,8 +193,13 @@ def _network(model: Any, where: str, input_names: Any) -> Network:
                     raise UnsupportedModelError(
                         f"{label}: only reshapes to [N, {width}] are supported"
                     )
-            if op == "Cast" and int(attrs.get("to", 0)) not in (1, 11):
-                raise UnsupportedModelError(f"{label}: only casts to float/double are supported")
+            if op == "Cast":
+                if int(attrs.get("to", 0)) not in (1, 11):
+                    raise UnsupportedModelError(
+                        f"{label}: only casts to float/double are supported"
+                    )
+                # a cast rounds (double to float): one more rounded step in the error analysis
+                steps.append(Affine(np.eye(width), np.zeros(width)))
             if op == "Flatten" and int(attrs.get("axis", 1)) != 1:
                 raise UnsupportedModelError(f"{label}: only Flatten(axis=1) is supported")
         elif op == "Gemm":
@@ -192,7 +222,8 @@ def _network(model: Any, where: str, input_names: Any) -> Network:
                 if len(ins) > 2
                 else np.zeros(Bm.shape[1])
             )
-            steps.append(Affine(alpha * Bm.T, bias))
+            extra = int(alpha != 1.0) + int(beta != 1.0)  # alpha*(AB), beta*C are rounded
+            steps.append(Affine(alpha * Bm.T, bias, extra_roundings=extra))
             width = Bm.shape[1]
         elif op == "MatMul":
             B = consts[ins[1]].astype(np.float64)
@@ -227,7 +258,11 @@ def _network(model: Any, where: str, input_names: Any) -> Network:
             scale, bias, mean, var = (_vector(consts[n], width, label) for n in ins[1:5])
             eps = float(attrs.get("epsilon", 1e-5))
             k = scale / np.sqrt(var + eps)
-            steps.append(Affine(np.diag(k), bias - k * mean))
+            # as two rounded steps, (x - mean), then times k plus bias, with the roundings
+            # of computing k (sum, sqrt, division) and of a runtime that folds the
+            # statistics into one scale and shift: this covers either implementation
+            steps.append(Affine(np.eye(width), -mean))
+            steps.append(Affine(np.diag(k), bias, extra_roundings=4))
         elif op in ("Relu", "LeakyRelu", "Tanh", "Sigmoid"):
             act: Activation
             if op == "Relu":
@@ -257,6 +292,53 @@ def _network(model: Any, where: str, input_names: Any) -> Network:
         return Network.from_steps(steps, final, names)
     except (ValueError, FloatingPointError) as exc:
         raise UnsupportedModelError(f"{where}: {exc}") from None
+
+
+def _check_semantics(node: Any, attrs: dict[str, Any], consts: dict, label: str) -> None:
+    """Refuse a node whose attributes or inputs make the runtime compute something other
+    than what the loader reads (training-mode dropout, legacy broadcasting, ...)."""
+    if node.domain not in ("", "ai.onnx"):
+        raise UnsupportedModelError(
+            f"{label}: operator domain {node.domain!r} is not the standard ONNX domain"
+        )
+    op = node.op_type
+    unknown = sorted(set(attrs) - _ATTRIBUTES.get(op, frozenset(attrs)))
+    if unknown:
+        raise UnsupportedModelError(
+            f"{label}: attribute(s) {unknown} of {op} are not supported by the verifier "
+            "(they may change what the runtime computes)"
+        )
+    ins = list(node.input)
+    if op == "Dropout":
+        training = ins[2] if len(ins) > 2 and ins[2] else None
+        if training is not None and (
+            training not in consts or bool(np.asarray(consts[training]).any())
+        ):
+            raise UnsupportedModelError(
+                f"{label}: Dropout in training mode (or with a training_mode that is not a "
+                "constant false) drops random values at run time"
+            )
+        if int(attrs.get("is_test", 1)) == 0:
+            raise UnsupportedModelError(f"{label}: Dropout with is_test=0 drops random values")
+    elif op == "BatchNormalization":
+        if int(attrs.get("training_mode", 0)) or len([o for o in node.output if o]) > 1:
+            raise UnsupportedModelError(
+                f"{label}: BatchNormalization in training mode normalises by batch statistics"
+            )
+        if int(attrs.get("is_test", 1)) == 0 or int(attrs.get("spatial", 1)) != 1:
+            raise UnsupportedModelError(
+                f"{label}: BatchNormalization with is_test=0 or spatial=0 is not supported"
+            )
+    elif op == "Reshape":
+        shape = consts.get(ins[1]) if len(ins) > 1 else None
+        if int(attrs.get("allowzero", 0)) and (shape is None or (np.asarray(shape) == 0).any()):
+            raise UnsupportedModelError(f"{label}: Reshape with allowzero=1 and a 0 dimension")
+    elif op == "LeakyRelu":
+        alpha = float(attrs.get("alpha", 0.01))
+        if not 0.0 <= alpha <= 1.0:
+            raise UnsupportedModelError(
+                f"{label}: LeakyRelu alpha {alpha} outside [0, 1] is not supported"
+            )
 
 
 def _first_width(steps: list[Step]) -> int:

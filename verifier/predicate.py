@@ -214,11 +214,13 @@ class Spec:
         c = p._c(self.net.num_outputs)
         if self.kind == "linear":
             return L[:, 0], U[:, 0]
+        # not clipped to [0, 1]: the runtime's kernels are not the mathematical functions
+        # (ONNX Runtime's float32 sigmoid returns 1.0000001 at 17.844)
         eps = final_op_error(precision)
         if self.kind == "sigmoid":
             with np.errstate(over="ignore"):
-                lo = np.clip(_sig(L) - eps, 0.0, 1.0)
-                hi = np.clip(_sig(U) + eps, 0.0, 1.0)
+                lo = _sig(L) - eps
+                hi = _sig(U) + eps
         else:  # softmax: rows grouped per involved output i, k-1 rows each
             k = self.net.num_outputs
             n_out = len(self.outputs)
@@ -227,7 +229,6 @@ class Spec:
             with np.errstate(over="ignore"):
                 lo = 1.0 / (1.0 + np.exp(Ur).sum(-1)) - eps
                 hi = 1.0 / (1.0 + np.exp(Lr).sum(-1)) + eps
-            lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
         cs = c[self.outputs]
         vlo = np.where(cs > 0, cs * lo, cs * hi).sum(-1)
         vhi = np.where(cs > 0, cs * hi, cs * lo).sum(-1)
