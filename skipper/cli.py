@@ -237,8 +237,20 @@ def selfcheck(
         help="differential SQL fuzzer instead (tpch/sqlfuzz.py): random "
         "files, models and queries, with skipping vs skipping=False",
     ),
+    margin: bool = typer.Option(
+        False,
+        "--margin",
+        help="the verifier's float32 bounds against ONNX Runtime instead (tpch/marginfuzz.py): "
+        "random ONNX models, boxes up to float32 overflow, points evaluated by the runtime",
+    ),
 ) -> None:
     """Randomized soundness campaign: results with skipping equal results without."""
+    if margin:
+        from mlskip.tpch.marginfuzz import main as run_marginfuzz
+
+        if not run_marginfuzz(trials, seed, workers=workers):
+            raise typer.Exit(1)
+        return
     if sql:
         from mlskip.tpch.sqlfuzz import main as run_sqlfuzz
 

@@ -224,3 +224,30 @@ def test_batch_normalization_and_gemm_scalings_stay_within_the_margin(tmp_path):
     x32 = x.astype(np.float32).astype(np.float64)
     e = eval_error(net, x32, x32)
     assert (np.abs(got - exact) <= e).all()
+
+
+def test_predicate_truth_reads_one_output():
+    """``m(x)[j] > t`` reads output j alone: infinities in other outputs do not make it NaN."""
+    from mlskip.verifier import Predicate
+
+    y = np.array([[1.0, np.inf, -np.inf], [-1.0, np.inf, np.nan]], dtype=np.float32)
+    assert Predicate.gt(0.0, output=0).holds(y).tolist() == [True, False]
+    assert Predicate.lt(0.0, output=0).holds(y).tolist() == [False, True]
+    assert Predicate.gt(0.0, output=2).holds(y).tolist() == [False, True]  # NaN above all
+
+
+def test_margin_campaign_slice():
+    """A slice of ``mlskip selfcheck --margin``: random ONNX models against ONNX Runtime."""
+    from mlskip.tpch.marginfuzz import run_campaign
+
+    result = run_campaign(16, seed=0)
+    assert result.ok, "\n".join(result.violations[:5] + result.errors[:5])
+    assert result.models >= 12 and result.decided > result.checks // 4
+
+
+@pytest.mark.slow
+def test_margin_campaign():
+    from mlskip.tpch.marginfuzz import run_campaign
+
+    result = run_campaign(1_500, seed=100_000, workers=2)
+    assert result.ok, "\n".join(result.violations[:5] + result.errors[:5])

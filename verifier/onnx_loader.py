@@ -158,7 +158,7 @@ def _network(model: Any, where: str, input_names: Any) -> Network:
                 raise UnsupportedModelError(f"{label}: only tensor constants are supported")
             consts[node.output[0]] = attrs["value"]
             continue
-        if final is not None:
+        if final is not None and (op not in _PASS_THROUGH or op == "Cast"):
             raise UnsupportedModelError(f"{label}: no op may follow the final {final}")
         ins = [n for n in node.input if n]
         live = [n for n in ins if n not in consts]

@@ -126,7 +126,12 @@ class Predicate:
         y = np.asarray(y)
         if self.op == "argmax":
             return np.argmax(y, axis=1) == self.label
-        v = y.astype(np.float64) @ self._c(y.shape[1])
+        if self.coef is None:  # one output, as SQL reads it: inf * 0 elsewhere is no NaN
+            self._c(y.shape[1])  # validates the output index
+            v = y[:, self.output].astype(np.float64)
+        else:
+            with np.errstate(invalid="ignore"):
+                v = y.astype(np.float64) @ self._c(y.shape[1])
         t, h = self.threshold, self.high
         nan = np.isnan(v)
         with np.errstate(invalid="ignore"):
