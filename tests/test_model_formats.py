@@ -82,6 +82,17 @@ class Squeezed(nn.Module):
         return self.linear(x).squeeze(-1)
 
 
+class NoOnnxOp(nn.Module):
+    """Uses an op torch's ONNX exporter has no translation for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, x):
+        return torch.special.erfcx(self.linear(x))
+
+
 def identity_children() -> ConstantForward:
     linear = nn.Linear(1, 1)
     with torch.no_grad():
@@ -140,6 +151,16 @@ def test_forward_sql_cannot_reproduce_is_refused(module, message):
     assert "m" not in con.models
     with pytest.raises(MlskipError, match=message):
         load_model(module, ["a", "b"])
+
+
+def test_export_failure_is_one_clear_line(capfd):
+    with pytest.raises(
+        UnsupportedModelError, match=r"NoOnnxOp.*cannot be exported.*erfcx"
+    ) as caught:
+        mlskip.connect().register_model("m", NoOnnxOp().eval())
+    assert "\n" not in str(caught.value) and caught.value.__cause__ is None
+    out, _ = capfd.readouterr()
+    assert "graph" not in out  # torch's IR dump is not printed
 
 
 def test_module_without_linear_needs_inputs():

@@ -110,14 +110,24 @@ def _module_outputs(module: Any, name: str, batches: list[np.ndarray]) -> list[n
     return outs
 
 
+def _no_log(*args: Any) -> None:
+    """Stands in for torch's ONNX export log while mlskip exports a module."""
+
+
 def _export(module: Any, name: str, d: int) -> bytes:
     """torch's TorchScript-based ONNX export of ``module`` on a [1, d] input, batch dynamic."""
     import torch
 
     buffer = io.BytesIO()
+    # torch 2.13's TorchScript exporter always enables its ONNX log (it tests a function
+    # for truth), which prints the whole IR graph to stdout when an export fails; the
+    # error raised below says what failed, so that log is silenced for this call
+    log = getattr(torch._C, "_jit_onnx_log", None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            if log is not None:
+                torch._C._jit_onnx_log = _no_log
             torch.onnx.export(
                 module,
                 (torch.zeros(1, d, dtype=torch.float32),),
@@ -132,6 +142,9 @@ def _export(module: Any, name: str, d: int) -> bytes:
                 f"torch module {name}: its forward() cannot be exported to ONNX "
                 f"({_one_line(error)}); export it yourself and register the ONNX file"
             ) from None
+        finally:
+            if log is not None:
+                torch._C._jit_onnx_log = log
     for w in caught:
         # the tracer saw a tensor turned into a Python value (a branch or loop on the
         # input's values or batch size): the trace holds one path only. Tensors built
