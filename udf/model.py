@@ -5,6 +5,8 @@ ONNX bytes, because that is what the SQL function evaluates. The verifier's
 ``Network`` is then read back from those same bytes, so its float32 error
 analysis follows exactly the operations the UDF performs. A model the
 verifier cannot read still works in SQL; it is just never used for skipping.
+A torch module becomes the export of what its ``forward`` computes, checked
+against the module; a fixed batch dimension is made symbolic (or refused).
 """
 
 from __future__ import annotations
@@ -44,24 +46,48 @@ class SqlModel:
         return self.num_outputs > 1
 
 
-def _onnx_bytes(src: Any) -> bytes:
-    """ONNX bytes for a path, bytes, ModelProto, torch module or Network."""
-    from mlskip.verifier import load_model
-    from mlskip.verifier.onnx_loader import to_onnx
+def _onnx_bytes(src: Any, inputs: Sequence[str] | None = None) -> bytes:
+    """Self-contained ONNX bytes for a path, bytes, ModelProto, torch module or Network.
 
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        return bytes(src)
+    A path is read with its external data (``read_onnx_file``); a torch module
+    becomes the checked export of its ``forward`` (``torch_to_onnx``), so SQL
+    runs exactly that graph. Bytes or a ModelProto whose tensors live in
+    external files are refused: their data cannot be found.
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    from mlskip.verifier.onnx_loader import (
+        external_data_message,
+        external_tensors,
+        read_onnx_file,
+        to_onnx,
+    )
+    from mlskip.verifier.torch_loader import is_torch_module, torch_to_onnx
+
     if isinstance(src, (str, os.PathLike)):
-        path = os.fspath(src)
+        return read_onnx_file(src)
+    if isinstance(src, Network):
+        return to_onnx(src)
+    if is_torch_module(src):
+        return torch_to_onnx(src, inputs)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
         try:
-            with open(path, "rb") as handle:
-                return handle.read()
-        except OSError as error:
-            raise ModelInputError(f"cannot read model file {path!r}: {error.strerror}") from None
-    if type(src).__name__ == "ModelProto":
-        return src.SerializeToString()
-    network = src if isinstance(src, Network) else load_model(src)
-    return to_onnx(network)
+            model = onnx.load_model_from_string(data)
+        except (DecodeError, ValueError, RuntimeError):
+            return data  # _onnx_signature says why it is not a model
+    elif isinstance(src, onnx.ModelProto):
+        model, data = src, b""
+    else:
+        raise ModelInputError(
+            f"cannot use a {type(src).__name__} as a model; pass an ONNX path, ONNX bytes, "
+            "an onnx.ModelProto, a torch nn.Module or an mlskip Network"
+        )
+    external = external_tensors(model.graph)
+    if external:
+        raise ModelInputError(external_data_message(external[0]))
+    return data or model.SerializeToString()
 
 
 def _onnx_signature(data: bytes, where: str) -> tuple[int, int, tuple[str, ...] | None]:
@@ -100,17 +126,111 @@ def _onnx_signature(data: bytes, where: str) -> tuple[int, int, tuple[str, ...] 
     return last_dim(inputs[0]), last_dim(graph.output[0]), names
 
 
+BATCH_CHECK_ROWS = 7  # rows a re-dimensioned model is checked on, also one at a time
+
+
+def _batch_dim(value_info: Any) -> int | None:
+    """The fixed first dimension of a tensor, or None when it is symbolic or absent."""
+    dims = value_info.type.tensor_type.shape.dim
+    if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+        return int(dims[0].dim_value)
+    return None
+
+
+def _session(data: bytes) -> Any:
+    """A one-thread ONNX Runtime session that logs nothing (its errors are raised)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 4
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def _dynamic_batch(data: bytes, where: str) -> bytes:
+    """``data`` with a batch dimension SQL can use: any number of rows per call.
+
+    Exporters may fix the first dimension of the input or output to 1 (or B);
+    ONNX Runtime would then refuse every batch of another size, so every query
+    would fail. The first dimension of input and output is made symbolic
+    ("N") and the result is kept only if, on sample rows, it gives per row
+    what the original gives in batches of its fixed size (and each row alone
+    gives the same). Otherwise the model is refused with the fix.
+    """
+    import numpy as np
+    import onnx
+
+    model = onnx.load_model_from_string(data)
+    graph = model.graph
+    initializers = {init.name for init in graph.initializer}
+    x_info = next(i for i in graph.input if i.name not in initializers)
+    y_info = graph.output[0]
+    fixed = _batch_dim(x_info) or _batch_dim(y_info)
+    if fixed is None:
+        return data
+    for info in (x_info, y_info):
+        info.type.tensor_type.shape.dim[0].Clear()
+        info.type.tensor_type.shape.dim[0].dim_param = "N"
+    del graph.value_info[:]  # inferred shapes of the fixed batch; ONNX Runtime infers them again
+    redimensioned = model.SerializeToString()
+    d = x_info.type.tensor_type.shape.dim[1].dim_value
+    n = BATCH_CHECK_ROWS if fixed != BATCH_CHECK_ROWS else BATCH_CHECK_ROWS + 1
+    rng = np.random.default_rng(17)
+    x = (rng.standard_normal((n, d)) * np.array([1.0, 10.0, 100.0] * n)[:n, None]).astype(
+        np.float32
+    )
+    padded = np.zeros((-(-n // fixed) * fixed, d), np.float32)
+    padded[:n] = x
+    try:
+        original = _session(data)
+        name = original.get_inputs()[0].name
+        want = np.concatenate(
+            [original.run(None, {name: padded[i : i + fixed]})[0] for i in range(0, n, fixed)]
+        )[:n]
+    except Exception:  # the model does not run as it is: make_runner reports why
+        return data
+    problem = None
+    try:
+        session = _session(redimensioned)
+        together = session.run(None, {name: x})[0]
+        alone = np.concatenate([session.run(None, {name: x[i : i + 1]})[0] for i in range(n)])
+    except Exception as error:  # onnxruntime's own classes (Fail, InvalidArgument, ...)
+        text = " ".join(str(error).split())  # its end says what failed
+        problem = f"ONNX Runtime: {type(error).__name__}: {text if len(text) < 300 else '...' + text[-300:]}"
+    else:
+        tol = 1e-4 * (1 + np.abs(want) + np.abs(x).max(axis=1, keepdims=True))
+        for label, y in ((f"a batch of {n} rows", together), ("each row alone", alone)):
+            if y.shape != want.shape:
+                problem = f"{label} gives shape {list(y.shape)}, not {list(want.shape)}"
+            elif not ((np.abs(y - want) <= tol) | (y == want) | np.isnan(y) & np.isnan(want)).all():
+                problem = f"{label} gives other values than batches of {fixed} rows"
+            if problem:
+                break
+    if problem is not None:
+        raise ModelInputError(
+            f"{where}: fixes its batch dimension to {fixed} and cannot be re-dimensioned "
+            f"({problem}); export it with dynamic_axes="
+            f"{{{x_info.name!r}: {{0: 'N'}}, {y_info.name!r}: {{0: 'N'}}}}"
+        )
+    return redimensioned
+
+
 def prepare_model(src: Any, inputs: Sequence[str] | None = None, name: str = "model") -> SqlModel:
     """Turn ``src`` into a ``SqlModel``; ``inputs`` names the model's inputs
     (default: the names stored in the model, else x0, x1, ...)."""
     from mlskip.verifier import load_model
 
     where = f"model {name!r}"
-    data = _onnx_bytes(src)
+    try:
+        data = _onnx_bytes(src, inputs)
+    except MlskipError as error:
+        raise type(error)(f"{where}: {error}") from None
     d, k, stored = _onnx_signature(data, where)
     names = tuple(inputs) if inputs is not None else stored or tuple(f"x{i}" for i in range(d))
     if len(names) != d:
         raise ModelInputError(f"{where} takes {d} inputs, but {len(names)} input names were given")
+    data = _dynamic_batch(data, where)
     network, reason = None, None
     try:
         network = load_model(data, input_names=list(names))

@@ -54,8 +54,6 @@ def _node_label(node: Any) -> str:
 
 
 def _check_initializers(graph: Any, where: str) -> None:
-    from onnx import TensorProto
-
     for init in graph.initializer:
         n = int(np.prod(init.dims)) if len(init.dims) else 1
         if n > MAX_INITIALIZER_ELEMENTS:
@@ -63,10 +61,9 @@ def _check_initializers(graph: Any, where: str) -> None:
                 f"{where}: initializer {init.name!r} declares {n:,} elements "
                 f"(limit {MAX_INITIALIZER_ELEMENTS:,}); not a filter-sized model"
             )
-        if init.data_location == TensorProto.EXTERNAL:
-            raise UnsupportedModelError(
-                f"{where}: initializer {init.name!r} uses external data; save the model as one file"
-            )
+    external = external_tensors(graph)
+    if external:
+        raise UnsupportedModelError(f"{where}: {external_data_message(external[0])}")
 
 
 def _as_model(src: Any) -> tuple[Any, str]:
@@ -74,21 +71,195 @@ def _as_model(src: Any) -> tuple[Any, str]:
     from google.protobuf.message import DecodeError
 
     if isinstance(src, onnx.ModelProto):
-        return src, "ONNX model"
+        return _fold_constant_identities(src), "ONNX model"
     if isinstance(src, (bytes, bytearray, memoryview)):
-        where = "ONNX bytes"
-        try:
-            return onnx.load_model_from_string(bytes(src)), where
-        except (DecodeError, ValueError, RuntimeError) as exc:
-            raise UnsupportedModelError(f"{where}: not a valid ONNX model ({exc})") from None
-    path = os.fspath(src)
+        data, where = bytes(src), "ONNX bytes"
+    else:
+        where = f"ONNX file {os.fspath(src)!r}"
+        data = read_onnx_file(src)  # with its external data, read from beside the file
+    try:
+        return _fold_constant_identities(onnx.load_model_from_string(data)), where
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise UnsupportedModelError(f"{where}: not a valid ONNX model ({exc})") from None
+
+
+def _fold_constant_identities(model: Any) -> Any:
+    """``model`` with each Identity of an initializer replaced by a copy of that initializer.
+
+    torch's exporter stores equal parameters once and aliases the others with
+    such nodes (a fresh BatchNorm1d's weight and running variance are both
+    ones); they compute nothing from the input. A ModelProto passed in is
+    copied, never changed.
+    """
+    from onnx import ModelProto
+
+    def alias_of(node: Any, inits: dict[str, Any]) -> Any:
+        if node.op_type == "Identity" and len(node.input) == 1 and len(node.output) == 1:
+            return inits.get(node.input[0])
+        return None
+
+    names = {i.name: i for i in model.graph.initializer}
+    if all(alias_of(n, names) is None for n in model.graph.node):
+        return model
+    copy = ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    inits = {i.name: i for i in graph.initializer}
+    keep = []
+    for node in graph.node:
+        source = alias_of(node, inits)
+        if source is None:
+            keep.append(node)
+            continue
+        alias = graph.initializer.add()
+        alias.CopyFrom(source)
+        alias.name = node.output[0]
+        inits[alias.name] = alias
+    del graph.node[:]
+    graph.node.extend(keep)
+    return copy
+
+
+def external_tensors(graph: Any) -> list[Any]:
+    """Every tensor of ``graph`` (initializers, tensor attributes, subgraphs) whose
+    data lives in an external file."""
+    from onnx import AttributeProto, TensorProto
+
+    found: list[Any] = []
+    pending = [graph]
+    while pending:
+        g = pending.pop()
+        tensors = list(g.initializer)
+        for node in g.node:
+            for a in node.attribute:
+                if a.type == AttributeProto.TENSOR:
+                    tensors.append(a.t)
+                elif a.type == AttributeProto.TENSORS:
+                    tensors += list(a.tensors)
+                elif a.type == AttributeProto.GRAPH:
+                    pending.append(a.g)
+                elif a.type == AttributeProto.GRAPHS:
+                    pending += list(a.graphs)
+        found += [t for t in tensors if t.data_location == TensorProto.EXTERNAL]
+    return found
+
+
+def external_data_message(tensor: Any) -> str:
+    """Why a model held as bytes or a ModelProto cannot use ``tensor``'s external data."""
+    location = {e.key: e.value for e in tensor.external_data}.get("location", "?")
+    return (
+        f"tensor {tensor.name!r} keeps its data in the external file {location!r}, which "
+        "ONNX bytes and ModelProtos do not carry; pass the model's file path (its data is "
+        "read from beside it) or save the model as one file"
+    )
+
+
+# bytes per element of the tensor types whose external data is read (onnx.TensorProto codes)
+_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
+MAX_MODEL_BYTES = 2**31 - 2**20  # protobuf's 2 GB limit on one serialized model
+
+
+def read_onnx_file(path: str | os.PathLike[str]) -> bytes:
+    """One self-contained serialized ONNX model read from ``path``.
+
+    Tensors kept in external files (``onnx.save(..., save_as_external_data=True)``,
+    large torch exports) are read from beside the model and stored inline, so
+    the SQL function and the verifier see the same complete bytes. Every
+    external reference is checked before anything is read: its file must lie in
+    the model's folder (no absolute path, no ``..``) and hold all the bytes its
+    tensor needs. A model without external data is returned byte for byte.
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+    from onnx import TensorProto
+
+    path = os.fspath(path)
     where = f"ONNX file {path!r}"
     if not os.path.exists(path):
         raise ModelInputError(f"{where} does not exist")
     try:
-        return onnx.load(path, load_external_data=False), where
-    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise ModelInputError(f"cannot read {where}: {error.strerror or error}") from None
+    try:
+        model = onnx.load_model_from_string(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
         raise UnsupportedModelError(f"{where}: not a valid ONNX model ({exc})") from None
+    external = external_tensors(model.graph)
+    if not external:
+        return data
+    folder = os.path.dirname(os.path.abspath(path))
+    sizes: dict[str, int] = {}
+    total = len(data)
+    reads = []
+    for tensor in external:
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        label = f"{where}: tensor {tensor.name!r} (external data {location!r})"
+        if (
+            not location
+            or os.path.isabs(location)
+            or location[0] in "/\\"
+            or ".." in location.replace("\\", "/").split("/")
+        ):
+            raise ModelInputError(
+                f"{label}: the data must be a file in the model's folder "
+                "(no absolute path, no '..')"
+            )
+        if tensor.data_type not in _ITEMSIZE:
+            raise UnsupportedModelError(
+                f"{label}: external data of tensor type {tensor.data_type} is not supported"
+            )
+        if any(d < 0 for d in tensor.dims):
+            raise UnsupportedModelError(f"{label}: negative dimension in {list(tensor.dims)}")
+        n = 1
+        for d in tensor.dims:
+            n *= int(d)
+        if n > MAX_INITIALIZER_ELEMENTS:
+            raise UnsupportedModelError(
+                f"{label}: declares {n:,} elements (limit {MAX_INITIALIZER_ELEMENTS:,}); "
+                "not a filter-sized model"
+            )
+        need = n * _ITEMSIZE[tensor.data_type]
+        try:
+            offset = int(info.get("offset", 0))
+            length = int(info["length"]) if "length" in info else None
+        except ValueError:
+            raise ModelInputError(f"{label}: its offset or length is not an integer") from None
+        if length is not None and length != need:
+            raise ModelInputError(
+                f"{label}: declares {length} bytes where its shape {list(tensor.dims)} needs {need}"
+            )
+        file = os.path.join(folder, location)
+        if file not in sizes:
+            sizes[file] = os.path.getsize(file) if os.path.isfile(file) else -1
+        if sizes[file] < 0:
+            raise ModelInputError(f"{label}: the data file {file!r} is missing")
+        if offset < 0 or offset + need > sizes[file]:
+            raise ModelInputError(
+                f"{label}: bytes {offset} to {offset + need} lie outside the data file "
+                f"{file!r} ({sizes[file]} bytes): it is truncated or belongs to another model"
+            )
+        total += need
+        if total > MAX_MODEL_BYTES:
+            raise UnsupportedModelError(f"{where}: with its external data it exceeds 2 GB")
+        reads.append((tensor, file, offset, need))
+    for tensor, file, offset, need in reads:
+        try:
+            with open(file, "rb") as handle:
+                handle.seek(offset)
+                raw = handle.read(need)
+        except OSError as error:
+            raise ModelInputError(
+                f"{where}: cannot read the data file {file!r}: {error.strerror or error}"
+            ) from None
+        if len(raw) != need:
+            raise ModelInputError(f"{where}: the data file {file!r} changed while it was read")
+        tensor.raw_data = raw
+        del tensor.external_data[:]
+        tensor.data_location = TensorProto.DEFAULT
+    return model.SerializeToString()
 
 
 def _dims(value_info: Any) -> list[int | None]:
