@@ -9,6 +9,7 @@ report says why.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import time
@@ -222,26 +223,20 @@ def plan_query(
 
     if not functions:
         return done([])
-    try:
-        statements = [s for s in sqlglot.parse(sql, dialect="duckdb") if s is not None]
-    except SqlglotError as error:
-        return done([f"the query could not be parsed for planning ({str(error).splitlines()[0]})"])
-    if len(statements) != 1:
-        return done(["several statements in one string are run unmodified"])
-    tree = statements[0]
-    is_query = isinstance(tree, exp.Query)
-    names = {
-        n for n in (str(c.this).lower() for c in tree.find_all(exp.Anonymous)) if n in functions
-    }
+    parsed = _parse(sql)
+    if parsed.reason is not None:
+        return done([parsed.reason])
+    is_query = parsed.is_query
+    names = parsed.functions & set(functions)
     if not names:
         return done([])
-    duck_tree = duckdb_tree(sql)
-    if duck_tree is None or duck_tree != duckdb_tree(tree.sql(dialect="duckdb")):
+    if parsed.fragment is None:
         return done(
             [
                 "only SELECT statements that the rewriter reproduces exactly are planned; run as written"
             ]
         )
+    tree = parsed.tree.copy()  # the cached tree stays as parsed: the rewrite edits a copy
     if _shadowed(tree, names, functions, binder):
         return done(
             [
@@ -249,9 +244,8 @@ def plan_query(
                 "operator on this connection; run as written"
             ]
         )
-    fragment = analyse_fragment(duck_tree)
     kinds = {name: b.kind for name, b in functions.items()}
-    context = _ScanContext(functions, kinds, planner, binder, fragment, evaluate)
+    context = _ScanContext(functions, kinds, planner, binder, parsed.fragment, evaluate)
     scans = find_parquet_scans(tree)
     referenced = {c.name.lower() for c in tree.find_all(exp.Column)}
     changed = False
@@ -265,6 +259,36 @@ def plan_query(
         changed = False
     identities.update(context.identities)
     return done(context.reasons, context.files, tree if changed else None, context.predicates)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """What planning learns from a query's text alone (cached by text: parsing depends on
+    nothing else). ``fragment`` is None when the sqlglot round trip does not give DuckDB's
+    own parse tree back; ``functions`` are the names of the functions it calls."""
+
+    tree: exp.Expression | None
+    reason: str | None
+    is_query: bool = False
+    functions: frozenset[str] = frozenset()
+    fragment: Fragment | None = None
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(sql: str) -> _Parsed:
+    try:
+        statements = [s for s in sqlglot.parse(sql, dialect="duckdb") if s is not None]
+    except SqlglotError as error:
+        first = str(error).splitlines()[0]
+        return _Parsed(None, f"the query could not be parsed for planning ({first})")
+    if len(statements) != 1:
+        return _Parsed(None, "several statements in one string are run unmodified")
+    tree = statements[0]
+    functions = frozenset(str(c.this).lower() for c in tree.find_all(exp.Anonymous))
+    duck_tree = duckdb_tree(sql)
+    same = duck_tree is not None and duck_tree == duckdb_tree(tree.sql(dialect="duckdb"))
+    fragment = analyse_fragment(duck_tree) if same else None
+    return _Parsed(tree, None, isinstance(tree, exp.Query), functions, fragment)
 
 
 # DuckDB return type of a model's SQL function, by its kind
