@@ -296,7 +296,7 @@ def write_parquet(
                 num_rows += tbl.num_rows
             if pending is not None:
                 pending.result()
-        sizes = [b - a for a, b in zip([start, *ends[:-1]], ends, strict=True)]
+        sizes = [b - a for a, b in zip([start, *ends][: len(ends)], ends, strict=True)]
         footer = Footer(
             FINE_BITS,
             hull_bytes,

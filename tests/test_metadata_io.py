@@ -352,3 +352,13 @@ def test_dates_and_timestamps_encoding():
     assert to_numeric(ts).values[0] == 1e6
     d = pa.array([dt.date(1970, 1, 11)])
     assert to_numeric(d).values[0] == 10.0
+
+
+def test_empty_table_writes_a_readable_file_with_no_row_groups(tmp_path):
+    """DuckDB's COPY and Polars write such files for empty results; so does mlskip."""
+    import mlskip
+
+    empty = pa.table({"a": pa.array([], pa.float64()), "b": pa.array([], pa.int64())})
+    report = mlskip.write_parquet(empty, tmp_path / "e.parquet", hulls=[("a", "b")])
+    assert report.num_rows == 0 and report.num_row_groups == 0
+    assert pq.read_table(tmp_path / "e.parquet").equals(empty)

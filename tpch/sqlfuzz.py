@@ -70,6 +70,10 @@ SETTINGS = (  # (statement before the query, statement after it)
     ("SET default_order = 'desc'", "RESET default_order"),
     ("SET ieee_floating_point_ops = false", "RESET ieee_floating_point_ops"),
     ("SET preserve_identifier_case = false", "RESET preserve_identifier_case"),
+    # user macros that replace an arithmetic operator for the query
+    ('CREATE TEMP MACRO "+"(x, y) AS x - y', 'DROP MACRO "+"'),
+    ('CREATE TEMP MACRO "*"(x, y) AS x + y', 'DROP MACRO "*"'),
+    ('CREATE TEMP MACRO "-"(x) AS x', 'DROP MACRO "-"'),
 )
 REL_TOL, ABS_TOL = 1e-9, 1e-12
 # DuckDB's own failures: when only the baseline raises one, the query is not held against
@@ -1348,6 +1352,15 @@ class QueryGen:
         ("window", 6), ("pivot", 5),
     )  # fmt: skip
 
+    def _model_macro(self, model: Model) -> tuple[str, str]:
+        """A user macro named like a model's SQL function (it replaces the model there)."""
+        name = f"{model.name}_class" if model.classes > 1 and self.chance(0.7) else model.name
+        args = ", ".join(f"x{i}" for i in range(model.inputs))
+        body = "1" if name.endswith("_class") else self.rnd.choice(["x0 + 1", "0.5", "-x0"])
+        if model.classes > 1 and not name.endswith("_class"):
+            body = f"[{body}, 0.0]"
+        return f"CREATE TEMP MACRO {name}({args}) AS {body}", f"DROP MACRO {name}"
+
     def query(self) -> Query:
         self.params = {}
         self.ctes = []
@@ -1355,6 +1368,8 @@ class QueryGen:
         form = self.rnd.choices(forms, weights)[0]
         sql, _ = getattr(self, form)(0)
         setting = self.rnd.choice(SETTINGS) if self.chance(0.15) else None
+        if setting is None and self.models and self.chance(0.03):
+            setting = self._model_macro(self.rnd.choice(self.models))
         api = "execute" if self.chance(0.3) else "sql"
         params: list | dict | None = None
         tokens = re.findall(r"__P\d+__", sql)
