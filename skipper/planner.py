@@ -41,6 +41,18 @@ UNKNOWN = 2
 # no MILP by default: on the quick benchmark it decided no row group and took 55% of the
 # verification time (min-max, 1,770 row groups: 2.05 of 3.72 s); at SF1 it decided 0-1.1%
 PLANNER_METHODS = ("ibp", "crown", "bab", "lp")
+ROWS_PER_PIECE = 64  # a piece (one CROWN bound) costs about what reading and evaluating
+# 64 rows costs with the small filter models: the work budget of a batch of row groups
+PIECES_PER_REGION = (16, 2048)  # at least / at most, per row group
+
+
+def work_budget(regions: int, rows: int) -> int:
+    """Branch-and-bound pieces for ``regions`` row groups of ``rows`` rows in all: what
+    planning may spend is bounded by what it can save (reading and evaluating the rows),
+    counted in work units so that the same query on the same files gives the same plan."""
+    low, high = PIECES_PER_REGION
+    per_region = min(high, max(low, rows // max(regions, 1) // ROWS_PER_PIECE))
+    return int(per_region * max(regions, 1))
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,18 +121,19 @@ class Planner:
         self,
         verifier: Verifier | None = None,
         cache_size: int = 512,
-        seconds_per_row_group: float = 0.002,
-        min_seconds: float = 0.05,
+        seconds_per_row_group: float = 0.05,
+        safety_seconds: float = 5.0,
         *,
         s3: S3Options | Mapping | None = None,
         filesystem: object | None = None,
         footer_key: str | bytes | None = None,
     ) -> None:
-        # without an explicit verifier, the expensive methods get a budget that
-        # grows with the number of row groups: planning must stay cheap next to the scan
+        # without an explicit verifier, the expensive methods get a work budget that
+        # follows the rows at stake (planning must stay cheap next to the scan), and a
+        # wall-clock safety cap of safety_seconds + seconds_per_row_group per row group
         self.verifier = verifier
         self.seconds_per_row_group = seconds_per_row_group
-        self.min_seconds = min_seconds
+        self.safety_seconds = safety_seconds
         self._files: OrderedDict[str, FileFacts] = OrderedDict()
         self._plans: OrderedDict[tuple, FilePlan] = OrderedDict()
         self._cache_size = cache_size
@@ -201,17 +214,20 @@ class Planner:
         )  # fmt: skip
         return FileFacts(path, identity, meta, sizes, tuple(schema.names), numeric, leaves)
 
-    def verifier_for(self, regions: int) -> Verifier:
-        """The verifier used for a batch of ``regions`` row groups (the default cascade
-        with a budget that grows with the batch, unless one was given)."""
+    def verifier_for(self, regions: int, rows: int = 0) -> Verifier:
+        """The verifier used for a batch of ``regions`` row groups holding ``rows`` rows
+        (the given one, else the default cascade with work budgets that follow what
+        planning can save; see ``work_budget``)."""
         if self.verifier is not None:
             return self.verifier
-        budget = max(self.min_seconds, self.seconds_per_row_group * regions)
+        pieces = work_budget(regions, rows)
         return Verifier(
             methods=PLANNER_METHODS,
-            time_budget=budget,
-            milp_time_per_region=min(0.5, budget),
-            bab_time_budget=budget / 2,
+            time_budget=None,
+            bab_time_budget=float("inf"),
+            bab_max_pieces=pieces,
+            bab_piece_budget=pieces,
+            safety_seconds=self.safety_seconds + self.seconds_per_row_group * regions,
         )
 
     def _trim(self, cache: OrderedDict) -> None:
@@ -329,13 +345,17 @@ class Planner:
                 regions.pairs,
                 tuple((A[todo], b[todo]) for A, b in regions.halfspaces),
             )
-            result = self.verifier_for(len(todo)).verify(bound.network, batch, bound.predicate)
+            rows = int(sum(groups[i].num_rows for i in todo))
+            verifier = self.verifier_for(len(todo), rows)
+            result = verifier.verify(bound.network, batch, bound.predicate)
             got = np.asarray(result.verdicts, dtype=np.int8).copy()
             # NULL arguments never qualify, so "every row qualifies" needs no NULLs
             got[(got == 1) & regions.has_nulls[todo]] = UNKNOWN
             verdicts[todo] = got
             names = np.array(result.method_names, dtype=object)[result.method]
-            methods[todo] = np.where(got == UNKNOWN, "undecided", names)
+            # the safety cap is reported where it left row groups open
+            open_label = "safety-cap" if result.capped else "undecided"
+            methods[todo] = np.where(got == UNKNOWN, open_label, names)
         return verdicts, methods
 
 

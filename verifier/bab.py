@@ -9,7 +9,8 @@ region's polygons and float margins (a piece's margins are at most its
 region's); with polygons each piece's box is first shrunk to the certified
 bounding box of its part inside them (tighten_boxes: the same points, tighter
 intermediate bounds). Breadth-first, all pieces of all regions in one batch per round,
-within a piece budget per region and a time budget.
+within a piece limit per region, a piece budget for the whole batch (work units: the
+same inputs give the same verdicts on any machine) and a time budget (a safety net).
 """
 
 from __future__ import annotations
@@ -34,10 +35,14 @@ def bab_verdicts(
     time_budget: float = 1.0,
     batch: int = 20_000,
     stats: dict | None = None,
+    piece_budget: int | None = None,
 ) -> np.ndarray:
     """Verdicts ``[n]`` for ``regions`` by input splitting (UNKNOWN if undecided).
 
-    ``stats["weights"]`` receives the pieces bounded per region (its share of the work).
+    ``piece_budget`` caps the pieces bounded over all regions (None: no cap); pieces are
+    taken breadth-first, so the regions decided early leave their share to the others.
+    ``stats["weights"]`` receives the pieces bounded per region (its share of the work),
+    ``stats["pieces"]`` their total and ``stats["timed_out"]`` whether the clock stopped it.
     """
     n = regions.n
     out = np.full(n, UNKNOWN, dtype=np.int8)
@@ -54,8 +59,14 @@ def bab_verdicts(
     alive[parent] = True
     bounded = np.zeros(n)
     deadline = Deadline(time_budget)
-    while len(parent) and not deadline.passed():
-        take = min(len(parent), batch)
+    left = np.inf if piece_budget is None else int(piece_budget)
+    timed_out = False
+    while len(parent) and left > 0:
+        if deadline.passed():
+            timed_out = True
+            break
+        take = int(min(len(parent), batch, left))
+        left -= take
         np.add.at(bounded, parent[:take], 1.0)
         sub = regions.with_boxes(lo[:take], hi[:take], parent[:take])
         if sub.has_polygons:  # shrink each piece to its part inside the polygons (same points)
@@ -92,6 +103,8 @@ def bab_verdicts(
         # regions with an undecided piece that ran out of budget stay UNKNOWN
     if stats is not None:
         stats["weights"] = bounded
+        stats["pieces"] = int(bounded.sum())
+        stats["timed_out"] = timed_out
     has_open = np.zeros(n, bool)
     has_open[parent] = True
     done = finite & ~has_open & alive

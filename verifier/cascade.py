@@ -75,6 +75,7 @@ class VerificationResult:
     seconds: Mapping[str, float]
     method_names: tuple[str, ...] = METHOD_NAMES
     region_seconds: np.ndarray | None = None
+    capped: bool = False  # the clock (time budget or safety cap) stopped some method
 
     def __post_init__(self) -> None:
         for a in (self.verdicts, self.method, self.mixed, self.region_seconds):
@@ -133,6 +134,8 @@ class Verifier:
     precision: str = "float32"
     bab_max_pieces: int = 256
     bab_time_budget: float = 2.0
+    bab_piece_budget: int | None = None
+    safety_seconds: float | None = None
     alpha_iters: int = 20
     alpha_mode: str = "full"
     sample_points: int = 16
@@ -174,8 +177,11 @@ class Verifier:
         if not len(open_):
             return box
         stage = self
-        if self.time_budget is not None:  # the budget's share of the regions still open
-            stage = replace(self, time_budget=self.time_budget * len(open_) / regions.n)
+        share = len(open_) / regions.n  # the budgets' share of the regions still open
+        if self.time_budget is not None:
+            stage = replace(stage, time_budget=self.time_budget * share)
+        if self.bab_piece_budget is not None:
+            stage = replace(stage, bab_piece_budget=max(1, int(self.bab_piece_budget * share)))
         cut = stage._verify(network, regions.subset(open_), predicate)
         verdicts, method = box.verdicts.copy(), box.method.copy()
         verdicts[open_], method[open_] = cut.verdicts, cut.method
@@ -186,12 +192,16 @@ class Verifier:
             seconds[name] = seconds.get(name, 0.0) + secs
         cost = np.array(box.region_seconds, dtype=float)
         cost[open_] += cut.region_seconds
-        return VerificationResult(verdicts, method, mixed, seconds, region_seconds=cost)
+        return VerificationResult(
+            verdicts, method, mixed, seconds, region_seconds=cost, capped=box.capped or cut.capped
+        )
 
     def _verify(
         self, network: Any, regions: RegionBatch, predicate: Predicate
     ) -> VerificationResult:
-        deadline = None if self.time_budget is None else Deadline(self.time_budget)
+        limit = self.time_budget if self.time_budget is not None else self.safety_seconds
+        deadline = None if limit is None else Deadline(limit)
+        capped = False
         net: Network = load_model(network)
         if not isinstance(regions, RegionBatch):
             raise ModelInputError(f"regions must be a RegionBatch, got {type(regions).__name__}")
@@ -235,6 +245,7 @@ class Verifier:
             if expensive and self.sample_points and heavy not in searched:
                 searched.add(heavy)
                 if deadline is not None and deadline.passed():
+                    capped = True
                     break
                 t0 = time.perf_counter()
                 mixed[open_] = mixed_witness(
@@ -255,6 +266,7 @@ class Verifier:
                 if not len(open_):
                     break
             if expensive and deadline is not None and deadline.passed():
+                capped = True
                 break
             t0 = time.perf_counter()
             sub = regions.subset(open_)
@@ -269,7 +281,11 @@ class Verifier:
             el = time.perf_counter() - t0
             seconds[name] = seconds.get(name, 0.0) + el
             charge(open_, el, stats.get("weights"))
-        return VerificationResult(verdicts, method, mixed, seconds, region_seconds=cost)
+            capped |= bool(stats.get("timed_out"))
+        capped |= deadline is not None and deadline.passed() and bool((verdicts == UNKNOWN).any())
+        return VerificationResult(
+            verdicts, method, mixed, seconds, region_seconds=cost, capped=capped
+        )
 
     # ------------------------------------------------------------------ helpers
     def _overlap_lp(self, spec, snet, sub, mg, deadline, v, L, U) -> None:
@@ -369,9 +385,11 @@ class Verifier:
             budget = self.bab_time_budget
             if deadline is not None:
                 budget = min(budget, deadline.remaining())
+            pieces = self.bab_piece_budget
             return bab_verdicts(
-                spec, snet, sub, mg, self.precision, self.bab_max_pieces, budget, stats=stats
-            ), None
+                spec, snet, sub, mg, self.precision, self.bab_max_pieces, budget, stats=stats,
+                piece_budget=pieces,
+            ), None  # fmt: skip
         if name == "milp":
             if not snet.is_piecewise_linear:
                 return np.full(sub.n, UNKNOWN, dtype=np.int8), None
