@@ -68,9 +68,7 @@ def test_same_plan_however_slow_the_clock(curvy, monkeypatch):
 def test_safety_cap_is_reported_when_hit(curvy, monkeypatch):
     net, path, threshold = curvy
     ticks = itertools.count()
-    monkeypatch.setattr(
-        "mlskip.verifier.deadline.time.thread_time", lambda: next(ticks) * 1000.0
-    )
+    monkeypatch.setattr("mlskip.verifier.deadline.time.thread_time", lambda: next(ticks) * 1000.0)
     _, _, report = _plan(net, path, threshold)
     (file,) = report.files
     assert "safety-cap" in dict(file.methods)
