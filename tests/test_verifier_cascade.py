@@ -280,6 +280,17 @@ def test_mixed_witnesses_are_genuine_and_found(kind, polygons):
     assert (exact.verdicts[w] == UNKNOWN).all()
     assert exact.mixed.sum() >= 5
     assert (w & exact.mixed).sum() >= 0.8 * exact.mixed.sum()
+    # the MILP calls a region mixed only with witnesses: dense sampling sees both sides
+    from mlskip.verifier.witness import inside_points
+
+    for r in np.flatnonzero(exact.mixed):
+        one = R.subset(np.array([r]))
+        corners = np.array(np.meshgrid(*[[0.0, 1.0]] * 3)).reshape(3, -1).T
+        unit = np.vstack([corners, rng.random((20_000, 3)), rng.beta(0.05, 0.05, (20_000, 3))])
+        x = one.lower + unit * (one.upper - one.lower)
+        x = x[inside_points(one, x[None])[0]]
+        holds = pred.holds(net.evaluate(x))
+        assert holds.any() and not holds.all(), f"region {r} called mixed"
 
 
 def test_region_seconds_attribute_the_cascade_time():
@@ -301,7 +312,7 @@ def test_region_seconds_attribute_the_cascade_time():
 def test_witness_finds_qualifying_points_inside_thin_polygons(overlap):
     """Qualifying points that only a polygon's vertex reaches (every box corner where the
     gradient points lies outside the polygon) are found, and every witness is inside."""
-    from mlskip.verifier.witness import _inside, _pull, interior_point, mixed_witness
+    from mlskip.verifier.witness import inside_points, interior_point, mixed_witness, pull_inside
 
     n = 30
     rng = np.random.default_rng(5)
@@ -334,7 +345,7 @@ def test_witness_finds_qualifying_points_inside_thin_polygons(overlap):
     c, ok = interior_point(R, R.lower, R.upper)
     assert ok.all()
     x = rng.uniform(R.lower[:, None, :], R.upper[:, None, :], (n, 50, 3))
-    assert _inside(R, _pull(R, x, c, ok)).mean() > 0.95
+    assert inside_points(R, pull_inside(R, x, c, ok)).mean() > 0.95
 
 
 @pytest.mark.parametrize("polygons", [False, True])
@@ -353,11 +364,11 @@ def test_witness_finds_narrow_bands(polygons):
     # a band around the value at each region's own sampled interior point
     x = rng.uniform(R.lower, R.upper)
     if polygons:
-        from mlskip.verifier.witness import _inside, _pull, interior_point
+        from mlskip.verifier.witness import inside_points, interior_point, pull_inside
 
         c, ok = interior_point(R, R.lower, R.upper)
-        x = _pull(R, x[:, None, :], c, ok)[:, 0]
-        assert _inside(R, x[:, None, :]).mean() > 0.95
+        x = pull_inside(R, x[:, None, :], c, ok)[:, 0]
+        assert inside_points(R, x[:, None, :]).mean() > 0.95
     fx = net.evaluate(x, final=False)[:, 0]
     span = np.abs(fx).max() + 1.0
     found = []

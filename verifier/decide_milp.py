@@ -4,8 +4,11 @@ For a threshold on one row: maximise first (NONE if the maximum cannot
 qualify), then minimise (ALL if the minimum qualifies). For argmax:
 ``max_x min_j (z_k - z_j)`` decides NONE jointly over all other classes,
 then one minimisation per class decides ALL. Other kinds bound every row.
-A region whose extremes were found optimally and that is still UNKNOWN is
-proven mixed.
+A region is proven mixed only with witnesses: among the solvers' optimal points
+(evaluated concretely, inside the region), one that clearly qualifies and one that
+clearly fails, with the float margins applied (witness.py's test). A region left
+UNKNOWN otherwise (the solver's tolerance wider than the margin, a time limit) is
+undecided, and reported as such.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from .milp import MILP_TOL, build_model, integrality_leak, solve
 from .network import Network
 from .predicate import NONE, UNKNOWN, Spec
 from .regions import RegionBatch
+from .witness import clear_points, inside_points, interior_point, pull_inside
 
 
 def milp_verdicts(
@@ -67,9 +71,12 @@ def milp_verdicts(
         limit = time_per_solve
         if deadline is not None:
             limit = max(1e-3, min(limit, deadline.remaining()))
-        out[r], mixed[r] = _RegionMilp(
+        region = _RegionMilp(
             spec, model, L0[r], U0[r], mg[r], precision, limit, float(scale[r]), leak[r]
-        ).run()
+        )
+        out[r] = region.run()
+        if out[r] == UNKNOWN:
+            mixed[r] = _witnessed(spec, snet, regions, r, region.points, mg[r], precision)
         secs[r] = time.perf_counter() - t0
     return out, mixed
 
@@ -115,7 +122,7 @@ class _RegionMilp:
         # heuristic LP-tolerance margin plus the proven integrality leak per row
         self.leak = np.zeros_like(L) if leak is None else np.asarray(leak, dtype=np.float64)
         self.tol = MILP_TOL * (1.0 + max(np.nanmax(np.abs(np.concatenate([L, U]))), scale))
-        self.exact = True
+        self.points: list[np.ndarray] = []  # the solvers' best points: witness candidates
 
     def decide(self) -> np.int8:
         return self.spec.verdicts(
@@ -125,14 +132,18 @@ class _RegionMilp:
     def bound_row(self, j: int, maximize: bool) -> None:
         m = self.model
         res = solve(m, m.out_expr[j], m.out_const[j], maximize, self.limit)
-        self.exact &= res.optimal
+        self._keep(res)
         tol = self.tol + self.leak[j]
         if maximize:
             self.U[j] = min(self.U[j], res.bound + tol)
         else:
             self.L[j] = max(self.L[j], res.bound - tol)
 
-    def run(self) -> tuple[np.int8, bool]:
+    def _keep(self, res) -> None:
+        if res.x is not None and np.isfinite(res.x).all():
+            self.points.append(np.asarray(res.x, dtype=np.float64))
+
+    def run(self) -> np.int8:
         spec = self.spec
         if spec.kind == "linear":
             first_max = spec.predicate.op in (">", ">=", "between")
@@ -144,7 +155,7 @@ class _RegionMilp:
         elif spec.kind == "argmax":
             m = self.model
             res = solve(m, np.zeros(m.nvar), 0.0, True, self.limit, extra=(m.out_expr, m.out_const))
-            self.exact &= res.optimal
+            self._keep(res)
             # an "infeasible" answer is never trusted: the region holds data, so HiGHS
             # reporting no point means its numerics failed, not that no row qualifies
             # t = min_j out_j moves by at most the largest row leak
@@ -162,4 +173,30 @@ class _RegionMilp:
                 self.bound_row(j, maximize=True)
                 self.bound_row(j, maximize=False)
             v = self.decide()
-        return v, bool(v == UNKNOWN and self.exact)
+        return v
+
+
+def _witnessed(
+    spec: Spec,
+    snet: Network,
+    regions: RegionBatch,
+    r: int,
+    points: list[np.ndarray],
+    mg: np.ndarray,
+    precision: str,
+) -> bool:
+    """Whether the solvers' points show region ``r`` mixed: evaluated concretely, one
+    inside it clearly qualifies and one clearly fails (margins applied)."""
+    if len(points) < 2:
+        return False
+    region = regions.subset(np.array([r]))
+    x = np.clip(np.stack(points), regions.lower[r], regions.upper[r])[None]
+    if region.has_polygons:  # solver points may sit a rounding error outside a polygon
+        centre, ok = interior_point(region, region.lower, region.upper)
+        x = pull_inside(region, x, centre, ok)
+    x = x[0][inside_points(region, x)[0]]
+    if len(x) < 2:
+        return False
+    z = snet.evaluate(x, final=False)
+    qualifies, fails = clear_points(spec, z, np.broadcast_to(mg, z.shape), precision)
+    return bool(qualifies.any() and fails.any())

@@ -58,7 +58,7 @@ def _forward_grad(net: Network, x: np.ndarray, coef: np.ndarray) -> tuple[np.nda
     return out, g
 
 
-def _clear(spec: Spec, z: np.ndarray, mg: np.ndarray, precision: str):
+def clear_points(spec: Spec, z: np.ndarray, mg: np.ndarray, precision: str):
     """(qualifies, fails) for points ``z [N, m]`` with row margins ``mg [N, m]``."""
     pos = neg = None
     for sign in (-1.0, 1.0):
@@ -69,7 +69,7 @@ def _clear(spec: Spec, z: np.ndarray, mg: np.ndarray, precision: str):
     return pos, neg
 
 
-def _inside(regions: RegionBatch, x: np.ndarray) -> np.ndarray:
+def inside_points(regions: RegionBatch, x: np.ndarray) -> np.ndarray:
     """``x [n, S, d]`` in region r (box and every polygon) -> ``[n, S]``."""
     ok = ((x >= regions.lower[:, None, :]) & (x <= regions.upper[:, None, :])).all(-1)
     for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
@@ -104,12 +104,12 @@ def interior_point(
             for k, (i, j) in enumerate(regions.pairs):
                 sub = RegionBatch(regions.lower[:, [i, j]], regions.upper[:, [i, j]], ((0, 1),),
                                   (regions.halfspaces[k],))  # fmt: skip
-                ok = usable[k] & _inside(sub, centres[k][:, None, :])[:, 0]
-                c[:, [i, j]] = _pull(sub, c[:, None, [i, j]], centres[k], ok)[:, 0]
-    return c, _inside(regions, c[:, None, :])[:, 0]
+                ok = usable[k] & inside_points(sub, centres[k][:, None, :])[:, 0]
+                c[:, [i, j]] = pull_inside(sub, c[:, None, [i, j]], centres[k], ok)[:, 0]
+    return c, inside_points(regions, c[:, None, :])[:, 0]
 
 
-def _pull(regions: RegionBatch, x: np.ndarray, c: np.ndarray, ok: np.ndarray) -> np.ndarray:
+def pull_inside(regions: RegionBatch, x: np.ndarray, c: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """``x [n, S, d]`` (in the boxes) moved towards the interior points ``c`` until
     inside every polygon, where ``ok``; the box is convex and holds both ends, so the
     result stays in it. Rounding may leave a point just outside: callers still test
@@ -220,10 +220,10 @@ def _search(
         S = x.shape[1]
     x = np.clip(x, lo[:, None, :], hi[:, None, :])
     if polygons:
-        x = _pull(regions, x, c, pull_ok)
+        x = pull_inside(regions, x, c, pull_ok)
     z = net.evaluate(x.reshape(n * S, d), final=False).reshape(n, S, m)
-    inside = _inside(regions, x)
-    pos, neg = _clear(spec, z.reshape(n * S, m), np.repeat(mg, S, axis=0), precision)
+    inside = inside_points(regions, x)
+    pos, neg = clear_points(spec, z.reshape(n * S, m), np.repeat(mg, S, axis=0), precision)
     pos = (pos.reshape(n, S) & inside).any(1)
     neg = (neg.reshape(n, S) & inside).any(1)
     if steps <= 0:
@@ -258,8 +258,8 @@ def _search(
     for it in range(steps + 1):
         flat = cur.reshape(k * n_obj, d)
         zc = net.evaluate(flat, final=False)
-        p, ng = _clear(spec, zc, mg_k, precision)
-        ins = _inside(sub, cur).reshape(k * n_obj)
+        p, ng = clear_points(spec, zc, mg_k, precision)
+        ins = inside_points(sub, cur).reshape(k * n_obj)
         got_pos |= (p & ins).reshape(k, n_obj).any(1)
         got_neg |= (ng & ins).reshape(k, n_obj).any(1)
         if it == steps:
@@ -276,7 +276,7 @@ def _search(
         _, g = _forward_grad(net, flat, coef)
         cur = np.clip(cur + step * np.sign(g).reshape(k, n_obj, d) * width, lo_k, hi_k)
         if polygons:
-            cur = _pull(sub, cur, c[open_], pull_ok[open_])
+            cur = pull_inside(sub, cur, c[open_], pull_ok[open_])
         step *= decay
     pos[open_], neg[open_] = got_pos, got_neg
     if spec.predicate.op == "between" and spec.kind in ("linear", "sigmoid", "softmax"):
@@ -335,8 +335,8 @@ def _band_bisect(
     for _ in range(steps):
         mid = 0.5 * (a + b)
         zm = net.evaluate(mid, final=False)
-        q, _ = _clear(spec, zm, mg[idx], precision)
-        hit |= q & _inside(sub, mid[:, None, :])[:, 0]
+        q, _ = clear_points(spec, zm, mg[idx], precision)
+        hit |= q & inside_points(sub, mid[:, None, :])[:, 0]
         with np.errstate(invalid="ignore", over="ignore"):
             lo_m, hi_m = spec.value_bounds(zm, zm, precision)
         low = 0.5 * (lo_m + hi_m) < centre
