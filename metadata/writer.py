@@ -34,7 +34,9 @@ DEFAULT_ROW_GROUP_SIZE = 122_880
 DEFAULT_HULL_BYTES = 45
 DEFAULT_MAX_AUTO_PAIRS = 6
 AUTO_MAX_RATIO = 0.9  # "auto" keeps pairs whose hull covers less than this share of their box
-AUTO_SAMPLE_ROWS = 32_768
+AUTO_SAMPLE_ROWS = 32_768  # rows measured by "auto", over all sampled row groups
+AUTO_MIN_SAMPLE_ROWS = 4_096  # per sampled row group
+AUTO_SAMPLE_GROUPS = 8  # row groups "auto" measures, spread over an in-memory table
 
 
 @dataclass(frozen=True)
@@ -111,23 +113,46 @@ def exact_row_groups(
 
 
 def select_pairs(
-    table: pa.Table, max_pairs: int = DEFAULT_MAX_AUTO_PAIRS, *, max_ratio: float = AUTO_MAX_RATIO
+    table: pa.Table,
+    max_pairs: int = DEFAULT_MAX_AUTO_PAIRS,
+    *,
+    max_ratio: float = AUTO_MAX_RATIO,
+    row_group_size: int | None = None,
 ) -> list[tuple[str, str]]:
     """Numeric column pairs whose exact hull is smallest relative to their box, best first.
 
-    Measured on an evenly strided sample of ``table`` (the first row group when
-    called by the writer); pairs with ratio >= ``max_ratio`` gain nothing over the box.
+    The ratio is measured per row group (``row_group_size`` rows; None: ``table`` is one)
+    on up to ``AUTO_SAMPLE_GROUPS`` row groups spread evenly over ``table`` and averaged,
+    a pair without a hull in a row group counting 1 there: a pair that pays only in
+    later row groups is found too. Each row group is measured on an evenly strided
+    sample of its rows; pairs with mean ratio >= ``max_ratio`` gain nothing over the box.
     """
     if max_pairs <= 0 or table.num_rows == 0:
         return []
-    step = max(1, table.num_rows // AUTO_SAMPLE_ROWS)
-    sample = table.take(np.arange(0, table.num_rows, step)) if step > 1 else table
+    size = row_group_size or table.num_rows
+    groups = -(-table.num_rows // size)
+    picks = np.unique(np.linspace(0, groups - 1, min(groups, AUTO_SAMPLE_GROUPS)).round())
+    rows = max(AUTO_MIN_SAMPLE_ROWS, AUTO_SAMPLE_ROWS // len(picks))
+    sums: dict[tuple[str, str], float] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for g in picks.astype(int):
+        for ratio, a, b in _scored_pairs(table.slice(int(g) * size, size), rows):
+            sums[(a, b)] = sums.get((a, b), 0.0) + ratio
+            counts[(a, b)] = counts.get((a, b), 0) + 1
+    mean = {p: (sums[p] + len(picks) - counts[p]) / len(picks) for p in sums}
+    ranked = sorted((ratio, a, b) for (a, b), ratio in mean.items() if ratio < max_ratio)
+    return [(a, b) for _, a, b in ranked[:max_pairs]]
+
+
+def _scored_pairs(part: pa.Table, rows: int) -> list[tuple[float, str, str]]:
+    """(exact hull area / box, a, b) of the numeric pairs of one row group, on a strided
+    sample of about ``rows`` rows."""
+    step = max(1, part.num_rows // rows)
+    sample = part.take(np.arange(0, part.num_rows, step)) if step > 1 else part
     if native.enabled():  # the same scores from the Rust kernel
         names = [f.name for f in sample.schema if is_numeric(f.type)]
-        scored = native.hull_ratios(sample, names, max_ratio)
-    else:
-        scored = _hull_ratios(sample, max_ratio)
-    return [(a, b) for _, a, b in scored[:max_pairs]]
+        return native.hull_ratios(sample, names, 1.0 + 1e-9)
+    return _hull_ratios(sample, 1.0 + 1e-9)
 
 
 def _hull_ratios(sample: pa.Table, max_ratio: float) -> list[tuple[float, str, str]]:
@@ -248,14 +273,18 @@ def write_parquet(
             f"is {MIN_PAIR_BYTES} bytes), got {hull_bytes}"
         )
     schema, batches = _batches(data)
+    whole = data if isinstance(data, pa.Table) else None  # in memory: "auto" samples it
     if cluster_by:
-        table = pa.Table.from_batches(list(batches), schema)
-        table = table.take(cluster_order(table, list(cluster_by), curve))
-        batches = iter(table.to_batches())
+        whole = pa.Table.from_batches(list(batches), schema)
+        whole = whole.take(cluster_order(whole, list(cluster_by), curve))
+        batches = iter(whole.to_batches())
     groups = exact_row_groups(batches, schema, row_group_size)
     first = next(groups, None)
     if hulls == "auto":
-        pairs = select_pairs(first, max_auto_pairs) if first is not None else []
+        if whole is not None:
+            pairs = select_pairs(whole, max_auto_pairs, row_group_size=row_group_size)
+        else:  # a stream: the first row group is all there is to measure
+            pairs = select_pairs(first, max_auto_pairs) if first is not None else []
     elif hulls is None:
         pairs = []
     elif isinstance(hulls, str):

@@ -362,3 +362,21 @@ def test_empty_table_writes_a_readable_file_with_no_row_groups(tmp_path):
     report = mlskip.write_parquet(empty, tmp_path / "e.parquet", hulls=[("a", "b")])
     assert report.num_rows == 0 and report.num_row_groups == 0
     assert pq.read_table(tmp_path / "e.parquet").equals(empty)
+
+
+def test_auto_hulls_measure_row_groups_across_the_table(tmp_path):
+    """A pair whose hull pays only after the first row group is still chosen by "auto"
+    (the first row group alone said no pair gains)."""
+    import mlskip
+    from mlskip.metadata.writer import select_pairs
+
+    rng = np.random.default_rng(4)
+    n, size = 20_000, 2_000
+    a = rng.uniform(0, 1, n)
+    b = a + rng.normal(0, 0.01, n)
+    b[:size] = rng.uniform(0, 1, size)  # the first row group: independent columns
+    table = pa.table({"a": a, "b": b, "c": rng.uniform(0, 1, n)})
+    assert select_pairs(table.slice(0, size)) == []
+    assert select_pairs(table, row_group_size=size)[0] == ("a", "b")
+    report = mlskip.write_parquet(table, tmp_path / "t.parquet", row_group_size=size, hulls="auto")
+    assert ("a", "b") in report.pairs
