@@ -160,6 +160,10 @@ def alpha_crown_bounds(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     bounds, relax = crown_layers(net, regions)
     cl, cu = bounds[-1]
+    if len(net.affines) >= 3:  # plain CROWN's final bound may be tighter (crown_bounds)
+        pl, pu = crown_layers(net, regions, ibp_clip=False)[0][-1]
+        with np.errstate(invalid="ignore"):
+            cl, cu = np.fmax(cl, pl), np.fmin(cu, pu)
     if not net.activations:
         return cl, cu
     finite = (
@@ -280,7 +284,12 @@ def _optimise(
                     rows = torch.cat([eye, -eye])
                     lam = (rows @ W[i][0]).expand(N, -1, -1)
                     low = backward(i, lam, (rows @ W[i][1]).expand(N, -1), tb, tr)
-                    l, u = torch.maximum(l, low[:, :h]), torch.minimum(u, -low[:, h:])
+                    # clipped to the CROWN bound in value, but the gradient passes
+                    # straight through to the optimised bound (torch.maximum would stop
+                    # it wherever the clip binds, and the slopes would stall there)
+                    lo_opt, hi_opt = low[:, :h], -low[:, h:]
+                    l = lo_opt + (torch.maximum(l, lo_opt) - lo_opt).detach()
+                    u = hi_opt + (torch.minimum(u, hi_opt) - hi_opt).detach()
                 tb.append((l, u))
             else:
                 low = backward(i, frows @ W[i][0], (frows @ W[i][1]), tb, tr)

@@ -72,7 +72,7 @@ def bab_verdicts(
         if sub.has_polygons:  # shrink each piece to its part inside the polygons (same points)
             sub = tighten_boxes(sub)
             lo[:take], hi[:take] = sub.lower, sub.upper
-        L, U = crown_bounds(net, sub)
+        L, U = crown_bounds(net, sub, clip="ibp")
         mg = row_margin[parent[:take]]
         v = spec.verdicts(L - mg, U + mg, precision)
         p = parent[:take]

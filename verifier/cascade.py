@@ -339,8 +339,13 @@ class Verifier:
         if name == "crown":
             from .crown import crown_bounds
 
-            L, U = crown_bounds(snet, sub)
+            L, U = crown_bounds(snet, sub, clip="ibp")
             v = self._decide(spec, L, U, mg)
+            still = np.flatnonzero(v == UNKNOWN)
+            if len(still) and len(snet.affines) >= 3:  # plain CROWN may be tighter there
+                L2, U2 = crown_bounds(snet, sub.subset(still), clip="plain")
+                L[still], U[still] = np.fmax(L[still], L2), np.fmin(U[still], U2)
+                v[still] = self._decide(spec, L[still], U[still], mg[still])
             if "lp" not in self.methods:
                 self._overlap_lp(spec, snet, sub, mg, deadline, v, L, U)
             return v, None

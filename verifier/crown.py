@@ -161,11 +161,15 @@ def crown_layers(
     regions: RegionBatch,
     polygon_intermediate: bool = True,
     overlap_lp: bool = False,
+    ibp_clip: bool = True,
 ) -> tuple[list[Bounds], list[Relaxation]]:
     """Sound bounds of every affine output and the relaxations used, for one chunk.
 
     ``overlap_lp``: the final bound is also minimised over box ∩ all polygons by
     LP where pairs overlap (concretize.lp_min); intermediate bounds are not.
+    ``ibp_clip``: each layer's CROWN bound is intersected with the interval bound from
+    the layer before (tighter in most regions, but tighter intermediate bounds change the
+    relaxations and can make a later linear bound looser: ``crown_bounds`` takes both).
     """
     mags = scalar_magnitudes(net, regions.lower, regions.upper)
     inter = regions if polygon_intermediate else RegionBatch(regions.lower, regions.upper)
@@ -191,7 +195,7 @@ def crown_layers(
                     regions if last else inter,
                     overlap_lp and last,
                 )
-                l, u = np.maximum(il, cl), np.minimum(iu, cu)
+                l, u = (np.maximum(il, cl), np.minimum(iu, cu)) if ibp_clip else (cl, cu)
             m = bound_margin(net, mags, i)
             l, u = l - m, u + m
             bounds.append((l, u))
@@ -353,8 +357,14 @@ def crown_bounds(
     polygon_intermediate: bool = False,
     fast: bool = True,
     overlap_lp: bool = False,
+    clip: str = "both",
 ) -> Bounds:
     """Sound output bounds ``[n, k]`` of ``net`` over ``regions`` by CROWN.
+
+    ``clip``: hidden-layer bounds intersected with interval bounds (``"ibp"``), plain
+    CROWN's (``"plain"``, as auto_LiRPA computes them), or the tighter final bound of
+    the two (``"both"``: never looser than either; twice the work with two or more
+    hidden layers, where they differ).
 
     Polygons always shape the final bound; ``polygon_intermediate`` also uses
     them for hidden-layer bounds (tighter, several times slower). ``fast``
@@ -368,11 +378,28 @@ def crown_bounds(
         return _crown_one_hidden(net, regions, overlap_lp)
     step = _chunks(net, n)
     if step >= n:
-        return crown_layers(net, regions, polygon_intermediate, overlap_lp)[0][-1]
+        return _final_bounds(net, regions, polygon_intermediate, overlap_lp, clip)
     los, his = [], []
     for s in range(0, n, step):
         sub = regions.subset(np.arange(s, min(n, s + step)))
-        b = crown_layers(net, sub, polygon_intermediate, overlap_lp)[0][-1]
+        b = _final_bounds(net, sub, polygon_intermediate, overlap_lp, clip)
         los.append(b[0])
         his.append(b[1])
     return np.concatenate(los), np.concatenate(his)
+
+
+def _final_bounds(
+    net: Network, regions: RegionBatch, polygon_intermediate: bool, overlap_lp: bool, clip: str
+) -> Bounds:
+    """The output bounds of one chunk (see ``crown_bounds``' ``clip``)."""
+    if clip not in ("both", "ibp", "plain"):
+        raise ValueError(f"clip must be 'both', 'ibp' or 'plain', got {clip!r}")
+    deep = len(net.affines) >= 3  # with one hidden layer the two coincide
+    if clip == "plain" and deep:
+        return crown_layers(net, regions, polygon_intermediate, overlap_lp, ibp_clip=False)[0][-1]
+    l, u = crown_layers(net, regions, polygon_intermediate, overlap_lp)[0][-1]
+    if clip == "both" and deep:
+        l2, u2 = crown_layers(net, regions, polygon_intermediate, overlap_lp, ibp_clip=False)[0][-1]
+        with np.errstate(invalid="ignore"):
+            l, u = np.fmax(l, l2), np.fmin(u, u2)
+    return l, u

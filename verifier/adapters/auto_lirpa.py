@@ -45,12 +45,19 @@ def to_torch(net: Network):
 
 
 def auto_lirpa_bounds(
-    net: Network, regions: RegionBatch, method: str = "CROWN"
+    net: Network,
+    regions: RegionBatch,
+    method: str = "CROWN",
+    compare_crown_with_ibp: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Output bounds by auto_LiRPA over the boxes (polygons ignored: still sound).
 
-    auto_LiRPA rounds to nearest in float64, so the float64 margin of
-    fp_margin.py is added as for our own CROWN.
+    ``compare_crown_with_ibp`` clips auto_LiRPA's intermediate CROWN bounds with interval
+    bounds (mlskip's ``crown_bounds(..., clip="ibp")``); without it auto_LiRPA computes
+    plain CROWN (``clip="plain"``). The model runs in float64 (torch's default dtype is
+    set to it for the call: auto_LiRPA's alpha-CROWN creates its slopes in that dtype).
+    auto_LiRPA rounds to nearest in float64, so the float64 margin of fp_margin.py is
+    added to the final bound, as for our own CROWN.
     """
     if not available():
         raise UnsupportedModelError(
@@ -62,12 +69,21 @@ def auto_lirpa_bounds(
 
     from ..fp_margin import bound_margin, scalar_magnitudes
 
-    model = to_torch(net)
-    lo = torch.tensor(np.array(regions.lower))
-    hi = torch.tensor(np.array(regions.upper))
-    bm = BoundedModule(model, torch.zeros(1, net.num_inputs, dtype=torch.float64))
-    x = BoundedTensor((lo + hi) / 2, PerturbationLpNorm(x_L=lo, x_U=hi))
-    lb, ub = bm.compute_bounds(x=(x,), method=method)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = to_torch(net)
+        lo = torch.tensor(np.array(regions.lower))
+        hi = torch.tensor(np.array(regions.upper))
+        bm = BoundedModule(
+            model,
+            torch.zeros(1, net.num_inputs, dtype=torch.float64),
+            bound_opts={"compare_crown_with_ibp": compare_crown_with_ibp},
+        )
+        x = BoundedTensor((lo + hi) / 2, PerturbationLpNorm(x_L=lo, x_U=hi))
+        lb, ub = bm.compute_bounds(x=(x,), method=method)
+    finally:
+        torch.set_default_dtype(previous)
     mg = bound_margin(
         net, scalar_magnitudes(net, regions.lower, regions.upper), len(net.affines) - 1
     )
