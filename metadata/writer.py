@@ -8,8 +8,10 @@ summaries of row group i are computed in the caller's thread.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -303,8 +305,10 @@ def write_parquet(
     ends: list[int] = []  # file offset after each row group: their byte sizes
     num_rows = 0
     path = os.fspath(path)
+    filesystem = parquet_options.pop("filesystem", None)
     with (
-        _open_sink(path, parquet_options.pop("filesystem", None)) as sink,
+        _atomic_target(path, filesystem) as target,
+        _open_sink(target, filesystem) as sink,
         pq.ParquetWriter(sink, schema, compression=compression, **parquet_options) as writer,
     ):
         start = sink.tell()
@@ -337,6 +341,26 @@ def write_parquet(
         value = encode_footer(footer, key=signing_key)
         writer.add_key_value_metadata({KEY: value})
     return WriteReport(path, num_rows, len(summaries), tuple(pairs), hull_bytes, len(value))
+
+
+@contextlib.contextmanager
+def _atomic_target(path: str, filesystem: Any) -> Iterator[str]:
+    """The name to write to: for a local file a temporary one beside ``path`` (a dot-file
+    not ending in .parquet, so no glob of the data picks it up), renamed over ``path``
+    only once the file is complete: a failed write never destroys an existing target,
+    and readers never see a half-written file. Object stores write whole objects."""
+    if filesystem is not None:
+        yield path
+        return
+    folder, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        yield temporary
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+    os.replace(temporary, path)
 
 
 def _open_sink(path: str, filesystem: Any) -> pa.NativeFile:

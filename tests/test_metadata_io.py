@@ -380,3 +380,22 @@ def test_auto_hulls_measure_row_groups_across_the_table(tmp_path):
     assert select_pairs(table, row_group_size=size)[0] == ("a", "b")
     report = mlskip.write_parquet(table, tmp_path / "t.parquet", row_group_size=size, hulls="auto")
     assert ("a", "b") in report.pairs
+
+
+def test_failed_write_keeps_the_existing_target(tmp_path):
+    """A write that fails part way never replaces (or truncates) the file it targets."""
+    import mlskip
+
+    target = tmp_path / "t.parquet"
+    good = pa.table({"a": np.arange(1000.0)})
+    mlskip.write_parquet(good, target)
+
+    def failing():
+        yield pa.record_batch({"a": np.arange(10.0)})
+        raise RuntimeError("source failed")
+
+    reader = pa.RecordBatchReader.from_batches(good.schema, failing())
+    with pytest.raises(RuntimeError, match="source failed"):
+        mlskip.write_parquet(reader, target, row_group_size=5)
+    assert pq.read_table(target).equals(good)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]  # no temporary left
