@@ -31,8 +31,14 @@ app.add_typer(zoo_app, name="zoo")
 console = Console()
 
 
-def _fail(error: Exception) -> None:
-    console.print(f"[bold red]error:[/] {error}")
+def _fail(error: BaseException) -> None:
+    """Print ``error`` as one ``error:`` line on stderr and exit with code 2."""
+    from rich.markup import escape
+
+    message = " ".join(str(error).split()) or type(error).__name__
+    Console(stderr=True, soft_wrap=True).print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False
+    )
     raise typer.Exit(2)
 
 
@@ -118,10 +124,16 @@ def explain(
     show_sql: bool = typer.Option(False, help="also print the rewritten SQL"),
 ) -> None:
     """Show which row groups a query would prune, read without the model, or evaluate."""
+    import duckdb
+
     try:
         con = _connection(model, models_dir)
         report = con.explain_skipping(sql)
-    except MlskipError as error:
+        # a query DuckDB rejects (a typo, a missing file or column) is an error, as
+        # running it would be; binding it reads footers only
+        con.duckdb.extract_statements(sql)  # DuckDB's parse error names the query as written
+        con.duckdb.execute(f"DESCRIBE {sql}")
+    except (MlskipError, duckdb.Error) as error:
         _fail(error)
     console.print(report)
     if show_sql:
@@ -177,8 +189,8 @@ def write(
             source, target, row_group_size=row_group_size, hulls=pairs,
             hull_bytes=hull_bytes, cluster_by=cluster_by or None,
         )  # fmt: skip
-    except MlskipError as error:
-        _fail(error)
+    except _user_errors() as error:
+        _fail(f"{source}: {error}" if str(source) not in str(error) else error)
     console.print(report)
     console.print(f"written in {time.perf_counter() - start:.1f} s")
 
@@ -204,8 +216,8 @@ def verify(
     for path in files:
         try:
             report = audit_file(path, footer_key=footer_key)
-        except (MlskipError, OSError) as error:
-            _fail(error)
+        except _user_errors() as error:
+            _fail(f"{path}: {error}" if str(path) not in str(error) else error)
         for note in report.warnings:
             console.print(f"[yellow]warning:[/] {escape(note)}")
         for line in report.violations:
@@ -329,8 +341,27 @@ def zoo_report(
     console.print(path.read_text())
 
 
+# errors that come from what the user gave (a missing or unreadable file, a file that
+# is not Parquet or CSV, a query DuckDB rejects): one "error:" line and exit code 2,
+# never a traceback; anything else is a bug in mlskip and keeps its traceback
+def _user_errors() -> tuple[type[BaseException], ...]:
+    import duckdb
+    import pyarrow as pa
+
+    return (MlskipError, OSError, pa.ArrowException, duckdb.Error)
+
+
 def main() -> None:
-    app()
+    """The ``mlskip`` command (also ``python -m mlskip``)."""
+    import sys
+
+    try:
+        app()
+    except _user_errors() as error:
+        try:
+            _fail(error)
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
 
 
 if __name__ == "__main__":

@@ -56,3 +56,36 @@ def test_cli_bench_paper_takes_the_benchmark_options():
         assert option in result.output
     result = runner.invoke(app, ["bench", "paper", "--protocol", "nope", "--out", "x"])
     assert result.exit_code == 2 and "invalid choice: 'nope'" in result.output
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """The real command, as a user runs it (``python -m mlskip`` is the same program)."""
+    return subprocess.run(
+        [sys.executable, "-m", "mlskip", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_cli_input_errors_are_one_line_and_exit_non_zero(tmp_path):
+    not_parquet = tmp_path / "bad.parquet"
+    not_parquet.write_text("a,b\n")
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("a,b\n1,2\n3,x,4\n")
+    cases = [
+        (["write", str(tmp_path / "missing.parquet"), str(tmp_path / "o.parquet")], "missing"),
+        (["write", str(bad_csv), str(tmp_path / "o.parquet")], "bad.csv"),
+        (["verify", str(not_parquet)], "bad.parquet"),
+        (["explain", "SELEC 1"], "syntax error"),
+        (["explain", f"SELECT count(*) FROM '{tmp_path / 'missing.parquet'}'"], "No files"),
+    ]
+    for args, named in cases:
+        out = _cli(*args)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error:") and named in lines[0], lines
+        assert "Traceback" not in out.stdout + out.stderr
+    assert not (tmp_path / "o.parquet").exists()  # a failed write leaves no target
+
+
+def test_python_dash_m_runs_the_cli():
+    out = _cli("version")
+    assert out.returncode == 0 and mlskip.__version__ in out.stdout

@@ -1,0 +1,5 @@
+"""``python -m mlskip``: the same as the ``mlskip`` command."""
+
+from mlskip.cli import main
+
+main()
