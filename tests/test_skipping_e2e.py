@@ -386,3 +386,21 @@ def test_reregistering_a_classifier_as_a_regressor_drops_its_class_function(tmp_
     off = mlskip.connect(skipping=False)
     off.register_model("m", con.models["m"].network)
     assert con.sql(reg).fetchall() == off.sql(reg).fetchall()
+
+
+def test_models_dir_maps_file_names_to_sql_names(tmp_path, dataset):
+    """The zoo's variant files hold dots; each is registered under a valid SQL name."""
+    from mlskip.verifier.onnx_loader import to_onnx
+
+    net = Network.mlp([(np.array([[1.0, 0.5]]), np.zeros(1))])
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for stem in ("price.v2", "lineitem_disc_price__lump_e0.5", "2025-model"):
+        (folder / f"{stem}.onnx").write_bytes(to_onnx(net))
+    con = mlskip.connect()
+    names = con.register_models_dir(folder)
+    assert sorted(names) == ["lineitem_disc_price__lump_e0_5", "m_2025_model", "price_v2"]
+    assert con.sql("SELECT price_v2(2.0, 4.0)").fetchone()[0] == 4.0
+    (folder / "price_v2.onnx").write_bytes(to_onnx(net))
+    with pytest.raises(mlskip.MlskipError, match="both map to the SQL name 'price_v2'"):
+        mlskip.connect().register_models_dir(folder)

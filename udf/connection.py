@@ -51,6 +51,7 @@ from mlskip.udf.functions import (
     class_function_name,
     drop_function,
     register_functions,
+    sql_model_name,
 )
 from mlskip.udf.model import SqlModel, prepare_model
 from mlskip.udf.runtime import Runner, make_runner
@@ -216,15 +217,23 @@ class Connection:
             )
 
     def register_models_dir(self, directory: str | os.PathLike) -> list[str]:
-        """Register every ``*.onnx`` file in ``directory`` under its file stem."""
+        """Register every ``*.onnx`` file in ``directory`` under its file stem made a SQL
+        name (``sql_model_name``: ``price.v2.onnx`` is ``price_v2``)."""
         root = Path(directory)
         if not root.is_dir():
             raise ModelInputError(f"models_dir {str(root)!r} is not a directory")
-        names = []
+        files: dict[str, Path] = {}
         for path in sorted(root.glob("*.onnx")):
-            self.register_model(path.stem, path)
-            names.append(check_function_name(path.stem))
-        return names
+            name = sql_model_name(path.stem)
+            if name in files:
+                raise ModelInputError(
+                    f"models_dir {str(root)!r}: {files[name].name} and {path.name} both map to "
+                    f"the SQL name {name!r}; rename one of them"
+                )
+            files[name] = path
+        for name, path in files.items():
+            self.register_model(name, path)
+        return list(files)
 
     def _batch_model(self, function: str) -> tuple[SqlModel, Runner] | None:
         """The model behind a SQL function and its runner, for batch evaluation."""

@@ -33,6 +33,16 @@ def check_function_name(name: str) -> str:
     return name.lower()
 
 
+def sql_model_name(stem: str) -> str:
+    """The SQL function name of a model file's stem: every character other than a letter,
+    digit or underscore becomes ``_``, a leading digit gets ``m_`` in front, lower case
+    (``lineitem_disc_price__lump_e0.5`` is ``lineitem_disc_price__lump_e0_5``)."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", stem)
+    if not name or not (name[0].isalpha() or name[0] == "_"):
+        name = "m_" + name
+    return check_function_name(name[:63])
+
+
 def class_function_name(name: str) -> str:
     return f"{name}_class"
 
