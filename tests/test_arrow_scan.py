@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -99,3 +100,22 @@ def test_classifier_scan(files):
 def test_bad_predicate_text_is_a_clear_error(bad):
     with pytest.raises(PredicateError, match="cannot read predicate"):
         parse_predicate(bad, False)
+
+
+def test_model_without_input_names_asks_for_inputs(tmp_path):
+    """A model exported by plain torch.onnx.export stores no column names: the error says
+    to pass inputs=, and with them the scan works."""
+    import onnx
+
+    from mlskip.verifier import Network
+    from mlskip.verifier.onnx_loader import to_onnx
+
+    net = Network.mlp([(np.array([[1.0, 0.5]]), np.zeros(1))])
+    model = onnx.load_model_from_string(to_onnx(net))
+    del model.metadata_props[:]
+    path = tmp_path / "t.parquet"
+    mlskip.write_parquet(pa.table({"a": np.arange(100.0), "b": np.arange(100.0)}), path)
+    with pytest.raises(mlskip.MlskipError, match=r"'x0' is not a column .* inputs=\[\.\.\.\]"):
+        mlskip.scan(path, model.SerializeToString(), "> 90")
+    got = mlskip.scan(path, model.SerializeToString(), "> 90", inputs=["a", "b"])
+    assert got.num_rows == 39

@@ -119,6 +119,8 @@ def plan_scan(
     ]
     if not files:
         raise ModelInputError(f"no Parquet file matches {[os.fspath(p) for p in paths]}")
+    defaulted = inputs is None and names == tuple(f"x{i}" for i in range(len(names)))
+    _check_inputs_are_columns(files[0], names, defaulted, planner)
     bound = BoundPredicate(
         network=prepared.network,
         predicate=pred,
@@ -128,6 +130,29 @@ def plan_scan(
     )
     plans = planner.plan_files(files, [bound], {})
     return ScanPlan(prepared, pred, names, plans, planner)
+
+
+def _check_inputs_are_columns(
+    path: str, names: Sequence[str], defaulted: bool, planner: Planner
+) -> None:
+    """A clear error when the model's inputs are not columns of the file (a model exported
+    without mlskip's input names gets x0, x1, ...: the fix is ``inputs=``)."""
+    try:
+        columns = planner.file_facts(path).column_names
+    except Exception:  # an unreadable footer: reading the file reports it
+        return
+    missing = [n for n in names if n not in columns]
+    if not missing:
+        return
+    hint = (
+        f"the model stores no input column names; pass inputs=[...] naming the {len(names)} "
+        "columns it takes, in order"
+        if defaulted
+        else "pass inputs=[...] naming columns of the file"
+    )
+    raise ModelInputError(
+        f"model input {missing[0]!r} is not a column of {path} (columns: {list(columns)}); " + hint
+    )
 
 
 class _FileChanged(Exception):
