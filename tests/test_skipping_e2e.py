@@ -404,3 +404,14 @@ def test_models_dir_maps_file_names_to_sql_names(tmp_path, dataset):
     (folder / "price_v2.onnx").write_bytes(to_onnx(net))
     with pytest.raises(mlskip.MlskipError, match="both map to the SQL name 'price_v2'"):
         mlskip.connect().register_models_dir(folder)
+
+
+def test_connect_takes_duckdbs_own_arguments(tmp_path):
+    db = tmp_path / "x.duckdb"
+    with duckdb.connect(str(db)) as setup:
+        setup.execute("CREATE TABLE t AS SELECT 1 AS a")
+    con = mlskip.connect(str(db), read_only=True, config={"threads": 1})
+    assert con.sql("SELECT a FROM t").fetchall() == [(1,)]
+    assert con.sql("SELECT current_setting('threads')").fetchone()[0] == 1
+    with pytest.raises(duckdb.Error, match="read-only"):
+        con.execute("CREATE TABLE u AS SELECT 2")

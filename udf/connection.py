@@ -86,6 +86,7 @@ class Connection:
         threads: int = 1,
         verifier: Verifier | None = None,
         config: dict | None = None,
+        read_only: bool = False,
         batch_evaluation: bool = True,
         s3: S3Options | Mapping[str, Any] | None = None,
         footer_key: str | bytes | None = None,
@@ -94,7 +95,7 @@ class Connection:
         if isinstance(database, duckdb.DuckDBPyConnection):
             self.duckdb = database
         else:
-            self.duckdb = duckdb.connect(database, config=config or {})
+            self.duckdb = duckdb.connect(database, read_only=read_only, config=config or {})
         self.skipping = skipping
         self.batch_evaluation = batch_evaluation
         self.backend = backend
@@ -433,6 +434,7 @@ class Connection:
 def connect(database: str | duckdb.DuckDBPyConnection = ":memory:", **options: Any) -> Connection:
     """Open a DuckDB connection (or wrap an existing one) with ML functions and skipping;
     ``options`` are those of ``Connection`` (models_dir, skipping, backend, threads,
-    verifier, batch_evaluation, s3, footer_key). One thread per connection: use ``con.cursor()``
+    verifier, batch_evaluation, s3, footer_key) and DuckDB's own ``read_only`` and
+    ``config``. One thread per connection: use ``con.cursor()``
     in other threads."""
     return Connection(database, **options)
