@@ -41,18 +41,18 @@ UNKNOWN = 2
 # no MILP by default: on the quick benchmark it decided no row group and took 55% of the
 # verification time (min-max, 1,770 row groups: 2.05 of 3.72 s); at SF1 it decided 0-1.1%
 PLANNER_METHODS = ("ibp", "crown", "bab", "lp")
-ROWS_PER_PIECE = 64  # a piece (one CROWN bound) costs about what reading and evaluating
-# 64 rows costs with the small filter models: the work budget of a batch of row groups
-PIECES_PER_REGION = (16, 2048)  # at least / at most, per row group
+ROWS_PER_PIECE = 128  # a piece (one CROWN bound, ~5 us for a 4-32-32-1 network) costs
+# about what reading and evaluating 128 rows costs: the work budget of a row group
+PIECES_PER_REGION = (16, 1024)  # at least / at most, per row group
 
 
 def work_budget(regions: int, rows: int) -> int:
-    """Branch-and-bound pieces for ``regions`` row groups of ``rows`` rows in all: what
-    planning may spend is bounded by what it can save (reading and evaluating the rows),
-    counted in work units so that the same query on the same files gives the same plan."""
+    """Branch-and-bound pieces per row group, on average, for ``regions`` row groups of
+    ``rows`` rows in all: what planning may spend is bounded by what it can save (reading
+    and evaluating the rows), counted in work units so that the same query on the same
+    files gives the same plan."""
     low, high = PIECES_PER_REGION
-    per_region = min(high, max(low, rows // max(regions, 1) // ROWS_PER_PIECE))
-    return int(per_region * max(regions, 1))
+    return int(min(high, max(low, rows // max(regions, 1) // ROWS_PER_PIECE)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -220,13 +220,11 @@ class Planner:
         planning can save; see ``work_budget``)."""
         if self.verifier is not None:
             return self.verifier
-        pieces = work_budget(regions, rows)
         return Verifier(
             methods=PLANNER_METHODS,
             time_budget=None,
             bab_time_budget=float("inf"),
-            bab_max_pieces=pieces,
-            bab_piece_budget=pieces,
+            bab_pieces_per_region=work_budget(regions, rows),
             safety_seconds=self.safety_seconds + self.seconds_per_row_group * regions,
         )
 

@@ -51,18 +51,19 @@ def _batch(regions, idx: np.ndarray) -> RegionBatch:
     )
 
 
-WORK_BUDGET_PIECES = 64  # branch-and-bound pieces per region of the work-budget cascade
+WORK_BUDGET_PIECES = 64  # branch-and-bound pieces per region, on average, of the batch
 
 
 def work_budget_verifier() -> Verifier:
-    """The planner's methods with work budgets only (pieces per region, no clock, no
-    MILP, whose solver limit is a clock): the same inputs give the same verdicts on any
-    machine, so hulls provably add to what min-max decides (``Verifier.box_first``)."""
+    """The planner's methods with work budgets only (pieces shared by the regions of a
+    batch, no clock, no MILP, whose solver limit is a clock): the same inputs give the
+    same verdicts on any machine, so hulls provably add to what min-max decides
+    (``Verifier.box_first``)."""
     return Verifier(
         methods=tuple(m for m in PLANNER_METHODS if m != "milp"),
         time_budget=None,
         bab_time_budget=float("inf"),
-        bab_max_pieces=WORK_BUDGET_PIECES,
+        bab_pieces_per_region=WORK_BUDGET_PIECES,
     )
 
 

@@ -134,7 +134,7 @@ class Verifier:
     precision: str = "float32"
     bab_max_pieces: int = 256
     bab_time_budget: float = 2.0
-    bab_piece_budget: int | None = None
+    bab_pieces_per_region: int | None = None
     safety_seconds: float | None = None
     alpha_iters: int = 20
     alpha_mode: str = "full"
@@ -180,8 +180,6 @@ class Verifier:
         share = len(open_) / regions.n  # the budgets' share of the regions still open
         if self.time_budget is not None:
             stage = replace(stage, time_budget=self.time_budget * share)
-        if self.bab_piece_budget is not None:
-            stage = replace(stage, bab_piece_budget=max(1, int(self.bab_piece_budget * share)))
         cut = stage._verify(network, regions.subset(open_), predicate)
         verdicts, method = box.verdicts.copy(), box.method.copy()
         verdicts[open_], method[open_] = cut.verdicts, cut.method
@@ -390,9 +388,12 @@ class Verifier:
             budget = self.bab_time_budget
             if deadline is not None:
                 budget = min(budget, deadline.remaining())
-            pieces = self.bab_piece_budget
+            limit, pieces = self.bab_max_pieces, None
+            if self.bab_pieces_per_region is not None:  # the piece limit follows the budget
+                pieces = self.bab_pieces_per_region * sub.n
+                limit = max(limit, pieces)
             return bab_verdicts(
-                spec, snet, sub, mg, self.precision, self.bab_max_pieces, budget, stats=stats,
+                spec, snet, sub, mg, self.precision, limit, budget, stats=stats,
                 piece_budget=pieces,
             ), None  # fmt: skip
         if name == "milp":
