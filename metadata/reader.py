@@ -208,9 +208,12 @@ def read_skip_metadata(
     unreadable Parquet file raises.
     """
     trusted_key = resolve_key(footer_key)
+    name = getattr(path_or_file, "name", None)  # an open file names its path
     label = (
         os.fspath(path_or_file)
         if isinstance(path_or_file, (str, os.PathLike))
+        else name
+        if isinstance(name, str)
         else repr(path_or_file)
     )
     source = path_or_file

@@ -230,3 +230,18 @@ def test_queries_under_a_wrong_key_lose_nothing(tmp_path):
         assert rows == expected, key
         assert status == ("ok" if key == "writer-key" else "boxes-only")
         con.close()
+
+
+def test_fallback_warning_names_the_file_not_a_file_object(tmp_path):
+    """A footer the key does not verify reaches the user as one warning naming the path."""
+    import mlskip
+
+    path = tmp_path / "k.parquet"
+    mlskip.write_parquet(pa.table({"a": np.arange(100.0)}), path, footer_key="right")
+    with open(path, "rb") as handle, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_skip_metadata(handle, footer_key="wrong")
+    (warning,) = [w for w in caught if issubclass(w.category, SkippingFallbackWarning)]
+    assert str(warning.message).startswith(f"{path}: ") and "BufferedReader" not in str(
+        warning.message
+    )
