@@ -222,7 +222,12 @@ def verify(
             console.print(f"[yellow]warning:[/] {escape(note)}")
         for line in report.violations:
             console.print(f"{path}: {line}", markup=False, highlight=False)
-        if report.ok and report.status == "ok":
+        if report.status == "no-summaries" and not report.violations:
+            console.print(
+                f"{escape(str(path))}: no mlskip summaries to check (plain Parquet: its "
+                "min-max statistics are Parquet's own)"
+            )
+        elif report.ok and report.status == "ok":
             console.print(
                 f"{path}: ok ({report.rows:,} rows in {report.row_groups} row groups "
                 "inside their regions)"

@@ -245,3 +245,12 @@ def test_fallback_warning_names_the_file_not_a_file_object(tmp_path):
     assert str(warning.message).startswith(f"{path}: ") and "BufferedReader" not in str(
         warning.message
     )
+
+
+def test_verify_a_plain_parquet_file_has_nothing_to_check(tmp_path):
+    path = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"a": np.arange(100.0)}), path)
+    result = CliRunner().invoke(app, ["verify", str(path)])
+    assert result.exit_code == 0 and "no mlskip summaries to check" in " ".join(
+        result.output.split()
+    )
