@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from mlskip.rules.roundtrip import sql_literal
+from mlskip.rules.roundtrip import duckdb_tree, sql_literal
 
 Schema = tuple[tuple[str, str], ...]  # (column name, DuckDB type) in order
 
@@ -32,6 +32,18 @@ ARITHMETIC_OPERATORS = ("+", "-", "*", "/")
 def has_glob(pattern: str) -> bool:
     """Whether DuckDB reads ``pattern`` as a glob (it holds a wildcard character)."""
     return any(ch in pattern for ch in "*?[")
+
+
+def parses_as_call(name: str, arity: int) -> bool:
+    """Whether DuckDB's parser reads ``name(x, ...)`` as a call of a function ``name`` (not
+    a keyword's syntax: ``select``, ``cast``, ``interval`` ...)."""
+    args = ", ".join(["1.0"] * max(arity, 1))
+    tree = duckdb_tree(f"SELECT {name}({args})")
+    try:
+        expr = tree["statements"][0]["node"]["select_list"][0]
+    except (TypeError, KeyError, IndexError):
+        return False
+    return expr.get("class") == "FUNCTION" and str(expr.get("function_name")).lower() == name
 
 
 class Binder:

@@ -501,8 +501,11 @@ def test_affine_arguments_computed_as_duckdb_computes_them(data, cons, file, pre
 
 
 # ----------------------------------------------------------------------------- names
-@pytest.mark.parametrize("name", ["abs", "round", "ROUND", "sum", "length", "my_macro"])
-def test_model_named_like_a_duckdb_function_is_refused(name):
+@pytest.mark.parametrize(
+    "name",
+    ["abs", "round", "ROUND", "sum", "length", "my_macro", "read_parquet", "select", "interval"],
+)
+def test_model_named_like_a_duckdb_function_or_keyword_is_refused(name):
     con = mlskip.connect(verifier=fast_verifier())
     con.sql("CREATE MACRO my_macro(x) AS x + 1")
     with pytest.raises(MlskipError):

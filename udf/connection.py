@@ -39,7 +39,7 @@ from typing import Any
 
 import duckdb
 
-from mlskip.binder import Binder
+from mlskip.binder import Binder, parses_as_call
 from mlskip.errors import ModelInputError, SkippingFallbackWarning
 from mlskip.planner import Planner
 from mlskip.query import ModelBinding, plan_query
@@ -210,6 +210,12 @@ class Connection:
         ours = {fname, class_function_name(fname)} if previous is not None else set()
         ours |= {n for n in self._functions}
         wanted = [fname] + ([class_function_name(fname)] if prepared.is_classifier else [])
+        for name in wanted:
+            if not parses_as_call(name, prepared.num_inputs):
+                raise ModelInputError(
+                    f"model name {name!r}: DuckDB's parser does not read {name}(...) as a "
+                    "function call (an SQL keyword); choose another name"
+                )
         taken = sorted(Binder(self.duckdb).function_names(wanted) - ours)
         if taken:
             raise ModelInputError(
