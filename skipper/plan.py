@@ -36,7 +36,9 @@ class FilePlan:
     for predicate ``p`` on row group ``g``; ``methods[p][g]`` names what
     decided it. ``reason`` is set when no skipping applies to the file (it is
     then read in full and every predicate evaluated). ``identity`` is the
-    file identity the plan was made for (see ``Planner.identity``).
+    file identity the plan was made for (see ``Planner.identity``); ``limits``
+    say what limits skipping in it (no summaries, an untrusted footer, no polygon
+    for the model's columns).
     """
 
     path: str
@@ -47,6 +49,7 @@ class FilePlan:
     seconds: float
     reason: str | None = None
     identity: tuple | None = None
+    limits: tuple[str, ...] = ()  # what limits skipping in this file (see Planner)
 
     @property
     def num_row_groups(self) -> int:

@@ -314,6 +314,7 @@ class Planner:
                     seconds=seconds * (hi - lo) / total,
                     reason=None,
                     identity=f.identity,
+                    limits=file_limits(f, predicates),
                 )
             )
         return plans
@@ -355,6 +356,30 @@ class Planner:
             open_label = "safety-cap" if result.capped else "undecided"
             methods[todo] = np.where(got == UNKNOWN, open_label, names)
         return verdicts, methods
+
+
+def file_limits(facts: FileFacts, predicates: Sequence[BoundPredicate]) -> tuple[str, ...]:
+    """What limits skipping in one file, in words for ``explain_skipping``."""
+    meta = facts.metadata
+    if meta.status == "no-summaries":
+        return (
+            "no mlskip summaries (plain Parquet): Parquet's min-max only, and float "
+            "columns without NaN counts cannot be used",
+        )
+    if meta.status != "ok":
+        prefix = f"{facts.path}: "
+        why = "; ".join(w.removeprefix(prefix) for w in meta.warnings) or "footer not trusted"
+        return (f"mlskip summaries not trusted ({why})",)
+    out = []
+    for bound in predicates:
+        columns = sorted({c for arg in bound.args for c, _ in arg.coeffs})
+        covered = {c for pair in meta.pairs for c in pair if set(pair) <= set(columns)}
+        if len(columns) >= 2 and not covered:
+            out.append(
+                f"no polygon for the model's columns {columns}: boxes only (write with "
+                "hulls='auto' or hulls=[(a, b), ...] naming them)"
+            )
+    return tuple(dict.fromkeys(out))
 
 
 def _same_footer(path: str, cached: FileFacts) -> bool:

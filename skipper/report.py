@@ -25,6 +25,7 @@ class FileReport:
     reason: str | None = None
     pruned_groups: tuple[int, ...] = ()
     all_match_groups: tuple[int, ...] = ()
+    limits: tuple[str, ...] = ()  # what limits skipping in this file
 
     @classmethod
     def from_plan(cls, plan: FilePlan) -> FileReport:
@@ -43,6 +44,7 @@ class FileReport:
             reason=plan.reason,
             pruned_groups=tuple(np.flatnonzero(plan.pruned).tolist()),
             all_match_groups=tuple(np.flatnonzero(plan.all_match_everywhere).tolist()),
+            limits=plan.limits,
         )
 
 
@@ -134,6 +136,11 @@ class SkippingReport:
                 f"planning {self.planning_seconds * 1e3:.1f} ms; "
                 f"query {'rewritten' if self.rewritten else 'run unmodified'}"
             ),
+        ]
+        parts += [
+            Text(f"limited: {f.path}: {limit}", style="yellow")
+            for f in self.files
+            for limit in f.limits
         ]
         parts += [Text(f"not applied: {reason}", style="yellow") for reason in self.reasons]
         return Group(*parts)

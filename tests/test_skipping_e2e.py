@@ -415,3 +415,29 @@ def test_connect_takes_duckdbs_own_arguments(tmp_path):
     assert con.sql("SELECT current_setting('threads')").fetchone()[0] == 1
     with pytest.raises(duckdb.Error, match="read-only"):
         con.execute("CREATE TABLE u AS SELECT 2")
+
+
+def test_explain_says_what_limits_skipping_per_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLSKIP_FOOTER_KEY", raising=False)
+    table = pa.table({"a": np.arange(1000.0), "b": np.arange(1000.0)})
+    pq.write_table(table, tmp_path / "plain.parquet", row_group_size=100)
+    mlskip.write_parquet(table, tmp_path / "nohull.parquet", row_group_size=100, hulls=None)
+    mlskip.write_parquet(table, tmp_path / "hull.parquet", row_group_size=100, hulls=[("a", "b")])
+    net = Network.mlp([(np.array([[1.0, 1.0]]), np.zeros(1))])
+    limits = {}
+    for key in (None, "wrong"):
+        con = mlskip.connect(footer_key=key)
+        con.register_model("m", net, inputs=["a", "b"])
+        for name in ("plain", "nohull", "hull"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                report = con.explain_skipping(
+                    f"SELECT count(*) FROM '{tmp_path / name}.parquet' WHERE m(a, b) > 500"
+                )
+            limits[key, name] = " ".join(report.files[0].limits)
+            printed = " ".join(str(report).split())
+            assert not limits[key, name] or " ".join(limits[key, name].split()) in printed
+    assert "no mlskip summaries" in limits[None, "plain"]
+    assert "no polygon for the model's columns ['a', 'b']" in limits[None, "nohull"]
+    assert limits[None, "hull"] == ""
+    assert "not trusted (footer is not signed" in limits["wrong", "hull"]
