@@ -5,8 +5,11 @@ Heavy modules are imported inside the commands so ``mlskip --help`` is fast.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -29,6 +32,20 @@ zoo_app = typer.Typer(help="Filter models and their compressed variants.", no_ar
 app.add_typer(zoo_app, name="zoo")
 
 console = Console()
+
+
+def report_json(report: Any) -> dict[str, Any]:
+    """A skipping report as plain JSON data (totals, files, reasons, the SQL run)."""
+    data = dataclasses.asdict(report)
+    data.pop("identities", None)  # internal: file identities for the post-run check
+    data.update(
+        row_groups=report.row_groups,
+        pruned=report.pruned,
+        all_match=report.all_match,
+        evaluated=report.evaluated,
+        bytes_skipped=report.bytes_skipped,
+    )
+    return data
 
 
 def _fail(error: BaseException) -> None:
@@ -122,6 +139,7 @@ def explain(
     model: list[str] = _MODEL_OPTION,
     models_dir: Path | None = _MODELS_DIR_OPTION,
     show_sql: bool = typer.Option(False, help="also print the rewritten SQL"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON (for scripts)"),
 ) -> None:
     """Show which row groups a query would prune, read without the model, or evaluate."""
     import duckdb
@@ -135,6 +153,9 @@ def explain(
         con.duckdb.execute(f"DESCRIBE {sql}")
     except (MlskipError, duckdb.Error) as error:
         _fail(error)
+    if as_json:
+        print(json.dumps(report_json(report), indent=2))
+        return
     console.print(report)
     if show_sql:
         console.print(report.sql, markup=False, highlight=False)
@@ -147,6 +168,9 @@ def query(
     models_dir: Path | None = _MODELS_DIR_OPTION,
     skipping: bool = typer.Option(True, help="plan and skip (off: evaluate every row)"),
     limit: int = typer.Option(50, help="rows to print"),
+    as_json: bool = typer.Option(
+        False, "--json", help="print the rows as JSON lines, one object per row (for scripts)"
+    ),
 ) -> None:
     """Run a query with skipping and print its result."""
     import duckdb
@@ -157,15 +181,20 @@ def query(
         start = time.perf_counter()
         relation = con.sql(sql)
         rows = relation.fetchmany(limit) if relation is not None else []
+        total = len(rows) + (len(relation.fetchall()) if relation is not None else 0)
         columns = relation.columns if relation is not None else []
         seconds = time.perf_counter() - start
     except (MlskipError, duckdb.Error) as error:
         _fail(error)
+    if as_json:
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+        return
     table = Table(*columns)
     for row in rows:
         table.add_row(*map(str, row))
     console.print(table)
-    console.print(f"{len(rows)} row(s) shown in {seconds * 1e3:.0f} ms")
+    console.print(f"{len(rows):,} of {total:,} row(s) shown; query took {seconds * 1e3:.0f} ms")
 
 
 @app.command()

@@ -287,6 +287,23 @@ def test_cli_explain_and_query(dataset, connections, tmp_path):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["query", sql, "-m", "risk"])
     assert result.exit_code != 0 and "NAME=PATH" in result.output
+    # for scripts: the report and the rows as JSON, equal to what the Python API gives
+    import json
+
+    on = mlskip.connect()
+    on.register_model("risk", model)
+    result = runner.invoke(app, ["explain", sql, "-m", f"risk={model}", "--json"])
+    data = json.loads(result.output)
+    assert data["pruned"] == on.explain_skipping(sql).pruned > 0
+    rows_sql = sql.replace("count(*) AS n", "a, b").replace(" > ", " <= ")
+    result = runner.invoke(
+        app, ["query", rows_sql, "-m", f"risk={model}", "--json", "--limit", "5"]
+    )
+    got = [json.loads(line) for line in result.output.splitlines()]
+    assert got == [dict(zip(["a", "b"], r, strict=True)) for r in on.sql(rows_sql).fetchmany(5)]
+    result = runner.invoke(app, ["query", rows_sql, "-m", f"risk={model}", "--limit", "5"])
+    total = on.sql(f"SELECT count(*) FROM ({rows_sql})").fetchone()[0]
+    assert f"5 of {total:,} row(s) shown" in result.output
 
 
 def test_unverifiable_model_still_answers_correctly(dataset, connections, tmp_path):
