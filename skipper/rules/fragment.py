@@ -201,4 +201,9 @@ def analyse_fragment(tree: dict) -> Fragment:
         key = scan_key(node) if node.get("type") in ("BASE_TABLE", "TABLE_FUNCTION") else None
         if key is not None and id(node) not in seen:
             fragment.refused.setdefault(key, "not directly in a SELECT's FROM clause")
+    if any(node.get("sample") is not None for node in _walk(tree)):
+        # a sample anywhere (also of a subquery or a join above the scan) picks rows by
+        # the order and vectors in which they reach it, which a rewrite changes
+        for key in fragment.planned:
+            fragment.refused.setdefault(key, "the query samples rows (USING SAMPLE / TABLESAMPLE)")
     return fragment

@@ -84,7 +84,14 @@ def unqualified_sql(node: exp.Expression) -> str:
 
 
 def file_scan_sql(scan: ParquetScan, file: FileScan, moved: Sequence[MLPredicate]) -> str:
-    """The SELECT that reads one file as planned."""
+    """The SELECT that reads one file as planned.
+
+    Rows kept through a relation of matches (a semi-join, which DuckDB does not run in
+    the file's order) are put back in the file's order when the query can observe
+    order (``order_observable``): DuckDB preserves insertion order for the query as
+    written, so ``LIMIT`` without ``ORDER BY``, ``first()``, ``list()`` or a plain
+    ``SELECT`` give the same rows in the same order with skipping as without.
+    """
     user_wants_row_number = any(
         k == "file_row_number" and v.upper() == "TRUE" for k, v in scan.options
     )
@@ -99,8 +106,55 @@ def file_scan_sql(scan: ParquetScan, file: FileScan, moved: Sequence[MLPredicate
         else:
             condition = unqualified_sql(predicate.node)
         where.append(f"({ranges_condition(ranges)} OR {condition})" if ranges else condition)
-    sql = f"SELECT {star} FROM {read_parquet_call(scan, file.path)}"
-    return sql + (" WHERE " + " AND ".join(where) if where else "")
+    source = read_parquet_call(scan, file.path)
+    filtered = " WHERE " + " AND ".join(where) if where else ""
+    if any(m is not None for m in matches) and order_observable(scan):
+        inner = f"SELECT * FROM {source}{filtered} ORDER BY file_row_number"
+        return f"SELECT {star} FROM ({inner})"
+    return f"SELECT {star} FROM {source}{filtered}"
+
+
+# aggregates whose result does not depend on the order of their input (up to float
+# rounding of sums, which DuckDB's own parallel execution does not fix either), by the
+# name sqlglot gives the function DuckDB knows under each of these names
+ORDER_FREE_AGGREGATES = frozenset(
+    (
+        sqlglot.parse_one(f"SELECT {call}", dialect="duckdb").expressions[0].sql_name()
+        if isinstance(sqlglot.parse_one(f"SELECT {call}", dialect="duckdb").expressions[0], exp.AggFunc)
+        else call.split("(")[0].upper()
+    )
+    for call in (
+        "count(a)", "sum(a)", "avg(a)", "mean(a)", "min(a)", "max(a)", "bool_and(a)",
+        "bool_or(a)", "count_if(a)", "stddev(a)", "stddev_samp(a)", "stddev_pop(a)",
+        "var_samp(a)", "var_pop(a)", "variance(a)", "median(a)", "quantile_cont(a, 0.5)",
+        "quantile_disc(a, 0.5)", "approx_count_distinct(a)",
+    )
+)  # fmt: skip
+
+
+def order_observable(scan: ParquetScan) -> bool:
+    """Whether the query can see the order in which the scan's rows arrive: unless the
+    scan's SELECT aggregates them with known order-free aggregates only (no window
+    function, no function sqlglot does not know, which may be an aggregate), it can
+    (its rows, a LIMIT, first(), list() ...)."""
+    select = scan.select
+    own = [n for n in select.walk() if n is select or n.find_ancestor(exp.Select) is select]
+    if any(isinstance(n, exp.Window) for n in own) or _unknown_calls(select, own):
+        return True
+    aggregates = [n for n in own if isinstance(n, exp.AggFunc)]
+    if not (aggregates or select.args.get("group")):
+        return True
+    return any(agg.sql_name() not in ORDER_FREE_AGGREGATES for agg in aggregates)
+
+
+def _unknown_calls(select: exp.Select, own: list[exp.Expression]) -> bool:
+    """Calls sqlglot does not know in the SELECT outside its WHERE clause (the ML
+    predicates moved into the scan sit there; elsewhere a call may be an aggregate)."""
+    where = select.args.get("where")
+    return any(
+        isinstance(n, exp.Anonymous) and (where is None or n.find_ancestor(exp.Where) is not where)
+        for n in own
+    )
 
 
 def rewrite_scan(
