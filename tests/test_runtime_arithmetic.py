@@ -251,3 +251,18 @@ def test_margin_campaign():
 
     result = run_campaign(1_500, seed=100_000, workers=2)
     assert result.ok, "\n".join(result.violations[:5] + result.errors[:5])
+
+
+def test_gemm_sums_before_alpha(tmp_path):
+    """Gemm computes A B, then scales by alpha: A B may overflow although alpha A B is
+    small (found by the margin campaign, seed 200164: NaN outputs after a softmax)."""
+    model = onnx_model(
+        [helper.make_node("Gemm", ["x", "W", "b"], ["y"], transB=1, alpha=1e-3)],
+        {"W": [[1.0, 1.0]], "b": [0.0]},
+        2,
+    )
+    v = np.full(ROWS, 2e38)
+    assert np.isinf(run_onnx(model, np.stack([v, v], 1))[0, 0])
+    for where in ("m(a, b) < 1e36", "m(a, b) > 1e36"):
+        on, off, _ = counts(tmp_path, model, {"a": v, "b": v}, where)
+        assert on == off, where

@@ -24,7 +24,8 @@ Two separate effects are bounded here, per region and output.
    - every partial sum of a dot product is bounded by ``|W| |x^| + |b|``; if
      that bound reaches the largest float, a partial sum may overflow to
      infinity although the exact result is small (``a + b - c`` near 2e38):
-     the margin is then infinite;
+     the margin is then infinite. Gemm sums ``A B`` before scaling by alpha,
+     so its sums are bounded with ``|W| / |alpha|``;
    - subnormals: a runtime may flush subnormal results to zero and read
      subnormal operands as zero (FTZ/DAZ). Each rounded operation may then
      err by ``TINY`` (2^-126 in float32) absolutely, so every affine output
@@ -98,7 +99,8 @@ def _eval_plan(net: Network, precision: str) -> list:
                 dWT = np.ascontiguousarray(_stored_error(st.W, precision).T)
                 db = _stored_error(st.b, precision)
                 flush = (2 * k + 2) * tiny
-                plan.append((st, float(gamma(k, u)), absWT, np.abs(st.b), dWT, db, flush))
+                overflow = 1.0 / st.sum_scale  # partial sums are those of W / sum_scale
+                plan.append((st, float(gamma(k, u)), absWT, np.abs(st.b), dWT, db, flush, overflow))
             else:
                 plan.append((st,))
         plans[precision] = plan
@@ -146,17 +148,18 @@ def eval_error(
         for step in _eval_plan(net, precision):
             st = step[0]
             if isinstance(st, Affine):
-                _, g, absWT, absb, dWT, db, flush = step
+                _, g, absWT, absb, dWT, db, flush, overflow = step
                 me = m + e
                 partial = me @ absWT  # bounds every partial sum of the dot products
                 partial += absb
+                sums = partial * overflow if overflow != 1.0 else partial
                 rounding = g * partial
                 rounding += me @ dWT
                 rounding += db
                 rounding += flush
                 e = e @ absWT
                 e += rounding
-                e = np.where(partial < limit, e, np.inf)  # a partial sum may overflow
+                e = np.where(sums < limit, e, np.inf)  # a partial sum may overflow
                 l, h = linear_box_range(st.W, st.b, l, h)
             elif isinstance(st, Activation):
                 e = st.lipschitz * e + st.fp_abs_error(np.maximum(np.abs(l), np.abs(h)) + e, u)

@@ -36,11 +36,15 @@ class Affine:
     ``extra_roundings`` counts rounded operations per output that the model file
     performs beyond the dot product and bias (Gemm's alpha and beta scalings, the
     normalisation steps of BatchNormalization): the float error analysis adds them.
+    ``sum_scale``: the factor applied after the dot product (Gemm's alpha).
     """
 
     W: np.ndarray
     b: np.ndarray
     extra_roundings: int = 0
+    # the runtime sums the dot products of W / sum_scale, then scales them (Gemm computes
+    # A B before alpha): its partial sums can overflow where those of W would not
+    sum_scale: float = 1.0
 
     def __post_init__(self) -> None:
         W = np.array(self.W, dtype=np.float64, copy=True)

@@ -394,7 +394,9 @@ def _network(model: Any, where: str, input_names: Any) -> Network:
                 else np.zeros(Bm.shape[1])
             )
             extra = int(alpha != 1.0) + int(beta != 1.0)  # alpha*(AB), beta*C are rounded
-            steps.append(Affine(alpha * Bm.T, bias, extra_roundings=extra))
+            steps.append(
+                Affine(alpha * Bm.T, bias, extra_roundings=extra, sum_scale=abs(alpha) or 1.0)
+            )
             width = Bm.shape[1]
         elif op == "MatMul":
             B = consts[ins[1]].astype(np.float64)
