@@ -999,3 +999,15 @@ def test_infinite_inputs_can_make_the_model_nan(tmp_path):
     assert_prunes(on, f"SELECT count(*) FROM {f} WHERE m(a) > 1.5")
     for predicate in ("> 1.5", ">= 0.6", "<= 1.5", "BETWEEN -1 AND 2"):
         assert_same(on, off, f"SELECT a FROM {f} WHERE m(a) {predicate}")
+
+
+def test_insertion_order_under_default_order_desc(data):
+    """SET default_order = 'desc' reverses a bare ORDER BY: the rewrite's own ordering
+    says ASC (found by the fuzzer's ordered form, seed 777033)."""
+    root, _ = data
+    on, off = make_pair(lin=lin_net())
+    query = f"SELECT id FROM {q(root / 'f.parquet')} WHERE lin(a, b) > 60.0 LIMIT 7"
+    for con in (on, off):
+        con.execute("SET default_order = 'desc'")
+    assert on.sql(query).fetchall() == off.sql(query).fetchall()
+    assert on._report(query, evaluate=True).rewritten

@@ -109,7 +109,8 @@ def file_scan_sql(scan: ParquetScan, file: FileScan, moved: Sequence[MLPredicate
     source = read_parquet_call(scan, file.path)
     filtered = " WHERE " + " AND ".join(where) if where else ""
     if any(m is not None for m in matches) and order_observable(scan):
-        inner = f"SELECT * FROM {source}{filtered} ORDER BY file_row_number"
+        # ASC written out: SET default_order = 'desc' would reverse a bare ORDER BY
+        inner = f"SELECT * FROM {source}{filtered} ORDER BY file_row_number ASC"
         return f"SELECT {star} FROM ({inner})"
     return f"SELECT {star} FROM {source}{filtered}"
 
