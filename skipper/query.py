@@ -424,6 +424,31 @@ def _per_file_problem(
     return None
 
 
+def _float_filter_problem(
+    paths: Sequence[str], local: Sequence[exp.Expression], schema: Schema
+) -> str | None:
+    """Why a multi-file scan with a conjunct on a float column is not read file by file.
+
+    DuckDB 1.5.5 pushes such a conjunct into the scan and skips it where a row group's
+    Parquet min/max say it always holds, but those statistics leave NaN out (as the
+    Parquet spec asks): ``SELECT * FROM 'one.parquet' WHERE y < c`` then keeps NaN rows,
+    while the same conjunct over a glob of files did not. A per-file rewrite changes which
+    of the two DuckDB does, so such scans run as written.
+    """
+    if len(paths) < 2 or not local:
+        return None
+    floats = {name.lower() for name, kind in schema if kind.upper() in ("FLOAT", "DOUBLE", "REAL")}
+    for conjunct in local:
+        used = {c.name.lower() for c in conjunct.find_all(exp.Column)}
+        if used & floats:
+            column = sorted(used & floats)[0]
+            return (
+                f"a conjunct on the float column {column!r} over several files: DuckDB's "
+                "Parquet statistics filter treats NaN differently for one file and for many"
+            )
+    return None
+
+
 def _partition_keys(scan: ParquetScan, paths: Sequence[str]) -> set[str]:
     """Names of ``key=value`` folders in ``paths`` (lower case), unless the scan says
     ``hive_partitioning = false``."""
@@ -495,7 +520,9 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
     if not set(file_columns) <= set(lowered):
         reasons.append(f"{label}: DuckDB reads other columns than the file's footer names")
         return False
-    why = _per_file_problem(scan, paths, facts, schema, context)
+    why = _per_file_problem(scan, paths, facts, schema, context) or _float_filter_problem(
+        paths, local, schema
+    )
     if why is not None:
         reasons.append(f"{label}: {why}")
         return False

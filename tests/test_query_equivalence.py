@@ -1011,3 +1011,20 @@ def test_insertion_order_under_default_order_desc(data):
         con.execute("SET default_order = 'desc'")
     assert on.sql(query).fetchall() == off.sql(query).fetchall()
     assert on._report(query, evaluate=True).rewritten
+
+
+def test_float_conjunct_over_several_files_with_nan(tmp_path):
+    """DuckDB keeps NaN rows for `y < c` on one file whose Parquet max is below c (the
+    statistics leave NaN out) but not over a glob of files: a per-file rewrite would
+    change which it does (found by the campaign: seed 10008844, query 1)."""
+    folder = tmp_path / "nan"
+    folder.mkdir()
+    y = np.linspace(0, 100, 400)
+    y[::37] = np.nan
+    write(pa.table({"id": np.arange(400), "a": y, "b": y}), folder / "t0.parquet")
+    write(pa.table({"id": np.arange(400, 800), "a": y + 500, "b": y}), folder / "t1.parquet")
+    on, off = make_pair(lin=lin_net())
+    glob = q(folder / "*.parquet")
+    assert_prunes(on, f"SELECT id FROM {glob} WHERE lin(a, b) > 90")
+    assert_same(on, off, f"SELECT id, a FROM {glob} WHERE lin(a, b) > 90 AND a < 150.0")
+    assert_same(on, off, f"SELECT id, a FROM {glob} WHERE lin(a, b) > 90 AND b < 150.0")
