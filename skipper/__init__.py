@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "scan": "mlskip.udf.arrow_scan",
     "scan_dataset": "mlskip.udf.arrow_scan",
     "scan_polars": "mlskip.udf.arrow_scan",
+    "SkipDataset": "mlskip.udf.skip_dataset",
     "plan_scan": "mlskip.udf.arrow_scan",
     "Verifier": "mlskip.verifier.cascade",
     "Predicate": "mlskip.verifier",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import warnings
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
@@ -76,6 +78,16 @@ def test_dataset_holds_only_unpruned_row_groups(files):
     assert dataset.to_table().num_rows == kept_rows
     expected = brute_force(table, net, ["a", "b"], parse_predicate(text, False))
     assert set(expected) <= set(dataset.to_table().column("s").to_pylist())
+    # every way of counting or reading the dataset agrees (pyarrow's own count_rows on
+    # row-group subsets returns whole files' counts)
+    assert dataset.count_rows() == kept_rows
+    assert sum(b.num_rows for b in dataset.to_batches(columns=["s"])) == kept_rows
+    assert dataset.to_reader().read_all().num_rows == kept_rows
+    assert dataset.head(10**9).num_rows == kept_rows
+    some = pads.field("a") > float(np.median(table.column("a").to_numpy()))
+    assert dataset.count_rows(filter=some) == dataset.to_table(filter=some).num_rows
+    assert duckdb.sql("SELECT count(*) FROM dataset").fetchone()[0] == kept_rows
+    assert f"{kept_rows:,} rows" in repr(dataset)
 
 
 def test_polars_lazy_frame_matches(files):
@@ -86,6 +98,40 @@ def test_polars_lazy_frame_matches(files):
     )
     expected = brute_force(pq.read_table(root / "p1.parquet"), net, ["a", "b"], Predicate.gt(0.5))
     assert sorted(lazy.collect()["s"].to_list()) == expected
+
+
+def test_polars_scan_is_lazy_and_agrees_with_scan(files, monkeypatch):
+    """scan_polars plans when called and reads at collect time; projections, filters, head
+    and counts give what the same operations on scan's rows give, in file order."""
+    import polars as pl
+
+    import mlskip.udf.arrow_scan as arrow_scan
+
+    root, table = files
+    net = make_net(np.random.default_rng(5), 2)
+    y = net.evaluate(np.column_stack([table.column(c).to_numpy() for c in ("a", "b")]))[:, 0]
+    text = f"> {float(np.quantile(y, 0.9))}"
+    reads = []
+    original = arrow_scan._read_groups
+    monkeypatch.setattr(
+        arrow_scan, "_read_groups", lambda *a, **k: reads.append(1) or original(*a, **k)
+    )
+    lazy = mlskip.scan_polars(str(root / "p*.parquet"), net, text, inputs=["a", "b"])
+    assert reads == [] and "mlskip" in lazy.explain()
+    want = pl.from_arrow(mlskip.scan(str(root / "p*.parquet"), net, text, inputs=["a", "b"]))
+    in_files = pa.concat_tables([pq.read_table(root / f"p{i}.parquet") for i in (1, 2)])
+    qualifying = set(brute_force(in_files, net, ["a", "b"], parse_predicate(text, False)))
+    assert want["s"].to_list() == [v for v in in_files["s"].to_pylist() if v in qualifying]
+    reads.clear()
+    got = lazy.collect()
+    assert reads and got.equals(want)
+    assert lazy.select(pl.len()).collect().item() == want.height
+    assert lazy.head(5).collect().equals(want.head(5))
+    query = lazy.filter(pl.col("c") > 0).select("s", "a")
+    assert query.collect().equals(want.filter(pl.col("c") > 0).select("s", "a"))
+    narrowed = mlskip.scan_polars(str(root / "p1.parquet"), net, text, inputs=["a", "b"],
+                                  columns=["s"])  # fmt: skip
+    assert narrowed.collect_schema().names() == ["s"]
 
 
 def test_classifier_scan(files):

@@ -4,7 +4,8 @@
 value``: pruned row groups are never read, all-match row groups are returned
 without running the model, and the rest are filtered by evaluating it (in
 float32 with ONNX Runtime, like the SQL function). ``scan_dataset`` gives the
-row groups to read as a ``pyarrow.dataset.Dataset`` (unfiltered), and
+row groups to read as a ``SkipDataset`` (unfiltered; its methods agree, where
+pyarrow's ``count_rows`` on row-group subsets does not), and
 ``scan_polars`` a Polars LazyFrame of ``scan``'s result.
 
 ``s3://`` paths (and globs, listed with the filesystem) are read through
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from mlskip.remote import S3Options, is_s3, s3_key
 from mlskip.rules.predicates import AffineArg
 from mlskip.udf.model import SqlModel, prepare_model
 from mlskip.udf.runtime import make_runner
+from mlskip.udf.skip_dataset import SkipDataset
 from mlskip.verifier import Predicate
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -181,7 +183,8 @@ def _read_groups(
             source = pa.OSFile(plan.path)
         with source:
             parquet = pq.ParquetFile(source)
-            wanted = list(columns) if columns else None
+            # a column some files of a set lack is read where present (NULL elsewhere)
+            wanted = [c for c in columns if c in parquet.schema_arrow.names] if columns else None
             if groups is None:
                 table = parquet.read(columns=wanted)
             elif len(groups) == 0:
@@ -222,26 +225,57 @@ def scan(
 
 
 def _scan_planned(plan: ScanPlan, columns: Sequence[str] | None) -> pa.Table:
-    runner = make_runner(plan.model)
-    wanted = list(dict.fromkeys([*(columns or []), *plan.inputs])) if columns else None
-    parts: list[pa.Table] = []
-    for file in plan.files:
-        if file.reason is not None:  # not planned: read everything, evaluate every row
-            table = _read_groups(file, None, wanted, plan.planner)
-            parts.append(table.filter(pa.array(_holds(plan, runner, table))))
-            continue
-        keep_all = np.flatnonzero(file.all_match(0))
-        evaluate = np.flatnonzero(~file.pruned & ~file.all_match(0))
-        if len(keep_all):
-            parts.append(_read_groups(file, keep_all, wanted, plan.planner))
-        if len(evaluate):
-            table = _read_groups(file, evaluate, wanted, plan.planner)
-            parts.append(table.filter(pa.array(_holds(plan, runner, table))))
+    parts = list(planned_tables(plan, columns))
     if not parts:
         first = plan.files[0]
+        wanted = _wanted(plan, columns)
         parts.append(_read_groups(first, np.zeros(0, dtype=int), wanted, plan.planner))
     result = pa.concat_tables(parts, promote_options="default")
     return result.select(list(columns)) if columns else result
+
+
+def _wanted(plan: ScanPlan, columns: Sequence[str] | None) -> list[str] | None:
+    """Columns to read: those asked for and the model's inputs (None: all)."""
+    return list(dict.fromkeys([*(columns or []), *plan.inputs])) if columns else None
+
+
+def planned_tables(
+    plan: ScanPlan, columns: Sequence[str] | None = None, chunk_rows: int | None = None
+) -> Iterator[pa.Table]:
+    """The qualifying rows of each file, in file order: pruned row groups are not read,
+    all-match ones are kept without the model, the rest are filtered by it. With
+    ``chunk_rows``, a file's row groups are read a few at a time (at least one per
+    chunk, at most about ``chunk_rows`` rows), for streaming consumers."""
+    runner = make_runner(plan.model)
+    wanted = _wanted(plan, columns)
+    for file in plan.files:
+        if file.reason is not None:  # not planned: read everything, evaluate every row
+            table = _read_groups(file, None, wanted, plan.planner)
+            yield table.filter(pa.array(_holds(plan, runner, table)))
+            continue
+        for groups in _chunks(np.flatnonzero(~file.pruned), file.num_rows, chunk_rows):
+            table = _read_groups(file, groups, wanted, plan.planner)
+            keep = np.repeat(file.all_match(0)[groups], file.num_rows[groups])
+            if not keep.all():
+                rest = np.flatnonzero(~keep)
+                keep[rest] = _holds(plan, runner, table.take(pa.array(rest)))
+            yield table.filter(pa.array(keep))
+
+
+def _chunks(groups: np.ndarray, num_rows: np.ndarray, chunk_rows: int | None) -> list[np.ndarray]:
+    if len(groups) == 0:
+        return []
+    if chunk_rows is None:
+        return [groups]
+    chunks, current, rows = [], [], 0
+    for g in groups.tolist():
+        if current and rows + int(num_rows[g]) > chunk_rows:
+            chunks.append(np.array(current))
+            current, rows = [], 0
+        current.append(g)
+        rows += int(num_rows[g])
+    chunks.append(np.array(current))
+    return chunks
 
 
 def _holds(plan: ScanPlan, runner, table: pa.Table) -> np.ndarray:
@@ -265,12 +299,13 @@ def scan_dataset(
     inputs: Sequence[str] | None = None,
     planner: Planner | None = None,
     s3: S3Options | dict | None = None,
-) -> Any:
-    """A ``pyarrow.dataset.Dataset`` of the row groups that are not pruned (unfiltered)."""
+) -> SkipDataset:
+    """The row groups that are not pruned (rows unfiltered), as a ``SkipDataset``: read
+    with ``to_table``/``to_batches``/``to_reader``, counted with ``count_rows``."""
     import pyarrow.dataset as ds
 
     plan = plan_scan(paths, model, predicate, inputs, planner, s3)
-    fragments, schema = [], None
+    fragments, unplanned, schema = [], [], None
     for file in plan.files:
         if is_s3(file.path):
             dataset = ds.dataset(
@@ -280,12 +315,16 @@ def scan_dataset(
             dataset = ds.dataset(file.path, format="parquet")
         schema = schema or dataset.schema
         if file.reason is not None:  # not planned: every row group
-            fragments.extend(dataset.get_fragments())
+            whole = list(dataset.get_fragments())
+            fragments.extend(whole)
+            unplanned.extend(whole)
             continue
         keep = np.flatnonzero(~file.pruned).tolist()
         if keep:
             fragments.extend(f.subset(row_group_ids=keep) for f in dataset.get_fragments())
-    return ds.FileSystemDataset(fragments, schema, ds.ParquetFileFormat())
+    return SkipDataset(
+        plan, ds.FileSystemDataset(fragments, schema, ds.ParquetFileFormat()), unplanned
+    )
 
 
 def scan_polars(
@@ -296,7 +335,77 @@ def scan_polars(
     columns: Sequence[str] | None = None,
     s3: S3Options | dict | None = None,
 ) -> Any:
-    """``scan`` as a Polars LazyFrame."""
+    """``scan`` as a lazy Polars source (a ``LazyFrame``): planned once when called (footers
+    only); rows are read and the model run at ``collect`` time, for the columns, filters
+    and row count the query pushes into the scan."""
     import polars as pl
+    from polars.io.plugins import register_io_source
 
-    return pl.from_arrow(scan(paths, model, predicate, inputs, columns, s3=s3)).lazy()
+    plan = plan_scan(paths, model, predicate, inputs, s3=s3)
+    arrow_schema = _unified_schema(plan)
+    if columns is not None:
+        missing = [c for c in columns if c not in arrow_schema.names]
+        if missing:
+            raise ModelInputError(f"column {missing[0]!r} is not in {plan.files[0].path}")
+        arrow_schema = pa.schema([arrow_schema.field(c) for c in columns])
+    schema = pl.from_arrow(arrow_schema.empty_table()).schema
+
+    def source(with_columns, where, n_rows, batch_size):
+        out = list(with_columns) if with_columns is not None else list(schema)
+        read = list(dict.fromkeys([*out, *(where.meta.root_names() if where is not None else [])]))
+        # the model's inputs are read as well; at least one column keeps row counts right
+        read = read or [arrow_schema.names[0]]
+        left = n_rows
+        try:
+            for table in planned_tables(plan, read, chunk_rows=max(batch_size or 0, 1 << 16)):
+                frame = pl.from_arrow(_conform(table, arrow_schema, read))
+                if where is not None:
+                    frame = frame.filter(where)
+                frame = frame.select(out)
+                if left is not None:
+                    frame = frame.head(left)
+                    left -= frame.height
+                yield frame
+                if left is not None and left <= 0:
+                    return
+        except _FileChanged as changed:
+            raise MlskipError(
+                f"{changed} changed after scan_polars planned it; call scan_polars again"
+            ) from None
+
+    planned = [f for f in plan.files if f.reason is None]
+    total = sum(f.num_row_groups for f in planned)
+    pruned = sum(int(f.pruned.sum()) for f in planned)
+    return register_io_source(
+        source,
+        schema=schema,
+        explain_name="mlskip",
+        explain_detail=f"{len(plan.files)} file(s), {pruned} of {total} row groups pruned",
+    )
+
+
+def _unified_schema(plan: ScanPlan) -> pa.Schema:
+    """The files' Arrow schemas combined as ``scan`` combines their tables."""
+    import pyarrow.parquet as pq
+
+    schemas = []
+    for file in plan.files:
+        if is_s3(file.path):
+            with plan.planner.filesystem.open_input_file(s3_key(file.path)) as source:
+                schemas.append(pq.read_schema(source))
+        else:
+            schemas.append(pq.read_schema(file.path))
+    return pa.unify_schemas(schemas, promote_options="default")
+
+
+def _conform(table: pa.Table, schema: pa.Schema, names: Sequence[str]) -> pa.Table:
+    """``table`` with the columns ``names`` typed as in ``schema`` (NULL where a file
+    lacks one)."""
+    arrays = []
+    for name in names:
+        field = schema.field(name)
+        if name in table.column_names:
+            arrays.append(table.column(name).cast(field.type))
+        else:
+            arrays.append(pa.nulls(table.num_rows, field.type))
+    return pa.table(arrays, names=list(names))
