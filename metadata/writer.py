@@ -30,6 +30,7 @@ from .footer import KEY, MIN_PAIR_BYTES, Footer, FooterRowGroup, account, encode
 from .grid import FINE_BITS
 from .integrity import layout_digest, resolve_key, schema_entries
 from .layout import cluster_order
+from .partitioned import PartitionedWriteReport, write_partitioned
 from .polygon import DEFAULT_BITS_CHOICES, cells, fine_hull, polygon_from_hull, summarize_column
 
 DEFAULT_ROW_GROUP_SIZE = 122_880
@@ -256,16 +257,19 @@ def write_parquet(
     compression: str | None = "zstd",
     bits_choices: tuple[int, ...] = DEFAULT_BITS_CHOICES,
     footer_key: str | bytes | None = None,
+    partition_by: Sequence[str] | None = None,
     **parquet_options: Any,
-) -> WriteReport:
+) -> WriteReport | PartitionedWriteReport:
     """Write ``data`` as Parquet with skipping summaries in the footer (key ``mlskip.v3``).
 
     ``hulls``: "auto" (pairs picked on the first row group), explicit column
     pairs, or None (boxes only). ``hull_bytes``: footer bytes per row group and
     pair, polygon record and its share of the grid anchors included (FORMAT.md).
     ``cluster_by`` reorders the rows first (this materializes the input).
-    ``footer_key`` (default ``$MLSKIP_FOOTER_KEY``) signs the footer. Other keyword options go to
-    pyarrow's ParquetWriter.
+    ``footer_key`` (default ``$MLSKIP_FOOTER_KEY``) signs the footer. ``partition_by``
+    writes a hive-partitioned folder at ``path`` instead, one file with its own summaries
+    per partition (``metadata/partitioned.py``). Other keyword options go to pyarrow's
+    ParquetWriter.
     """
     if row_group_size < 1:
         raise InputDataError(f"row_group_size must be positive, got {row_group_size}")
@@ -275,6 +279,17 @@ def write_parquet(
             f"is {MIN_PAIR_BYTES} bytes), got {hull_bytes}"
         )
     schema, batches = _batches(data)
+    if partition_by:
+        options = dict(
+            row_group_size=row_group_size, hulls=hulls, hull_bytes=hull_bytes,
+            max_auto_pairs=max_auto_pairs, cluster_by=cluster_by, curve=curve,
+            compression=compression, bits_choices=bits_choices, footer_key=footer_key,
+            **parquet_options,
+        )  # fmt: skip
+        table = pa.Table.from_batches(list(batches), schema)
+        return write_partitioned(
+            table, path, partition_by, lambda part, target: write_parquet(part, target, **options)
+        )
     whole = data if isinstance(data, pa.Table) else None  # in memory: "auto" samples it
     if cluster_by:
         whole = pa.Table.from_batches(list(batches), schema)
@@ -380,7 +395,7 @@ def copy(con: Any, sql: str, path: str | os.PathLike, **kwargs: Any) -> WriteRep
 
 def write_file(
     input_path: str | os.PathLike, output_path: str | os.PathLike, **kwargs: Any
-) -> WriteReport:
+) -> WriteReport | PartitionedWriteReport:
     """``mlskip write IN OUT``: rewrite a Parquet or CSV file with skipping summaries."""
     src = os.fspath(input_path)
     if src.lower().endswith((".csv", ".csv.gz", ".tsv")):

@@ -207,6 +207,9 @@ def write(
     ),
     hull_bytes: int = typer.Option(45, help="byte budget per row group and pair"),
     cluster_by: list[str] = typer.Option([], help="columns to cluster rows by (repeatable)"),
+    partition_by: list[str] = typer.Option(
+        [], help="write a hive-partitioned folder at TARGET by these columns (repeatable)"
+    ),
 ) -> None:
     """Rewrite a Parquet or CSV file with skipping summaries in its footer."""
     from mlskip.metadata import write_file
@@ -217,10 +220,17 @@ def write(
         report = write_file(
             source, target, row_group_size=row_group_size, hulls=pairs,
             hull_bytes=hull_bytes, cluster_by=cluster_by or None,
+            partition_by=partition_by or None,
         )  # fmt: skip
     except _user_errors() as error:
         _fail(f"{source}: {error}" if str(source) not in str(error) else error)
-    console.print(report)
+    if partition_by:
+        console.print(
+            f"{len(report.files)} partition file(s) under {report.root}: "
+            f"{report.num_rows:,} rows, {report.num_row_groups:,} row groups"
+        )
+    else:
+        console.print(report)
     console.print(f"written in {time.perf_counter() - start:.1f} s")
 
 
