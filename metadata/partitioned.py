@@ -78,8 +78,7 @@ def _matches(values: dict[str, pa.Scalar]) -> Any:
     import pyarrow.dataset as ds
 
     terms = [
-        ds.field(k).is_null() if not v.is_valid else ds.field(k) == v
-        for k, v in values.items()
+        ds.field(k).is_null() if not v.is_valid else ds.field(k) == v for k, v in values.items()
     ]
     expression = terms[0]
     for term in terms[1:]:
