@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,8 @@ def query(
         False, "--json", help="print the rows as JSON lines, one object per row (for scripts)"
     ),
 ) -> None:
-    """Run a query with skipping and print its result."""
+    """Run a query with skipping and print its result (as DuckDB's own shell prints it:
+    at most LIMIT rows, first and last, and the columns that fit the terminal)."""
     import duckdb
 
     try:
@@ -180,21 +182,21 @@ def query(
         con.skipping = skipping
         start = time.perf_counter()
         relation = con.sql(sql)
-        rows = relation.fetchmany(limit) if relation is not None else []
-        total = len(rows) + (len(relation.fetchall()) if relation is not None else 0)
-        columns = relation.columns if relation is not None else []
+        result = relation.to_arrow_table() if relation is not None else None
         seconds = time.perf_counter() - start
     except (MlskipError, duckdb.Error) as error:
         _fail(error)
-    if as_json:
-        for row in rows:
-            print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+    if result is None:
+        console.print(f"statement run in {seconds * 1e3:.0f} ms")
         return
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*map(str, row))
-    console.print(table)
-    console.print(f"{len(rows):,} of {total:,} row(s) shown; query took {seconds * 1e3:.0f} ms")
+    if as_json:
+        for row in result.slice(0, limit).to_pylist():
+            print(json.dumps(row, default=str))
+        return
+    sys.stdout.flush()
+    shown = duckdb.connect().from_arrow(result)
+    shown.show(max_rows=max(limit, 1), max_width=console.width)
+    console.print(f"{result.num_rows:,} row(s); query took {seconds * 1e3:.0f} ms")
 
 
 @app.command()

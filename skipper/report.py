@@ -88,28 +88,15 @@ class SkippingReport:
     def verification_seconds(self) -> float:
         return sum(f.seconds for f in self.files)
 
-    def __rich__(self):
-        from rich.console import Group
-        from rich.table import Table
+    def __rich_console__(self, console, options):
         from rich.text import Text
 
-        table = Table(title="mlskip: row groups per file")
-        for column in (
-            "file",
-            "row groups",
-            "pruned",
-            "all-match",
-            "evaluated",
-            "bytes skipped",
-            "verify ms",
-            "decided by",
-        ):
-            table.add_column(
-                column, justify="left" if column in ("file", "decided by") else "right"
-            )
-        for f in self.files:
-            methods = ", ".join(f"{m} {n}" for m, n in f.methods) or (f.reason or "")
-            table.add_row(
+        from mlskip.tables import fitted_table
+
+        headers = ("file", "row groups", "pruned", "all-match", "evaluated", "bytes skipped",
+                   "verify ms", "decided by")  # fmt: skip
+        rows = [
+            (
                 f.path,
                 str(f.row_groups),
                 str(f.pruned),
@@ -117,39 +104,44 @@ class SkippingReport:
                 str(f.evaluated),
                 f"{f.bytes_skipped:,}",
                 f"{f.seconds * 1e3:.1f}",
-                methods,
-            )
-        table.add_row(
-            "total",
-            str(self.row_groups),
-            str(self.pruned),
-            str(self.all_match),
-            str(self.evaluated),
-            f"{self.bytes_skipped:,}",
-            f"{self.verification_seconds * 1e3:.1f}",
-            "",
-            style="bold",
-        )
-        parts = [
-            table,
-            Text(
-                f"planning {self.planning_seconds * 1e3:.1f} ms; "
-                f"query {'rewritten' if self.rewritten else 'run unmodified'}"
-            ),
-        ]
-        parts += [
-            Text(f"limited: {f.path}: {limit}", style="yellow")
+                ", ".join(f"{m} {n}" for m, n in f.methods) or (f.reason or ""),
+            )  # fmt: skip
             for f in self.files
-            for limit in f.limits
         ]
-        parts += [Text(f"not applied: {reason}", style="yellow") for reason in self.reasons]
-        return Group(*parts)
+        rows.append(
+            (
+                "total",
+                str(self.row_groups),
+                str(self.pruned),
+                str(self.all_match),
+                str(self.evaluated),
+                f"{self.bytes_skipped:,}",
+                f"{self.verification_seconds * 1e3:.1f}",
+                "",
+            )  # fmt: skip
+        )
+        yield fitted_table(
+            headers, rows, options.max_width, title="mlskip: row groups per file",
+            left=("file", "decided by"), bold_rows=(len(rows) - 1,),
+        )  # fmt: skip
+        yield Text(
+            f"planning {self.planning_seconds * 1e3:.1f} ms; "
+            f"query {'rewritten' if self.rewritten else 'run unmodified'}"
+        )
+        for f in self.files:
+            for limit in f.limits:
+                yield Text(f"limited: {f.path}: {limit}", style="yellow")
+        for reason in self.reasons:
+            yield Text(f"not applied: {reason}", style="yellow")
 
     def __str__(self) -> str:
+        import shutil
         from io import StringIO
 
         from rich.console import Console
 
         buffer = StringIO()
-        Console(file=buffer, width=140, force_terminal=False).print(self)
+        # the terminal's width (or $COLUMNS), as print() of any other table would use
+        width = shutil.get_terminal_size().columns
+        Console(file=buffer, width=width, force_terminal=False).print(self)
         return buffer.getvalue()

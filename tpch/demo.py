@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 from rich.console import Console
-from rich.table import Table
 
 INPUTS = ("l_quantity", "l_extendedprice", "l_discount", "l_tax")
 
@@ -57,6 +56,7 @@ def run_demo(
     from mlskip.model_zoo.export import to_onnx
     from mlskip.model_zoo.specs import get_spec
     from mlskip.model_zoo.train import train_dense
+    from mlskip.tables import fitted_table
     from mlskip.tpch.generate import generate_tpc
 
     console = console or Console()
@@ -102,19 +102,25 @@ def run_demo(
                     report.all_match, report.evaluated, t_on, t_off, got == want)
         )  # fmt: skip
 
-    view = Table(title=f"mlskip demo: TPC-H lineitem sf={sf:g}, {table.num_rows:,} rows, "
-                       f"row groups of {row_group_size:,}")  # fmt: skip
-    for column in ("query", "RGs", "pruned", "all-match", "evaluated", "skipping", "without",
-                   "speedup", "same"):  # fmt: skip
-        view.add_column(column, justify="left" if column == "query" else "right")
-    for r in rows:
-        view.add_row(
-            r.name, str(r.row_groups), str(r.pruned), str(r.all_match), str(r.evaluated),
-            f"{r.seconds_with * 1e3:.0f} ms", f"{r.seconds_without * 1e3:.0f} ms",
+    title = (f"mlskip demo: TPC-H lineitem sf={sf:g}, {table.num_rows:,} rows, "
+             f"row groups of {row_group_size:,}")  # fmt: skip
+    headers = ("query", "RGs", "pruned", "all-match", "evaluated", "skipping", "without",
+               "speedup", "same")  # fmt: skip
+    cells = [
+        (
+            r.name,
+            str(r.row_groups),
+            str(r.pruned),
+            str(r.all_match),
+            str(r.evaluated),
+            f"{r.seconds_with * 1e3:.0f} ms",
+            f"{r.seconds_without * 1e3:.0f} ms",
             f"{r.seconds_without / r.seconds_with:.1f}x",
-            "[green]yes[/]" if r.identical else "[bold red]NO[/]",
+            "yes" if r.identical else "NO",
         )  # fmt: skip
-    console.print(view)
+        for r in rows
+    ]
+    console.print(fitted_table(headers, cells, console.width, title=title, left=("query",)))
     console.print("RGs: row groups; pruned: never read; all-match: read without the model; "
                   "evaluated: read and filtered by the model. Times are medians of "
                   f"{repeats} runs.")  # fmt: skip
