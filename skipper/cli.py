@@ -173,8 +173,10 @@ def query(
         False, "--json", help="print the rows as JSON lines, one object per row (for scripts)"
     ),
 ) -> None:
-    """Run a query with skipping and print its result (as DuckDB's own shell prints it:
-    at most LIMIT rows, first and last, and the columns that fit the terminal)."""
+    """Run a query with skipping and print its result.
+
+    Rows are shown as DuckDB's own shell shows them: at most LIMIT rows (first and
+    last) and the columns that fit the terminal."""
     import duckdb
 
     try:
