@@ -56,6 +56,7 @@ def run_demo(
     from mlskip.model_zoo.export import to_onnx
     from mlskip.model_zoo.specs import get_spec
     from mlskip.model_zoo.train import train_dense
+    from mlskip.progress import stage
     from mlskip.tables import fitted_table
     from mlskip.tpch.generate import generate_tpc
 
@@ -63,16 +64,16 @@ def run_demo(
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="mlskip-demo-"))
     out.mkdir(parents=True, exist_ok=True)
 
-    with console.status("generating TPC-H lineitem"):
+    with stage(console, "generating TPC-H lineitem"):
         source = generate_tpc("tpch", sf, tables=["lineitem"])["lineitem"]
-    with console.status("training the filter model (4-32-32-1 ReLU, discounted price)"):
+    with stage(console, "training the filter model (4-32-32-1 ReLU, discounted price)"):
         trained = train_dense(get_spec("lineitem_disc_price"), hidden=(32, 32), sf=sf)
         model_path = out / "disc_price.onnx"
         model_path.write_bytes(
             to_onnx(trained.model, input_columns=list(INPUTS)).SerializeToString()
         )
     target = out / "lineitem.parquet"
-    with console.status("writing lineitem through the mlskip hook (clustered by price)"):
+    with stage(console, "writing lineitem through the mlskip hook (clustered by price)"):
         table = pq.read_table(source)
         mlskip.write_parquet(
             table, target, row_group_size=row_group_size, cluster_by=["l_extendedprice"]

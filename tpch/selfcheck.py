@@ -723,9 +723,9 @@ def run_campaign(
         futures = [pool.submit(run_chunk, c, oracle) for c in chunks]
         done = (f.result() for f in as_completed(futures))
     if progress:
-        from rich.progress import Progress
+        from mlskip.progress import progress as make_progress
 
-        with Progress() as bar:
+        with make_progress() as bar:
             task = bar.add_task("selfcheck", total=trials)
             for chunk in done:
                 results += chunk

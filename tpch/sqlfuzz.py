@@ -1596,37 +1596,42 @@ def run_campaign(
     timeout: float = QUERY_TIMEOUT,
     echo: bool = False,
     forms: Sequence[str] | None = None,
+    progress: bool = False,
 ) -> CampaignResult:
     """``trials`` trials with seeds ``seed .. seed + trials - 1``, ``queries_per_trial``
     queries each, on ``workers`` processes; ``echo`` prints mismatches as they are found;
-    ``forms`` restricts the query forms (e.g. ``("join",)``) for a focused campaign."""
+    ``forms`` restricts the query forms (e.g. ``("join",)``) for a focused campaign;
+    ``progress`` shows trials done (also as plain lines when piped)."""
+    from mlskip.progress import progress as make_progress
+
     start = time.perf_counter()
     seeds = list(range(seed, seed + trials))
     chunks = [seeds[i : i + CHUNK] for i in range(0, trials, CHUNK)]
     campaign = CampaignResult(trials, seed)
-    if workers <= 1:
-        for chunk in chunks:
-            results, errors, notes = run_chunk(
-                chunk, queries_per_trial, threads, timeout, echo, forms
+    with contextlib.ExitStack() as stack:
+        if workers <= 1:
+            done = (
+                run_chunk(chunk, queries_per_trial, threads, timeout, echo, forms)
+                for chunk in chunks
             )
-            campaign.queries += results
-            campaign.errors += errors
-            campaign.notes += notes
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            context = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=context))
             futures = [
                 pool.submit(run_chunk, c, queries_per_trial, threads, timeout, echo, forms)
                 for c in chunks
             ]
-            for future in futures:
-                results, errors, notes = future.result()
-                campaign.queries += results
-                campaign.errors += errors
-                campaign.notes += notes
+            done = (future.result() for future in futures)
+        bar = stack.enter_context(make_progress(disable=not progress))
+        task = bar.add_task("sql fuzz trials", total=trials)
+        for chunk, (results, errors, notes) in zip(chunks, done, strict=True):
+            campaign.queries += results
+            campaign.errors += errors
+            campaign.notes += notes
+            bar.advance(task, len(chunk))
     campaign.queries.sort(key=lambda q: (q.seed, q.index))
     campaign.seconds = time.perf_counter() - start
     return campaign
@@ -1636,6 +1641,6 @@ def main(
     trials: int, seed: int, workers: int = 1, queries_per_trial: int = QUERIES_PER_TRIAL
 ) -> bool:
     """The CLI's ``selfcheck --sql``: run, print the summary; True when nothing mismatched."""
-    campaign = run_campaign(trials, seed, workers, queries_per_trial, echo=True)
+    campaign = run_campaign(trials, seed, workers, queries_per_trial, echo=True, progress=True)
     print(campaign.summary(mismatches=False))
     return campaign.ok

@@ -44,6 +44,18 @@ def available() -> bool:
     return True
 
 
+def _maraboupy():
+    """maraboupy's ``Marabou`` module and ``MarabouNetwork`` class, imported without its
+    warning that the TensorFlow parser (which mlskip does not use) is unavailable."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Tensorflow parser is unavailable")
+        from maraboupy import Marabou
+        from maraboupy.MarabouNetwork import MarabouNetwork
+    return Marabou, MarabouNetwork
+
+
 def supports(net: Network) -> bool:
     """Whether ``marabou_query`` can encode every activation of ``net``."""
     return all(isinstance(a, (LeakyReLU, Sigmoid, Tanh, Identity)) for a in net.activations)
@@ -62,9 +74,7 @@ def marabou_query(
     Returns ``("sat", x)``, ``("unsat", None)`` or ``("timeout" | "unknown" | "error", None)``
     (Marabou answers UNKNOWN when its sigmoid linearization gives up).
     """
-    from maraboupy import Marabou
-    from maraboupy.MarabouNetwork import MarabouNetwork
-
+    Marabou, MarabouNetwork = _maraboupy()
     if not supports(net):
         raise UnsupportedModelError(
             "the Marabou adapter supports ReLU / LeakyReLU / sigmoid / tanh networks only"
