@@ -11,40 +11,50 @@ models.
 
 from __future__ import annotations
 
-from . import native
-from .audit import AuditReport, audit_file
-from .encoding import NumericColumn, is_numeric, to_numeric
-from .integrity import KEY_ENV, key_id, resolve_key
-from .layout import cluster_order
-from .native import pair_polygon_native
-from .polygon import PairPolygon, pair_polygon
-from .polygon_codec import decode_vertices, halfspaces
-from .reader import FileSkipMetadata, RowGroupSummary, footer_hash, read_skip_metadata
-from .writer import WriteReport, copy, select_pairs, write_file, write_parquet
+import importlib
+from typing import Any
 
-__all__ = [
-    "AuditReport",
-    "KEY_ENV",
-    "FileSkipMetadata",
-    "NumericColumn",
-    "PairPolygon",
-    "RowGroupSummary",
-    "WriteReport",
-    "audit_file",
-    "cluster_order",
-    "copy",
-    "decode_vertices",
-    "halfspaces",
-    "is_numeric",
-    "key_id",
-    "native",
-    "pair_polygon",
-    "pair_polygon_native",
-    "read_skip_metadata",
-    "footer_hash",
-    "resolve_key",
-    "select_pairs",
-    "to_numeric",
-    "write_file",
-    "write_parquet",
-]
+# public name -> submodule defining it, imported on first use: reading footers (the
+# planner's path) then never imports the writer's numba kernels or the native library
+_LAZY: dict[str, str] = {
+    "AuditReport": "audit",
+    "audit_file": "audit",
+    "NumericColumn": "encoding",
+    "is_numeric": "encoding",
+    "to_numeric": "encoding",
+    "KEY_ENV": "integrity",
+    "key_id": "integrity",
+    "resolve_key": "integrity",
+    "cluster_order": "layout",
+    "pair_polygon_native": "native",
+    "PairPolygon": "polygon",
+    "pair_polygon": "polygon",
+    "decode_vertices": "polygon_codec",
+    "halfspaces": "polygon_codec",
+    "FileSkipMetadata": "reader",
+    "RowGroupSummary": "reader",
+    "footer_hash": "reader",
+    "read_skip_metadata": "reader",
+    "WriteReport": "writer",
+    "copy": "writer",
+    "select_pairs": "writer",
+    "write_file": "writer",
+    "write_parquet": "writer",
+}
+
+__all__ = [*_LAZY, "native"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "native":
+        return importlib.import_module(f"{__name__}.native")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -21,13 +21,24 @@ import numpy as np
 
 from mlskip.errors import InputDataError
 
-from . import hull as _hull
 from .grid import FINE_BITS, QMAX, Grid, make_grid
 from .polygon_codec import BITS_CHOICES, encode_record, max_vertices
-from .reduce import reduce_outward
 
 DEFAULT_BITS_CHOICES: tuple[int, ...] = (16, 14, 12, 10, 8)
 _EMPTY_MASK = np.empty(0, np.uint8)
+
+
+def _hull():
+    """The numba kernels (imported on first use: reading footers never needs them)."""
+    from . import hull
+
+    return hull
+
+
+def _reduce_outward():
+    from .reduce import reduce_outward
+
+    return reduce_outward
 
 
 class ColumnSummary(NamedTuple):
@@ -63,7 +74,7 @@ def as_mask(valid: np.ndarray | None, n: int) -> np.ndarray:
 def summarize_column(values: np.ndarray, valid: np.ndarray | None, ulps: int = 0) -> ColumnSummary:
     """Range, counts and fine grid of one column's values (float64)."""
     v = np.ascontiguousarray(values, dtype=np.float64)
-    lo, hi, nulls, nans, infs = _hull.column_stats(v, as_mask(valid, len(v)), ulps)
+    lo, hi, nulls, nans, infs = _hull().column_stats(v, as_mask(valid, len(v)), ulps)
     grid = make_grid(lo, hi) if infs == 0 and lo <= hi else None
     return ColumnSummary(float(lo), float(hi), int(nulls), int(nans), int(infs), grid)
 
@@ -71,12 +82,12 @@ def summarize_column(values: np.ndarray, valid: np.ndarray | None, ulps: int = 0
 def cells(values: np.ndarray, valid: np.ndarray | None, ulps: int, grid: Grid):
     """Outward fine-grid cells (qlo, qhi) of each row (hull.column_cells)."""
     v = np.ascontiguousarray(values, dtype=np.float64)
-    return _hull.column_cells(v, as_mask(valid, len(v)), ulps, grid.n0, grid.e)
+    return _hull().column_cells(v, as_mask(valid, len(v)), ulps, grid.n0, grid.e)
 
 
 def fine_hull(cx, cy) -> tuple[np.ndarray, np.ndarray, int]:
     """Exact int64 hull (fine lattice) of the rows' cells; status as hull.pair_hull."""
-    return _hull.pair_hull(cx[0], cx[1], cy[0], cy[1])
+    return _hull().pair_hull(cx[0], cx[1], cy[0], cy[1])
 
 
 def lattice_candidates(hx, hy, hull_bytes: int, bits_choices=DEFAULT_BITS_CHOICES):
@@ -87,16 +98,16 @@ def lattice_candidates(hx, hy, hull_bytes: int, bits_choices=DEFAULT_BITS_CHOICE
             continue
         shift = FINE_BITS - bits
         if shift:
-            lx, ly = _hull.coarsen(hx, hy, shift)
+            lx, ly = _hull().coarsen(hx, hy, shift)
         else:
             lx, ly = hx, hy
         if len(lx) > k:
             if k < 3:
                 continue
-            lx, ly, ok = reduce_outward(lx, ly, k, QMAX >> shift)
+            lx, ly, ok = _reduce_outward()(lx, ly, k, QMAX >> shift)
             if not ok:
                 continue
-        yield bits, lx, ly, int(_hull.area2(lx, ly)) << (2 * shift)
+        yield bits, lx, ly, int(_hull().area2(lx, ly)) << (2 * shift)
 
 
 def polygon_from_hull(hx, hy, hull_bytes: int, bits_choices=DEFAULT_BITS_CHOICES) -> bytes | None:
@@ -111,7 +122,7 @@ def polygon_from_hull(hx, hy, hull_bytes: int, bits_choices=DEFAULT_BITS_CHOICES
         if max_vertices(hull_bytes, bits) >= 4:
             shift = FINE_BITS - bits
             x0, x1, y0, y1 = hx.min(), hx.max(), hy.min(), hy.max()
-            bx, by = _hull.coarsen(  # all four corners (two would give the diagonal only)
+            bx, by = _hull().coarsen(  # all four corners (two would give the diagonal only)
                 np.array([x0, x1, x1, x0], np.int64), np.array([y0, y0, y1, y1], np.int64), shift
             )
             return encode_record(bx, by, bits)
