@@ -335,6 +335,16 @@ def bench_verifier(
     run_bench(quick=quick, seed=seed)
 
 
+@bench_app.command("first-query")
+def bench_first_query(
+    repeats: int = typer.Option(5, help="fresh processes of each kind (interleaved)"),
+) -> None:
+    """The first query of a fresh process: plain DuckDB + ONNX Runtime vs mlskip."""
+    from mlskip.tpch.first_query import run
+
+    run(repeats=repeats)
+
+
 @bench_app.command("sql")
 def bench_sql(
     sf: float = typer.Option(1.0, help="TPC-H scale factor"),

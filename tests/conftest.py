@@ -16,6 +16,10 @@ settings.register_profile("default", derandomize=True, deadline=None)
 settings.register_profile("explore", derandomize=False, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# every test prepares its models afresh (tests that monkeypatch the loader must not get
+# a cached result); tests/test_model_cache.py turns the cache on where it is the subject
+os.environ["MLSKIP_MODEL_CACHE"] = "0"
+
 
 @pytest.fixture
 def rng() -> np.random.Generator:

@@ -219,13 +219,21 @@ def _dynamic_batch(data: bytes, where: str) -> bytes:
 def prepare_model(src: Any, inputs: Sequence[str] | None = None, name: str = "model") -> SqlModel:
     """Turn ``src`` into a ``SqlModel``; ``inputs`` names the model's inputs
     (default: the names stored in the model, else x0, x1, ...)."""
+    from mlskip.udf import model_cache
     from mlskip.verifier import load_model
 
+    raw = _raw_model_bytes(src) if model_cache.enabled() else None
+    cache_key = model_cache.key(raw, inputs) if raw is not None else None
+    if cache_key is not None:
+        cached = model_cache.load(cache_key)
+        if isinstance(cached, SqlModel):
+            return cached
     where = f"model {name!r}"
     try:
         data = _onnx_bytes(src, inputs)
     except MlskipError as error:
         raise type(error)(f"{where}: {error}") from None
+    self_contained = raw is not None and data == raw  # no weights in external files
     d, k, stored = _onnx_signature(data, where)
     names = tuple(inputs) if inputs is not None else stored or tuple(f"x{i}" for i in range(d))
     if len(names) != d:
@@ -244,4 +252,21 @@ def prepare_model(src: Any, inputs: Sequence[str] | None = None, name: str = "mo
             f"{network.num_outputs}: its declared output shape is wrong"
         )
     digest = hashlib.sha256(data).hexdigest()
-    return SqlModel(data, names, k, network, reason, digest)
+    prepared = SqlModel(data, names, k, network, reason, digest)
+    if cache_key is not None and self_contained:
+        model_cache.store(cache_key, prepared)
+    return prepared
+
+
+def _raw_model_bytes(src: Any) -> bytes | None:
+    """The bytes an ONNX path or bytes source holds (None for other sources, or a path
+    that cannot be read: preparing it reports why)."""
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return bytes(src)
+    if isinstance(src, (str, os.PathLike)):
+        try:
+            with open(src, "rb") as handle:
+                return handle.read()
+        except OSError:
+            return None
+    return None

@@ -1,0 +1,111 @@
+"""``mlskip bench first-query``: the first query of a fresh process, side by side.
+
+A user's script starts, connects, registers a model and runs one query. This
+times exactly that in fresh processes, interleaved: plain DuckDB with an ONNX
+Runtime Arrow UDF (what a user writes without mlskip), and mlskip with its
+prepared-model cache cold (first run after install or a model change) and warm.
+The data are the demo's (TPC-H lineitem sf 0.1, clustered by price, a 4-32-32-1
+model of the discounted price); results must be equal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+INPUTS = ("l_quantity", "l_extendedprice", "l_discount", "l_tax")
+
+PLAIN = """
+import time; start = time.perf_counter()
+import json, sys
+import duckdb, numpy as np, onnxruntime as ort, pyarrow as pa
+folder, sql = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+options = ort.SessionOptions(); options.intra_op_num_threads = 1
+session = ort.InferenceSession(folder + "/model.onnx", options, providers=["CPUExecutionProvider"])
+name = session.get_inputs()[0].name
+def model(a, b, c, d):
+    x = np.column_stack([v.to_numpy(zero_copy_only=False) for v in (a, b, c, d)]).astype(np.float32)
+    return pa.array(session.run(None, {name: x})[0][:, 0].astype(np.float64))
+double = duckdb.sqltype("DOUBLE")
+con.create_function("price", model, [double] * 4, double, type="arrow")
+rows = con.sql(sql).fetchall()
+print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows}))
+"""
+
+MLSKIP = """
+import time; start = time.perf_counter()
+import json, sys
+import mlskip
+folder, sql = sys.argv[1], sys.argv[2]
+con = mlskip.connect()
+con.register_model("price", folder + "/model.onnx")
+rows = con.sql(sql).fetchall()
+print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows}))
+"""
+
+
+def _run(script: str, folder: Path, sql: str, env: dict[str, str]) -> dict:
+    out = subprocess.run([sys.executable, "-c", script, str(folder), sql], env=env,
+                         check=True, capture_output=True, text=True)  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _prepare(folder: Path) -> str:
+    """Demo data and model in ``folder``; returns the query."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    import mlskip
+    from mlskip.model_zoo.export import to_onnx
+    from mlskip.model_zoo.specs import get_spec
+    from mlskip.model_zoo.train import train_dense
+    from mlskip.tpch.generate import generate_tpc
+
+    table = pq.read_table(generate_tpc("tpch", 0.1, tables=["lineitem"])["lineitem"])
+    trained = train_dense(get_spec("lineitem_disc_price"), hidden=(32, 32), sf=0.1)
+    model = folder / "model.onnx"
+    model.write_bytes(to_onnx(trained.model, input_columns=list(INPUTS)).SerializeToString())
+    data = folder / "lineitem.parquet"
+    mlskip.write_parquet(table, data, row_group_size=10_000, cluster_by=["l_extendedprice"])
+    x = np.column_stack([table.column(c).to_numpy().astype(np.float64) for c in INPUTS])
+    network = mlskip.load_model(model.read_bytes())
+    threshold = float(np.quantile(network.evaluate(x[::50])[:, 0], 0.9995))
+    return f"SELECT count(*) FROM '{data}' WHERE price({', '.join(INPUTS)}) > {threshold!r}"
+
+
+def run(repeats: int = 5) -> dict[str, list[float]]:
+    """Seconds of each kind of fresh process (``repeats`` each, interleaved); prints a
+    table and returns the samples."""
+    with tempfile.TemporaryDirectory(prefix="mlskip-first-query-") as tmp:
+        folder = Path(tmp)
+        sql = _prepare(folder)
+        cache = folder / "cache"
+        env = dict(os.environ, MLSKIP_CACHE_DIR=str(cache), MLSKIP_MODEL_CACHE="1")
+        samples: dict[str, list[float]] = {"duckdb + onnxruntime": [], "mlskip, cold cache": [],
+                                           "mlskip, warm cache": []}  # fmt: skip
+        results = set()
+        for _ in range(repeats):
+            plain = _run(PLAIN, folder, sql, env)
+            for entry in cache.glob("models/*.pkl"):
+                entry.unlink()
+            cold = _run(MLSKIP, folder, sql, env)
+            warm = _run(MLSKIP, folder, sql, env)
+            for label, got in zip(samples, (plain, cold, warm), strict=True):
+                samples[label].append(got["seconds"])
+                results.add(json.dumps(got["rows"]))
+    if len(results) != 1:
+        raise AssertionError(f"first-query results differ: {sorted(results)}")
+    base = statistics.median(samples["duckdb + onnxruntime"])
+    print(f"first query in a fresh process (median of {repeats}; import, connect, register, "
+          "query, fetch):")  # fmt: skip
+    for label, values in samples.items():
+        median = statistics.median(values)
+        print(f"  {label:24s} {median:6.3f} s  ({median / base:4.2f}x plain; "
+              f"min {min(values):.3f} s, max {max(values):.3f} s)")  # fmt: skip
+    return samples
