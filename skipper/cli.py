@@ -396,7 +396,8 @@ def zoo_report(
     from mlskip.model_zoo.report import zoo_report as run_report
 
     path = run_report(out, quick=quick, progress=True)
-    console.print(path.read_text())
+    # Markdown as written: not re-wrapped to the terminal's width, no markup read in it
+    console.print(path.read_text(), soft_wrap=True, markup=False, highlight=False)
 
 
 # errors that come from what the user gave (a missing or unreadable file, a file that

@@ -241,7 +241,6 @@ def _versus_marabou(net, spec, R, res, cascade, seed, sample, per_stratum) -> di
 
 def run_bench(quick: bool = False, seed: int = 0, n_regions: int | None = None) -> dict[str, Any]:
     """Run the verifier benchmark, print a rich table, return ``{net: figures}``."""
-    from rich.console import Console
     from rich.table import Table
 
     archs = (
@@ -251,7 +250,7 @@ def run_bench(quick: bool = False, seed: int = 0, n_regions: int | None = None) 
     )
     n = n_regions or (2_000 if quick else 10_000)
     results = {}
-    console = Console(width=None if Console().is_terminal else 160)
+    console = _console()
     load0 = os.getloadavg()[0]
     for k, sizes in enumerate(archs):
         r = bench_one(
@@ -461,10 +460,9 @@ def bench_alpha(sizes: tuple[int, ...], n: int, seed: int, sample: int) -> dict[
 
 def run_methods_bench(quick: bool = False, seed: int = 0) -> dict[str, Any]:
     """Overlapping polygon pairs (greedy vs LP) and alpha-CROWN modes; prints two tables."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if Console().is_terminal else 160)
+    console = _console()
     n = 2_000 if quick else 10_000
     load0 = os.getloadavg()[0]
     with single_thread():
@@ -542,3 +540,12 @@ if __name__ == "__main__":  # pragma: no cover
         run_methods_bench(quick="--quick" in sys.argv)
     else:
         run_bench(quick="--quick" in sys.argv)
+
+
+def _console() -> Any:
+    """The terminal's width, or ``$COLUMNS``; 160 columns in a pipe without it (rich's
+    default of 80 would cut the tables)."""
+    from rich.console import Console
+
+    wide = Console().is_terminal or "COLUMNS" in os.environ
+    return Console(width=None if wide else 160)
