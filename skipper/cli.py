@@ -14,7 +14,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from mlskip._version import __version__
 from mlskip.errors import MlskipError
@@ -91,13 +90,15 @@ def tpch_generate(
         _fail(error)
     import pyarrow.parquet as pq
 
-    table = Table(title=f"{suite} sf={sf:g}, row groups of {row_group_size}")
-    for column in ("table", "rows", "row groups", "path"):
-        table.add_column(column)
+    from mlskip.tables import fitted_table
+
+    rows = []
     for name, path in paths.items():
         meta = pq.ParquetFile(path).metadata
-        table.add_row(name, f"{meta.num_rows:,}", str(meta.num_row_groups), str(path))
-    console.print(table)
+        rows.append((name, f"{meta.num_rows:,}", str(meta.num_row_groups), str(path)))
+    title = f"{suite} sf={sf:g}, row groups of {row_group_size:,}"
+    console.print(fitted_table(("table", "rows", "row groups", "path"), rows, console.width,
+                               title=title, left=("table", "path")))  # fmt: skip
     console.print(f"done in {time.perf_counter() - start:.1f} s")
 
 
@@ -244,6 +245,9 @@ def verify(
     footer_key: str | None = typer.Option(
         None, help="key the footers were signed with (default $MLSKIP_FOOTER_KEY)"
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="print one JSON object per file (for scripts)"
+    ),
 ) -> None:
     """Read each file's data and check that every row lies in its footer's regions.
 
@@ -261,6 +265,11 @@ def verify(
             report = audit_file(path, footer_key=footer_key)
         except _user_errors() as error:
             _fail(f"{path}: {error}" if str(path) not in str(error) else error)
+        passed = report.ok and report.status in ("ok", "no-summaries")
+        failed |= not passed
+        if as_json:
+            print(json.dumps({**dataclasses.asdict(report), "passed": passed}))
+            continue
         for note in report.warnings:
             console.print(f"[yellow]warning:[/] {escape(note)}")
         for line in report.violations:
@@ -276,7 +285,6 @@ def verify(
                 "inside their regions)"
             )
         else:
-            failed = True
             why = "rows outside their regions" if report.violations else "footer not trusted"
             console.print(f"[bold red]{escape(str(path))}: {why}[/] (status {report.status})")
     if failed:

@@ -9,6 +9,7 @@ makes every footer forged without it untrusted.
 from __future__ import annotations
 
 import base64
+import json
 import struct
 import warnings
 import zlib
@@ -159,6 +160,11 @@ def test_a_same_size_rewrite_is_invisible_to_the_reader_but_not_to_verify(tmp_pa
     assert runner.invoke(app, ["verify", str(path)]).exit_code == 0
     res = runner.invoke(app, ["verify", str(path), str(stale)])
     assert res.exit_code == 1 and "outside the polygon" in " ".join(res.output.split())
+    # for scripts: one JSON object per file, the same verdicts and exit code
+    res = runner.invoke(app, ["verify", str(path), str(stale), "--json"])
+    lines = [json.loads(line) for line in res.output.splitlines()]
+    assert res.exit_code == 1 and [x["passed"] for x in lines] == [True, False]
+    assert lines[0]["rows"] == ROWS and "outside the polygon" in lines[1]["violations"][0]
 
 
 def test_verify_names_untrusted_footers(tmp_path):
