@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from mlskip.model_zoo import dot_moe, lorp, lumping, starfish, structured, wanda
-from mlskip.model_zoo.data import DEFAULT_SF
+from mlskip.model_zoo.data import DEFAULT_SF, input_types
 from mlskip.model_zoo.export import save_onnx
 from mlskip.model_zoo.nets import n_params, widths
 from mlskip.model_zoo.prune_magnitude import magnitude_prune
@@ -133,6 +133,7 @@ def build_spec(
         spec, n_train=2000 if quick else 4000, n_test=10000 if quick else 20000, sf=sf
     )
     x_cal = data.x_train[:256]
+    types = input_types(spec, sf)  # stored in each ONNX file: SQL takes DATE columns as such
     dense_tm = train_dense(spec, hidden, epochs=epochs, data=data)
     deep = None
     if not quick or spec.name == QUICK_SPECS[0]:
@@ -150,7 +151,7 @@ def build_spec(
             model = fn()
         seconds = time.perf_counter() - t0
         path = out_dir / "onnx" / f"{spec.name}__{name}.onnx"
-        nbytes = save_onnx(model, path, spec.inputs, spec.task)
+        nbytes = save_onnx(model, path, spec.inputs, spec.task, types)
         plain = isinstance(model, nn.Sequential)
         records.append(
             {

@@ -28,6 +28,23 @@ def _table_path(suite: str, table: str, sf: float) -> Path:
     return generate_tpc(suite, sf, tables=[table])[table]
 
 
+def input_types(spec, sf: float = DEFAULT_SF) -> tuple[str, ...]:
+    """The SQL type of each of ``spec``'s inputs as its model reads them: DATE (days),
+    TIMESTAMP (microseconds) or DOUBLE."""
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(_table_path(spec.suite, spec.table, sf))
+    types = []
+    for column in spec.inputs:
+        kind = schema.field(column).type
+        types.append(
+            "DATE" if pa.types.is_date(kind)
+            else "TIMESTAMP" if pa.types.is_timestamp(kind)
+            else "DOUBLE"
+        )  # fmt: skip
+    return tuple(types)
+
+
 def _to_numpy(col: pa.ChunkedArray) -> np.ndarray:
     """One Arrow column as float64 (dates as days since epoch) or, for strings, an object array."""
     t = col.type

@@ -49,8 +49,10 @@ def to_onnx(
     input_columns: Sequence[str] | None = None,
     task: str | None = None,
     name: str = "mlskip_zoo",
+    input_types: Sequence[str] | None = None,
 ) -> onnx.ModelProto:
-    """The ONNX model of a plain MLP (or of any module with ``onnx_nodes()``)."""
+    """The ONNX model of a plain MLP (or of any module with ``onnx_nodes()``);
+    ``input_types`` (DOUBLE, DATE, TIMESTAMP per input) are stored for SQL registration."""
     if hasattr(model, "onnx_nodes"):
         nodes, inits = model.onnx_nodes(INPUT, OUTPUT)
         d_in, d_out = model.in_features, model.out_features
@@ -78,14 +80,19 @@ def to_onnx(
         props["mlskip.input_columns"] = json.dumps(list(input_columns))
     if task is not None:
         props["mlskip.task"] = task
+    if input_types is not None and any(t != "DOUBLE" for t in input_types):
+        props["mlskip.input_types"] = json.dumps(list(input_types))
     helper.set_model_props(proto, props)
     onnx.checker.check_model(proto)
     return proto
 
 
-def save_onnx(model: nn.Module, path: str | Path, input_columns=None, task=None) -> int:
+def save_onnx(
+    model: nn.Module, path: str | Path, input_columns=None, task=None, input_types=None
+) -> int:
     """Write the ONNX file; returns its size in bytes."""
-    data = to_onnx(model, input_columns, task, name=Path(path).stem).SerializeToString()
+    proto = to_onnx(model, input_columns, task, name=Path(path).stem, input_types=input_types)
+    data = proto.SerializeToString()
     Path(path).write_bytes(data)
     return len(data)
 

@@ -23,8 +23,15 @@ from mlskip.rules.roundtrip import duckdb_tree, sql_literal
 Schema = tuple[tuple[str, str], ...]  # (column name, DuckDB type) in order
 
 
-# (name, number of arguments, DuckDB return type) of a SQL function backed by a model
-Signature = tuple[str, int, str]
+# (name, DuckDB type of each argument, DuckDB return type) of a SQL function backed by a model
+Signature = tuple[str, tuple[str, ...], str]
+
+# a probe column of each argument type a model function takes (see shadowing_probe)
+_PROBE_COLUMNS = {
+    "DOUBLE": "CAST(range AS DOUBLE) AS x_double",
+    "DATE": "DATE '1970-01-01' + CAST(range AS INTEGER) AS x_date",
+    "TIMESTAMP": "TIMESTAMP '1970-01-01' + to_microseconds(range) AS x_timestamp",
+}
 
 ARITHMETIC_OPERATORS = ("+", "-", "*", "/")
 
@@ -131,29 +138,34 @@ class Binder:
         a name resolves to something else (a macro is expanded, an overload chosen).
         """
         probe = shadowing_probe(signatures, operators)
-        return self.plan_json(probe) != reference_plan(probe, tuple(signatures))
+        plan = self.plan_json(probe)
+        # a probe that does not bind here tells nothing: assume the worst
+        return plan is None or plan != reference_plan(probe, tuple(signatures))
 
 
 def shadowing_probe(signatures: Sequence[Signature], operators: bool) -> str:
     """A query that calls every model function and arithmetic operator on a column
     (not on constants, which DuckDB folds before the plan is serialised)."""
-    calls = [f"{name}({', '.join(['x'] * arity)})" for name, arity, _ in signatures]
+    calls = [
+        f"{name}({', '.join('x_' + t.lower() for t in types)})" for name, types, _ in signatures
+    ]
     if operators:
-        calls += [f"x {op} x" for op in ARITHMETIC_OPERATORS] + ["-x"]
-    return f"SELECT {', '.join(calls)} FROM (SELECT CAST(range AS DOUBLE) AS x FROM range(1))"
+        calls += [f"x_double {op} x_double" for op in ARITHMETIC_OPERATORS] + ["-x_double"]
+    columns = ", ".join(_PROBE_COLUMNS.values())
+    return f"SELECT {', '.join(calls)} FROM (SELECT {columns} FROM range(1))"
 
 
 @functools.lru_cache(maxsize=256)
 def reference_plan(probe: str, signatures: tuple[Signature, ...]) -> str | None:
     """The plan of ``probe`` on a connection with nothing but the model functions
-    (registered as the SQL functions of a model are: DOUBLE arguments, Arrow UDFs)."""
+    (registered as the SQL functions of a model are: typed arguments, Arrow UDFs)."""
     con = duckdb.connect()
     try:
-        for name, arity, returns in signatures:
+        for name, types, returns in signatures:
             con.create_function(
                 name,
-                _probe_function(arity),
-                [duckdb.sqltype("DOUBLE")] * arity,
+                _probe_function(len(types)),
+                [duckdb.sqltype(t) for t in types],
                 duckdb.sqltype(returns),
                 type="arrow",
                 side_effects=False,

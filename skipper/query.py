@@ -73,6 +73,11 @@ class ModelBinding:
     digest: str
     unverifiable: str | None = None
     num_outputs: int = 1
+    input_types: tuple[str, ...] = ()  # DuckDB type of each argument; () all DOUBLE
+
+    @property
+    def sql_types(self) -> tuple[str, ...]:
+        return self.input_types or ("DOUBLE",) * self.num_inputs
 
 
 @dataclass(frozen=True)
@@ -98,9 +103,15 @@ class EvaluationTask:
 Evaluator = Callable[[EvaluationTask], "str | None"]
 
 
-def _call_args(ml: MLPredicate) -> tuple[str, ...]:
+def _call_args(ml: MLPredicate, types: Sequence[str]) -> tuple[str, ...]:
+    """The model's arguments as SQL numbers (DATE as days, TIMESTAMP as microseconds since
+    1970-01-01, as the SQL function reads them), for batch evaluation."""
     call = next(c for c in ml.node.find_all(exp.Anonymous) if str(c.this).lower() == ml.function)
-    return tuple(unqualified_sql(a) for a in call.expressions)
+    args = [unqualified_sql(a) for a in call.expressions]
+    return tuple(_AS_NUMBER[t].format(a) for a, t in zip(args, types, strict=True))
+
+
+_AS_NUMBER = {"DOUBLE": "{}", "DATE": "(({}) - DATE '1970-01-01')", "TIMESTAMP": "epoch_us({})"}
 
 
 def expand_paths(pattern: str, filesystem: Any = None) -> list[str]:
@@ -303,7 +314,7 @@ def _shadowed(
     query calls, or an arithmetic operator its arguments use, another meaning than the
     planner assumes (asked of DuckDB's binder)."""
     signatures = sorted(
-        (n, functions[n].num_inputs, _RETURNS.get(functions[n].kind, "DOUBLE")) for n in names
+        (n, functions[n].sql_types, _RETURNS.get(functions[n].kind, "DOUBLE")) for n in names
     )
     operators = any(True for _ in tree.find_all(*_ARITHMETIC))
     return binder.shadowed(signatures, operators)
@@ -565,7 +576,13 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
             matches = []
             for k, (ml, ranges) in enumerate(zip(usable, todo, strict=True)):
                 task = EvaluationTask(
-                    source, ranges, filters, ml.function, _call_args(ml), ml.kind, ml.values
+                    source,
+                    ranges,
+                    filters,
+                    ml.function,
+                    _call_args(ml, context.functions[ml.function].sql_types),
+                    ml.kind,
+                    ml.values,
                 )
                 match = None if gave_up[k] else evaluate(task)
                 gave_up[k] = match is None
@@ -616,8 +633,19 @@ def _typed(expr: tuple, steps: Mapping[str, str]) -> tuple | None:
     return (op, kind, *parts)
 
 
-def _typed_arg(arg: AffineArg, steps: Mapping[str, str]) -> AffineArg | None:
-    """The argument with its steps typed, converted to DOUBLE as the SQL function takes it."""
+def _typed_arg(
+    arg: AffineArg, steps: Mapping[str, str], sql_type: str = "DOUBLE"
+) -> AffineArg | None:
+    """The argument with its steps typed, converted to DOUBLE as the SQL function takes it.
+
+    A DATE or TIMESTAMP input is planned only as a bare column of exactly that DuckDB
+    type: its footer and Parquet statistics then hold the days or microseconds the
+    function reads (a TIMESTAMP_NS column, or a DATE cast to TIMESTAMP, would not)."""
+    if sql_type != "DOUBLE":
+        expr = arg.expr
+        if expr is None or expr[0] != "col" or str(steps.get(expr[1], "")).upper() != sql_type:
+            return None
+        return dataclasses.replace(arg, expr=("cast", "DOUBLE", ("col", sql_type, expr[2])))
     if arg.expr is None:
         return arg
     typed = _typed(arg.expr, steps)
@@ -652,11 +680,16 @@ def _bind_predicates(
             bad = [i + 1 for i, a in enumerate(ml.args) if a is None]
             reasons.append(f"{ml.sql}: argument(s) {bad} are not affine in the columns of {label}")
             continue
-        typed = tuple(_typed_arg(a, steps) for a in ml.args)
+        types = binding.sql_types
+        if len(types) != len(ml.args):
+            reasons.append(f"{ml.sql}: {len(ml.args)} arguments for a model of {len(types)}")
+            continue
+        typed = tuple(_typed_arg(a, steps, t) for a, t in zip(ml.args, types, strict=True))
         if any(a is None for a in typed):
             reasons.append(
                 f"{ml.sql}: an argument is computed in a way the planner does not model "
-                "(a non-numeric step, or an integer or DECIMAL division); run as written"
+                "(a non-numeric step, an integer or DECIMAL division, or a DATE/TIMESTAMP "
+                "input that is not a column of exactly that type); run as written"
             )
             continue
         ml = dataclasses.replace(ml, args=typed)

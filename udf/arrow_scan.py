@@ -31,6 +31,7 @@ from mlskip.planner import BoundPredicate, Planner
 from mlskip.query import expand_paths
 from mlskip.remote import S3Options, is_s3, s3_key
 from mlskip.rules.predicates import AffineArg
+from mlskip.udf.inputs import numbers
 from mlskip.udf.model import SqlModel, prepare_model
 from mlskip.udf.runtime import make_runner
 from mlskip.udf.skip_dataset import SkipDataset
@@ -284,9 +285,12 @@ def _holds(plan: ScanPlan, runner, table: pa.Table) -> np.ndarray:
     x = np.empty((n, len(plan.inputs)), dtype=np.float32)
     valid = np.ones(n, dtype=bool)
     for j, name in enumerate(plan.inputs):
-        column = table.column(name).cast(pa.float64())
-        valid &= ~np.asarray(column.is_null().to_numpy(zero_copy_only=False))
-        x[:, j] = column.fill_null(0.0).to_numpy()
+        column = table.column(name)
+        present = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        values = numbers(column)  # NaN stays NaN; a NULL row never qualifies anyway
+        values[~present] = 0.0
+        valid &= present
+        x[:, j] = values
     out = runner(x).astype(np.float64)
     holds = np.asarray(plan.predicate.holds(out), dtype=bool)
     return holds & valid

@@ -154,15 +154,18 @@ class Connection:
         backend: str | None = None,
         threads: int | None = None,
         replace: bool = False,
+        input_types: Sequence[str] | None = None,
     ) -> SqlModel:
         """Make ``model`` callable in SQL as ``name(x1, ..., xn)`` (and
         ``name_class(...)`` for classifiers). ``model``: ONNX path or bytes, a
-        torch module, or an ``mlskip.verifier.Network``. A name already registered
-        needs ``replace=True``; a name DuckDB already knows (a builtin function, a
-        macro, another Python function) is refused: DuckDB would then pick between
-        them by argument types."""
+        torch module, or an ``mlskip.verifier.Network``. ``input_types``: each
+        argument's type, DOUBLE (the default), DATE (days since 1970-01-01 for the model)
+        or TIMESTAMP (microseconds); models exported by mlskip's zoo store theirs. A name
+        already registered needs ``replace=True``; a name DuckDB already knows (a builtin
+        function, a macro, another Python function) is refused: DuckDB would then pick
+        between them by argument types."""
         fname = check_function_name(name)
-        prepared = prepare_model(model, inputs, name=fname)
+        prepared = prepare_model(model, inputs, name=fname, input_types=input_types)
         runner = make_runner(prepared, backend or self.backend, threads or self.threads)
         with self._lock:
             previous = self.models.get(fname)
@@ -184,6 +187,7 @@ class Connection:
                 network=prepared.network,
                 digest=prepared.digest,
                 unverifiable=prepared.unverifiable,
+                input_types=prepared.sql_types,
             )
             if prepared.is_classifier:
                 self._functions[class_function_name(fname)] = ModelBinding(

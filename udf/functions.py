@@ -3,8 +3,10 @@
 ``name(x1, ..., xn)`` returns DOUBLE for a single-output model and the output
 vector as DOUBLE[] for a classifier, which also gets ``name_class(...)``
 returning the argmax as INTEGER (first maximal index on ties). NULL in any
-argument gives NULL. Arguments are cast to DOUBLE by DuckDB and to float32
-for the model, the precision the verifier's margins cover.
+argument gives NULL. Each argument has the model's input type: DOUBLE (DuckDB casts
+numbers to it), DATE (days since 1970-01-01 for the model) or TIMESTAMP
+(microseconds); the model reads them as float32, the precision the verifier's
+margins cover.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from mlskip.errors import ModelInputError
+from mlskip.udf.inputs import model_inputs
 from mlskip.udf.model import SqlModel
 from mlskip.udf.runtime import Runner
 
@@ -47,16 +50,9 @@ def class_function_name(name: str) -> str:
     return f"{name}_class"
 
 
-def _inputs(columns: tuple[pa.Array, ...]) -> np.ndarray:
-    data = np.empty((len(columns[0]), len(columns)), dtype=np.float32)
-    for j, column in enumerate(columns):
-        data[:, j] = column.to_numpy(zero_copy_only=False)
-    return data
-
-
 def _value_function(runner: Runner):
     def evaluate(*columns: pa.Array) -> pa.Array:
-        out = runner(_inputs(columns))
+        out = runner(model_inputs(columns))
         return pa.array(out[:, 0].astype(np.float64))
 
     return evaluate
@@ -64,7 +60,7 @@ def _value_function(runner: Runner):
 
 def _vector_function(runner: Runner, k: int):
     def evaluate(*columns: pa.Array) -> pa.Array:
-        out = runner(_inputs(columns)).astype(np.float64)
+        out = runner(model_inputs(columns)).astype(np.float64)
         offsets = np.arange(0, out.shape[0] * k + 1, k, dtype=np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets), pa.array(out.reshape(-1)))
 
@@ -73,7 +69,7 @@ def _vector_function(runner: Runner, k: int):
 
 def _class_function(runner: Runner):
     def evaluate(*columns: pa.Array) -> pa.Array:
-        return pa.array(np.argmax(runner(_inputs(columns)), axis=1).astype(np.int32))
+        return pa.array(np.argmax(runner(model_inputs(columns)), axis=1).astype(np.int32))
 
     return evaluate
 
@@ -91,7 +87,7 @@ def register_functions(
 ) -> tuple[str, ...]:
     """Create the SQL functions for ``model`` on ``con``; returns their names."""
     name = check_function_name(name)
-    params = [duckdb.sqltype("DOUBLE")] * model.num_inputs
+    params = [duckdb.sqltype(t) for t in model.sql_types]
     created: list[tuple[str, object, object]] = []
     if model.is_classifier:
         created.append((name, _vector_function(runner, model.num_outputs), "DOUBLE[]"))

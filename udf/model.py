@@ -36,6 +36,12 @@ class SqlModel:
     network: Network | None
     unverifiable: str | None
     digest: str
+    input_types: tuple[str, ...] = ()  # DuckDB type per input (mlskip.udf.inputs); () all DOUBLE
+
+    @property
+    def sql_types(self) -> tuple[str, ...]:
+        """The DuckDB type of each input of the SQL function."""
+        return self.input_types or ("DOUBLE",) * self.num_inputs
 
     @property
     def num_inputs(self) -> int:
@@ -90,8 +96,11 @@ def _onnx_bytes(src: Any, inputs: Sequence[str] | None = None) -> bytes:
     return data or model.SerializeToString()
 
 
-def _onnx_signature(data: bytes, where: str) -> tuple[int, int, tuple[str, ...] | None]:
-    """(inputs d, outputs k, column names from metadata) of a one-input ONNX model."""
+def _onnx_signature(
+    data: bytes, where: str
+) -> tuple[int, int, tuple[str, ...] | None, tuple[str, ...] | None]:
+    """(inputs d, outputs k, column names and input types from metadata) of a one-input
+    ONNX model."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -117,13 +126,15 @@ def _onnx_signature(data: bytes, where: str) -> tuple[int, int, tuple[str, ...] 
         return int(dims[1].dim_value)
 
     props = {p.key: p.value for p in model.metadata_props}
-    names = None
-    if "mlskip.input_columns" in props:
+
+    def listed(key: str) -> tuple[str, ...] | None:
         try:
-            names = tuple(str(n) for n in json.loads(props["mlskip.input_columns"]))
+            return tuple(str(n) for n in json.loads(props[key])) if key in props else None
         except (ValueError, TypeError):
-            names = None
-    return last_dim(inputs[0]), last_dim(graph.output[0]), names
+            return None
+
+    names, types = listed("mlskip.input_columns"), listed("mlskip.input_types")
+    return last_dim(inputs[0]), last_dim(graph.output[0]), names, types
 
 
 BATCH_CHECK_ROWS = 7  # rows a re-dimensioned model is checked on, also one at a time
@@ -216,14 +227,26 @@ def _dynamic_batch(data: bytes, where: str) -> bytes:
     return redimensioned
 
 
-def prepare_model(src: Any, inputs: Sequence[str] | None = None, name: str = "model") -> SqlModel:
+def prepare_model(
+    src: Any,
+    inputs: Sequence[str] | None = None,
+    name: str = "model",
+    input_types: Sequence[str] | None = None,
+) -> SqlModel:
     """Turn ``src`` into a ``SqlModel``; ``inputs`` names the model's inputs
-    (default: the names stored in the model, else x0, x1, ...)."""
+    (default: the names stored in the model, else x0, x1, ...); ``input_types`` gives
+    each input's DuckDB type, DOUBLE, DATE or TIMESTAMP (default: the types stored in the
+    model, else DOUBLE)."""
     from mlskip.udf import model_cache
+    from mlskip.udf.inputs import check_input_types
     from mlskip.verifier import load_model
 
     raw = _raw_model_bytes(src) if model_cache.enabled() else None
-    cache_key = model_cache.key(raw, inputs) if raw is not None else None
+    given = (
+        None if inputs is None else tuple(inputs),
+        None if input_types is None else tuple(str(t).upper() for t in input_types),
+    )
+    cache_key = model_cache.key(raw, given) if raw is not None else None
     if cache_key is not None:
         cached = model_cache.load(cache_key)
         if isinstance(cached, SqlModel):
@@ -234,10 +257,11 @@ def prepare_model(src: Any, inputs: Sequence[str] | None = None, name: str = "mo
     except MlskipError as error:
         raise type(error)(f"{where}: {error}") from None
     self_contained = raw is not None and data == raw  # no weights in external files
-    d, k, stored = _onnx_signature(data, where)
+    d, k, stored, stored_types = _onnx_signature(data, where)
     names = tuple(inputs) if inputs is not None else stored or tuple(f"x{i}" for i in range(d))
     if len(names) != d:
         raise ModelInputError(f"{where} takes {d} inputs, but {len(names)} input names were given")
+    types = check_input_types(input_types if input_types is not None else stored_types, d, where)
     data = _dynamic_batch(data, where)
     network, reason = None, None
     try:
@@ -252,7 +276,7 @@ def prepare_model(src: Any, inputs: Sequence[str] | None = None, name: str = "mo
             f"{network.num_outputs}: its declared output shape is wrong"
         )
     digest = hashlib.sha256(data).hexdigest()
-    prepared = SqlModel(data, names, k, network, reason, digest)
+    prepared = SqlModel(data, names, k, network, reason, digest, types)
     if cache_key is not None and self_contained:
         model_cache.store(cache_key, prepared)
     return prepared

@@ -20,7 +20,6 @@ import os
 import pickle
 import sys
 import uuid
-from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -56,9 +55,11 @@ def code_fingerprint() -> bytes:
     return digest.digest()
 
 
-def key(raw: bytes, inputs: Sequence[str] | None) -> str:
+def key(raw: bytes, given: Any) -> str:
+    """The entry of a model's ``raw`` bytes prepared with the options ``given`` (input
+    names, input types: anything with a stable ``repr``)."""
     digest = hashlib.sha256(code_fingerprint())
-    digest.update(repr(None if inputs is None else tuple(inputs)).encode())
+    digest.update(repr(given).encode())
     digest.update(raw)
     return digest.hexdigest()
 
