@@ -50,6 +50,9 @@ class FilePlan:
     reason: str | None = None
     identity: tuple | None = None
     limits: tuple[str, ...] = ()  # what limits skipping in this file (see Planner)
+    # the planner's cost model: branch-and-bound pieces allowed per row group (what
+    # reading and evaluating its rows would cost; see planner.work_budget), None if unused
+    budget: int | None = None
 
     @property
     def num_row_groups(self) -> int:

@@ -293,10 +293,13 @@ class Planner:
         starts = np.cumsum([0] + [len(f.metadata.row_groups) for f in files])
         verdicts: list[np.ndarray] = []
         methods: list[np.ndarray] = []
+        budgets: list[int] = []
         seconds = 0.0
         for bound in predicates:
             start = time.perf_counter()
-            verdict, method = self._verify_one(groups, bound, bounds)
+            verdict, method, budget = self._verify_one(groups, bound, bounds)
+            if budget is not None:
+                budgets.append(budget)
             seconds += time.perf_counter() - start
             verdicts.append(verdict)
             methods.append(method)
@@ -315,6 +318,7 @@ class Planner:
                     reason=None,
                     identity=f.identity,
                     limits=file_limits(f, predicates),
+                    budget=max(budgets) if budgets else None,
                 )
             )
         return plans
@@ -324,8 +328,11 @@ class Planner:
         groups: Sequence,
         bound: BoundPredicate,
         bounds: Mapping[str, tuple[float, float]],
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """Verdicts and deciding methods per row group, and the branch-and-bound pieces
+        per row group the cost model allowed (None when nothing was left to verify)."""
         n = len(groups)
+        budget = None
         regions = build_regions(groups, bound.args, bounds)
         verdicts = np.full(n, UNKNOWN, dtype=np.int8)
         methods = np.array(["untrusted"] * n, dtype=object)
@@ -346,6 +353,7 @@ class Planner:
             )
             rows = int(sum(groups[i].num_rows for i in todo))
             verifier = self.verifier_for(len(todo), rows)
+            budget = verifier.bab_pieces_per_region
             result = verifier.verify(bound.network, batch, bound.predicate)
             got = np.asarray(result.verdicts, dtype=np.int8).copy()
             # NULL arguments never qualify, so "every row qualifies" needs no NULLs
@@ -355,7 +363,7 @@ class Planner:
             # the safety cap is reported where it left row groups open
             open_label = "safety-cap" if result.capped else "undecided"
             methods[todo] = np.where(got == UNKNOWN, open_label, names)
-        return verdicts, methods
+        return verdicts, methods, budget
 
 
 def file_limits(facts: FileFacts, predicates: Sequence[BoundPredicate]) -> tuple[str, ...]:

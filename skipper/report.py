@@ -26,6 +26,7 @@ class FileReport:
     pruned_groups: tuple[int, ...] = ()
     all_match_groups: tuple[int, ...] = ()
     limits: tuple[str, ...] = ()  # what limits skipping in this file
+    budget: int | None = None  # branch-and-bound pieces per row group (the cost model)
 
     @classmethod
     def from_plan(cls, plan: FilePlan) -> FileReport:
@@ -45,6 +46,7 @@ class FileReport:
             pruned_groups=tuple(np.flatnonzero(plan.pruned).tolist()),
             all_match_groups=tuple(np.flatnonzero(plan.all_match_everywhere).tolist()),
             limits=plan.limits,
+            budget=plan.budget,
         )
 
 
@@ -128,6 +130,16 @@ class SkippingReport:
             f"planning {self.planning_seconds * 1e3:.1f} ms; "
             f"query {'rewritten' if self.rewritten else 'run unmodified'}"
         )
+        budgets = sorted({f.budget for f in self.files if f.budget is not None})
+        if budgets:
+            from mlskip.planner import ROWS_PER_PIECE
+
+            pieces = str(budgets[0]) if len(budgets) == 1 else f"{budgets[0]}-{budgets[-1]}"
+            yield Text(
+                f"verifier budget: {pieces} branch-and-bound pieces per row group, about what "
+                f"reading and evaluating its rows costs ({ROWS_PER_PIECE} rows a piece)",
+                style="dim",
+            )
         for f in self.files:
             for limit in f.limits:
                 yield Text(f"limited: {f.path}: {limit}", style="yellow")

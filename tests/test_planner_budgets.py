@@ -72,3 +72,28 @@ def test_safety_cap_is_reported_when_hit(curvy, monkeypatch):
     _, _, report = _plan(net, path, threshold)
     (file,) = report.files
     assert "safety-cap" in dict(file.methods)
+
+
+def test_explain_reports_the_cost_model_budget(tmp_path):
+    """The planner's choice of verification work is reported: pieces per row group
+    follow the rows a row group holds (what pruning it saves)."""
+    import numpy as np
+    import pyarrow as pa
+
+    import mlskip
+    from mlskip.planner import work_budget
+    from mlskip.verifier import Network
+
+    rng = np.random.default_rng(2)
+    n = 40_000
+    table = pa.table({"a": rng.uniform(0, 1, n), "b": rng.uniform(0, 1, n)})
+    mlskip.write_parquet(table, tmp_path / "t.parquet", row_group_size=8_000, cluster_by=["a"])
+    net = Network.mlp([(np.array([[1.0, 1.0]]), np.zeros(1))])
+    con = mlskip.connect()
+    con.register_model("m", net)
+    report = con.explain_skipping(
+        f"SELECT count(*) FROM '{tmp_path}/t.parquet' WHERE m(a, b) > 1.9"
+    )
+    budgets = {f.budget for f in report.files}
+    assert budgets == {work_budget(5, n)} == {62}
+    assert "verifier budget: 62 branch-and-bound pieces per row group" in str(report)
