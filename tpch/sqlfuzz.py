@@ -59,7 +59,10 @@ _ARROW_TYPES = {
     "BIGINT": pa.int64(),
     "DOUBLE": pa.float64(),
     "FLOAT": pa.float32(),
+    "DATE": pa.date32(),
+    "TIMESTAMP": pa.timestamp("us"),
 }
+TEMPORAL_TYPES = ("DATE", "TIMESTAMP")  # model inputs read as days / microseconds
 _NUMERIC_BOUND = re.compile(
     r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT"
     r"|FLOAT|DOUBLE|DECIMAL.*)$"
@@ -398,6 +401,10 @@ class Col:
     def string(self) -> bool:
         return self.type == "VARCHAR"
 
+    @property
+    def temporal(self) -> bool:
+        return self.type in TEMPORAL_TYPES
+
 
 @dataclass
 class Source:
@@ -412,6 +419,7 @@ class Dataset:
     sources: list[Source] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # mlskip.write_parquet errors
+    temporal: tuple[str, ...] = ()  # DATE / TIMESTAMP columns the files have (dt, tm)
 
     def summary(self) -> str:
         return "\n".join([*self.files, *self.models])
@@ -425,6 +433,13 @@ def _values(
         v = pool[nrng.integers(0, len(pool), n)].tolist()
         mask = nrng.random(n) < (0.1 if specials else 0.0)
         return pa.array([None if m else s for s, m in zip(v, mask, strict=True)], pa.string())
+    if typ in TEMPORAL_TYPES:  # days around 1997 (timestamps: plus seconds in the day)
+        days = nrng.integers(9_000, 11_000, n).astype(np.int64)
+        mask = nrng.random(n) < (0.05 if specials else 0.0)
+        if typ == "DATE":
+            return pa.array(days.astype(np.int32), mask=mask).cast(pa.date32())
+        micros = days * 86_400_000_000 + nrng.integers(0, 86_400, n) * 1_000_000
+        return pa.array(micros, mask=mask).cast(pa.timestamp("us"))
     if name.lower() == "k":
         v = nrng.integers(0, 20, n).astype(np.float64)
     elif typ in ("INTEGER", "BIGINT"):
@@ -531,6 +546,8 @@ def draw_dataset(rnd: random.Random, nrng: np.random.Generator, root: Path, prob
     vary_types, vary_order = rnd.random() < 0.3, rnd.random() < 0.3
     vary_sets, case_only = rnd.random() < 0.25, rnd.random() < 0.15
     specials = rnd.random() < 0.6
+    temporal = [t for t in TEMPORAL_TYPES if rnd.random() < 0.3]  # a DATE, a TIMESTAMP column
+    data.temporal = tuple(temporal)
 
     def columns() -> list[tuple[str, str]]:
         cols = [
@@ -540,6 +557,7 @@ def draw_dataset(rnd: random.Random, nrng: np.random.Generator, root: Path, prob
             cols[0] = ("k", rnd.choice(NUMERIC_TYPES))
         if string:
             cols.append(("s", "VARCHAR"))
+        cols += [({"DATE": "dt", "TIMESTAMP": "tm"}[t], t) for t in temporal]
         if vary_sets and len(cols) > 2 and rnd.random() < 0.5:
             cols.pop(rnd.randrange(1, len(cols)))
         if vary_sets and rnd.random() < 0.3:
@@ -605,7 +623,7 @@ def draw_dataset(rnd: random.Random, nrng: np.random.Generator, root: Path, prob
         ]
     for sql in candidates:
         cols = _describe(probe, sql)
-        if cols and any(c.numeric for c in cols):
+        if cols and any(c.numeric or c.temporal for c in cols):
             data.sources.append(Source(sql, cols))
     return data
 
@@ -618,9 +636,17 @@ class Model:
     classes: int  # 1: a regressor (one number)
     obj: Any
     description: str
+    types: tuple[str, ...] = ()  # SQL type per input (DATE, TIMESTAMP); () all DOUBLE
+
+    def type_of(self, i: int) -> str:
+        return self.types[i] if self.types else "DOUBLE"
 
 
-def draw_models(rnd: random.Random, nrng: np.random.Generator, seed: int) -> list[Model]:
+def draw_models(
+    rnd: random.Random, nrng: np.random.Generator, seed: int, temporal: Sequence[str] = ()
+) -> list[Model]:
+    """One to three models; with ``temporal`` (the dataset's DATE / TIMESTAMP column
+    types) some take one of those as an input."""
     from mlskip.verifier import Network, ReLU, Sigmoid, Tanh
 
     names = rnd.sample(["m", "score", "risk", "f2", "Model", "net_a"], rnd.choice([1, 1, 2, 2, 3]))
@@ -647,12 +673,24 @@ def draw_models(rnd: random.Random, nrng: np.random.Generator, seed: int) -> lis
                 )
                 for i in range(len(widths) - 1)
             ]
+            types = ["DOUBLE"] * d
+            if temporal and rnd.random() < 0.4:  # a date or timestamp input, scaled
+                j = rnd.randrange(d)
+                types[j] = rnd.choice(list(temporal))
+                weights[0][0][:, j] *= 1e-4 if types[j] == "DATE" else 1e-15
             activation = {"relu": ReLU(), "sigmoid": Sigmoid(), "tanh": Tanh()}[act]
             obj = Network.mlp(weights, activation, final=final)
-            kind = "Network"
+            kind = "Network" + ("" if set(types) == {"DOUBLE"} else f" inputs {types}")
         shape = "-".join(map(str, [d, *hidden, classes]))
         models.append(
-            Model(name, d, classes, obj, f"model {name}: {kind} {shape} {act} final={final}")
+            Model(
+                name,
+                d,
+                classes,
+                obj,
+                f"model {name}: {kind} {shape} {act} final={final}",
+                tuple(types) if kind.startswith("Network inputs") else (),
+            )  # fmt: skip
         )
     return models
 
@@ -689,6 +727,9 @@ class Rel:
     alias: str | None
     cols: list[Col]
     body: str
+
+
+_TEMPORAL_CONSTANTS = {"DATE": "DATE '1997-05-19'", "TIMESTAMP": "TIMESTAMP '1997-05-19 10:00:00'"}
 
 
 def _lit(v: float) -> str:
@@ -894,12 +935,22 @@ class QueryGen:
         model = model or self.rnd.choice(self.models)
         usable = [r for r in scope if any(c.numeric for c in r.cols)]
         if not usable:  # no numeric column in reach: constant arguments
-            return model, ", ".join(["1.5"] * model.inputs), scope[:1]
+            constants = [
+                _TEMPORAL_CONSTANTS.get(model.type_of(i), "1.5") for i in range(model.inputs)
+            ]
+            return model, ", ".join(constants), scope[:1]
         rels = usable if cross else [self.rnd.choice(usable)]
         picks = [(r, c) for r in rels for c in r.cols if c.numeric]
         used: list[Rel] = []
         args = []
-        for _ in range(model.inputs):
+        for i in range(model.inputs):
+            if model.type_of(i) != "DOUBLE":
+                r, arg = self.temporal_arg(rels, model.type_of(i))
+                used += [r] if r is not None and all(r is not u for u in used) else []
+                if aggregate:
+                    arg = f"{self.rnd.choice(['min', 'max'])}({arg})"
+                args.append(arg)
+                continue
             r, c = self.rnd.choice(picks)
             used += [r] if all(r is not u for u in used) else []
             arg = self.affine(r, c, [r])
@@ -907,6 +958,24 @@ class QueryGen:
                 arg = f"{self.rnd.choice(['avg', 'min', 'max', 'sum'])}({arg})"
             args.append(arg)
         return model, ", ".join(args), used or rels[:1]
+
+    def temporal_arg(self, rels: list[Rel], kind: str) -> tuple[Rel | None, str]:
+        """A DATE or TIMESTAMP argument: mostly a bare column of that type, sometimes date
+        arithmetic or a cast (run as written), else a constant."""
+        picks = [(r, c) for r in rels for c in r.cols if c.temporal]
+        same = [(r, c) for r, c in picks if c.type == kind]
+        if not picks:
+            return None, _TEMPORAL_CONSTANTS[kind]
+        if same and self.chance(0.85):
+            r, c = self.rnd.choice(same)
+            return r, self.ref(r, c)
+        r, c = self.rnd.choice(picks)
+        col = self.ref(r, c)
+        forms = {
+            "DATE": [f"{col} + 1", f"CAST({col} AS DATE)", _TEMPORAL_CONSTANTS["DATE"]],
+            "TIMESTAMP": [f"{col} + INTERVAL 1 HOUR", f"CAST({col} AS TIMESTAMP)", col],
+        }[kind]
+        return r, self.rnd.choice(forms)
 
     def fname(self, model: Model, suffix: str = "") -> str:
         name = model.name + suffix
@@ -1444,7 +1513,7 @@ def _connections(models: list[Model], threads: int, verifier) -> tuple[Any, Any]
     for con in (on, off):
         con.execute(f"SET threads = {threads}")
         for m in models:
-            con.register_model(m.name, m.obj)
+            con.register_model(m.name, m.obj, input_types=m.types or None)
     return on, off
 
 
@@ -1495,7 +1564,7 @@ def run_trial(
     on = off = None
     try:
         data = draw_dataset(rnd, nrng, root, probe)
-        models = draw_models(rnd, nrng, seed)
+        models = draw_models(rnd, nrng, seed, data.temporal)
         data.models = [m.description for m in models]
         if notes is not None:
             notes += [f"seed {seed}: {f}" for f in data.failures]
