@@ -151,7 +151,8 @@ def shadowing_probe(signatures: Sequence[Signature], operators: bool) -> str:
     ]
     if operators:
         calls += [f"x_double {op} x_double" for op in ARITHMETIC_OPERATORS] + ["-x_double"]
-    columns = ", ".join(_PROBE_COLUMNS.values())
+    used = {"DOUBLE"} | {t for _, types, _ in signatures for t in types}
+    columns = ", ".join(c for t, c in _PROBE_COLUMNS.items() if t in used)
     return f"SELECT {', '.join(calls)} FROM (SELECT {columns} FROM range(1))"
 
 
