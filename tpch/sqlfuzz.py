@@ -1056,6 +1056,12 @@ class QueryGen:
                     f"{c} <> {self.const(col)}",
                 ]
             )
+        if col.temporal:  # bounds written as DuckDB users write them: a literal or a string
+            day = f"DATE '{1994 + self.rnd.randrange(6)}-0{1 + self.rnd.randrange(9)}-15'"
+            value = self.rnd.choice([day, day.replace("DATE ", ""), f"{day} + 30"])
+            op = self.rnd.choice(["<", "<=", ">", ">=", "=", "<>"])
+            return self.rnd.choice([f"{c} {op} {value}", f"{c} BETWEEN {day} AND {day} + 400",
+                                    f"{c} IS NULL"])  # fmt: skip
         if not col.numeric:
             return f"{c} IS NOT NULL"
         op = self.rnd.choice(["<", "<=", ">", ">="])
