@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -53,6 +54,16 @@ def parses_as_call(name: str, arity: int) -> bool:
     return expr.get("class") == "FUNCTION" and str(expr.get("function_name")).lower() == name
 
 
+@dataclass(frozen=True)
+class Lookups:
+    """Answers to several binder questions asked at once (see ``Binder.lookups``)."""
+
+    probe: str  # the shadowing probe (see ``shadowing_probe``)
+    plan: str  # json_serialize_plan of the probe on the user's connection
+    relations: Mapping[str, bool]  # whether a table or view has each name (lower case)
+    files: Mapping[str, list[str]]  # DuckDB's glob of each local pattern
+
+
 class Binder:
     """Binding-only questions to one DuckDB connection (the one the query runs on)."""
 
@@ -73,7 +84,10 @@ class Binder:
         without wildcards is returned as is: listing it would cost a request)."""
         if pattern.lower().startswith("s3://") and not has_glob(pattern):
             return [pattern]
-        cursor = self._con.cursor()
+        if "://" not in pattern:  # listing a local folder does not fail; its settings count
+            rows = self._con.execute(f"SELECT file FROM glob({sql_literal(pattern)})").fetchall()
+            return [r[0] for r in rows]
+        cursor = self._con.cursor()  # a failed remote listing must not abort a transaction
         try:
             rows = cursor.execute(f"SELECT file FROM glob({sql_literal(pattern)})").fetchall()
         finally:
@@ -125,11 +139,52 @@ class Binder:
     def plan_json(self, sql: str) -> str | None:
         """DuckDB's bound logical plan of ``sql`` as JSON, or None if it does not bind."""
         try:
-            return self._con.execute("SELECT json_serialize_plan(?)", [sql]).fetchone()[0]
+            return self._con.execute(f"SELECT json_serialize_plan({sql_literal(sql)})").fetchone()[
+                0
+            ]
         except duckdb.Error:
             return None
 
-    def shadowed(self, signatures: Sequence[Signature], operators: bool) -> bool:
+    def lookups(self, probe: str, names: Sequence[str], patterns: Sequence[str]) -> Lookups | None:
+        """The answers of ``plan_json(probe)``, of ``relation_named`` for each of ``names``
+        and of ``glob`` for each local pattern of ``patterns``, asked in one statement
+        (each question is a round trip through DuckDB's parser and binder).
+
+        None when that statement fails: then each question is asked alone.
+        """
+        local = list(dict.fromkeys(p for p in patterns if "://" not in p))
+        names = list(dict.fromkeys(n.lower() for n in names))
+        # rows (question, answer, position): 0 the plan, 1 a name taken, 2 + i a file of
+        # pattern i; sorted here (an ORDER BY would cost DuckDB a sort)
+        parts = [f"SELECT 0, CAST(json_serialize_plan({sql_literal(probe)}) AS VARCHAR), 0"]
+        if names:
+            wanted = ", ".join(sql_literal(n) for n in names)
+            for function, column in (
+                ("duckdb_views", "view_name"),
+                ("duckdb_tables", "table_name"),
+            ):
+                parts.append(
+                    f"SELECT 1, lower({column}), 0 FROM {function}() WHERE lower({column}) IN ({wanted})"
+                )
+        parts += [
+            f"SELECT {2 + i}, file, ordinality FROM glob({sql_literal(p)}) WITH ORDINALITY"
+            for i, p in enumerate(local)
+        ]
+        try:
+            rows = self._con.execute(" UNION ALL ".join(f"({p})" for p in parts)).fetchall()
+        except duckdb.Error:
+            return None
+        rows.sort(key=lambda r: (r[0], r[2]))
+        taken = {r[1] for r in rows if r[0] == 1}
+        files: dict[str, list[str]] = {p: [] for p in local}
+        for question, answer, _ in rows:
+            if question >= 2:
+                files[local[question - 2]].append(answer)
+        return Lookups(probe, rows[0][1], {n: n in taken for n in names}, files)
+
+    def shadowed(
+        self, signatures: Sequence[Signature], operators: bool, asked: Lookups | None = None
+    ) -> bool:
         """Whether a user macro or function changes what the model functions (and, with
         ``operators``, the arithmetic operators) mean on this connection.
 
@@ -138,7 +193,7 @@ class Binder:
         a name resolves to something else (a macro is expanded, an overload chosen).
         """
         probe = shadowing_probe(signatures, operators)
-        plan = self.plan_json(probe)
+        plan = asked.plan if asked is not None and asked.probe == probe else self.plan_json(probe)
         # a probe that does not bind here tells nothing: assume the worst
         return plan is None or plan != reference_plan(probe, tuple(signatures))
 

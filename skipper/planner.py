@@ -237,11 +237,13 @@ class Planner:
         paths: Sequence[str],
         predicates: Sequence[BoundPredicate],
         bounds: Mapping[str, tuple[float, float]],
+        read: Sequence[FileFacts] | None = None,
     ) -> tuple[FilePlan, ...]:
-        """One plan per file for the conjunction of ``predicates`` (bounds by column)."""
-        facts: list[FileFacts] = []
+        """One plan per file for the conjunction of ``predicates`` (bounds by column);
+        ``read`` are the files' facts when the caller has just read them."""
+        facts: list[FileFacts] = list(read) if read is not None else []
         plans: dict[int, FilePlan] = {}
-        for i, path in enumerate(paths):
+        for i, path in enumerate(paths if read is None else ()):
             try:
                 facts.append(self.file_facts(path))
             except (OSError, MlskipError, ValueError) as error:

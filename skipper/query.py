@@ -22,7 +22,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from mlskip.binder import Binder, Schema, has_glob
+from mlskip.binder import Binder, Lookups, Schema, Signature, has_glob, shadowing_probe
 from mlskip.errors import MlskipError
 from mlskip.plan import row_ranges
 from mlskip.planner import BoundPredicate, FileFacts, Planner, verifier_predicate
@@ -43,6 +43,7 @@ from mlskip.rules.rewrite import (
     file_scan_sql,
     read_parquet_call,
     rewrite_scan,
+    spliced_sql,
     unqualified_sql,
 )
 from mlskip.rules.roundtrip import duckdb_double, duckdb_tree
@@ -219,13 +220,12 @@ def plan_query(
     identities: dict[str, tuple | None] = {}
     is_query = False
 
-    def done(reasons, files=(), tree=None, predicates=()) -> SkippingReport:
-        rewritten = tree is not None
+    def done(reasons, files=(), rewritten_sql=None, predicates=()) -> SkippingReport:
         return SkippingReport(
             files=tuple(files),
             reasons=tuple(reasons),
-            sql=tree.sql(dialect="duckdb") if rewritten else sql,
-            rewritten=rewritten,
+            sql=rewritten_sql if rewritten_sql is not None else sql,
+            rewritten=rewritten_sql is not None,
             planning_seconds=time.perf_counter() - start,
             predicates=tuple(predicates),
             identities=tuple(identities.items()),
@@ -248,16 +248,19 @@ def plan_query(
             ]
         )
     tree = parsed.tree.copy()  # the cached tree stays as parsed: the rewrite edits a copy
-    if _shadowed(tree, names, functions, binder):
+    kinds = {name: b.kind for name, b in functions.items()}
+    scans = find_parquet_scans(tree)
+    signatures, operators = _probe_terms(tree, names, functions)
+    scans = [scan for scan in scans if _carries_predicates(scan, kinds)]
+    asked = _ask_binder(scans, shadowing_probe(signatures, operators), binder)
+    if binder.shadowed(signatures, operators, asked):
         return done(
             [
                 "a user macro or function replaces a model function or an arithmetic "
                 "operator on this connection; run as written"
             ]
         )
-    kinds = {name: b.kind for name, b in functions.items()}
-    context = _ScanContext(functions, kinds, planner, binder, parsed.fragment, evaluate)
-    scans = find_parquet_scans(tree)
+    context = _ScanContext(functions, kinds, planner, binder, parsed.fragment, evaluate, asked)
     referenced = {c.name.lower() for c in tree.find_all(exp.Column)}
     changed = False
     for scan in scans:
@@ -266,10 +269,11 @@ def plan_query(
         context.reasons.append(
             "no Parquet scan (read_parquet or a '*.parquet' path) carries the ML predicate"
         )
-    if changed and not _binds_alike(sql, tree, params, referenced, context):
-        changed = False
+    rewritten = spliced_sql(tree, context.rewritten) if changed else None
+    if rewritten is not None and not _binds_alike(sql, rewritten, params, referenced, context):
+        rewritten = None
     identities.update(context.identities)
-    return done(context.reasons, context.files, tree if changed else None, context.predicates)
+    return done(context.reasons, context.files, rewritten, context.predicates)
 
 
 @dataclass(frozen=True)
@@ -307,23 +311,41 @@ _RETURNS = {"value": "DOUBLE", "class": "INTEGER", "vector": "DOUBLE[]"}
 _ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg)
 
 
-def _shadowed(
-    tree: exp.Expression, names: set[str], functions: Mapping[str, ModelBinding], binder: Binder
-) -> bool:
-    """Whether a macro or function on the user's connection gives a model function the
-    query calls, or an arithmetic operator its arguments use, another meaning than the
-    planner assumes (asked of DuckDB's binder)."""
+def _probe_terms(
+    tree: exp.Expression, names: set[str], functions: Mapping[str, ModelBinding]
+) -> tuple[list[Signature], bool]:
+    """The model functions the query calls (with their SQL signatures) and whether its
+    arguments use arithmetic operators: what the shadowing probe asks DuckDB about."""
     signatures = sorted(
         (n, functions[n].sql_types, _RETURNS.get(functions[n].kind, "DOUBLE")) for n in names
     )
-    operators = any(True for _ in tree.find_all(*_ARITHMETIC))
-    return binder.shadowed(signatures, operators)
+    return signatures, any(True for _ in tree.find_all(*_ARITHMETIC))
+
+
+def _carries_predicates(scan: ParquetScan, kinds: Mapping[str, str]) -> bool:
+    """Whether the WHERE clause of ``scan`` holds an ML predicate (plannable or not)."""
+    light = analyse_where(scan, kinds, None)
+    return bool(light.predicates or light.ignored)
+
+
+def _ask_binder(scans: Sequence[ParquetScan], probe: str, binder: Binder) -> Lookups | None:
+    """Ask DuckDB at once what planning ``scans`` needs to know of names and files, with
+    the shadowing ``probe`` (see ``Binder.lookups``)."""
+    names: list[str] = []
+    patterns: list[str] = []
+    for scan in scans:
+        if scan.nullable_side:
+            continue
+        if not isinstance(scan.node.this, (exp.Anonymous, exp.ReadParquet)):
+            names.append(scan.paths[0])
+        patterns += scan.paths
+    return binder.lookups(probe, names, patterns)
 
 
 def _binds_alike(
-    sql: str, tree: exp.Expression, params: Any, referenced: set[str], context: _ScanContext
+    sql: str, rewritten: str, params: Any, referenced: set[str], context: _ScanContext
 ) -> bool:
-    """Whether DuckDB binds the rewritten ``tree`` exactly as the query as written.
+    """Whether DuckDB binds the ``rewritten`` query exactly as the query as written.
 
     Asked of DuckDB unless it follows from the checks already made: every rewritten scan
     is the only table of its SELECT (so the conjuncts that bound on the scan alone bind
@@ -338,7 +360,7 @@ def _binds_alike(
     if original is None:
         context.reasons.append("DuckDB does not bind the query as written; it runs as written")
         return False
-    if context.binder.describe(tree.sql(dialect="duckdb"), params) != original:
+    if context.binder.describe(rewritten, params) != original:
         context.reasons.append(
             "the rewritten query does not bind to the same columns and types in DuckDB "
             "(for example a virtual column such as filename); run as written"
@@ -357,7 +379,9 @@ class _ScanContext:
     binder: Binder
     fragment: Fragment
     evaluate: Evaluator | None
+    asked: Lookups | None  # answers asked of DuckDB ahead for all scans (None: ask each)
     reasons: list[str] = dataclasses.field(default_factory=list)
+    rewritten: dict[str, str] = dataclasses.field(default_factory=dict)  # see spliced_sql
     files: list[FileReport] = dataclasses.field(default_factory=list)
     predicates: list[str] = dataclasses.field(default_factory=list)
     identities: dict[str, tuple | None] = dataclasses.field(default_factory=dict)
@@ -374,7 +398,11 @@ def _scan_files(scan: ParquetScan, context: _ScanContext) -> tuple[list[str], st
     if not isinstance(scan.node.this, exp.Anonymous) and not isinstance(
         scan.node.this, exp.ReadParquet
     ):
-        if context.binder.relation_named(scan.paths[0]):
+        asked = context.asked.relations if context.asked is not None else {}
+        named = asked.get(scan.paths[0].lower())
+        if named is None:
+            named = context.binder.relation_named(scan.paths[0])
+        if named:
             return [], f"a table or view named {scan.paths[0]!r} shadows the file"
     unknown = sorted({k for k, _ in scan.options} - KEPT_OPTIONS)
     if unknown:
@@ -387,7 +415,8 @@ def _scan_files(scan: ParquetScan, context: _ScanContext) -> tuple[list[str], st
         if context.binder.user_function(name.lower()):
             return [], f"a user function or macro named {name.lower()} shadows DuckDB's reader"
     try:
-        listed = {p: context.binder.glob(p) for p in scan.paths}
+        asked = context.asked.files if context.asked is not None else {}
+        listed = {p: asked[p] if p in asked else context.binder.glob(p) for p in scan.paths}
     except Exception as error:  # a listing that fails: DuckDB reads (or reports) as written
         return [], f"cannot list the files ({error}); read without skipping"
     paths = [f for p in scan.paths for f in listed[p]]
@@ -484,9 +513,6 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
     """Plan one scan and rewrite it if that helps; returns whether it was rewritten."""
     reasons = context.reasons
     label = ", ".join(scan.paths)
-    light = analyse_where(scan, context.kinds, None)
-    if not light.predicates and not light.ignored:
-        return False
     if scan.nullable_side:
         reasons.append(f"{label}: on the NULL-filled side of an outer join")
         return False
@@ -543,7 +569,7 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
     if not bound:
         return False
     bounds = {column_map.get(c.lower(), c): b for c, b in analysis.bounds.items()}
-    plans = context.planner.plan_files(paths, bound, bounds)
+    plans = context.planner.plan_files(paths, bound, bounds, facts)
     context.files.extend(FileReport.from_plan(p) for p in plans)
     for path, plan in zip(paths, plans, strict=True):
         context.identities[path] = (
@@ -593,7 +619,8 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
         return False  # nothing pruned and no batch evaluated: the query runs as written
     if not scans:  # every row group pruned: keep one empty scan for the schema
         scans.append(FileScan(paths[0], (), tuple(() for _ in bound)))
-    rewrite_scan(scan, scans, usable)
+    placeholder, body = rewrite_scan(scan, scans, usable)
+    context.rewritten[placeholder] = body
     context.known_columns.update(lowered)
     context.all_alone &= scan.only_table
     return True

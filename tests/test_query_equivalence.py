@@ -411,6 +411,42 @@ def test_more_than_256_batch_evaluated_files(tmp_path, cons):
     assert_same(on, off, f"SELECT id FROM '{tmp_path}/*.parquet' WHERE lin(a, b) > 99")
 
 
+def test_relative_names_resolved_through_file_search_path(data, tmp_path, monkeypatch):
+    """A file DuckDB finds through the connection's ``file_search_path`` is the file the
+    planner plans (its glob is asked on the user's connection, whose setting it is)."""
+    root, _ = data
+    monkeypatch.chdir(tmp_path)  # no f.parquet here: only the search path has one
+    on, off = make_pair(lin=lin_net())
+    for con in (on, off):
+        con.duckdb.execute(f"SET file_search_path = {q(root)}")
+    sql = "SELECT id, a FROM 'f.parquet' WHERE lin(a, b) > 90"
+    assert_prunes(on, sql)
+    assert_same(on, off, sql)
+    (tmp_path / "f.parquet").write_bytes((root / "g.parquet").read_bytes())
+    # now the working directory's file comes first, for DuckDB and for the planner
+    assert_same(on, off, sql)
+
+
+def test_scan_in_a_subquery_of_a_rewritten_scan(data, cons):
+    """A planned scan inside a conjunct that stays in the WHERE of another rewritten scan
+    is rewritten too (its placeholder must survive the outer rewrite)."""
+    root, _ = data
+    on, off = cons
+    f, g = q(root / "f.parquet"), q(root / "g.parquet")
+    sql = (
+        f"SELECT id, a FROM {f} AS t WHERE lin(a, b) > 90 "
+        f"AND NOT (t.id IN (SELECT u.id FROM {g} AS u WHERE lin(u.a, u.b) > 95))"
+    )
+    report = on.explain_skipping(sql)
+    assert report.rewritten and {Path(r.path).name for r in report.files} == {
+        "f.parquet",
+        "g.parquet",
+    }
+    # both scans read through the rewrite's reader, none as written
+    assert report.sql.lower().count("read_parquet(") == 2 and report.pruned > 0
+    assert_same(on, off, sql)
+
+
 # ----------------------------------------------------------------------------- predicate meaning
 @pytest.mark.parametrize(
     "predicate",

@@ -282,7 +282,7 @@ def test_cli_explain_and_query(dataset, connections, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["explain", sql, "-m", f"risk={model}", "--show-sql"])
     assert result.exit_code == 0, result.output
-    assert "pruned" in result.output and "READ_PARQUET" in result.output
+    assert "pruned" in result.output and "read_parquet" in result.output.lower()
     result = runner.invoke(app, ["query", sql, "-m", f"risk={model}"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["query", sql, "-m", "risk"])

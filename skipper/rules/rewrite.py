@@ -10,7 +10,8 @@ UNION ALL: DuckDB would not push per-file ranges through one multi-file scan.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -57,7 +58,7 @@ def _strip_qualifiers(node: exp.Expression) -> exp.Expression:
             return exp.column(n.this.copy())
         return n
 
-    return node.copy().transform(strip)
+    return node.transform(strip)  # a copy: the query's tree stays as it is
 
 
 def default_binding_name(scan: ParquetScan) -> str:
@@ -80,7 +81,7 @@ def read_parquet_call(scan: ParquetScan, path: str) -> str:
 
 def unqualified_sql(node: exp.Expression) -> str:
     """``node`` as DuckDB SQL with table qualifiers removed (for use inside a file scan)."""
-    return _strip_qualifiers(node).sql(dialect="duckdb")
+    return _strip_qualifiers(node).sql(dialect="duckdb", copy=False)  # a copy already
 
 
 def file_scan_sql(scan: ParquetScan, file: FileScan, moved: Sequence[MLPredicate]) -> str:
@@ -160,24 +161,46 @@ def _unknown_calls(select: exp.Select, own: list[exp.Expression]) -> bool:
 
 def rewrite_scan(
     scan: ParquetScan, files: Sequence[FileScan], moved: Sequence[MLPredicate]
-) -> None:
+) -> tuple[str, str]:
     """Rewrite ``scan`` in place (in its tree) to read ``files`` as planned, and
-    drop the ``moved`` predicates from the SELECT's WHERE clause."""
+    drop the ``moved`` predicates from the SELECT's WHERE clause.
+
+    The tree gets a placeholder table in the scan's place; the returned pair (its name,
+    the SQL that reads the files) is what ``spliced_sql`` puts there. The files' SQL is
+    written here, so it is spliced in as text rather than parsed and generated again.
+    """
     if not files:
         raise ValueError("a scan rewrite needs at least one file")
     by_name = any(k == "union_by_name" and v.upper() == "TRUE" for k, v in scan.options)
     union = " UNION ALL BY NAME " if by_name else " UNION ALL "
     body = union.join(file_scan_sql(scan, f, moved) for f in files)
-    subquery = exp.Subquery(
-        this=sqlglot.parse_one(body, dialect="duckdb"),
-        alias=exp.TableAlias(this=exp.to_identifier(default_binding_name(scan), quoted=True)),
+    placeholder = f"mlskip_scan_{uuid.uuid4().hex}"
+    scan.node.replace(
+        exp.Table(
+            this=exp.to_identifier(placeholder, quoted=True),
+            alias=exp.TableAlias(this=exp.to_identifier(default_binding_name(scan), quoted=True)),
+        )
     )
-    scan.node.replace(subquery)
     if moved:
         moved_ids = {id(p.node) for p in moved}
         where = scan.select.args.get("where")
         remaining = [t for t in conjuncts(where) if id(t) not in moved_ids]
         if remaining:
-            scan.select.set("where", exp.Where(this=exp.and_(*remaining)))
+            scan.select.set("where", exp.Where(this=exp.and_(*remaining, copy=False)))
         else:
             scan.select.set("where", None)
+    return placeholder, f"({body})"
+
+
+def spliced_sql(tree: exp.Expression, scans: Mapping[str, str]) -> str:
+    """``tree`` as DuckDB SQL with each placeholder of ``rewrite_scan`` replaced by its SQL.
+
+    ``scans`` in the order they were rewritten: a scan rewritten later may hold an
+    earlier one in a conjunct it moved into its files' SQL (a subquery in its WHERE),
+    once per file, so later ones are spliced first. A scan whose placeholder is in
+    neither (its node sat in a conjunct that was moved as text) stays as written there.
+    """
+    text = tree.sql(dialect="duckdb", copy=False)  # the generator may edit the tree
+    for placeholder, body in reversed(list(scans.items())):
+        text = text.replace(f'"{placeholder}"', body)
+    return text
