@@ -323,9 +323,12 @@ def _probe_terms(
 
 
 def _carries_predicates(scan: ParquetScan, kinds: Mapping[str, str]) -> bool:
-    """Whether the WHERE clause of ``scan`` holds an ML predicate (plannable or not)."""
-    light = analyse_where(scan, kinds, None)
-    return bool(light.predicates or light.ignored)
+    """Whether the WHERE clause of ``scan`` calls a model function (anywhere in it: the
+    scan's own conjuncts are told apart once its files' columns are known)."""
+    where = scan.select.args.get("where")
+    return where is not None and any(
+        str(call.this).lower() in kinds for call in where.find_all(exp.Anonymous)
+    )
 
 
 def _ask_binder(scans: Sequence[ParquetScan], probe: str, binder: Binder) -> Lookups | None:
