@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from mlskip.tpch import sqlfuzz
-from mlskip.tpch.sqlfuzz import Query, check_query, run_campaign, same_rows
+from mlskip.tpch.sqlfuzz import Query, check_query, replay, run_campaign, same_rows
 
 SLICE_TRIALS, SLICE_QUERIES = 50, 5  # 250 queries, about 40 s on 2 cores
 
@@ -140,6 +140,13 @@ def test_sqlfuzz_default_slice():
     _assert_clean(campaign)
     assert campaign.share("planned") >= 0.2, campaign.summary()
     assert campaign.share("pruned") > 0, campaign.summary()
+
+
+@pytest.mark.parametrize(("seed", "index"), [(20004310, 3)])
+def test_campaign_mismatches_replay_equal(seed, index):
+    """Queries on which a campaign found a mismatch, replayed: now the same rows."""
+    result = replay(seed, index)
+    assert result is not None and result.status == "passed", result
 
 
 @pytest.mark.slow

@@ -201,6 +201,14 @@ def analyse_fragment(tree: dict) -> Fragment:
         key = scan_key(node) if node.get("type") in ("BASE_TABLE", "TABLE_FUNCTION") else None
         if key is not None and id(node) not in seen:
             fragment.refused.setdefault(key, "not directly in a SELECT's FROM clause")
+    if any(node.get("ref_type") == "POSITIONAL" for node in _walk(tree)):
+        # a positional join pairs rows by the order in which its sides produce them; a
+        # rewrite anywhere below (also in a subquery or a CTE it reads) may change the plan
+        # that sets that order (a join's build side, for one), so nothing is planned
+        for key in fragment.planned:
+            fragment.refused.setdefault(
+                key, "the query has a POSITIONAL join, which pairs rows by their order"
+            )
     if any(node.get("sample") is not None for node in _walk(tree)):
         # a sample anywhere (also of a subquery or a join above the scan) picks rows by
         # the order and vectors in which they reach it, which a rewrite changes
