@@ -62,6 +62,7 @@ class Lookups:
     plan: str  # json_serialize_plan of the probe on the user's connection
     relations: Mapping[str, bool]  # whether a table or view has each name (lower case)
     files: Mapping[str, list[str]]  # DuckDB's glob of each local pattern
+    settings: str  # a digest of every setting of the connection (duckdb_settings())
 
 
 class Binder:
@@ -69,6 +70,21 @@ class Binder:
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
+        self._described: dict[tuple, Schema] = {}
+
+    def describe_cached(self, sql: str, key: tuple | None) -> Schema | None:
+        """``describe(sql)``, remembered under ``key``: everything its answer depends on
+        beyond ``sql`` (see ``query._describe_key``); None as key asks every time."""
+        if key is not None:
+            found = self._described.get((sql, key))
+            if found is not None:
+                return found
+        schema = self.describe(sql)
+        if key is not None and schema is not None:
+            if len(self._described) >= 256:
+                self._described.pop(next(iter(self._described)))
+            self._described[(sql, key)] = schema
+        return schema
 
     def describe(self, sql: str, params: Any = None) -> Schema | None:
         """Output columns of the query ``sql`` as DuckDB binds it, or None if it does not bind."""
@@ -154,9 +170,13 @@ class Binder:
         """
         local = list(dict.fromkeys(p for p in patterns if "://" not in p))
         names = list(dict.fromkeys(n.lower() for n in names))
-        # rows (question, answer, position): 0 the plan, 1 a name taken, 2 + i a file of
-        # pattern i; sorted here (an ORDER BY would cost DuckDB a sort)
-        parts = [f"SELECT 0, CAST(json_serialize_plan({sql_literal(probe)}) AS VARCHAR), 0"]
+        # rows (question, answer, position): 0 the plan, 1 a name taken, 2 the settings'
+        # fingerprint, 3 + i a file of pattern i; sorted here (an ORDER BY costs a sort)
+        parts = [
+            f"SELECT 0, CAST(json_serialize_plan({sql_literal(probe)}) AS VARCHAR), 0",
+            "SELECT 2, md5(string_agg(name || '=' || coalesce(value, ''), ',' ORDER BY name)), 0 "
+            "FROM duckdb_settings()",
+        ]
         if names:
             wanted = ", ".join(sql_literal(n) for n in names)
             for function, column in (
@@ -167,7 +187,7 @@ class Binder:
                     f"SELECT 1, lower({column}), 0 FROM {function}() WHERE lower({column}) IN ({wanted})"
                 )
         parts += [
-            f"SELECT {2 + i}, file, ordinality FROM glob({sql_literal(p)}) WITH ORDINALITY"
+            f"SELECT {3 + i}, file, ordinality FROM glob({sql_literal(p)}) WITH ORDINALITY"
             for i, p in enumerate(local)
         ]
         try:
@@ -177,10 +197,13 @@ class Binder:
         rows.sort(key=lambda r: (r[0], r[2]))
         taken = {r[1] for r in rows if r[0] == 1}
         files: dict[str, list[str]] = {p: [] for p in local}
+        settings = ""
         for question, answer, _ in rows:
-            if question >= 2:
-                files[local[question - 2]].append(answer)
-        return Lookups(probe, rows[0][1], {n: n in taken for n in names}, files)
+            if question == 2:
+                settings = answer
+            elif question >= 3:
+                files[local[question - 3]].append(answer)
+        return Lookups(probe, rows[0][1], {n: n in taken for n in names}, files, settings)
 
     def shadowed(
         self, signatures: Sequence[Signature], operators: bool, asked: Lookups | None = None

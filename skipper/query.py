@@ -502,6 +502,51 @@ def _partition_keys(scan: ParquetScan, paths: Sequence[str]) -> set[str]:
     }
 
 
+# what a described conjunct may be built of for its DESCRIBE to be remembered: nodes whose
+# binding depends only on the scan's columns and the settings (comparisons are not
+# functions a macro can replace; arithmetic and the model calls are checked by the
+# shadowing probe of every query)
+_DESCRIBED_NODES = (
+    exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.Neg,
+    exp.Add, exp.Sub, exp.Mul, exp.Div, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE,
+    exp.Between, exp.In, exp.Is, exp.Not, exp.And, exp.Or, exp.Tuple,
+)  # fmt: skip
+
+
+def _describe_key(
+    scan: ParquetScan,
+    conjuncts: Sequence[exp.Expression],
+    paths: Sequence[str],
+    facts: Sequence[FileFacts],
+    context: _ScanContext,
+) -> tuple | None:
+    """What the DESCRIBE of a scan with ``conjuncts`` depends on besides its text, or None
+    when that cannot be told without asking DuckDB again.
+
+    Its text names the scan and the conjuncts. The files' Parquet schemas are fixed by
+    their footers, whose hashes were checked while planning; which files, and that no
+    table or view has the scan's name, were asked of DuckDB for this query; settings
+    (``binary_as_string``, ``integer_division``, ``search_path`` ...) by a digest of all of
+    them, asked with those; the model functions and arithmetic operators by the shadowing
+    probe, whose text holds their signatures. What else the conjuncts may call (a
+    function, a macro, a cast to a type) is not covered: those are asked every time.
+    """
+    asked = context.asked
+    if asked is None or not asked.settings:
+        return None
+    for conjunct in conjuncts:
+        for node in conjunct.walk():
+            if isinstance(node, exp.Anonymous):
+                if str(node.this).lower() not in context.kinds:
+                    return None
+            elif not isinstance(node, _DESCRIBED_NODES):
+                return None
+    files = tuple(
+        (p, f.metadata.footer_hash, f.identity) for p, f in zip(paths, facts, strict=True)
+    )
+    return (asked.settings, asked.probe, tuple(paths), files)
+
+
 def _footers(paths: Sequence[str], planner: Planner) -> tuple[list[FileFacts], str | None]:
     facts = []
     for path in paths:
@@ -544,7 +589,10 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
         # qualified references to a scan without alias: the rewrite keeps the name we
         # derive from the path, and DuckDB must know the scan by that name
         star = _quoted(default_binding_name(scan)) + ".*"
-    described = context.binder.describe(f"SELECT {', '.join(terms + texts)}, {star} FROM {source}")
+    described = context.binder.describe_cached(
+        f"SELECT {', '.join(terms + texts)}, {star} FROM {source}",
+        _describe_key(scan, [ml.node for ml in analysis.predicates] + local, paths, facts, context),
+    )
     n = len(terms) + len(texts)
     if described is None:
         why = "its WHERE conjuncts do not bind to the scan's own columns, or DuckDB knows the scan by another name"

@@ -990,6 +990,26 @@ def identity_pair() -> tuple[mlskip.Connection, mlskip.Connection]:
     return make_pair(m=Network.mlp([(np.array([[1.0]]), np.zeros(1))]))  # m(x) = x
 
 
+def test_scan_describe_remembered_until_a_setting_changes(tmp_path, monkeypatch):
+    """The scan's DESCRIBE is asked once while nothing it depends on changes, and again
+    after a setting that changes binding: with ``integer_division`` on, ``k / 2`` is an
+    integer division, which the planner does not model (a stale answer would plan it)."""
+    write(pa.table({"k": np.arange(2000)}), tmp_path / "f.parquet", hulls=None, cluster_by=["k"])
+    on, off = identity_pair()
+    sql = f"SELECT count(*) FROM {q(tmp_path / 'f.parquet')} WHERE m(k / 2) > 900.2"
+    assert on.explain_skipping(sql).pruned > 0
+    asked: list[str] = []
+    original = on._binder.describe
+    monkeypatch.setattr(on._binder, "describe", lambda s, p=None: asked.append(s) or original(s, p))
+    assert on.explain_skipping(sql).pruned > 0 and asked == []  # remembered
+    for con in (on, off):
+        con.sql("SET integer_division = true")
+    report = on.explain_skipping(sql)
+    assert asked and report.pruned == 0, report
+    assert any("integer or DECIMAL division" in r for r in report.reasons), report.reasons
+    assert_same(on, off, sql)
+
+
 def test_cast_of_a_text_column_in_a_model_argument(tmp_path):
     table = pa.table({"a": np.linspace(0, 100, 2000), "s": [str(i % 7) for i in range(2000)]})
     write(table, tmp_path / "f.parquet", hulls=None)

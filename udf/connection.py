@@ -104,6 +104,7 @@ class Connection:
         self._released: set[str] = set()
         self._batch = BatchEvaluator(self.duckdb, self._batch_model)
         self._evaluator = self._batch  # what evaluates tasks (tests wrap it)
+        self._binder = Binder(self.duckdb)  # per DuckDB connection: its catalog and settings
         if _parent is not None:  # a cursor: share models, functions and caches
             self.planner = _parent.planner
             self.models = _parent.models
@@ -265,7 +266,7 @@ class Connection:
         if evaluator is not None:
             self._batch.begin_query()
         return plan_query(
-            query, functions, self.planner, Binder(self.duckdb), evaluate=evaluator, params=params
+            query, functions, self.planner, self._binder, evaluate=evaluator, params=params
         )
 
     def _evaluate_task(self, task: Any) -> str | None:
