@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mlskip-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint slow native
+.PHONY: setup demo test lint slow native auto-lirpa
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -38,3 +38,17 @@ test: setup lint
 
 slow: setup
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# Optional: auto_LiRPA for the side-by-side verifier tests (tests/test_vs_auto_lirpa.py)
+# and `mlskip bench verifier`. Its PyPI release (0.3) breaks on numpy 2 / torch 2, so
+# it is installed from a source checkout (0.7.1 was tested):
+#   git clone https://github.com/Verified-Intelligence/auto_LiRPA /path/to/auto_LiRPA
+#   make auto-lirpa AUTO_LIRPA_SRC=/path/to/auto_LiRPA
+# --no-deps keeps the pinned torch (its setup.py pins torch and torchvision ranges and
+# test tools); appdirs, pyyaml, tqdm and graphviz (a Python package) are the imports it needs at run time.
+AUTO_LIRPA_SRC ?=
+auto-lirpa: setup
+	@test -n "$(AUTO_LIRPA_SRC)" || { echo "set AUTO_LIRPA_SRC to an auto_LiRPA source checkout"; exit 2; }
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt appdirs pyyaml tqdm graphviz
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation $(AUTO_LIRPA_SRC)
+	$(PY) -c "import auto_LiRPA; print('auto_LiRPA', auto_LiRPA.__version__, 'importable')"

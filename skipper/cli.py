@@ -336,8 +336,18 @@ def selfcheck(
 def bench_verifier(
     quick: bool = typer.Option(False, help="fewer regions and networks"),
     seed: int = typer.Option(0),
+    auto_lirpa_only: bool = typer.Option(
+        False, help="only mlskip next to auto_LiRPA (needs `make auto-lirpa`)"
+    ),
 ) -> None:
-    """Regions per second and decisions per method on random MLPs and boxes."""
+    """Regions per second and decisions per method on random MLPs and boxes; mlskip next
+    to auto_LiRPA (bounds and speed) when it is importable."""
+    if auto_lirpa_only:
+        from mlskip.verifier.bench import bench_side_by_side
+
+        if bench_side_by_side(quick=quick, seed=seed) is None:
+            raise typer.Exit(1)
+        return
     from mlskip.verifier.bench import run_bench
 
     run_bench(quick=quick, seed=seed)

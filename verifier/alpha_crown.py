@@ -17,8 +17,12 @@ upper chord depends on the pre-activation bounds. Modes:
 
 Each output row (lower bound of ``y_k`` and of ``-y_k``) is optimised as its
 own problem (regions are replicated per row), with Adam in torch (float64,
-batched over regions, box concretisation) and projection onto ``[alpha,
-1]``; stable neurons keep their exact slope. The best slopes are then
+batched over regions, box concretisation; auto_LiRPA's rate and decay) and
+projection onto ``[alpha, 1]``; stable neurons keep their exact slope, and an
+intermediate layer gets rows and slopes only for neurons unstable in some
+replica. With two or more hidden layers, a second start (auto_LiRPA's: plain
+CROWN bounds, optimised intermediate bounds not clipped) runs in the same
+batch, and each box keeps the tighter result. The best slopes are then
 replayed in numpy in float64 (over box ∩ polygons, every intermediate and
 final bound widened by the margin of fp_margin.py and intersected with
 CROWN's), so the optimisation itself needs no soundness. Sigmoid/tanh keep
@@ -38,12 +42,15 @@ import numpy as np
 from .concretize import region_min
 from .crown import Bounds, Relaxation, _bias_dot, crown_layers
 from .deadline import Deadline
-from .fp_margin import bound_margin, scalar_magnitudes
+from .fp_margin import bound_margin, margin_magnitudes
 from .layers import LeakyReLU
 from .network import Network
 from .regions import RegionBatch
 
 MODES = ("full", "final", "last")
+# auto_LiRPA's defaults (optimized_bounds.py: lr_alpha 0.5, lr_decay 0.98 per iteration)
+LR = 0.5
+LR_DECAY = 0.98
 
 
 def _free_slopes(net: Network, mode: str) -> set[tuple[int, int]]:
@@ -113,7 +120,7 @@ def replay(
     from them (valid for any slopes, see the module doc).
     """
     L = len(net.affines)
-    mags = scalar_magnitudes(net, regions.lower, regions.upper)
+    mags = margin_magnitudes(net, regions.lower, regions.upper)
     bounds: list[Bounds] = [crown[0]]
     relax: list[Relaxation] = []
     n = regions.n
@@ -138,8 +145,8 @@ def replay(
                 bias = final_rows @ a.b  # [n, 1]
                 lo = _backward_np(net, i, lam, bias, bounds, relax, alphas, regions, overlap_lp)
                 lo = lo[:, 0]
-                # rows are +-unit vectors: the per-neuron margin of the output layer
-                return lo - bound_margin(net, mags, i)[:, 0]
+                # rows are +-unit vectors: the largest per-neuron margin of the output layer
+                return lo - bound_margin(net, mags, i).max(axis=1)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -147,46 +154,90 @@ def alpha_crown_bounds(
     net: Network,
     regions: RegionBatch,
     iters: int = 20,
-    lr: float = 0.2,
+    lr: float = LR,
     deadline: Deadline | None = None,
     mode: str = "full",
     overlap_lp: bool = False,
 ) -> Bounds:
     """Sound output bounds ``[n, k]``, at least as tight as CROWN's (see the module doc).
 
-    ``overlap_lp``: the replayed output bound is minimised over box ∩ all polygons
-    by certified LP where pairs overlap (concretize.lp_min)."""
+    With two or more hidden layers and ``mode="full"``, two starts are optimised side by
+    side and each box keeps the tighter bound: ours (from the IBP-clipped CROWN bounds,
+    optimised intermediate bounds clipped to them) and auto_LiRPA's default recipe (from
+    plain CROWN bounds, intermediate bounds not clipped). Neither dominates: tighter
+    intermediate bounds can lead to a looser optimum. The learning rate and its decay
+    are auto_LiRPA's. ``overlap_lp``: the replayed output bound is minimised over
+    box ∩ all polygons by certified LP where pairs overlap (concretize.lp_min)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     bounds, relax = crown_layers(net, regions)
     cl, cu = bounds[-1]
-    if len(net.affines) >= 3:  # plain CROWN's final bound may be tighter (crown_bounds)
-        pl, pu = crown_layers(net, regions, ibp_clip=False)[0][-1]
+    starts = [(bounds, relax, True)]
+    if len(net.affines) >= 3:  # plain CROWN's bounds differ (crown_bounds' clip="both")
+        plain, plain_relax = crown_layers(net, regions, ibp_clip=False)
+        pl, pu = plain[-1]
         with np.errstate(invalid="ignore"):
             cl, cu = np.fmax(cl, pl), np.fmin(cu, pu)
-    if not net.activations:
+        if mode == "full":
+            starts.append((plain, plain_relax, False))
+    if not net.activations or regions.n == 0:
         return cl, cu
-    finite = (
-        np.isfinite(regions.lower).all()
-        and np.isfinite(regions.upper).all()
-        and all(np.isfinite(b[0]).all() and np.isfinite(b[1]).all() for b in bounds)
-        and all(np.isfinite(r[3]).all() for r in relax)
-    )
+    lo = _optimised(net, regions, starts, mode, iters, lr, deadline, overlap_lp)
+    if lo is None:
+        return cl, cu
+    k = net.num_outputs
+    return np.maximum(cl, lo[:, :k]), np.minimum(cu, -lo[:, k:])
+
+
+def _optimised(
+    net: Network,
+    regions: RegionBatch,
+    starts: list[tuple[list[Bounds], list[Relaxation], bool]],
+    mode: str,
+    iters: int,
+    lr: float,
+    deadline: Deadline | None,
+    overlap_lp: bool,
+) -> np.ndarray | None:
+    """The best replayed lower bounds ``[n, 2k]`` of ``+y`` and ``-y`` over the ``starts``
+    (layer bounds, relaxations, whether optimised intermediate bounds are clipped to
+    them), optimised in one batch; None when nothing can be optimised (no free slope, or
+    infinite bounds)."""
     free = _free_slopes(net, mode)
-    if not finite or not free or regions.n == 0:
-        return cl, cu
+    finite_regions = np.isfinite(regions.lower).all() and np.isfinite(regions.upper).all()
+    starts = [
+        st
+        for st in starts
+        if all(np.isfinite(b[0]).all() and np.isfinite(b[1]).all() for b in st[0])
+        and all(np.isfinite(r[3]).all() for r in st[1])
+    ]
+    if not free or not finite_regions or not starts:
+        return None
     n, k = regions.n, net.num_outputs
     rows = np.concatenate([np.eye(k), -np.eye(k)])
     m = rows.shape[0]
-    rep = np.repeat(np.arange(n), m)  # replica q bounds row q % m of region q // m
-    RR = regions.subset(rep)
-    B = [(l[rep], u[rep]) for l, u in bounds]
-    REL = [tuple(None if x is None else x[rep] for x in r) for r in relax]
-    final_rows = rows[np.tile(np.arange(m), n)][:, None, :]  # [N, 1, k]
+    S = len(starts)
+    # replica q bounds row q % m of region (q // m) % n, from start q // (n m)
+    one = np.repeat(np.arange(n), m)
+    RR = regions.subset(np.tile(one, S))
+
+    def stacked(parts: list) -> np.ndarray | None:
+        return None if parts[0] is None else np.concatenate([p[one] for p in parts])
+
+    B = [
+        tuple(stacked([st[0][i][t] for st in starts]) for t in range(2))
+        for i in range(len(starts[0][0]))
+    ]
+    REL = [
+        tuple(stacked([st[1][j][t] for st in starts]) for t in range(4))
+        for j in range(len(starts[0][1]))
+    ]
+    clip = np.repeat(np.array([st[2] for st in starts]), n * m)
+    final_rows = rows[np.tile(np.arange(m), n * S)][:, None, :]  # [N, 1, k]
     with _torch_single_thread():
-        alphas = _optimise(net, RR, B, REL, final_rows, free, iters, lr, deadline)
-    lo = replay(net, RR, B, final_rows, alphas, overlap_lp).reshape(n, m)
-    return np.maximum(cl, lo[:, :k]), np.minimum(cu, -lo[:, k:])
+        alphas = _optimise(net, RR, B, REL, final_rows, free, iters, lr, deadline, clip)
+    lo = replay(net, RR, B, final_rows, alphas, overlap_lp).reshape(S, n, m)
+    return lo.max(axis=0)
 
 
 @contextmanager
@@ -213,6 +264,7 @@ def _optimise(
     iters: int,
     lr: float,
     deadline: Deadline | None,
+    clip: np.ndarray,
 ) -> dict[tuple[int, int], np.ndarray]:
     """Projected Adam on the free slopes (torch, float64, box concretisation);
     returns the best slopes per replica (any values are sound, see ``replay``)."""
@@ -232,9 +284,18 @@ def _optimise(
     crown_t = [(T(l), T(u)) for l, u in bounds]
     rel_t = [tuple(T(x) for x in rel) for rel in relax]
     targets = sorted({i for i, _ in free})
+    # an intermediate layer's optimised bounds only matter at neurons that are unstable
+    # in some replica (elsewhere the relaxation is exact): rows and slopes for those only
+    unstable = {
+        i: np.flatnonzero(((bounds[i][0] < 0) & (bounds[i][1] > 0)).any(axis=0))
+        for i in targets
+        if i < L - 1
+    }
     params: dict[tuple[int, int], Any] = {}
     for i, j in sorted(free):
-        R = 2 * net.affines[i].out_features if i < L - 1 else 1
+        R = 2 * len(unstable[i]) if i < L - 1 else 1
+        if R == 0:
+            continue
         init = np.broadcast_to(relax[j][0][:, None, :], (N, R, relax[j][0].shape[1]))
         params[(i, j)] = torch.tensor(init, dtype=dt, requires_grad=True)
     lows = {j: float(a.alpha) for j, a in enumerate(acts) if isinstance(a, LeakyReLU)}
@@ -266,6 +327,7 @@ def _optimise(
         return (lam @ c[:, :, None]).squeeze(-1) - (lam.abs() @ r[:, :, None]).squeeze(-1) + bias
 
     frows = T(final_rows)
+    clipped = torch.tensor(np.asarray(clip, dtype=bool))[:, None]  # per replica
 
     def objective():
         tb = [crown_t[0]]
@@ -278,18 +340,26 @@ def _optimise(
                 tr.append(rel_t[j])
             if i < L - 1:
                 l, u = crown_t[i]
-                if i in targets:
-                    h = net.affines[i].out_features
-                    eye = torch.eye(h, dtype=dt)
+                if i in targets and len(unstable[i]):
+                    U = torch.tensor(unstable[i])
+                    eye = torch.eye(net.affines[i].out_features, dtype=dt)[U]
                     rows = torch.cat([eye, -eye])
                     lam = (rows @ W[i][0]).expand(N, -1, -1)
                     low = backward(i, lam, (rows @ W[i][1]).expand(N, -1), tb, tr)
-                    # clipped to the CROWN bound in value, but the gradient passes
-                    # straight through to the optimised bound (torch.maximum would stop
-                    # it wherever the clip binds, and the slopes would stall there)
-                    lo_opt, hi_opt = low[:, :h], -low[:, h:]
-                    l = lo_opt + (torch.maximum(l, lo_opt) - lo_opt).detach()
-                    u = hi_opt + (torch.minimum(u, hi_opt) - hi_opt).detach()
+                    # clipped to the starting bound in value where the replica's start
+                    # says so, but the gradient passes straight through to the optimised
+                    # bound (torch.maximum would stop it wherever the clip binds, and the
+                    # slopes would stall there)
+                    nu = len(U)
+                    lo_opt, hi_opt = low[:, :nu], -low[:, nu:]
+                    lu, uu = l[:, U], u[:, U]
+                    lo_opt = torch.where(
+                        clipped, lo_opt + (torch.maximum(lu, lo_opt) - lo_opt).detach(), lo_opt
+                    )
+                    hi_opt = torch.where(
+                        clipped, hi_opt + (torch.minimum(uu, hi_opt) - hi_opt).detach(), hi_opt
+                    )
+                    l, u = l.index_copy(1, U, lo_opt), u.index_copy(1, U, hi_opt)
                 tb.append((l, u))
             else:
                 low = backward(i, frows @ W[i][0], (frows @ W[i][1]), tb, tr)
@@ -297,6 +367,7 @@ def _optimise(
         raise AssertionError("unreachable")  # pragma: no cover
 
     opt = torch.optim.Adam(list(params.values()), lr=lr)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(opt, LR_DECAY)
     best = {key: p.detach().clone() for key, p in params.items()}
     best_val = torch.full((N,), -torch.inf, dtype=dt)
     for it in range(iters):
@@ -314,4 +385,14 @@ def _optimise(
         with torch.no_grad():
             for (_, j), p in params.items():
                 p.clamp_(min=lows[j], max=1.0)
-    return {key: b.numpy() for key, b in best.items()}
+        schedule.step()
+    dense = {}
+    for (i, j), b in best.items():
+        if i < L - 1:  # back to a row per bound of every neuron, as replay reads them
+            h = net.affines[i].out_features
+            full = np.repeat(relax[j][0][:, None, :], 2 * h, axis=1)
+            full[:, np.concatenate([unstable[i], h + unstable[i]])] = b.numpy()
+            dense[(i, j)] = full
+        else:
+            dense[(i, j)] = b.numpy()
+    return dense

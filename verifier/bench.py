@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -329,6 +330,7 @@ def run_bench(quick: bool = False, seed: int = 0, n_regions: int | None = None) 
     row("regions changed by fp margins", lambda r: str(r["margin_cost_regions"]))
     console.print(t)
     results["methods"] = run_methods_bench(quick=quick, seed=seed)
+    results["auto_lirpa"] = bench_side_by_side(quick=quick, seed=seed)
     return results
 
 
@@ -549,3 +551,82 @@ def _console() -> Any:
 
     wide = Console().is_terminal or "COLUMNS" in os.environ
     return Console(width=None if wide else 160)
+
+
+def bench_side_by_side(quick: bool = False, seed: int = 0) -> dict[str, Any] | None:
+    """mlskip and auto_LiRPA on the same networks and boxes (adapters/side_by_side.py):
+    boxes/s of each (one thread, median of interleaved runs) and how often and how much
+    mlskip's bound is wider. None, with a note, when auto_LiRPA is not importable."""
+    from rich.table import Table
+
+    from .adapters import side_by_side as sbs
+    from .adapters.auto_lirpa import available
+
+    console = _console()
+    if not available():
+        console.print(
+            "auto_LiRPA is not importable: side-by-side skipped "
+            "(`make auto-lirpa AUTO_LIRPA_SRC=...` installs it from a source checkout)"
+        )
+        return None
+    import torch
+
+    n = 50 if quick else 200
+    shapes = sbs.SHAPES[::2] if quick else sbs.SHAPES
+    results: dict[str, Any] = {}
+    t = Table(
+        title=f"mlskip vs auto_LiRPA: {n} boxes per network, one thread",
+        caption="wider: boxes where mlskip's bound is more than 1e-9 (relative) wider; "
+        "ratio: mean of mlskip's width over auto_LiRPA's",
+    )
+    for col in (
+        "network",
+        "method",
+        "mlskip boxes/s",
+        "auto_LiRPA boxes/s",
+        "speed-up",
+        "wider",
+        "max excess",
+        "ratio",
+    ):
+        t.add_column(col, justify="left" if col in ("network", "method") else "right")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for k, sizes in enumerate(shapes):
+            for kind in ("random", "trained"):
+                net = sbs.network(sizes, kind, seed + k)
+                R = sbs.boxes(n, sizes[0], seed + 100 + k)
+                name = f"{'-'.join(map(str, sizes))} {kind}"
+                for method in sbs.METHODS:
+                    c = sbs.compare(net, R, method)  # also warms both sides up
+                    with single_thread():
+                        times = _timed(
+                            {
+                                "ours": partial(sbs.ours, net, R, method),
+                                "theirs": partial(sbs.theirs, net, R, method),
+                            },
+                            repeat=1 if method == "alpha-CROWN" else 3,
+                        )
+                    ours_s, theirs_s = times["ours"][0], times["theirs"][0]
+                    results[f"{name} {method}"] = {
+                        "ours_per_s": n / ours_s,
+                        "theirs_per_s": n / theirs_s,
+                        "wider": c.wider(),
+                        "max_excess": float(c.excess.max()),
+                        "mean_ratio": c.mean_ratio,
+                    }
+                    t.add_row(
+                        name,
+                        method,
+                        f"{n / ours_s:,.0f}",
+                        f"{n / theirs_s:,.0f}",
+                        f"{theirs_s / ours_s:.1f}x",
+                        f"{c.wider()}/{n}",
+                        f"{c.excess.max():+.1e}",
+                        f"{c.mean_ratio:.5f}",
+                    )
+    finally:
+        torch.set_num_threads(threads)
+    console.print(t)
+    return results

@@ -32,7 +32,7 @@ import weakref
 import numpy as np
 
 from .concretize import region_min
-from .fp_margin import bound_margin, row_max, scalar_magnitudes
+from .fp_margin import bound_margin, margin_magnitudes, row_max, scalar_magnitudes
 from .ibp import first_layer_bounds
 from .layers import LeakyReLU
 from .network import Network
@@ -171,7 +171,7 @@ def crown_layers(
     the layer before (tighter in most regions, but tighter intermediate bounds change the
     relaxations and can make a later linear bound looser: ``crown_bounds`` takes both).
     """
-    mags = scalar_magnitudes(net, regions.lower, regions.upper)
+    mags = margin_magnitudes(net, regions.lower, regions.upper)
     inter = regions if polygon_intermediate else RegionBatch(regions.lower, regions.upper)
     bounds: list[Bounds] = []
     relax: list[Relaxation] = []

@@ -236,3 +236,11 @@ def scalar_magnitudes(net: Network, lower: np.ndarray, upper: np.ndarray) -> lis
             if i < len(net.activations):
                 m = m + 1.0
     return out
+
+
+def margin_magnitudes(net: Network, lower: np.ndarray, upper: np.ndarray) -> list[np.ndarray]:
+    """The magnitudes IBP and CROWN widen their bounds with: per neuron
+    (``abs_magnitudes``) where margins compound over two or more hidden layers, so that
+    they stay ~1e-13 of the width; the cheap scalars (``scalar_magnitudes``) otherwise."""
+    deep = len(net.affines) >= 3
+    return (abs_magnitudes if deep else scalar_magnitudes)(net, lower, upper)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .concretize import region_min
-from .fp_margin import bound_margin, scalar_magnitudes
+from .fp_margin import bound_margin, margin_magnitudes
 from .network import Network
 from .regions import RegionBatch
 
@@ -33,7 +33,7 @@ def first_layer_bounds(net: Network, regions: RegionBatch) -> tuple[np.ndarray, 
 
 def ibp_layers(net: Network, regions: RegionBatch) -> list[tuple[np.ndarray, np.ndarray]]:
     """Sound bounds ``(l, u)`` of every affine output (last = network output)."""
-    mags = scalar_magnitudes(net, regions.lower, regions.upper)
+    mags = margin_magnitudes(net, regions.lower, regions.upper)
     out = []
     with np.errstate(over="ignore", invalid="ignore"):
         l, u = first_layer_bounds(net, regions)

@@ -67,7 +67,7 @@ def auto_lirpa_bounds(
     from auto_LiRPA import BoundedModule, BoundedTensor
     from auto_LiRPA.perturbations import PerturbationLpNorm
 
-    from ..fp_margin import bound_margin, scalar_magnitudes
+    from ..fp_margin import bound_margin, margin_magnitudes
 
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
@@ -85,6 +85,6 @@ def auto_lirpa_bounds(
     finally:
         torch.set_default_dtype(previous)
     mg = bound_margin(
-        net, scalar_magnitudes(net, regions.lower, regions.upper), len(net.affines) - 1
+        net, margin_magnitudes(net, regions.lower, regions.upper), len(net.affines) - 1
     )
     return lb.detach().numpy() - mg, ub.detach().numpy() + mg
