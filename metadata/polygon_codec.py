@@ -114,7 +114,9 @@ def halfspaces(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             normals = np.ldexp(normals, -ex[:, None])
             rows.append(normals)
     a = np.vstack(rows)
-    dots = a @ v.T  # (m, k) float64
+    # (m, k): two products and a sum, written out (a BLAS product may fuse them, and
+    # halfspaces_many must give the same bits)
+    dots = a[:, 0, None] * v[None, :, 0] + a[:, 1, None] * v[None, :, 1]
     mx, my = np.max(np.abs(v), axis=0)
     margin = 8 * _U * (np.abs(a[:, 0]) * mx + np.abs(a[:, 1]) * my) + _TINY
     b = np.nextafter(np.max(dots, axis=1) + margin, np.inf)
@@ -122,6 +124,42 @@ def halfspaces(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         finite = np.all(np.isfinite(a), axis=1) & np.isfinite(b)
         a, b = a[finite], b[finite]
     return a, b
+
+
+def halfspaces_many(polygons: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``halfspaces`` of each polygon, equal to it bit for bit, computed for all polygons
+    with the same vertex count at once (a footer holds hundreds of small polygons, and
+    numpy's per-call overhead dominated reading it)."""
+    out: list = [None] * len(polygons)
+    by_k: dict[int, list[int]] = {}
+    for i, v in enumerate(polygons):
+        by_k.setdefault(len(v), []).append(i)
+    axis = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    for k, idx in by_k.items():
+        if k < 3:  # rare (degenerate records): the one-polygon form
+            for i in idx:
+                out[i] = halfspaces(polygons[i])
+            continue
+        v = np.stack([np.asarray(polygons[i], np.float64) for i in idx])  # [P, k, 2]
+        d = np.roll(v, -1, axis=1) - v
+        normals = np.stack([d[..., 1], -d[..., 0]], axis=-1)  # [P, k, 2]
+        m = np.max(np.abs(normals), axis=2)
+        _, ex = np.frexp(m)
+        normals = np.ldexp(normals, -ex[..., None])
+        a = np.concatenate([np.broadcast_to(axis, (len(idx), 4, 2)), normals], axis=1)
+        dots = a[..., 0, None] * v[:, None, :, 0] + a[..., 1, None] * v[:, None, :, 1]
+        mx = np.max(np.abs(v[..., 0]), axis=1)[:, None]
+        my = np.max(np.abs(v[..., 1]), axis=1)[:, None]
+        margin = 8 * _U * (np.abs(a[..., 0]) * mx + np.abs(a[..., 1]) * my) + _TINY
+        b = np.nextafter(np.max(dots, axis=2) + margin, np.inf)
+        keep = np.concatenate([np.ones((len(idx), 4), bool), m > 0], axis=1)
+        keep &= np.all(np.isfinite(a), axis=2) & np.isfinite(b)
+        for j, i in enumerate(idx):
+            if keep[j].all():
+                out[i] = (a[j], b[j])
+            else:
+                out[i] = (a[j][keep[j]], b[j][keep[j]])
+    return out
 
 
 def polygon_area(vertices: np.ndarray) -> float:

@@ -25,7 +25,7 @@ from .footer import KEY_PREFIX, KEYS, Footer, decode_footer
 from .grid import QMAX
 from .integrity import key_id, layout_digest, resolve_key, row_group_sizes, schema_entries
 from .parquet_stats import stats_box, stats_null_count
-from .polygon_codec import decode_vertices, halfspaces
+from .polygon_codec import decode_vertices, halfspaces_many
 
 _UNBOUNDED = (-math.inf, math.inf)
 _EMPTY: MappingProxyType = MappingProxyType({})
@@ -343,18 +343,26 @@ def _with_polygons(fp: Footer, boxes, nulls, nans):
             if gx is None or gy is None:
                 raise MetadataError(f"row group {r}: polygon for {name} without grids")
             polygons.append((name, _v1_vertices(decode_vertices(rec, gx, gy)), len(rec)))
-        out.append(_summary(r, rg.num_rows, box, nc, polygons, nan))
-    return out, pairs
+        out.append((r, rg.num_rows, box, nc, polygons, nan))
+    return _summaries(out), pairs
 
 
-def _summary(r: int, num_rows: int, box: dict, nulls: dict, polygons: list, nan: set):
-    """One row group's summary; ``polygons`` holds (pair, decoded vertices, record bytes)."""
-    hulls, sizes, hs = {}, {}, {}
+def _summaries(pending: list[tuple]) -> list[RowGroupSummary]:
+    """Row-group summaries from (index, rows, box, NULL counts, polygons, NaN columns);
+    the halfspaces of every polygon of the file are computed in one batch."""
+    hs = iter(halfspaces_many([v for *_, polygons, _ in pending for _, v, _ in polygons]))
+    return [_summary(*args, hs) for args in pending]
+
+
+def _summary(r: int, num_rows: int, box: dict, nulls: dict, polygons: list, nan: set, hs):
+    """One row group's summary; ``polygons`` holds (pair, decoded vertices, record bytes),
+    ``hs`` yields their halfspaces in order."""
+    hulls, sizes, forms = {}, {}, {}
     for name, v, size in polygons:
-        A, bb = halfspaces(v)
+        A, bb = next(hs)
         hulls[name] = _frozen(v)
         sizes[name] = size
-        hs[name] = (_frozen(A), _frozen(bb))
+        forms[name] = (_frozen(A), _frozen(bb))
     return RowGroupSummary(
         r,
         num_rows,
@@ -362,7 +370,7 @@ def _summary(r: int, num_rows: int, box: dict, nulls: dict, polygons: list, nan:
         MappingProxyType(nulls),
         MappingProxyType(hulls),
         MappingProxyType(sizes),
-        MappingProxyType(hs),
+        MappingProxyType(forms),
         frozenset(nan),
     )
 
@@ -413,5 +421,5 @@ def _with_polygons_v2(fp: Footer, boxes, nulls, nans):
                     f"{ca!r} {boxes[r][ca]} and {cb!r} {boxes[r][cb]} (stale or foreign metadata)"
                 )
             polygons.append((name, v, len(rec)))
-        out.append(_summary(r, rg.num_rows, box, dict(nulls[r]), polygons, nan))
-    return out, pairs
+        out.append((r, rg.num_rows, box, dict(nulls[r]), polygons, nan))
+    return _summaries(out), pairs

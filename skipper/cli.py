@@ -353,6 +353,21 @@ def bench_verifier(
     run_bench(quick=quick, seed=seed)
 
 
+@bench_app.command("small-files")
+def bench_small_files(
+    run: Path = typer.Option(
+        ..., help="output folder of `mlskip bench paper --protocol reference --out DIR`"
+    ),
+    queries: int = typer.Option(3, help="filters per model, spread over selectivity"),
+    repeats: int = typer.Option(7, help="interleaved repetitions (medians reported)"),
+) -> None:
+    """Planning plus query vs the query without skipping on MLSkip-sized files (100 row
+    groups of 1,000 rows): cold (new connection) and warm."""
+    from mlskip.tpch.small_files import run as run_small_files
+
+    run_small_files(run, per_model=queries, repeats=repeats)
+
+
 @bench_app.command("first-query")
 def bench_first_query(
     repeats: int = typer.Option(5, help="fresh processes of each kind (interleaved)"),

@@ -41,18 +41,28 @@ UNKNOWN = 2
 # no MILP by default: on the quick benchmark it decided no row group and took 55% of the
 # verification time (min-max, 1,770 row groups: 2.05 of 3.72 s); at SF1 it decided 0-1.1%
 PLANNER_METHODS = ("ibp", "crown", "bab", "lp")
+CHEAP_METHODS = ("ibp", "crown")
+# The cost model. IBP and CROWN cost tens of microseconds per row group; the expensive
+# stage (witness search, branch and bound, the certified overlap LP) costs about 0.5-1 ms
+# per row group, what reading and evaluating ~1,000 rows costs. It runs only on row groups
+# of at least EXPENSIVE_MIN_ROWS rows, where it costs under ~5% of what it can save, so
+# that planning never makes a query on small row groups much slower than no skipping.
+EXPENSIVE_MIN_ROWS = 16_384
 ROWS_PER_PIECE = 128  # a piece (one CROWN bound, ~5 us for a 4-32-32-1 network) costs
 # about what reading and evaluating 128 rows costs: the work budget of a row group
-PIECES_PER_REGION = (16, 1024)  # at least / at most, per row group
+MAX_PIECES_PER_REGION = 1024
 
 
 def work_budget(regions: int, rows: int) -> int:
     """Branch-and-bound pieces per row group, on average, for ``regions`` row groups of
-    ``rows`` rows in all: what planning may spend is bounded by what it can save (reading
-    and evaluating the rows), counted in work units so that the same query on the same
-    files gives the same plan."""
-    low, high = PIECES_PER_REGION
-    return int(min(high, max(low, rows // max(regions, 1) // ROWS_PER_PIECE)))
+    ``rows`` rows in all; 0 (IBP and CROWN only) below EXPENSIVE_MIN_ROWS rows per row
+    group. What planning may spend is bounded by what it can save (reading and evaluating
+    the rows), counted in work units so that the same query on the same files gives the
+    same plan."""
+    per_group = rows // max(regions, 1)
+    if per_group < EXPENSIVE_MIN_ROWS:
+        return 0
+    return int(min(MAX_PIECES_PER_REGION, per_group // ROWS_PER_PIECE))
 
 
 @dataclass(frozen=True, eq=False)
@@ -220,12 +230,14 @@ class Planner:
         planning can save; see ``work_budget``)."""
         if self.verifier is not None:
             return self.verifier
+        pieces = work_budget(regions, rows)
         return Verifier(
-            methods=PLANNER_METHODS,
+            methods=PLANNER_METHODS if pieces else CHEAP_METHODS,
             time_budget=None,
             bab_time_budget=float("inf"),
-            bab_pieces_per_region=work_budget(regions, rows),
+            bab_pieces_per_region=pieces,
             safety_seconds=self.safety_seconds + self.seconds_per_row_group * regions,
+            overlap_lp=bool(pieces),  # the LP is part of the expensive stage
         )
 
     def _trim(self, cache: OrderedDict) -> None:

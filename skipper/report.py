@@ -132,14 +132,7 @@ class SkippingReport:
         )
         budgets = sorted({f.budget for f in self.files if f.budget is not None})
         if budgets:
-            from mlskip.planner import ROWS_PER_PIECE
-
-            pieces = str(budgets[0]) if len(budgets) == 1 else f"{budgets[0]}-{budgets[-1]}"
-            yield Text(
-                f"verifier budget: {pieces} branch-and-bound pieces per row group, about what "
-                f"reading and evaluating its rows costs ({ROWS_PER_PIECE} rows a piece)",
-                style="dim",
-            )
+            yield Text(_budget_text(budgets), style="dim")
         for f in self.files:
             for limit in f.limits:
                 yield Text(f"limited: {f.path}: {limit}", style="yellow")
@@ -157,3 +150,23 @@ class SkippingReport:
         width = shutil.get_terminal_size().columns
         Console(file=buffer, width=width, force_terminal=False).print(self)
         return buffer.getvalue()
+
+
+def _budget_text(budgets: list[int]) -> str:
+    """The planner's cost-model choice (planner.work_budget) in words."""
+    from mlskip.planner import EXPENSIVE_MIN_ROWS, ROWS_PER_PIECE
+
+    cheap = (
+        f"IBP and CROWN only on row groups under {EXPENSIVE_MIN_ROWS:,} rows (witness "
+        "search, branch and bound and the LP would cost more than reading and evaluating "
+        "their rows saves)"
+    )
+    full = [b for b in budgets if b]
+    if not full:
+        return f"verifier: {cheap}"
+    pieces = str(full[0]) if len(full) == 1 else f"{full[0]}-{full[-1]}"
+    text = (
+        f"verifier budget: {pieces} branch-and-bound pieces per row group, about what "
+        f"reading and evaluating its rows costs ({ROWS_PER_PIECE} rows a piece)"
+    )
+    return f"{text}; {cheap}" if 0 in budgets else text
