@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from mlskip.metadata.grid import make_grid
 from mlskip.metadata.polygon import pair_polygon
-from mlskip.metadata.polygon_codec import decode_record, decode_vertices, encode_record, halfspaces
+from mlskip.metadata.polygon_codec import (
+    decode_record,
+    decode_vertices,
+    encode_record,
+    halfspaces,
+    halfspaces_many,
+)
 
 SCALES = [1.0, 1e-300, 1e300, 1e-8, 1e15, 1e308]
 
@@ -166,3 +172,24 @@ def test_grid_values_exact():
         g = make_grid(lo, hi)
         assert g is not None
         assert g.value(0) <= lo and g.value(65535) >= hi
+
+
+def test_halfspaces_many_equals_one_at_a_time():
+    """The reader computes a file's halfspaces in one batch: the same bits as one polygon
+    at a time, also for degenerate edges, huge and tiny coordinates and non-finite rows."""
+    rng = np.random.default_rng(7)
+    polygons = []
+    for t in range(3000):
+        k = int(rng.integers(1, 12))
+        scale = 10.0 ** rng.uniform(-300, 300) if t % 5 == 0 else 10.0 ** rng.uniform(-3, 6)
+        v = rng.normal(size=(k, 2)) * scale
+        if t % 7 == 0 and k > 2:
+            v[1] = v[0]  # a zero-length edge
+        if t % 11 == 0:
+            v[0, 0] = 1e308  # normals overflow
+        if t % 13 == 0:
+            v[:] = 0.0
+        polygons.append(v)
+    for v, (A, b) in zip(polygons, halfspaces_many(polygons), strict=True):
+        A1, b1 = halfspaces(v)
+        assert A.shape == A1.shape and np.array_equal(A, A1) and np.array_equal(b, b1)
