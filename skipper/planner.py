@@ -41,28 +41,31 @@ UNKNOWN = 2
 # no MILP by default: on the quick benchmark it decided no row group and took 55% of the
 # verification time (min-max, 1,770 row groups: 2.05 of 3.72 s); at SF1 it decided 0-1.1%
 PLANNER_METHODS = ("ibp", "crown", "bab", "lp")
-CHEAP_METHODS = ("ibp", "crown")
-# The cost model. IBP and CROWN cost tens of microseconds per row group; the expensive
-# stage (witness search, branch and bound, the certified overlap LP) costs about 0.5-1 ms
-# per row group, what reading and evaluating ~1,000 rows costs. It runs only on row groups
-# of at least EXPENSIVE_MIN_ROWS rows, where it costs under ~5% of what it can save, so
-# that planning never makes a query on small row groups much slower than no skipping.
-EXPENSIVE_MIN_ROWS = 16_384
-ROWS_PER_PIECE = 128  # a piece (one CROWN bound, ~5 us for a 4-32-32-1 network) costs
-# about what reading and evaluating 128 rows costs: the work budget of a row group
-MAX_PIECES_PER_REGION = 1024
+# A branch-and-bound piece (one CROWN bound) costs ~2-5 us, what reading and evaluating
+# 4-10 rows costs (measured on the reference protocol: 16 -> 256 pieces per 1,000-row
+# row group added ~0.4 ms per row group). A row group's budget is a piece per 16 rows,
+# at least 64: with 16 pieces, 1,000-row row groups of lineitem_disc_price were pruned
+# 0.4% of the skippable ones with hulls, with 64 13.5%, with 256 18.3%.
+ROWS_PER_PIECE = 16
+PIECES_PER_REGION = (64, 1024)  # at least / at most, per row group
+# The certified overlap LP (where polygons share an input) costs ~0.5 ms a row group, what
+# reading and evaluating ~1,000 rows costs, and rarely decides what branch and bound left
+# open: it runs only on row groups of at least LP_MIN_ROWS rows.
+LP_MIN_ROWS = 16_384
 
 
 def work_budget(regions: int, rows: int) -> int:
     """Branch-and-bound pieces per row group, on average, for ``regions`` row groups of
-    ``rows`` rows in all; 0 (IBP and CROWN only) below EXPENSIVE_MIN_ROWS rows per row
-    group. What planning may spend is bounded by what it can save (reading and evaluating
-    the rows), counted in work units so that the same query on the same files gives the
-    same plan."""
-    per_group = rows // max(regions, 1)
-    if per_group < EXPENSIVE_MIN_ROWS:
-        return 0
-    return int(min(MAX_PIECES_PER_REGION, per_group // ROWS_PER_PIECE))
+    ``rows`` rows in all: what planning may spend is bounded by what it can save (reading
+    and evaluating the rows), counted in work units so that the same query on the same
+    files gives the same plan."""
+    low, high = PIECES_PER_REGION
+    return int(min(high, max(low, rows // max(regions, 1) // ROWS_PER_PIECE)))
+
+
+def runs_lp(regions: int, rows: int) -> bool:
+    """Whether the overlap LP is worth its cost on row groups of ``rows / regions`` rows."""
+    return rows // max(regions, 1) >= LP_MIN_ROWS
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,14 +233,14 @@ class Planner:
         planning can save; see ``work_budget``)."""
         if self.verifier is not None:
             return self.verifier
-        pieces = work_budget(regions, rows)
+        lp = runs_lp(regions, rows)
         return Verifier(
-            methods=PLANNER_METHODS if pieces else CHEAP_METHODS,
+            methods=PLANNER_METHODS if lp else tuple(m for m in PLANNER_METHODS if m != "lp"),
             time_budget=None,
             bab_time_budget=float("inf"),
-            bab_pieces_per_region=pieces,
+            bab_pieces_per_region=work_budget(regions, rows),
             safety_seconds=self.safety_seconds + self.seconds_per_row_group * regions,
-            overlap_lp=bool(pieces),  # the LP is part of the expensive stage
+            overlap_lp=lp,
         )
 
     def _trim(self, cache: OrderedDict) -> None:

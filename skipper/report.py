@@ -153,20 +153,12 @@ class SkippingReport:
 
 
 def _budget_text(budgets: list[int]) -> str:
-    """The planner's cost-model choice (planner.work_budget) in words."""
-    from mlskip.planner import EXPENSIVE_MIN_ROWS, ROWS_PER_PIECE
+    """The planner's cost-model choice (planner.work_budget, planner.runs_lp) in words."""
+    from mlskip.planner import LP_MIN_ROWS, ROWS_PER_PIECE
 
-    cheap = (
-        f"IBP and CROWN only on row groups under {EXPENSIVE_MIN_ROWS:,} rows (witness "
-        "search, branch and bound and the LP would cost more than reading and evaluating "
-        "their rows saves)"
-    )
-    full = [b for b in budgets if b]
-    if not full:
-        return f"verifier: {cheap}"
-    pieces = str(full[0]) if len(full) == 1 else f"{full[0]}-{full[-1]}"
-    text = (
+    pieces = str(budgets[0]) if len(budgets) == 1 else f"{budgets[0]}-{budgets[-1]}"
+    return (
         f"verifier budget: {pieces} branch-and-bound pieces per row group, about what "
-        f"reading and evaluating its rows costs ({ROWS_PER_PIECE} rows a piece)"
+        f"reading and evaluating its rows costs ({ROWS_PER_PIECE} rows a piece); overlap "
+        f"LP only on row groups of {LP_MIN_ROWS:,} rows or more"
     )
-    return f"{text}; {cheap}" if 0 in budgets else text

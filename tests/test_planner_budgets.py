@@ -11,33 +11,28 @@ import pyarrow as pa
 import pytest
 
 import mlskip
-from mlskip.planner import (
-    CHEAP_METHODS,
-    EXPENSIVE_MIN_ROWS,
-    MAX_PIECES_PER_REGION,
-    Planner,
-    work_budget,
-)
+from mlskip.planner import LP_MIN_ROWS, PIECES_PER_REGION, Planner, work_budget
 from mlskip.verifier import Network, ReLU
 
 
 def test_work_budget_follows_the_rows_at_stake():
-    # small row groups: the expensive stage would cost more than reading them saves
-    assert work_budget(10, 10 * 1_000) == work_budget(10, 10 * (EXPENSIVE_MIN_ROWS - 1)) == 0
-    assert work_budget(10, 10 * EXPENSIVE_MIN_ROWS) > 0
-    assert work_budget(10, 10 * 1_000_000) == MAX_PIECES_PER_REGION  # capped per row group
+    low, high = PIECES_PER_REGION
+    assert work_budget(10, 10 * 1_000) == low  # small row groups: little to save
+    assert work_budget(10, 10 * 1_000_000) == high  # large ones: capped per row group
     sizes = [work_budget(4, 4 * rows) for rows in (1_000, 10_000, 50_000, 200_000)]
     assert sizes == sorted(sizes)
 
 
-def test_small_row_groups_get_the_cheap_methods_only():
-    """Witness search, branch and bound and the overlap LP cost about as much per row
-    group as reading 1,000 rows: on small row groups the planner does not run them."""
+def test_overlap_lp_only_where_it_pays():
+    """The certified overlap LP costs about what reading 1,000 rows costs per row group:
+    the planner runs it on large row groups only."""
     planner = Planner()
-    cheap = planner.verifier_for(100, 100 * 1_000)
-    assert tuple(cheap.methods) == CHEAP_METHODS and not cheap.overlap_lp
-    full = planner.verifier_for(10, 10 * 122_880)
-    assert "bab" in full.methods and full.overlap_lp and full.bab_pieces_per_region == 960
+    small = planner.verifier_for(100, 100 * 1_000)
+    assert "lp" not in small.methods and not small.overlap_lp and "bab" in small.methods
+    large = planner.verifier_for(10, 10 * 122_880)
+    assert "lp" in large.methods and large.overlap_lp and large.bab_pieces_per_region == 1024
+    assert planner.verifier_for(1, LP_MIN_ROWS).overlap_lp
+    assert not planner.verifier_for(1, LP_MIN_ROWS - 1).overlap_lp
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +55,6 @@ def curvy(tmp_path_factory):
     return net, path, float(np.quantile(y, 0.8))  # some row groups need branch and bound
 
 
-@pytest.fixture
-def expensive_everywhere(monkeypatch):
-    """Branch and bound on the fixture's small row groups too (the work budget's
-    mechanics, not the cost model's threshold, are under test)."""
-    monkeypatch.setattr("mlskip.planner.EXPENSIVE_MIN_ROWS", 0)
-
-
 def _plan(net, path, threshold):
     con = mlskip.connect()
     con.register_model("m", net, inputs=["a", "b"])
@@ -75,7 +63,7 @@ def _plan(net, path, threshold):
     return file.pruned_groups, file.all_match_groups, report
 
 
-def test_same_plan_however_slow_the_clock(curvy, monkeypatch, expensive_everywhere):
+def test_same_plan_however_slow_the_clock(curvy, monkeypatch):
     net, path, threshold = curvy
     pruned, all_match, report = _plan(net, path, threshold)
     assert 0 < len(pruned) < 40 and dict(report.files[0].methods).get("bab", 0) > 0
@@ -89,7 +77,7 @@ def test_same_plan_however_slow_the_clock(curvy, monkeypatch, expensive_everywhe
     assert (slow_pruned, slow_all) == (pruned, all_match)
 
 
-def test_safety_cap_is_reported_when_hit(curvy, monkeypatch, expensive_everywhere):
+def test_safety_cap_is_reported_when_hit(curvy, monkeypatch):
     net, path, threshold = curvy
     ticks = itertools.count()
     monkeypatch.setattr("mlskip.verifier.deadline.time.thread_time", lambda: next(ticks) * 1000.0)
@@ -100,22 +88,19 @@ def test_safety_cap_is_reported_when_hit(curvy, monkeypatch, expensive_everywher
 
 def test_explain_reports_the_cost_model_budget(tmp_path):
     """The planner's choice of verification work is reported: pieces per row group
-    follow the rows a row group holds (what pruning it saves); small row groups get
-    IBP and CROWN only."""
+    follow the rows a row group holds (what pruning it saves)."""
     rng = np.random.default_rng(2)
+    n = 40_000
+    table = pa.table({"a": rng.uniform(0, 1, n), "b": rng.uniform(0, 1, n)})
+    mlskip.write_parquet(table, tmp_path / "t.parquet", row_group_size=8_000, cluster_by=["a"])
     net = Network.mlp([(np.array([[1.0, 1.0]]), np.zeros(1))])
     con = mlskip.connect()
     con.register_model("m", net)
-    for rows, expect, text in (
-        (8_000, 0, "verifier: IBP and CROWN only on row groups under 16,384 rows"),
-        (20_000, 156, "verifier budget: 156 branch-and-bound pieces per row group"),
-    ):
-        n = 5 * rows
-        table = pa.table({"a": rng.uniform(0, 1, n), "b": rng.uniform(0, 1, n)})
-        path = tmp_path / f"t{rows}.parquet"
-        mlskip.write_parquet(table, path, row_group_size=rows, cluster_by=["a"])
-        report = con.explain_skipping(f"SELECT count(*) FROM '{path}' WHERE m(a, b) > 1.9")
-        assert {f.budget for f in report.files} == {work_budget(5, n)} == {expect}
-        assert text in str(report)
-        methods = {m for f in report.files for m, _ in f.methods}
-        assert expect or not methods & {"bab", "lp", "sampling"}
+    report = con.explain_skipping(
+        f"SELECT count(*) FROM '{tmp_path}/t.parquet' WHERE m(a, b) > 1.9"
+    )
+    budgets = {f.budget for f in report.files}
+    assert budgets == {work_budget(5, n)} == {500}
+    text = str(report).replace("\n", " ")
+    assert "verifier budget: 500 branch-and-bound pieces per row group" in text
+    assert "overlap LP only on row groups of 16,384 rows or more" in " ".join(text.split())
