@@ -232,7 +232,7 @@ def _gaps(records: list[dict]) -> str:
     total_missing = sum(r["exact_pruned_estimate"] - r["cascade_pruned_skippable"] for r in gaps)
     return (
         f"{len(gaps)} of {len(S.usable(records))} records have a gap (about {total_missing:.0f} row groups "
-        "in all that MILP prunes and the cascade, within the planner's time budget, leaves undecided). Largest:\n\n"
+        "in all that MILP prunes and the cascade, within the planner's budget, leaves undecided). Largest:\n\n"
         + _table(
             [
                 "model",
@@ -441,8 +441,10 @@ def _protocol_lines(cfg: dict[str, Any]) -> list[str]:
         "planner's CPU-time budgets decide a little differently (see a full run)."
         if cfg.get("work_budgets")
         else "- Cascade: the planner's (`Planner.verifier_for`: IBP, CROWN, witness search, branch and bound, "
-        "certified LP; no MILP) within a budget of the verifying thread's CPU time that grows with the number of "
-        "row groups (2 ms each, at least 50 ms per call; wall time capped at 4x)."
+        "the certified overlap LP on row groups of 16,384 rows or more; no MILP) with the planner's work budget "
+        "(`planner.work_budget`: branch-and-bound pieces per row group that follow its rows; since session 11 a "
+        "piece per 16 rows, at least 64; before it CPU-time budgets, then 16-1024 pieces at 128 rows a piece), "
+        "the wall clock only as a safety cap."
     )
     return _protocol_only(cfg) + [
         "- Every file is written with `mlskip.write_parquet` at one block per row group, 45-byte hulls on every input "
@@ -519,8 +521,8 @@ def render(results: dict[str, Any], plot_names: list[str]) -> str:
         "influential inputs (3 for 4-input models; influence = mean squared output change when the column alone is "
         'shuffled; `write_parquet(cluster_by=[...], curve="hilbert")`), `pred-*` rows sorted by the model\'s own '
         "prediction (a writer that knows the model at write time; a separate setting, not a general-purpose layout).",
-        "- Cascade = the planner's default verifier (`Planner().verifier_for(n)`: IBP, CROWN, witness search, BaB, MILP "
-        "within the planner's time budget) on regions from `build_regions`, exactly as `con.sql` plans.",
+        "- Cascade = the planner's default verifier (`Planner().verifier_for(n, rows)`, as above) on regions from "
+        "`build_regions`, exactly as `con.sql` plans.",
         f"- Exact limit = the complete method: blocks the cascade pruned, minus nothing; skippable blocks it left open are "
         "ruled out when their region holds a real qualifying row from anywhere in the table (no sound method can prune "
         f"them); MILP (HiGHS, {cfg['milp_seconds']} s per solve) decides up to {cfg['exact_cap']} of the rest per record, "
@@ -886,7 +888,7 @@ def render_overview(runs: dict[str, dict[str, Any]]) -> str:
         "A row group that holds a real qualifying row of the table inside its region (box, or box and "
         "polygons) cannot be pruned by any sound method on that metadata: that share is the metadata's "
         "(and the layout's) limit, not the verifier's. The verifier gap is what MILP proves prunable and the "
-        "default cascade, within the planner's time budget, leaves open.",
+        "default cascade, within the planner's budget, leaves open.",
         "",
         "## Per model: exact limit of each metadata kind next to the default cascade",
         "",
