@@ -266,3 +266,16 @@ def test_gemm_sums_before_alpha(tmp_path):
     for where in ("m(a, b) < 1e36", "m(a, b) > 1e36"):
         on, off, _ = counts(tmp_path, model, {"a": v, "b": v}, where)
         assert on == off, where
+
+
+@pytest.mark.xfail(
+    strict=False,  # the MILP runs under a time limit: on a slower machine it may decide less
+    reason="KNOWN BUG (issue 17, found by the slow margin campaign in session 11): on seed "
+    "101008 (a matmul network, box inputs near 1e6) the MILP step decides NONE/ALL where "
+    "ONNX Runtime gives outputs up to 0.04 past the threshold; IBP, CROWN and alpha-CROWN "
+    "alone give no violation. The planner's SQL path does not run the MILP.",
+)
+def test_margin_trial_101008_with_milp():
+    from mlskip.tpch.marginfuzz import run_trial
+
+    assert not run_trial(101008).violations
