@@ -514,7 +514,6 @@ _DESCRIBED_NODES = (
 
 
 def _describe_key(
-    scan: ParquetScan,
     conjuncts: Sequence[exp.Expression],
     paths: Sequence[str],
     facts: Sequence[FileFacts],
@@ -591,7 +590,7 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
         star = _quoted(default_binding_name(scan)) + ".*"
     described = context.binder.describe_cached(
         f"SELECT {', '.join(terms + texts)}, {star} FROM {source}",
-        _describe_key(scan, [ml.node for ml in analysis.predicates] + local, paths, facts, context),
+        _describe_key([ml.node for ml in analysis.predicates] + local, paths, facts, context),
     )
     n = len(terms) + len(texts)
     if described is None:

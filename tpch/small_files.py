@@ -71,10 +71,10 @@ def _time_query(skipping: bool, name: str, onnx: Path, sql: str) -> tuple[float,
 
 def run(run_dir: Path, per_model: int = 3, repeats: int = 7) -> dict[str, Any]:
     """Measure, print a table, write ``run_dir/small_files.json``; returns the figures."""
-    from rich.console import Console
     from rich.table import Table
 
     import mlskip
+    from mlskip.verifier.bench import wide_console
 
     results = json.loads((run_dir / "results.json").read_text())
     work = run_dir / "work"
@@ -134,7 +134,7 @@ def run(run_dir: Path, per_model: int = 3, repeats: int = 7) -> dict[str, Any]:
             f"{1e3 * x['mlskip_warm_s']:.1f} vs {1e3 * x['plain_warm_s']:.1f}",
             f"{x['warm_ratio']:.2f}", "yes" if x["same_result"] else "NO",
         )  # fmt: skip
-    Console(width=None if Console().is_terminal or "COLUMNS" in os.environ else 160).print(t)
+    wide_console().print(t)
     summary = {
         "queries": len(rows),
         "max_cold_ratio": max((x["cold_ratio"] for x in rows), default=float("nan")),

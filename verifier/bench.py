@@ -251,7 +251,7 @@ def run_bench(quick: bool = False, seed: int = 0, n_regions: int | None = None) 
     )
     n = n_regions or (2_000 if quick else 10_000)
     results = {}
-    console = _console()
+    console = wide_console()
     load0 = os.getloadavg()[0]
     for k, sizes in enumerate(archs):
         r = bench_one(
@@ -464,7 +464,7 @@ def run_methods_bench(quick: bool = False, seed: int = 0) -> dict[str, Any]:
     """Overlapping polygon pairs (greedy vs LP) and alpha-CROWN modes; prints two tables."""
     from rich.table import Table
 
-    console = _console()
+    console = wide_console()
     n = 2_000 if quick else 10_000
     load0 = os.getloadavg()[0]
     with single_thread():
@@ -544,7 +544,7 @@ if __name__ == "__main__":  # pragma: no cover
         run_bench(quick="--quick" in sys.argv)
 
 
-def _console() -> Any:
+def wide_console() -> Any:
     """The terminal's width, or ``$COLUMNS``; 160 columns in a pipe without it (rich's
     default of 80 would cut the tables)."""
     from rich.console import Console
@@ -562,7 +562,7 @@ def bench_side_by_side(quick: bool = False, seed: int = 0) -> dict[str, Any] | N
     from .adapters import side_by_side as sbs
     from .adapters.auto_lirpa import available
 
-    console = _console()
+    console = wide_console()
     if not available():
         console.print(
             "auto_LiRPA is not importable: side-by-side skipped "

@@ -197,21 +197,24 @@ def analyse_fragment(tree: dict) -> Fragment:
                 fragment.planned.add(key)
             else:
                 fragment.refused.setdefault(key, why)
-    for node in _walk(tree):
+    nodes = list(_walk(tree))
+    for node in nodes:
         key = scan_key(node) if node.get("type") in ("BASE_TABLE", "TABLE_FUNCTION") else None
         if key is not None and id(node) not in seen:
             fragment.refused.setdefault(key, "not directly in a SELECT's FROM clause")
-    if any(node.get("ref_type") == "POSITIONAL" for node in _walk(tree)):
-        # a positional join pairs rows by the order in which its sides produce them; a
-        # rewrite anywhere below (also in a subquery or a CTE it reads) may change the plan
-        # that sets that order (a join's build side, for one), so nothing is planned
-        for key in fragment.planned:
-            fragment.refused.setdefault(
-                key, "the query has a POSITIONAL join, which pairs rows by their order"
-            )
-    if any(node.get("sample") is not None for node in _walk(tree)):
-        # a sample anywhere (also of a subquery or a join above the scan) picks rows by
-        # the order and vectors in which they reach it, which a rewrite changes
-        for key in fragment.planned:
-            fragment.refused.setdefault(key, "the query samples rows (USING SAMPLE / TABLESAMPLE)")
+    # order-sensitive clauses anywhere refuse every scan: a rewrite anywhere below (also in
+    # a subquery or a CTE they read) may change the plan that sets the order of rows
+    whole_query = (
+        # a positional join pairs rows by the order in which its sides produce them (a
+        # join's build side sets it, for one)
+        (lambda node: node.get("ref_type") == "POSITIONAL",
+         "the query has a POSITIONAL join, which pairs rows by their order"),
+        # a sample picks rows by the order and vectors in which they reach it
+        (lambda node: node.get("sample") is not None,
+         "the query samples rows (USING SAMPLE / TABLESAMPLE)"),
+    )  # fmt: skip
+    for found, why in whole_query:
+        if any(found(node) for node in nodes):
+            for key in fragment.planned:
+                fragment.refused.setdefault(key, why)
     return fragment

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..alpha_crown import alpha_crown_bounds
+from ..bench import make_net, make_regions
 from ..crown import crown_bounds
 from ..ibp import ibp_bounds
 from ..network import Network
@@ -35,13 +36,8 @@ _LIRPA_NAMES = {"IBP": "IBP", "CROWN": "CROWN", "alpha-CROWN": "CROWN-Optimized"
 
 
 def random_net(sizes: tuple[int, ...], seed: int) -> Network:
-    """He-scaled Gaussian weights, small biases."""
-    rng = np.random.default_rng(seed)
-    ws = [
-        (rng.normal(size=(o, i)) * np.sqrt(2.0 / i), rng.normal(size=o) * 0.1)
-        for i, o in zip(sizes[:-1], sizes[1:], strict=True)
-    ]
-    return Network.mlp(ws)
+    """He-scaled Gaussian weights, small biases (the verifier bench's networks)."""
+    return make_net(np.random.default_rng(seed), sizes)
 
 
 def trained_net(sizes: tuple[int, ...], seed: int, steps: int = 300) -> Network:
@@ -71,11 +67,9 @@ def trained_net(sizes: tuple[int, ...], seed: int, steps: int = 300) -> Network:
 
 
 def boxes(n: int, d: int, seed: int) -> RegionBatch:
-    """Boxes in [-1, 1]^d with per-column half-widths from 0.01 to 0.5."""
-    rng = np.random.default_rng(seed)
-    c = rng.uniform(-1, 1, size=(n, d))
-    r = 10 ** rng.uniform(-2.0, -0.3, size=(n, d))
-    return RegionBatch(c - r, c + r)
+    """Boxes in [-1, 1]^d with per-column half-widths from 0.01 to 0.5 (the verifier
+    bench's boxes)."""
+    return make_regions(np.random.default_rng(seed), n, d, polygons=False)
 
 
 def ours(net: Network, regions: RegionBatch, method: str) -> tuple[np.ndarray, np.ndarray]:
