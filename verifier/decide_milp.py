@@ -133,7 +133,7 @@ class _RegionMilp:
         m = self.model
         res = solve(m, m.out_expr[j], m.out_const[j], maximize, self.limit)
         self._keep(res)
-        tol = self.tol + self.leak[j]
+        tol = self.tol + self.leak[j] + res.tolerance
         if maximize:
             self.U[j] = min(self.U[j], res.bound + tol)
         else:
@@ -154,12 +154,18 @@ class _RegionMilp:
                 v = self.decide()
         elif spec.kind == "argmax":
             m = self.model
-            res = solve(m, np.zeros(m.nvar), 0.0, True, self.limit, extra=(m.out_expr, m.out_const))
+            # t = min_j out_j lies within [min L, min U] (CROWN, sound): finite bounds keep
+            # the dual-feasibility allowance finite
+            lo, hi = float(np.min(self.L)), float(np.min(self.U))
+            t_bounds = (lo - 1.0 - 1e-6 * abs(lo), hi + 1.0 + 1e-6 * abs(hi))
+            res = solve(
+                m, np.zeros(m.nvar), 0.0, True, self.limit, (m.out_expr, m.out_const), t_bounds
+            )
             self._keep(res)
             # an "infeasible" answer is never trusted: the region holds data, so HiGHS
             # reporting no point means its numerics failed, not that no row qualifies
             # t = min_j out_j moves by at most the largest row leak
-            tol = self.tol + float(np.max(self.leak))
+            tol = self.tol + float(np.max(self.leak)) + res.tolerance
             if not res.infeasible and res.bound + tol + float(np.max(self.mg)) < 0:
                 v = NONE
             else:

@@ -27,8 +27,18 @@ with the sound CROWN interval:
   is within that sum of the true network's at the same ``x``, in both
   directions. ``eps`` is taken as twice HiGHS's default (1e-6).
 - ``MILP_TOL * (1 + scale)`` (a stated tolerance, not a proof) for the LP
-  feasibility/optimality tolerances, with ``scale`` the largest intermediate
+  primal feasibility tolerance, with ``scale`` the largest intermediate
   magnitude of the network over the box.
+- ``MilpOutcome.tolerance`` (a stated tolerance, not a proof) for the LP dual
+  feasibility tolerance: HiGHS accepts a basis as optimal while reduced costs
+  are up to 1e-7 of the wrong sign, which can leave the objective up to
+  ``1e-7 sum_j (ub_j - lb_j)`` from the optimum. Column scaling does not change
+  that product, but the tolerance is absolute, so a tiny objective (weights of
+  1e-8 on inputs near 1e6: seed 101008 of the margin campaign) is optimal at
+  any vertex. So the model takes its inputs in [-1, 1] (``MilpModel``), HiGHS's
+  own scaling is off (the allowance is stated for the model as built), and
+  ``solve`` divides the objective by its largest coefficient and charges
+  ``2e-7 * that coefficient * sum_j (ub_j - lb_j)``.
 
 This is the one place where the verifier trusts a floating-point solver up
 to a stated tolerance; decide_milp.py also skips inputs above 1e9, where the
@@ -38,6 +48,7 @@ LP tolerances (not covered by the proof) were seen to leak.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +63,10 @@ from .network import Network
 from .regions import RegionBatch
 
 MILP_TOL = 1e-6
+DUAL_TOL_MARGIN = 2e-7  # twice HiGHS's dual_feasibility_tolerance default (1e-7)
+# HiGHS's own scaling is off: the dual-feasibility allowance is stated for the model as
+# built here (unit inputs, normalised objective); scipy passes these options verbatim
+HIGHS_OPTIONS = {"mip_rel_gap": 1e-9, "disp": False, "simplex_scale_strategy": 0}
 INTEGRALITY_EPS = 2e-6  # twice HiGHS's mip_feasibility_tolerance default (1e-6)
 
 
@@ -82,7 +97,12 @@ def integrality_leak(net: Network, pre: list[tuple[np.ndarray, np.ndarray]]) -> 
 
 @dataclass
 class MilpModel:
-    """The constraint system of one region; objectives are added per solve."""
+    """The constraint system of one region; objectives are added per solve.
+
+    Input ``k`` is the variable ``u_k`` in [-1, 1] with ``x_k = centre_k + half_k u_k``:
+    unit ranges keep the dual-feasibility allowance (module doc) proportional to the
+    network's size, not to the inputs' magnitude.
+    """
 
     nvar: int
     A: sparse.csr_matrix
@@ -94,6 +114,12 @@ class MilpModel:
     out_expr: np.ndarray  # [m, nvar] output rows as linear expressions
     out_const: np.ndarray  # [m]
     d: int
+    centre: np.ndarray  # [d] inputs' centres
+    half: np.ndarray  # [d] inputs' half widths
+
+    def inputs(self, v: np.ndarray) -> np.ndarray:
+        """The input point of a solution vector ``v``."""
+        return self.centre + self.half * v[: self.d]
 
 
 def build_model(
@@ -109,10 +135,13 @@ def build_model(
         )
     d = net.num_inputs
     lo, hi = regions.lower[r], regions.upper[r]
+    centre = 0.5 * lo + 0.5 * hi
+    half = np.maximum(hi - centre, centre - lo)  # covers [lo, hi] after rounding
+    unit = np.where(half > 0, 1.0, 0.0)
     rows, cols, vals = [], [], []
     lcon, ucon = [], []
-    lb = list(lo)
-    ub = list(hi)
+    lb = list(-unit)
+    ub = list(unit)
     integ = [0] * d
     nrow = 0
 
@@ -127,8 +156,9 @@ def build_model(
         ucon.append(hi_)
         nrow += 1
 
-    # previous layer's output as expression: var index -> coefficient, per neuron
-    prev = [{k: 1.0} for k in range(d)]
+    # previous layer's output as expression (var index -> coefficient) plus a constant
+    prev = [{k: float(half[k])} for k in range(d)]
+    prev_const = centre.copy()
     nvar = d
     for k, (i, j) in enumerate(regions.pairs):
         A, b = regions.halfspaces[k]
@@ -136,11 +166,16 @@ def build_model(
             a0, a1 = A[r, row]
             if (a0 == 0 and a1 == 0) or not np.isfinite(b[r, row]):
                 continue
-            add({i: a0, j: a1} if i != j else {i: a0 + a1}, -np.inf, b[r, row])
+            rhs = b[r, row] - a0 * centre[i] - a1 * centre[j]
+            add(
+                {i: a0 * half[i], j: a1 * half[j]} if i != j else {i: (a0 + a1) * half[i]},
+                -np.inf,
+                rhs,
+            )
     for li, act in enumerate(net.activations):
-        W, bvec = net.affines[li].W, net.affines[li].b
+        W, bvec = net.affines[li].W, net.affines[li].b + net.affines[li].W @ prev_const
         zl, zu = pre[li][0][r], pre[li][1][r]
-        if not (np.isfinite(zl).all() and np.isfinite(zu).all()):
+        if not (np.isfinite(zl).all() and np.isfinite(zu).all() and np.isfinite(bvec).all()):
             raise UnsupportedModelError("MILP needs finite pre-activation bounds (bounded inputs)")
         h = W.shape[0]
         z0, r0, d0 = nvar, nvar + h, nvar + 2 * h
@@ -174,6 +209,7 @@ def build_model(
             prev = [{z0 + n_: alpha, r0 + n_: 1.0 - alpha} for n_ in range(h)]
         else:
             prev = [{r0 + n_: 1.0} for n_ in range(h)]
+        prev_const = np.zeros(h)
     last = net.affines[-1]
     out = np.zeros((last.out_features, nvar))
     for o in range(last.out_features):
@@ -195,8 +231,10 @@ def build_model(
         np.array(ub, float),
         np.array(integ),
         out,
-        last.b.copy(),
+        last.b + last.W @ prev_const,
         d,
+        centre,
+        half,
     )
 
 
@@ -208,6 +246,7 @@ class MilpOutcome:
     optimal: bool
     infeasible: bool
     seconds: float
+    tolerance: float = 0.0  # the dual-feasibility allowance on ``bound`` (module doc)
 
 
 def solve(
@@ -216,18 +255,31 @@ def solve(
     const: float,
     maximize: bool,
     time_limit: float,
-    extra: tuple[np.ndarray, float] | None = None,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
+    extra_bounds: tuple[float, float] = (-np.inf, np.inf),
 ) -> MilpOutcome:
-    """Minimise (or maximise) ``obj . v + const``; ``extra`` adds one variable t (maxmin form)."""
+    """Minimise (or maximise) ``obj . v + const``; ``extra`` adds one variable t (maxmin
+    form: maximise t subject to t <= each row), bounded by ``extra_bounds``.
+
+    The objective (or the rows of ``extra``) is divided by its largest coefficient before
+    HiGHS sees it, and the outcome carries the dual-feasibility allowance (module doc).
+    """
     t0 = time.perf_counter()
     A, lcon, ucon = model.A, model.lb_con, model.ub_con
     lb, ub, integ = model.lb, model.ub, model.integrality
-    c = -obj if maximize else obj
+    coefs = obj if extra is None else extra[0]
+    scale = float(np.max(np.abs(coefs))) if coefs.size else 0.0
+    if not np.isfinite(scale) or scale == 0.0:
+        scale = 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = float(np.sum(ub - lb))
     constraints = [LinearConstraint(A, lcon, ucon)] if A.shape[0] else []
-    if extra is not None:  # maximise t s.t. t <= out_j for all rows: variable t appended
+    if extra is None:
+        c = (-obj if maximize else obj) / scale
+    else:  # maximise t s.t. t <= out_j for all rows: variable t appended
         rows_expr, rows_const = extra
         m = rows_expr.shape[0]
-        A2 = sparse.hstack([sparse.csr_matrix(rows_expr), -np.ones((m, 1))]).tocsr()
+        A2 = sparse.hstack([sparse.csr_matrix(rows_expr / scale), -np.ones((m, 1))]).tocsr()
         constraints = (
             [
                 LinearConstraint(
@@ -237,30 +289,39 @@ def solve(
             if A.shape[0]
             else []
         )
-        constraints.append(LinearConstraint(A2, -rows_const, np.inf))
+        constraints.append(LinearConstraint(A2, -rows_const / scale, np.inf))
         c = np.zeros(model.nvar + 1)
         c[-1] = -1.0
-        lb = np.append(lb, -np.inf)
-        ub = np.append(ub, np.inf)
+        t_lo, t_hi = (b / scale for b in extra_bounds)
+        lb = np.append(lb, t_lo)
+        ub = np.append(ub, t_hi)
         integ = np.append(integ, 0)
         maximize = True
-    res = milp(
-        c,
-        integrality=integ,
-        bounds=SpBounds(lb, ub),
-        constraints=constraints,
-        options={"time_limit": max(time_limit, 1e-3), "mip_rel_gap": 1e-9, "disp": False},
-    )
+        with np.errstate(over="ignore", invalid="ignore"):
+            spread += t_hi - t_lo
+    with warnings.catch_warnings():  # scipy warns that it passes HiGHS options verbatim
+        warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
+        res = milp(
+            c,
+            integrality=integ,
+            bounds=SpBounds(lb, ub),
+            constraints=constraints,
+            options=HIGHS_OPTIONS | {"time_limit": max(time_limit, 1e-3)},
+        )
     secs = time.perf_counter() - t0
     sign = -1.0 if maximize else 1.0
+    tolerance = DUAL_TOL_MARGIN * scale * spread * (1.0 + 1e-6)
+    if not np.isfinite(tolerance):
+        tolerance = np.inf
     if res.status == 2:  # "infeasible" for a region that holds data: numerics failed, no bound
-        return MilpOutcome(-sign * np.inf, np.nan, None, False, True, secs)
+        return MilpOutcome(-sign * np.inf, np.nan, None, False, True, secs, np.inf)
     dual = getattr(res, "mip_dual_bound", None)
     if dual is None or not np.isfinite(dual):
         dual = res.fun if (res.status == 0 and res.fun is not None) else -np.inf
     if res.status == 0 and res.fun is not None:
         dual = min(dual, res.fun)
-    value = sign * res.fun + (const if extra is None else 0.0) if res.fun is not None else np.nan
-    bound = sign * dual + (const if extra is None else 0.0)
-    x = None if res.x is None else res.x[: model.d]
-    return MilpOutcome(bound, value, x, res.status == 0, False, secs)
+    offset = const if extra is None else 0.0
+    value = sign * res.fun * scale + offset if res.fun is not None else np.nan
+    bound = sign * dual * scale + offset
+    x = None if res.x is None else model.inputs(res.x)
+    return MilpOutcome(bound, value, x, res.status == 0, False, secs, tolerance)
