@@ -275,6 +275,61 @@ def test_clip_vertices_are_the_polygon_vertices():
             assert abs(Ar[p] @ v - br[p]) < 1e-7 and abs(Ar[q] @ v - br[q]) < 1e-7
 
 
+def test_pieces_clip_the_root_cycle_to_the_same_vertices_and_bounds():
+    """Boxes cut from a batch (branch-and-bound pieces, subsets) clip the root's ordered
+    polygon instead of intersecting every pair of rows: the same vertices as the
+    brute-force guide, and certified minima never looser (ties at shared vertices,
+    polygon edges parallel to box sides and boxes hugging the polygon included)."""
+    from scipy.spatial import ConvexHull
+
+    from mlskip.metadata.polygon_codec import halfspaces
+    from mlskip.verifier._kernels import clip_vertices
+    from mlskip.verifier.concretize import _pair_min, tighten_boxes
+    from mlskip.verifier.regions import PairVertices, _pair_system
+
+    rng = np.random.default_rng(29)
+    n = 150
+    lo, hi = random_boxes(rng, n, 2)
+    A, b = random_polygons(rng, lo, hi, m=9)  # 11 rows
+    A[:5, 0] = [1.0, 0.0]  # an edge parallel to a box side
+    b[:5, 0] = 0.7 * lo[:5, 0] + 0.3 * hi[:5, 0]
+    for r in range(5, n, 2):  # footer polygons: lattice hulls whose axis rows meet vertices
+        pts = np.round(lo[r] + rng.uniform(size=(12, 2)) * (hi[r] - lo[r]), 2)
+        v = pts[ConvexHull(pts).vertices]
+        Ar, br = halfspaces(v[:7])
+        A[r], b[r] = 0.0, 0.0
+        A[r, : len(br)], b[r, : len(br)] = Ar, br
+    root = tighten_boxes(RegionBatch(lo, hi, pairs=((0, 1),), halfspaces=((A, b),)))
+    par = np.repeat(np.arange(n), 6)
+    t = np.sort(rng.uniform(size=(len(par), 2, 2)), axis=1)
+    t[::6] = [[0.0, 0.0], [1.0, 1.0]]  # whole boxes: the polygon touches every side
+    t[1::6, 0] = 0.0  # pieces sharing sides with the root box
+    w = (root.upper - root.lower)[par]
+    pieces = root.with_boxes(root.lower[par] + t[:, 0] * w, root.lower[par] + t[:, 1] * w, par)
+    for batch in (pieces, pieces.subset(np.arange(0, len(par), 3)), root):
+        new = batch.pair_vertices(0)
+        Af, bf = _pair_system(batch, 0)
+        xy, rows, valid = clip_vertices(Af, bf, 1e-9)
+        usable = valid.any(1)
+        old = PairVertices(xy, rows, valid, usable, Af, bf)
+        assert (new.usable == usable).all()
+        for r in np.flatnonzero(usable):
+            want, got = xy[r][valid[r]], new.xy[r][new.valid[r]]
+            scale = 1e-7 * (1 + np.abs(want).max())
+            assert np.abs(want[:, None] - got[None]).max(-1).min(1).max() < scale
+            assert np.abs(got[:, None] - want[None]).max(-1).min(1).max() < scale
+        a2 = rng.normal(size=(batch.n, 8, 2))
+        a2[:, :4] = [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]  # ties at vertices
+        m_old = _pair_min(a2, old, batch.lower, batch.upper)
+        m_new = _pair_min(a2, new, batch.lower, batch.upper)
+        mag = np.abs(a2).sum(-1) * (1 + np.abs(batch.upper).max())
+        assert (m_new[usable] >= m_old[usable] - 1e-12 * mag[usable]).all()
+        x, inside = sample(rng, batch, k=200)
+        val = np.einsum("nkt,nst->nks", a2, x)
+        truth = np.where(inside[:, None, :], val, np.inf).min(-1)
+        assert (m_new[usable] <= truth[usable]).all()
+
+
 def test_pair_min_kernel_equals_numpy_reference():
     from mlskip.verifier.concretize import _pair_min, _pair_min_reference
 

@@ -1,11 +1,12 @@
 """numba kernels for the polygon *guides*: which vertex to certify.
 
 Nothing computed here is trusted for soundness. ``clip_vertices`` proposes
-the vertices of polygon ∩ box and ``best_vertices`` picks, per objective
-row, the vertex to build a dual certificate from; concretize.py then
-computes the bound from that certificate in numpy (weak duality with the
-residual absorbed by the box), so a wrong vertex or a wrong choice can
-only loosen a bound, never make it unsound.
+the vertices of polygon ∩ box (``polygon_cycles`` orders them once per batch
+and ``clip_cycles`` cuts the cycle by the smaller boxes of branch and bound);
+``pair_min_certified`` picks, per objective row, the best vertex and builds
+a dual certificate from the rows that meet there (weak duality with the
+residual absorbed by the box), so a wrong vertex or a wrong choice can only
+loosen a bound, never make it unsound.
 
 Compiled on first use (about a second, cached on disk by numba).
 """
@@ -93,25 +94,35 @@ def clip_vertices(A, b, tol):  # pragma: no cover - compiled
     return xy, rows, valid
 
 
+TIE = 1e-9  # vertices within TIE * magnitude of the best one are tied: each gives a certificate
+
+
 @numba.njit(cache=True, nogil=True)
-def best_vertices(a2, xy):  # pragma: no cover - compiled
-    """``argmin_v a2[r, k] . xy[r, v]`` -> ``[n, m]`` (first minimum; NaN never wins)."""
-    n, m, _ = a2.shape
-    V = xy.shape[1]
-    out = np.zeros((n, m), np.int64)
-    for r in range(n):
-        for k in range(m):
-            c0 = a2[r, k, 0]
-            c1 = a2[r, k, 1]
-            best = np.inf
-            bi = 0
-            for v in range(V):
-                val = c0 * xy[r, v, 0] + c1 * xy[r, v, 1]
-                if val < best:
-                    best = val
-                    bi = v
-            out[r, k] = bi
-    return out
+def _certificate(a0, a1, A, b, r, p, q, c0, h0, c1, h1, x0m, x1m):  # pragma: no cover
+    """Weak-duality bound of ``min a . x`` from rows p and q of region r (see below)."""
+    p0 = A[r, p, 0]
+    p1 = A[r, p, 1]
+    q0 = A[r, q, 0]
+    q1 = A[r, q, 1]
+    det = p0 * q1 - p1 * q0
+    lp = 0.0
+    lq = 0.0
+    if det != 0.0:
+        lp = (a1 * q0 - a0 * q1) / det
+        lq = (p1 * a0 - p0 * a1) / det
+        lp = max(lp, 0.0) if np.isfinite(lp) else 0.0
+        lq = max(lq, 0.0) if np.isfinite(lq) else 0.0
+    r0 = a0 + lp * p0 + lq * q0
+    r1 = a1 + lp * p1 + lq * q1
+    bound = (r0 * c0 - abs(r0) * h0) + (r1 * c1 - abs(r1) * h1)
+    lbp = lp * b[r, p] if lp > 0.0 else 0.0
+    lbq = lq * b[r, q] if lq > 0.0 else 0.0
+    bound = bound - lbp - lbq
+    mag = abs(lbp) + abs(lbq)
+    mag += (abs(a0) + abs(lp * p0) + abs(lq * q0)) * x0m
+    mag += (abs(a1) + abs(lp * p1) + abs(lq * q1)) * x1m
+    bound -= 2.0**-45 * mag
+    return -np.inf if np.isnan(bound) else bound
 
 
 @numba.njit(cache=True, nogil=True)
@@ -123,6 +134,9 @@ def pair_min_certified(a2, xy, rows, A, b, lo2, hi2, usable):  # pragma: no cove
     guide; the bound is weak duality with the two constraints that meet there,
     ``lam >= 0`` by Cramer's rule (clamped), the residual ``a + A^T lam``
     minimised over the box, and the outward rounding margin ``2^-45 * mag``.
+    Where several entries tie for the best vertex (three rows meeting at a point,
+    a vertex on a box side) each one's rows give a certificate and the largest
+    bound is kept: only the right two rows give the exact minimum.
     Regions that are not ``usable`` get ``-inf`` (callers ignore them).
     """
     n, m, _ = a2.shape
@@ -143,35 +157,189 @@ def pair_min_certified(a2, xy, rows, A, b, lo2, hi2, usable):  # pragma: no cove
             a0 = a2[r, k, 0]
             a1 = a2[r, k, 1]
             best = np.inf
-            bi = 0
             for v in range(V):
                 val = a0 * xy[r, v, 0] + a1 * xy[r, v, 1]
                 if val < best:
                     best = val
-                    bi = v
-            p = rows[r, bi, 0]
-            q = rows[r, bi, 1]
-            p0 = A[r, p, 0]
-            p1 = A[r, p, 1]
-            q0 = A[r, q, 0]
-            q1 = A[r, q, 1]
-            det = p0 * q1 - p1 * q0
-            lp = 0.0
-            lq = 0.0
-            if det != 0.0:
-                lp = (a1 * q0 - a0 * q1) / det
-                lq = (p1 * a0 - p0 * a1) / det
-                lp = max(lp, 0.0) if np.isfinite(lp) else 0.0
-                lq = max(lq, 0.0) if np.isfinite(lq) else 0.0
-            r0 = a0 + lp * p0 + lq * q0
-            r1 = a1 + lp * p1 + lq * q1
-            bound = (r0 * c0 - abs(r0) * h0) + (r1 * c1 - abs(r1) * h1)
-            lbp = lp * b[r, p] if lp > 0.0 else 0.0
-            lbq = lq * b[r, q] if lq > 0.0 else 0.0
-            bound = bound - lbp - lbq
-            mag = abs(lbp) + abs(lbq)
-            mag += (abs(a0) + abs(lp * p0) + abs(lq * q0)) * x0m
-            mag += (abs(a1) + abs(lp * p1) + abs(lq * q1)) * x1m
-            bound -= 2.0**-45 * mag
-            out[r, k] = -np.inf if np.isnan(bound) else bound
+            tie = best + TIE * (abs(a0) * x0m + abs(a1) * x1m)
+            bound = -np.inf
+            f0 = -1  # rows of the first and last certificates built (padding repeats them)
+            f1 = -1
+            l0 = -1
+            l1 = -1
+            for v in range(V):
+                val = a0 * xy[r, v, 0] + a1 * xy[r, v, 1]
+                if val > tie:
+                    continue
+                p = rows[r, v, 0]
+                q = rows[r, v, 1]
+                if (p == f0 and q == f1) or (p == l0 and q == l1):
+                    continue
+                got = _certificate(a0, a1, A, b, r, p, q, c0, h0, c1, h1, x0m, x1m)
+                if got > bound:
+                    bound = got
+                if f0 < 0:
+                    f0 = p
+                    f1 = q
+                l0 = p
+                l1 = q
+            out[r, k] = bound
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def polygon_cycles(A, b, tol):  # pragma: no cover - compiled
+    """The vertices of each ``{x : A[r] x <= b[r]}`` (2-D, bounded) in counter-clockwise
+    order: ``xy [n, K, 2]``, ``edge [n, K]`` (the row of the edge leaving each vertex)
+    and ``count [n]``. Boxes cut from such a region are then clipped in O(count)
+    (``clip_cycles``) instead of intersecting every pair of rows again."""
+    xy0, rows0, valid0 = clip_vertices(A, b, tol)
+    n, K = b.shape
+    xy = np.zeros((n, K, 2))
+    edge = np.zeros((n, K), np.int64)
+    count = np.zeros(n, np.int64)
+    ang = np.empty(K)
+    idx = np.empty(K, np.int64)
+    for r in range(n):
+        m = 0
+        cx = 0.0
+        cy = 0.0
+        for p in range(K):
+            if valid0[r, p]:
+                cx += xy0[r, p, 0]
+                cy += xy0[r, p, 1]
+                m += 1
+        if m == 0:
+            continue
+        cx /= m
+        cy /= m
+        t = 0
+        for p in range(K):
+            if valid0[r, p]:
+                idx[t] = p
+                ang[t] = np.arctan2(xy0[r, p, 1] - cy, xy0[r, p, 0] - cx)
+                t += 1
+        order = np.argsort(ang[:m])
+        # coincident vertices (three rows through one point, a zero-length edge) come
+        # out of the sort in any order: keep one per point, leaving it by the row whose
+        # line passes closest to the next point (the real edge)
+        g = 0
+        t = 0
+        while t < m:
+            p = idx[order[t]]
+            x0 = xy0[r, p, 0]
+            y0 = xy0[r, p, 1]
+            e = t + 1
+            while e < m:
+                q = idx[order[e]]
+                d = abs(xy0[r, q, 0] - x0) + abs(xy0[r, q, 1] - y0)
+                if d > tol * (1.0 + abs(x0) + abs(y0)):
+                    break
+                e += 1
+            nxt = idx[order[e if e < m else 0]]
+            nx = xy0[r, nxt, 0]
+            ny = xy0[r, nxt, 1]
+            best = np.inf
+            for u in range(t, e):
+                q = idx[order[u]]
+                a0 = A[r, q, 0]
+                a1 = A[r, q, 1]
+                res = abs(a0 * nx + a1 * ny - b[r, q]) / (abs(a0) + abs(a1) + 1e-300)
+                if res < best:
+                    best = res
+                    p = q
+            xy[r, g, 0] = x0
+            xy[r, g, 1] = y0
+            edge[r, g] = p  # clip_vertices: the vertex of row p starts edge p
+            g += 1
+            t = e
+        count[r] = g
+    return xy, edge, count
+
+
+@numba.njit(cache=True, nogil=True)
+def clip_cycles(cxy, cedge, count, src, lo, hi, K, tol):  # pragma: no cover - compiled
+    """Vertices of cycle ``src[r]`` (``polygon_cycles``) cut by box ``[lo[r], hi[r]]``
+    (Sutherland-Hodgman, one box side at a time), in ``clip_vertices``' layout:
+    ``xy [n, V, 2]``, ``rows [n, V, 2]`` (the two rows meeting there: cycle rows as
+    given, box rows ``K + (0: -x, 1: +x, 2: -y, 3: +y)``), ``valid [n, V]``, with
+    ``V = cxy.shape[1] + 4``. Points within ``tol`` (relative) of a side count as
+    inside: like clip_vertices, a guide that errs outwards."""
+    n = len(src)
+    V = cxy.shape[1] + 4
+    xy = np.zeros((n, V, 2))
+    rows = np.zeros((n, V, 2), np.int64)
+    valid = np.zeros((n, V), np.bool_)
+    px = np.empty((V, 2))
+    pin = np.empty(V, np.int64)
+    pout = np.empty(V, np.int64)
+    qx = np.empty((V, 2))
+    qin = np.empty(V, np.int64)
+    qout = np.empty(V, np.int64)
+    for r in range(n):
+        s = src[r]
+        m = count[s]
+        if m == 0:
+            continue
+        for t in range(m):
+            px[t, 0] = cxy[s, t, 0]
+            px[t, 1] = cxy[s, t, 1]
+            pout[t] = cedge[s, t]
+            pin[t] = cedge[s, t - 1 if t > 0 else m - 1]
+        for side in range(4):
+            axis = side // 2
+            if side % 2 == 0:
+                sign = -1.0
+                bound = lo[r, axis]
+            else:
+                sign = 1.0
+                bound = hi[r, axis]
+            if not np.isfinite(bound):
+                continue
+            slack = tol * (1.0 + abs(bound))
+            m2 = 0
+            for u in range(m):
+                w = u + 1 if u + 1 < m else 0
+                du = sign * (px[u, axis] - bound)
+                dw = sign * (px[w, axis] - bound)
+                uin = du <= slack
+                win = dw <= slack
+                if m2 + 2 > V:  # only a non-convex cycle (rounding) could get here
+                    break
+                if uin != win:
+                    f = du / (du - dw)
+                    f = min(max(f, 0.0), 1.0)
+                    qx[m2, 0] = px[u, 0] + f * (px[w, 0] - px[u, 0])
+                    qx[m2, 1] = px[u, 1] + f * (px[w, 1] - px[u, 1])
+                    qx[m2, axis] = bound
+                    if uin:
+                        qin[m2] = pout[u]
+                        qout[m2] = K + side
+                    else:
+                        qin[m2] = K + side
+                        qout[m2] = pout[u]
+                    m2 += 1
+                if win:
+                    qx[m2, 0] = px[w, 0]
+                    qx[m2, 1] = px[w, 1]
+                    qin[m2] = pin[w]
+                    qout[m2] = pout[w]
+                    m2 += 1
+            m = m2
+            for t in range(m):
+                px[t, 0] = qx[t, 0]
+                px[t, 1] = qx[t, 1]
+                pin[t] = qin[t]
+                pout[t] = qout[t]
+            if m == 0:
+                break
+        for t in range(V):
+            u = t if t < m else 0
+            if m == 0:
+                break
+            xy[r, t, 0] = px[u, 0]
+            xy[r, t, 1] = px[u, 1]
+            rows[r, t, 0] = pout[u]
+            rows[r, t, 1] = pin[u]
+            valid[r, t] = t < m
+    return xy, rows, valid

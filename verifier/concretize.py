@@ -116,19 +116,25 @@ def _pair_min(a2: np.ndarray, pv, lo2: np.ndarray, hi2: np.ndarray) -> np.ndarra
 def _pair_min_reference(a2: np.ndarray, pv, lo2: np.ndarray, hi2: np.ndarray) -> np.ndarray:
     """``_pair_min`` in numpy (the same arithmetic, vectorised): the readable statement
     of the certificate, cross-checked against the kernel in the tests."""
-    from ._kernels import best_vertices
+    from ._kernels import TIE
 
     n, m, _ = a2.shape
     V, K = pv.xy.shape[1], pv.A.shape[1]
     a2 = np.ascontiguousarray(a2)
-    best = best_vertices(a2, pv.xy)  # [n, m]: only guides which certificate is built
-    best += V * np.arange(n)[:, None]
-    rows = pv.rows.reshape(n * V, 2)[best]  # [n, m, 2]
-    rows += K * np.arange(n)[:, None, None]
+    # every vertex within TIE of the best one (they only guide which certificates
+    # are built) gives a certificate; the largest bound is kept
+    val = a2[:, :, None, 0] * pv.xy[:, None, :, 0] + a2[:, :, None, 1] * pv.xy[:, None, :, 1]
+    xm = np.maximum(np.abs(lo2), np.abs(hi2))  # [n, 2]
+    tie = val.min(-1, keepdims=True) + TIE * (np.abs(a2) * xm[:, None, :]).sum(-1)[..., None]
+    flat = np.arange(n)[:, None] * V + np.arange(V)[None, :]  # [n, V]
+    rows = pv.rows.reshape(n * V, 2)[flat]  # [n, V, 2]
+    rows = rows + K * np.arange(n)[:, None, None]
+    rows = np.broadcast_to(rows[:, None], (n, m, V, 2))
     A, b = pv.A.reshape(n * K, 2), pv.b.reshape(n * K)
-    Ap, Aq = A[rows[..., 0]], A[rows[..., 1]]  # [n, m, 2]
+    Ap, Aq = A[rows[..., 0]], A[rows[..., 1]]  # [n, m, V, 2]
     bp, bq = b[rows[..., 0]], b[rows[..., 1]]
-    a0, a1 = a2[..., 0], a2[..., 1]
+    a = np.broadcast_to(a2[:, :, None, :], (n, m, V, 2))
+    a0, a1 = a[..., 0], a[..., 1]
     # solve lam_p * Ap + lam_q * Aq = -a2 (2x2, Cramer)
     det = Ap[..., 0] * Aq[..., 1] - Ap[..., 1] * Aq[..., 0]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -139,13 +145,15 @@ def _pair_min_reference(a2: np.ndarray, pv, lo2: np.ndarray, hi2: np.ndarray) ->
     lq = np.where(np.isfinite(lq) & (det != 0), np.maximum(lq, 0.0), 0.0)
     # the certificate: residual a + A^T lam minimised over the box, minus lam.b and
     # the outward rounding margin (a wrong lam only loosens)
-    N = n * m
+    N = n * m * V
     G = np.stack([Ap, Aq], axis=-2).reshape(N, 2, 2)
     h = np.stack([bp, bq], axis=-1).reshape(N, 2)
     y = np.stack([lp, lq], axis=-1).reshape(N, 2)
-    lo_r = np.repeat(lo2, m, axis=0)
-    hi_r = np.repeat(hi2, m, axis=0)
-    return dual_bound(a2.reshape(N, 2), G, h, y, lo_r, hi_r).reshape(n, m)
+    lo_r = np.repeat(lo2, m * V, axis=0)
+    hi_r = np.repeat(hi2, m * V, axis=0)
+    bound = dual_bound(a.reshape(N, 2), G, h, y, lo_r, hi_r).reshape(n, m, V)
+    bound = np.where(np.isnan(bound), -np.inf, bound)
+    return np.where(val <= tie, bound, -np.inf).max(-1)
 
 
 def tighten_boxes(regions: RegionBatch) -> RegionBatch:

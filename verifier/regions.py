@@ -98,6 +98,23 @@ class RegionBatch:
     def boxes(cls, lower: np.ndarray, upper: np.ndarray) -> RegionBatch:
         return cls(lower, upper)
 
+    def _derived(
+        self, lower: np.ndarray, upper: np.ndarray, halfspaces: tuple | None = None
+    ) -> RegionBatch:
+        """A batch made from this one's validated arrays (new float64 ``[n, d]`` boxes,
+        the same pairs, halfspaces gathered from this batch's): no checks, no copies.
+        Branch and bound derives a batch per round, and copying the halfspaces of
+        thousands of pieces cost as much as bounding them."""
+        out = object.__new__(RegionBatch)
+        for a in (lower, upper):
+            a.setflags(write=False)
+        object.__setattr__(out, "lower", lower)
+        object.__setattr__(out, "upper", upper)
+        object.__setattr__(out, "pairs", self.pairs)
+        object.__setattr__(out, "halfspaces", self.halfspaces if halfspaces is None else halfspaces)
+        object.__setattr__(out, "_cache", {})
+        return out
+
     @property
     def n(self) -> int:
         return int(self.lower.shape[0])
@@ -121,12 +138,13 @@ class RegionBatch:
     def subset(self, idx: np.ndarray | Sequence[int]) -> RegionBatch:
         """Regions ``idx`` (an index array) as a new batch."""
         idx = np.asarray(idx)
-        out = RegionBatch(
-            self.lower[idx],
-            self.upper[idx],
-            self.pairs,
-            tuple((A[idx], b[idx]) for A, b in self.halfspaces),
+        out = self._derived(
+            np.ascontiguousarray(self.lower[idx]),
+            np.ascontiguousarray(self.upper[idx]),
+            tuple(_frozen(A[idx], b[idx]) for A, b in self.halfspaces),
         )
+        root, index = self.lineage()
+        out._cache["lineage"] = (root, index[idx])
         for key, pv in self._cache.items():  # vertices of a subset are a slice
             if key[0] == "vertices":
                 out._cache[key] = PairVertices(
@@ -139,7 +157,8 @@ class RegionBatch:
         every polygon ∩ box point). Cached vertices are reused: they only guide
         which dual certificate concretize.py builds, so soundness never depends
         on them; the box rows' right-hand sides are updated to the new boxes."""
-        out = RegionBatch(lower, upper, self.pairs, self.halfspaces)
+        out = self._derived(*_boxes_like(self, lower, upper))
+        out._cache["lineage"] = self.lineage()
         for key, pv in self._cache.items():
             if key[0] == "vertices":
                 i, j = self.pairs[key[1]]
@@ -153,9 +172,22 @@ class RegionBatch:
     def with_boxes(self, lower: np.ndarray, upper: np.ndarray, parent: np.ndarray) -> RegionBatch:
         """Sub-boxes ``[lower, upper]`` each keeping the polygons of region ``parent[k]``."""
         parent = np.asarray(parent)
-        return RegionBatch(
-            lower, upper, self.pairs, tuple((A[parent], b[parent]) for A, b in self.halfspaces)
+        out = self._derived(
+            *_boxes_like(self, lower, upper, len(parent)),
+            tuple(_frozen(A[parent], b[parent]) for A, b in self.halfspaces),
         )
+        root, index = self.lineage()
+        out._cache["lineage"] = (root, index[parent])
+        return out
+
+    def lineage(self) -> tuple[RegionBatch, np.ndarray]:
+        """The batch these regions were cut from by ``subset``/``with_boxes``/
+        ``with_tighter_boxes`` (itself if none) and each region's index there: every
+        region is inside its root region and has the same polygons."""
+        got = self._cache.get("lineage")
+        if got is None:
+            return self, np.arange(self.n)
+        return got
 
     def disjoint_pairs(self) -> list[int]:
         """Indices of pairs chosen greedily so that no input is in two of them."""
@@ -175,21 +207,59 @@ class RegionBatch:
         return self._cache[key]
 
 
-def _enumerate_vertices(regions: RegionBatch, k: int) -> PairVertices:
-    from ._kernels import clip_vertices
+def _frozen(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    A.setflags(write=False)
+    b.setflags(write=False)
+    return A, b
 
+
+def _boxes_like(
+    regions: RegionBatch, lower: np.ndarray, upper: np.ndarray, n: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Own float64 copies of new boxes for ``n`` regions (default: as many as
+    ``regions``) over its inputs; ModelInputError when they do not fit."""
+    lo = np.array(lower, dtype=np.float64, copy=True)
+    hi = np.array(upper, dtype=np.float64, copy=True)
+    shape = (regions.n if n is None else n, regions.d)
+    if lo.shape != shape or hi.shape != shape or np.isnan(lo).any() or np.isnan(hi).any():
+        raise ModelInputError(f"new boxes must be two {shape} arrays without NaN")
+    return lo, hi
+
+
+def _pair_system(regions: RegionBatch, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The constraint rows of pair ``k``: its polygon's, then the box's -x_i, +x_i, -x_j, +x_j."""
     i, j = regions.pairs[k]
     Ap, bp = regions.halfspaces[k]
     n = regions.n
-    li, ui = regions.lower[:, i], regions.upper[:, i]
-    lj, uj = regions.lower[:, j], regions.upper[:, j]
     box_A = np.broadcast_to(np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]]), (n, 4, 2))
-    box_b = np.stack([-li, ui, -lj, uj], axis=1)
+    box_b = np.stack(
+        [-regions.lower[:, i], regions.upper[:, i], -regions.lower[:, j], regions.upper[:, j]],
+        axis=1,
+    )
     A = np.ascontiguousarray(np.concatenate([Ap, box_A], axis=1))
     b = np.ascontiguousarray(np.concatenate([bp, box_b], axis=1))
-    # near-feasible points are kept (outward tolerance): vertices only guide the
-    # dual certificate (concretize.py), so a wrong one can only loosen a bound
-    xy, rows, valid = clip_vertices(A, b, 1e-9)
-    finite_box = np.isfinite(li) & np.isfinite(ui) & np.isfinite(lj) & np.isfinite(uj)
+    return A, b
+
+
+def _enumerate_vertices(regions: RegionBatch, k: int) -> PairVertices:
+    """Vertices of polygon ``k`` ∩ box: the polygon ∩ box of the batch the regions were
+    cut from (its root) is enumerated once, in order, and clipped by each box."""
+    from ._kernels import clip_cycles, polygon_cycles
+
+    i, j = regions.pairs[k]
+    root, index = regions.lineage()
+    key = ("cycle", k)
+    if key not in root._cache:
+        # near-feasible points are kept (outward tolerance): vertices only guide the
+        # dual certificate (concretize.py), so a wrong one can only loosen a bound
+        root._cache[key] = polygon_cycles(*_pair_system(root, k), 1e-9)
+    xy_c, edge, count = root._cache[key]
+    A, b = _pair_system(regions, k)
+    cols = [i, j]
+    lo2 = np.ascontiguousarray(regions.lower[:, cols])
+    hi2 = np.ascontiguousarray(regions.upper[:, cols])
+    K = regions.halfspaces[k][0].shape[1]
+    xy, rows, valid = clip_cycles(xy_c, edge, count, index, lo2, hi2, K, 1e-9)
+    finite_box = np.isfinite(lo2).all(axis=1) & np.isfinite(hi2).all(axis=1)
     usable = finite_box & valid.any(axis=1)
     return PairVertices(xy, rows, valid, usable, A, b)
