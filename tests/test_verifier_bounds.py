@@ -346,3 +346,32 @@ def test_pair_min_kernel_equals_numpy_reference():
     use = pv.usable
     assert use.mean() > 0.9
     np.testing.assert_allclose(got[use], ref[use], rtol=1e-13, atol=1e-13)
+
+
+def test_tightening_only_the_pairs_of_the_split_input():
+    """Pieces split along one input re-apply only the pairs holding it: the boxes still
+    hold every point of box ∩ polygons and are never wider than the untightened pieces
+    (the full tightening can cut a little more: a later pair may use an earlier cut)."""
+    from mlskip.verifier.concretize import tighten_or_empty
+
+    rng = np.random.default_rng(41)
+    n, d = 120, 3
+    lo, hi = random_boxes(rng, n, d)
+    pairs = ((0, 1), (1, 2), (0, 2))
+    hs = tuple(random_polygons(rng, lo[:, list(p)], hi[:, list(p)], m=6) for p in pairs)
+    root = tighten_boxes(RegionBatch(lo, hi, pairs=pairs, halfspaces=hs))
+    dim = rng.integers(0, d, n)
+    mid = 0.5 * (root.lower + root.upper)[np.arange(n), dim]
+    plo, phi = root.lower.copy(), root.upper.copy()
+    phi[np.arange(n), dim] = mid
+    pieces = root.with_boxes(plo, phi, np.arange(n))
+    part, _ = tighten_or_empty(pieces, dim)
+    full, _ = tighten_or_empty(pieces)
+    assert (part.lower >= pieces.lower).all() and (part.upper <= pieces.upper).all()
+    x, inside = sample(rng, pieces, k=500)
+    for R in (part, full):
+        ok = (x >= R.lower[:, None]).all(-1) & (x <= R.upper[:, None]).all(-1)
+        assert ok[inside].all()
+    # a pair without the split input cuts its inputs as it did the root's box
+    assert (part.upper - part.lower <= pieces.upper - pieces.lower).all()
+    assert ((full.upper - full.lower) <= (part.upper - part.lower) + 1e-12).mean() > 0.99

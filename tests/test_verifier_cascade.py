@@ -418,3 +418,55 @@ def test_budgets_count_the_verifying_threads_cpu_time():
     capped = Deadline(0.02)
     time.sleep(WALL_FACTOR * 0.02 + 0.02)
     assert capped.passed()
+
+
+def test_triage_estimates_follow_the_gap_and_spot_hopeless_regions():
+    """pieces_needed: 1 where nothing was seen, more the more of the bound gap must
+    close, inf where the points seen already straddle the threshold."""
+    from mlskip.verifier.triage import pieces_needed
+
+    net = Network.mlp([(np.ones((1, 2)), np.zeros(1))])
+    spec = Predicate.gt(1.0).compile(net)
+    L = np.array([[-3.0], [0.0], [-3.0], [0.0]])
+    U = np.array([[0.5], [0.5], [2.0], [0.5]])
+    lo = np.array([[0.0], [0.0], [0.5], [np.inf]])  # rows seen at points inside
+    hi = np.array([[0.4], [0.4], [1.5], [-np.inf]])
+    est = pieces_needed(spec, L, U, lo, hi, np.zeros((4, 1)), "float64", d=2)
+    # NONE needs U <= 1: region 0 already proves it at its bound's own gap (t = 1)
+    assert est[0] == pytest.approx(1.0, rel=1e-3)
+    assert est[1] == pytest.approx(1.0, rel=1e-3)
+    assert est[2] == np.inf  # points on both sides of 1
+    assert est[3] == 1.0  # nothing seen: try it
+    U2 = np.array([[4.0]])  # gap 3.6 above the points, 0.6 may stay: t = 1/6
+    est2 = pieces_needed(spec, L[:1], U2, lo[:1], hi[:1], np.zeros((1, 1)), "float64", d=4)
+    assert est2[0] == pytest.approx(36.0, rel=1e-3)
+
+
+def test_branch_and_bound_takes_regions_by_estimate_and_skips_hopeless_ones():
+    """bab_verdicts with a cost: regions estimated at inf (or above give_up) get no piece
+    and stay UNKNOWN; the others get the verdicts they get without a cost when the
+    budget is not binding; the cascade with triage stays sound."""
+    from mlskip.verifier.bab import bab_verdicts
+
+    rng = np.random.default_rng(71)
+    net = random_net(rng, (2, 24, 1))
+    R = regions_for(rng, 120, 2, polygons=True)
+    pred = Predicate.gt(quantile_threshold(net, rng, 2, 0.7))
+    spec = pred.compile(net)
+    mg = np.zeros((R.n, 1))
+    plain = bab_verdicts(spec, spec.spec_net, R, mg, "float64", max_pieces=64, time_budget=60)
+    cost = rng.uniform(1, 10, R.n)
+    cost[::3] = np.inf
+    cost[1::7] = 500.0
+    stats: dict = {}
+    got = bab_verdicts(
+        spec, spec.spec_net, R, mg, "float64", max_pieces=64, time_budget=60, stats=stats,
+        cost=cost, give_up=100.0,
+    )  # fmt: skip
+    skipped = ~(cost <= 100.0)
+    assert stats["given_up"] == skipped.sum()
+    assert (got[skipped] == UNKNOWN).all() and (stats["weights"][skipped] == 0).all()
+    assert (got[~skipped] == plain[~skipped]).all()
+    assert (plain[skipped] != UNKNOWN).any()  # the test skips regions that were decidable
+    res = Verifier(methods=("ibp", "crown", "bab"), bab_pieces_per_region=64).verify(net, R, pred)
+    check_sampled(net, R, pred, res, rng)

@@ -126,6 +126,11 @@ class Verifier:
     UNKNOWN again with their polygons (with their share of the budget, by count): polygons
     can only add decisions. With work budgets only (``time_budget=None``, ``bab_time_budget``
     infinite, no MILP) the cascade is deterministic and that holds exactly.
+    ``bab_triage``: branch and bound takes regions by the pieces they are estimated to
+    need (triage.py: the current bounds against the rows' values at the points the
+    witness search saw), skipping those that no bound could decide;
+    ``bab_give_up``: also those estimated above this many times the pieces per region
+    (``bab_pieces_per_region``, else ``bab_max_pieces``; None: no such limit).
     """
 
     methods: Sequence[str] = DEFAULT_METHODS
@@ -145,6 +150,8 @@ class Verifier:
     overlap_lp: bool = True
     fp_margins: bool = True  # False only to measure what the margins cost (unsound for the UDF)
     box_first: bool = True
+    bab_triage: bool = True
+    bab_give_up: float | None = None
     _cheap: tuple[str, ...] = field(default=("ibp", "crown"), init=False, repr=False)
     _complete: tuple[str, ...] = field(default=("milp", "marabou"), init=False, repr=False)
 
@@ -215,6 +222,9 @@ class Verifier:
         method = np.zeros(n, dtype=np.int8)
         mixed = np.zeros(n, dtype=bool)
         cost = np.zeros(n)
+        m = spec.C.shape[0]
+        best_lo, best_hi = np.full((n, m), -np.inf), np.full((n, m), np.inf)
+        seen_lo, seen_hi = np.full((n, m), np.inf), np.full((n, m), -np.inf)
 
         def charge(idx: np.ndarray, secs: float, weights: np.ndarray | None = None) -> None:
             if not len(idx):
@@ -246,6 +256,7 @@ class Verifier:
                     capped = True
                     break
                 t0 = time.perf_counter()
+                seen: dict[str, np.ndarray] = {}
                 mixed[open_] = mixed_witness(
                     spec,
                     regions.subset(open_),
@@ -255,7 +266,10 @@ class Verifier:
                     self.attack_steps,
                     self.seed,
                     heavy=heavy,
+                    seen=seen,
                 )
+                seen_lo[open_] = np.fmin(seen_lo[open_], seen["lo"])
+                seen_hi[open_] = np.fmax(seen_hi[open_], seen["hi"])
                 method[open_[mixed[open_]]] = METHOD_CODE["sampling"]
                 el = time.perf_counter() - t0
                 seconds["sampling"] = seconds.get("sampling", 0.0) + el
@@ -269,7 +283,17 @@ class Verifier:
             t0 = time.perf_counter()
             sub = regions.subset(open_)
             stats: dict[str, Any] = {}
+            if name == "bab" and self.bab_triage:
+                from .triage import pieces_needed
+
+                stats["cost"] = pieces_needed(
+                    spec, best_lo[open_], best_hi[open_], seen_lo[open_], seen_hi[open_],
+                    row_margin[open_], self.precision, regions.d,
+                )  # fmt: skip
             v, mx = self._run(name, net, spec, snet, sub, row_margin[open_], deadline, stats)
+            if "bounds" in stats:
+                best_lo[open_] = np.fmax(best_lo[open_], stats["bounds"][0])
+                best_hi[open_] = np.fmin(best_hi[open_], stats["bounds"][1])
             dec = v != UNKNOWN
             verdicts[open_[dec]] = v[dec]
             method[open_[dec]] = METHOD_CODE[name]
@@ -333,7 +357,8 @@ class Verifier:
         if name == "ibp":
             from .ibp import ibp_bounds
 
-            return self._decide(spec, *ibp_bounds(snet, sub), mg), None
+            stats["bounds"] = ibp_bounds(snet, sub)
+            return self._decide(spec, *stats["bounds"], mg), None
         if name == "crown":
             from .crown import crown_bounds
 
@@ -344,6 +369,7 @@ class Verifier:
                 L2, U2 = crown_bounds(snet, sub.subset(still), clip="plain")
                 L[still], U[still] = np.fmax(L[still], L2), np.fmin(U[still], U2)
                 v[still] = self._decide(spec, L[still], U[still], mg[still])
+            stats["bounds"] = (L, U)
             if "lp" not in self.methods:
                 self._overlap_lp(spec, snet, sub, mg, deadline, v, L, U)
             return v, None
@@ -389,12 +415,15 @@ class Verifier:
             if deadline is not None:
                 budget = min(budget, deadline.remaining())
             limit, pieces = self.bab_max_pieces, None
+            per_region = self.bab_max_pieces
             if self.bab_pieces_per_region is not None:  # the piece limit follows the budget
                 pieces = self.bab_pieces_per_region * sub.n
                 limit = max(limit, pieces)
+                per_region = self.bab_pieces_per_region
+            give_up = np.inf if self.bab_give_up is None else self.bab_give_up * per_region
             return bab_verdicts(
                 spec, snet, sub, mg, self.precision, limit, budget, stats=stats,
-                piece_budget=pieces,
+                piece_budget=pieces, cost=stats.get("cost"), give_up=give_up,
             ), None  # fmt: skip
         if name == "milp":
             if not snet.is_piecewise_linear:

@@ -162,25 +162,48 @@ def tighten_boxes(regions: RegionBatch) -> RegionBatch:
     Each pair's polygon ∩ box contains the region, so the certified range of
     ``x_i`` and ``x_j`` over it (four objectives per pair) bounds the region.
     """
+    return tighten_or_empty(regions)[0]
+
+
+def tighten_or_empty(
+    regions: RegionBatch, changed: np.ndarray | None = None
+) -> tuple[RegionBatch, np.ndarray]:
+    """``tighten_boxes`` and which regions it proved empty: a certified lower bound of
+    some input above a certified upper bound (every point would lie above and below
+    it). Those keep their boxes; branch and bound drops such pieces.
+
+    ``changed [n]``: the one input whose bounds changed since the box was last
+    tightened (-1: unknown); only the pairs holding it are applied (a pair's cut
+    depends on its two inputs' bounds alone, so the others would repeat themselves).
+    """
     if not regions.has_polygons:
-        return regions
+        return regions, np.zeros(regions.n, bool)
     n = regions.n
     lo, hi = regions.lower.copy(), regions.upper.copy()
-    rows = np.broadcast_to(np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]), (n, 4, 2))
+    axes = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
     for k in range(len(regions.pairs)):
         i, j = regions.pairs[k]
-        pv = regions.pair_vertices(k)
+        rows = None
+        if changed is not None:
+            rows = np.flatnonzero((changed < 0) | (changed == i) | (changed == j))
+            if not len(rows):
+                continue
+            if len(rows) == n:
+                rows = None
+        pv = regions.pair_vertices(k, rows)
+        sel = slice(None) if rows is None else rows
         cols = [i, j]
-        lo2, hi2 = regions.lower[:, cols], regions.upper[:, cols]
-        m = _pair_min(rows, pv, lo2, hi2)
+        lo2, hi2 = regions.lower[sel][:, cols], regions.upper[sel][:, cols]
+        m = _pair_min(np.broadcast_to(axes, (len(lo2), 4, 2)), pv, lo2, hi2)
         use = pv.usable[:, None]
-        lo[:, cols] = np.where(use, np.maximum(lo[:, cols], m[:, :2]), lo[:, cols])
-        hi[:, cols] = np.where(use, np.minimum(hi[:, cols], -m[:, 2:]), hi[:, cols])
-    # keep the original where rounding would cross (an empty or degenerate cut)
+        cur_lo, cur_hi = lo[sel][:, cols], hi[sel][:, cols]
+        lo[np.ix_(np.arange(n)[sel], cols)] = np.where(use, np.maximum(cur_lo, m[:, :2]), cur_lo)
+        hi[np.ix_(np.arange(n)[sel], cols)] = np.where(use, np.minimum(cur_hi, -m[:, 2:]), cur_hi)
+    # crossing bounds prove the region empty; its box is kept
     bad = lo > hi
     lo = np.where(bad, regions.lower, lo)
     hi = np.where(bad, regions.upper, hi)
-    return regions.with_tighter_boxes(lo, hi)
+    return regions.with_tighter_boxes(lo, hi), bad.any(axis=1)
 
 
 def dual_bound(

@@ -199,8 +199,17 @@ class RegionBatch:
                 used.update((i, j))
         return keep
 
-    def pair_vertices(self, k: int) -> PairVertices:
-        """Vertices of polygon ``k`` cut by the boxes (cached)."""
+    def pair_vertices(self, k: int, rows: np.ndarray | None = None) -> PairVertices:
+        """Vertices of polygon ``k`` cut by the boxes (cached), or by the boxes of
+        regions ``rows`` only (not cached)."""
+        if rows is not None:
+            key = ("vertices", k)
+            if key in self._cache:
+                pv = self._cache[key]
+                return PairVertices(
+                    *(getattr(pv, f)[rows] for f in PairVertices.__dataclass_fields__)
+                )
+            return _enumerate_vertices(self, k, rows)
         key = ("vertices", k)
         if key not in self._cache:
             self._cache[key] = _enumerate_vertices(self, k)
@@ -226,24 +235,30 @@ def _boxes_like(
     return lo, hi
 
 
-def _pair_system(regions: RegionBatch, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The constraint rows of pair ``k``: its polygon's, then the box's -x_i, +x_i, -x_j, +x_j."""
+def _pair_system(
+    regions: RegionBatch, k: int, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The constraint rows of pair ``k`` (of regions ``rows``, default all): its polygon's,
+    then the box's -x_i, +x_i, -x_j, +x_j."""
     i, j = regions.pairs[k]
     Ap, bp = regions.halfspaces[k]
-    n = regions.n
+    lo, hi = regions.lower, regions.upper
+    if rows is not None:
+        Ap, bp, lo, hi = Ap[rows], bp[rows], lo[rows], hi[rows]
+    n = len(lo)
     box_A = np.broadcast_to(np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]]), (n, 4, 2))
-    box_b = np.stack(
-        [-regions.lower[:, i], regions.upper[:, i], -regions.lower[:, j], regions.upper[:, j]],
-        axis=1,
-    )
+    box_b = np.stack([-lo[:, i], hi[:, i], -lo[:, j], hi[:, j]], axis=1)
     A = np.ascontiguousarray(np.concatenate([Ap, box_A], axis=1))
     b = np.ascontiguousarray(np.concatenate([bp, box_b], axis=1))
     return A, b
 
 
-def _enumerate_vertices(regions: RegionBatch, k: int) -> PairVertices:
-    """Vertices of polygon ``k`` ∩ box: the polygon ∩ box of the batch the regions were
-    cut from (its root) is enumerated once, in order, and clipped by each box."""
+def _enumerate_vertices(
+    regions: RegionBatch, k: int, rows: np.ndarray | None = None
+) -> PairVertices:
+    """Vertices of polygon ``k`` ∩ box (of regions ``rows``, default all): the polygon ∩
+    box of the batch the regions were cut from (its root) is enumerated once, in order,
+    and clipped by each box."""
     from ._kernels import clip_cycles, polygon_cycles
 
     i, j = regions.pairs[k]
@@ -254,10 +269,12 @@ def _enumerate_vertices(regions: RegionBatch, k: int) -> PairVertices:
         # dual certificate (concretize.py), so a wrong one can only loosen a bound
         root._cache[key] = polygon_cycles(*_pair_system(root, k), 1e-9)
     xy_c, edge, count = root._cache[key]
-    A, b = _pair_system(regions, k)
+    A, b = _pair_system(regions, k, rows)
     cols = [i, j]
     lo2 = np.ascontiguousarray(regions.lower[:, cols])
     hi2 = np.ascontiguousarray(regions.upper[:, cols])
+    if rows is not None:
+        index, lo2, hi2 = index[rows], lo2[rows], hi2[rows]
     K = regions.halfspaces[k][0].shape[1]
     xy, rows, valid = clip_cycles(xy_c, edge, count, index, lo2, hi2, K, 1e-9)
     finite_box = np.isfinite(lo2).all(axis=1) & np.isfinite(hi2).all(axis=1)

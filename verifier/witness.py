@@ -152,23 +152,45 @@ def mixed_witness(
     steps: int = 12,
     seed: int = 0,
     heavy: bool = False,
+    seen: dict | None = None,
 ) -> np.ndarray:
     """True where points of the region show both a qualifying and a failing value.
 
     ``points`` random points per region and a gradient search per objective
     from the best of them; ``heavy`` (for the few regions left before a
     complete method) uses 16x the points, 4 starts per objective and twice
-    the steps.
+    the steps. ``seen`` (a dict) receives ``lo``, ``hi [n, m]``: the range of each
+    spec row over the points evaluated inside the region (empty: +inf, -inf), an
+    inner estimate of what any bound could reach (cascade.py's triage).
     """
     n = regions.n
+    ranges = _Ranges(n, mg.shape[1])
+    if seen is not None:
+        seen["lo"], seen["hi"] = ranges.lo, ranges.hi
     if n == 0 or points <= 0:
         return np.zeros(n, bool)
     rng = np.random.default_rng(seed + heavy)
     if heavy:
-        pos, neg = _search(spec, regions, mg, precision, 16 * points, 2 * steps, 4, rng)
+        pos, neg = _search(spec, regions, mg, precision, 16 * points, 2 * steps, 4, rng, ranges)
     else:
-        pos, neg = _search(spec, regions, mg, precision, points, steps, 1, rng)
+        pos, neg = _search(spec, regions, mg, precision, points, steps, 1, rng, ranges)
     return pos & neg
+
+
+class _Ranges:
+    """Running min / max of each spec row over points evaluated inside their region."""
+
+    def __init__(self, n: int, m: int) -> None:
+        self.lo = np.full((n, m), np.inf)
+        self.hi = np.full((n, m), -np.inf)
+
+    def add(self, rows: np.ndarray, z: np.ndarray, inside: np.ndarray) -> None:
+        """Points ``z [k, S, m]`` of regions ``rows [k]``, ``inside [k, S]``."""
+        with np.errstate(invalid="ignore"):
+            lo = np.where(inside[..., None], z, np.inf).min(1)
+            hi = np.where(inside[..., None], z, -np.inf).max(1)
+        self.lo[rows] = np.fmin(self.lo[rows], lo)
+        self.hi[rows] = np.fmax(self.hi[rows], hi)
 
 
 def _search(
@@ -180,6 +202,7 @@ def _search(
     steps: int,
     n_starts: int,
     rng: np.random.Generator,
+    ranges: _Ranges,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(has a clearly qualifying point, has a clearly failing point) per region."""
     net = spec.spec_net
@@ -223,6 +246,7 @@ def _search(
         x = pull_inside(regions, x, c, pull_ok)
     z = net.evaluate(x.reshape(n * S, d), final=False).reshape(n, S, m)
     inside = inside_points(regions, x)
+    ranges.add(np.arange(n), z, inside)
     pos, neg = clear_points(spec, z.reshape(n * S, m), np.repeat(mg, S, axis=0), precision)
     pos = (pos.reshape(n, S) & inside).any(1)
     neg = (neg.reshape(n, S) & inside).any(1)
@@ -260,6 +284,7 @@ def _search(
         zc = net.evaluate(flat, final=False)
         p, ng = clear_points(spec, zc, mg_k, precision)
         ins = inside_points(sub, cur).reshape(k * n_obj)
+        ranges.add(open_, zc.reshape(k, n_obj, m), ins.reshape(k, n_obj))
         got_pos |= (p & ins).reshape(k, n_obj).any(1)
         got_neg |= (ng & ins).reshape(k, n_obj).any(1)
         if it == steps:
@@ -331,16 +356,21 @@ def _band_bisect(
     a, b = pts[idx, below[idx]], pts[idx, above[idx]]
     sub = regions.subset(idx)
     net = spec.spec_net
-    hit = np.zeros(len(idx), bool)
+    mg = mg[idx]
+    live = np.arange(len(idx))  # segments still searched: a hit ends a region's search
     for _ in range(steps):
         mid = 0.5 * (a + b)
         zm = net.evaluate(mid, final=False)
-        q, _ = clear_points(spec, zm, mg[idx], precision)
-        hit |= q & inside_points(sub, mid[:, None, :])[:, 0]
+        q, _ = clear_points(spec, zm, mg, precision)
+        q &= inside_points(sub, mid[:, None, :])[:, 0]
+        found[idx[live[q]]] = True
         with np.errstate(invalid="ignore", over="ignore"):
             lo_m, hi_m = spec.value_bounds(zm, zm, precision)
-        low = 0.5 * (lo_m + hi_m) < centre
-        a = np.where(low[:, None], mid, a)
-        b = np.where(low[:, None], b, mid)
-    found[idx] = hit
+        low = (0.5 * (lo_m + hi_m) < centre)[:, None]
+        keep = ~q
+        if not keep.any():
+            break
+        a, b = np.where(low, mid, a)[keep], np.where(low, b, mid)[keep]
+        live, mg = live[keep], mg[keep]
+        sub = sub.subset(np.flatnonzero(keep))
     return found
