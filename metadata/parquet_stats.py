@@ -17,13 +17,23 @@ _US_PER = {"MILLIS": 1000, "MICROS": 1, "NANOS": Fraction(1, 1000)}
 _JSON_UNITS = {"milliseconds": "MILLIS", "microseconds": "MICROS", "nanoseconds": "NANOS"}
 
 
+def _cmp(f: float, q: Fraction | int) -> int:
+    """Sign of ``f - q``, exactly (Python compares floats and ints exactly; a fraction
+    is compared through integer cross-multiplication, without building Fractions)."""
+    if isinstance(q, int):
+        return (f > q) - (f < q)
+    n, d = f.as_integer_ratio()
+    left, right = n * q.denominator, q.numerator * d
+    return (left > right) - (left < right)
+
+
 def down(q: Fraction | int) -> float:
     """Largest float64 <= q (q finite)."""
     try:
         f = float(q)
     except OverflowError:
         return -math.inf if q < 0 else math.nextafter(math.inf, 0)
-    return math.nextafter(f, -math.inf) if Fraction(f) > q else f
+    return math.nextafter(f, -math.inf) if _cmp(f, q) > 0 else f
 
 
 def up(q: Fraction | int) -> float:
@@ -32,7 +42,7 @@ def up(q: Fraction | int) -> float:
         f = float(q)
     except OverflowError:
         return math.inf if q > 0 else math.nextafter(-math.inf, 0)
-    return math.nextafter(f, math.inf) if Fraction(f) < q else f
+    return math.nextafter(f, math.inf) if _cmp(f, q) < 0 else f
 
 
 def _logical(stats) -> dict:

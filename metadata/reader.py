@@ -25,7 +25,7 @@ from .footer import KEY_PREFIX, KEYS, Footer, decode_footer
 from .grid import QMAX
 from .integrity import key_id, layout_digest, resolve_key, row_group_sizes, schema_entries
 from .parquet_stats import stats_box, stats_null_count
-from .polygon_codec import decode_vertices, halfspaces_many
+from .polygon_codec import decode_many, decode_vertices, halfspaces_many
 
 _UNBOUNDED = (-math.inf, math.inf)
 _EMPTY: MappingProxyType = MappingProxyType({})
@@ -392,6 +392,7 @@ def _with_polygons_v2(fp: Footer, boxes, nulls, nans):
     is stale or foreign (MetadataError)."""
     pairs = tuple((fp.columns[a], fp.columns[b]) for a, b in fp.pairs)
     out = []
+    found: list[tuple] = []
     for r, rg in enumerate(fp.row_groups):
         box = dict(boxes[r])
         nan = set(nans[r])
@@ -407,19 +408,31 @@ def _with_polygons_v2(fp: Footer, boxes, nulls, nans):
                     f"statistics {boxes[r][c]} (stale or foreign metadata)"
                 )
             box[c] = (max(box[c][0], glo), min(box[c][1], ghi))
-        polygons = []
+        polygons: list = []
         for (a, b), rec, name in zip(fp.pairs, rg.records, pairs, strict=True):
             if rec is None:
                 continue
-            v = decode_vertices(rec, rg.columns[a].grid, rg.columns[b].grid)
+            gx, gy = rg.columns[a].grid, rg.columns[b].grid
+            if gx is None or gy is None:
+                raise MetadataError(f"row group {r}: polygon for {name} without grids")
+            found.append((r, a, b, rec, name, gx, gy, polygons))
+        out.append((r, rg.num_rows, box, dict(nulls[r]), polygons, nan))
+    if found:  # every polygon of the file decoded at once, then checked
+        vs = decode_many([f[3] for f in found], [f[5] for f in found], [f[6] for f in found])
+        ends = np.cumsum([len(v) for v in vs])
+        allv = np.concatenate(vs)
+        starts = ends - np.array([len(v) for v in vs])
+        mins, maxs = np.minimum.reduceat(allv, starts), np.maximum.reduceat(allv, starts)
+        for (r, a, b, rec, name, _, _, polygons), v, lo, hi in zip(
+            found, vs, mins, maxs, strict=True
+        ):
             ca, cb = fp.columns[a], fp.columns[b]
-            x_ok = _covers(v[:, 0].min(), v[:, 0].max(), boxes[r][ca], nulls[r].get(cb) == 0)
-            y_ok = _covers(v[:, 1].min(), v[:, 1].max(), boxes[r][cb], nulls[r].get(ca) == 0)
+            x_ok = _covers(float(lo[0]), float(hi[0]), boxes[r][ca], nulls[r].get(cb) == 0)
+            y_ok = _covers(float(lo[1]), float(hi[1]), boxes[r][cb], nulls[r].get(ca) == 0)
             if not (x_ok and y_ok):
                 raise MetadataError(
                     f"row group {r}: polygon of {name} does not cover the statistics of "
                     f"{ca!r} {boxes[r][ca]} and {cb!r} {boxes[r][cb]} (stale or foreign metadata)"
                 )
             polygons.append((name, v, len(rec)))
-        out.append((r, rg.num_rows, box, dict(nulls[r]), polygons, nan))
     return _summaries(out), pairs

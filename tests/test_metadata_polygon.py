@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from mlskip.metadata.grid import make_grid
 from mlskip.metadata.polygon import pair_polygon
 from mlskip.metadata.polygon_codec import (
+    BITS_CHOICES,
+    decode_many,
     decode_record,
     decode_vertices,
     encode_record,
@@ -193,3 +195,50 @@ def test_halfspaces_many_equals_one_at_a_time():
     for v, (A, b) in zip(polygons, halfspaces_many(polygons), strict=True):
         A1, b1 = halfspaces(v)
         assert A.shape == A1.shape and np.array_equal(A, A1) and np.array_equal(b, b1)
+
+
+def test_decode_many_equals_one_at_a_time():
+    """The reader decodes a file's polygons in one batch: the same bits as one record at a
+    time, for every lattice width, vertex count, grid exponent and offset; a malformed
+    header in the batch is refused as one record is."""
+    from mlskip.errors import MetadataError
+    from mlskip.metadata.grid import Grid
+
+    rng = np.random.default_rng(11)
+    recs, gx, gy = [], [], []
+    for t in range(2000):
+        bits = int(rng.choice(BITS_CHOICES))
+        k = int(rng.integers(1, 20))
+        cx = rng.integers(0, 1 << bits, k)
+        cy = rng.integers(0, 1 << bits, k)
+        recs.append(encode_record(cx, cy, bits))
+        for grids in (gx, gy):
+            e = int(rng.integers(-1070, 960)) if t % 3 else int(rng.integers(-20, 20))
+            n0 = int(rng.integers(-(1 << 50), 1 << 50)) if t % 5 else 0
+            grids.append(Grid(e, n0))
+    for rec, x, y, v in zip(recs, gx, gy, decode_many(recs, gx, gy), strict=True):
+        want = decode_vertices(rec, x, y)
+        assert v.shape == want.shape and np.array_equal(v, want, equal_nan=True)
+    bad = recs[:3] + [bytes([0xFF]) + recs[3][1:]]
+    with pytest.raises(MetadataError):
+        decode_many(bad, gx[:4], gy[:4])
+
+
+def test_outward_rounding_of_exact_statistics():
+    """down / up (Parquet statistics to float64 boxes) give the float64 neighbours of
+    integers and decimal fractions exactly, as the Fraction definition does."""
+    import math
+    from fractions import Fraction
+
+    from mlskip.metadata.parquet_stats import down, up
+
+    rng = np.random.default_rng(5)
+    for t in range(20000):
+        if t % 3 == 0:
+            q = int(rng.integers(-(1 << 62), 1 << 62)) << int(rng.integers(0, 12))
+        else:
+            q = Fraction(int(rng.integers(-(1 << 62), 1 << 62)), 10 ** int(rng.integers(0, 30)))
+        f = float(q)
+        assert down(q) == (math.nextafter(f, -math.inf) if Fraction(f) > q else f)
+        assert up(q) == (math.nextafter(f, math.inf) if Fraction(f) < q else f)
+        assert down(q) <= q <= up(q)
