@@ -251,9 +251,10 @@ def test_clip_vertices_are_the_polygon_vertices():
     b[:5, 0] = 0.7 * lo[:5, 0] + 0.3 * hi[:5, 0]
     R = RegionBatch(lo, hi, pairs=((0, 1),), halfspaces=((A, b),))
     pv = R.pair_vertices(0)
-    xy, rows, valid = clip_vertices(pv.A, pv.b, 1e-9)
+    A_full, b_full = pv.system(lo, hi)
+    xy, rows, valid = clip_vertices(A_full, b_full, 1e-9)
     for r in range(n):
-        Ar, br = pv.A[r], pv.b[r]
+        Ar, br = A_full[r], b_full[r]
         pts = []
         for p in range(len(br)):
             for q in range(p + 1, len(br)):
@@ -311,7 +312,8 @@ def test_pieces_clip_the_root_cycle_to_the_same_vertices_and_bounds():
         Af, bf = _pair_system(batch, 0)
         xy, rows, valid = clip_vertices(Af, bf, 1e-9)
         usable = valid.any(1)
-        old = PairVertices(xy, rows, valid, usable, Af, bf)
+        # the brute-force guide over each region's whole system (box rows included)
+        old = PairVertices(xy, rows, valid, usable, Af, bf, np.arange(batch.n))
         assert (new.usable == usable).all()
         for r in np.flatnonzero(usable):
             want, got = xy[r][valid[r]], new.xy[r][new.valid[r]]

@@ -98,12 +98,26 @@ TIE = 1e-9  # vertices within TIE * magnitude of the best one are tied: each giv
 
 
 @numba.njit(cache=True, nogil=True)
-def _certificate(a0, a1, A, b, r, p, q, c0, h0, c1, h1, x0m, x1m):  # pragma: no cover
+def _row(A, b, s, p, lo2, hi2, r):  # pragma: no cover - compiled
+    """Row p of region r's system: polygon row p of root region s, or a box row."""
+    K = A.shape[1]
+    if p < K:
+        return A[s, p, 0], A[s, p, 1], b[s, p]
+    side = p - K
+    if side == 0:
+        return -1.0, 0.0, -lo2[r, 0]
+    if side == 1:
+        return 1.0, 0.0, hi2[r, 0]
+    if side == 2:
+        return 0.0, -1.0, -lo2[r, 1]
+    return 0.0, 1.0, hi2[r, 1]
+
+
+@numba.njit(cache=True, nogil=True)
+def _certificate(a0, a1, A, b, s, p, q, lo2, hi2, r, c0, h0, c1, h1, x0m, x1m):  # pragma: no cover
     """Weak-duality bound of ``min a . x`` from rows p and q of region r (see below)."""
-    p0 = A[r, p, 0]
-    p1 = A[r, p, 1]
-    q0 = A[r, q, 0]
-    q1 = A[r, q, 1]
+    p0, p1, bp = _row(A, b, s, p, lo2, hi2, r)
+    q0, q1, bq = _row(A, b, s, q, lo2, hi2, r)
     det = p0 * q1 - p1 * q0
     lp = 0.0
     lq = 0.0
@@ -115,8 +129,8 @@ def _certificate(a0, a1, A, b, r, p, q, c0, h0, c1, h1, x0m, x1m):  # pragma: no
     r0 = a0 + lp * p0 + lq * q0
     r1 = a1 + lp * p1 + lq * q1
     bound = (r0 * c0 - abs(r0) * h0) + (r1 * c1 - abs(r1) * h1)
-    lbp = lp * b[r, p] if lp > 0.0 else 0.0
-    lbq = lq * b[r, q] if lq > 0.0 else 0.0
+    lbp = lp * bp if lp > 0.0 else 0.0
+    lbq = lq * bq if lq > 0.0 else 0.0
     bound = bound - lbp - lbq
     mag = abs(lbp) + abs(lbq)
     mag += (abs(a0) + abs(lp * p0) + abs(lq * q0)) * x0m
@@ -126,7 +140,7 @@ def _certificate(a0, a1, A, b, r, p, q, c0, h0, c1, h1, x0m, x1m):  # pragma: no
 
 
 @numba.njit(cache=True, nogil=True)
-def pair_min_certified(a2, xy, rows, A, b, lo2, hi2, usable):  # pragma: no cover - compiled
+def pair_min_certified(a2, xy, rows, A, b, src, lo2, hi2, usable):  # pragma: no cover
     """Certified lower bound of ``min a2[r, k] . x`` over polygon ∩ box -> ``[n, m]``.
 
     The same arithmetic as ``concretize._pair_min_reference`` (IEEE float64,
@@ -134,6 +148,8 @@ def pair_min_certified(a2, xy, rows, A, b, lo2, hi2, usable):  # pragma: no cove
     guide; the bound is weak duality with the two constraints that meet there,
     ``lam >= 0`` by Cramer's rule (clamped), the residual ``a + A^T lam``
     minimised over the box, and the outward rounding margin ``2^-45 * mag``.
+    Polygon rows are ``A[src[r]], b[src[r]]``; rows from ``K = A.shape[1]`` on are the
+    box's (-x, +x, -y, +y at ``lo2[r], hi2[r]``).
     Where several entries tie for the best vertex (three rows meeting at a point,
     a vertex on a box side) each one's rows give a certificate and the largest
     bound is kept: only the right two rows give the exact minimum.
@@ -175,7 +191,9 @@ def pair_min_certified(a2, xy, rows, A, b, lo2, hi2, usable):  # pragma: no cove
                 q = rows[r, v, 1]
                 if (p == f0 and q == f1) or (p == l0 and q == l1):
                     continue
-                got = _certificate(a0, a1, A, b, r, p, q, c0, h0, c1, h1, x0m, x1m)
+                got = _certificate(
+                    a0, a1, A, b, src[r], p, q, lo2, hi2, r, c0, h0, c1, h1, x0m, x1m
+                )
                 if got > bound:
                     bound = got
                 if f0 < 0:

@@ -106,7 +106,8 @@ def _pair_min(a2: np.ndarray, pv, lo2: np.ndarray, hi2: np.ndarray) -> np.ndarra
         pv.xy,
         pv.rows,
         pv.A,
-        np.ascontiguousarray(pv.b),
+        pv.b,
+        pv.src,
         np.ascontiguousarray(lo2),
         np.ascontiguousarray(hi2),
         pv.usable,
@@ -119,7 +120,8 @@ def _pair_min_reference(a2: np.ndarray, pv, lo2: np.ndarray, hi2: np.ndarray) ->
     from ._kernels import TIE
 
     n, m, _ = a2.shape
-    V, K = pv.xy.shape[1], pv.A.shape[1]
+    full_A, full_b = pv.system(lo2, hi2)
+    V, K = pv.xy.shape[1], full_A.shape[1]
     a2 = np.ascontiguousarray(a2)
     # every vertex within TIE of the best one (they only guide which certificates
     # are built) gives a certificate; the largest bound is kept
@@ -130,7 +132,7 @@ def _pair_min_reference(a2: np.ndarray, pv, lo2: np.ndarray, hi2: np.ndarray) ->
     rows = pv.rows.reshape(n * V, 2)[flat]  # [n, V, 2]
     rows = rows + K * np.arange(n)[:, None, None]
     rows = np.broadcast_to(rows[:, None], (n, m, V, 2))
-    A, b = pv.A.reshape(n * K, 2), pv.b.reshape(n * K)
+    A, b = full_A.reshape(n * K, 2), full_b.reshape(n * K)
     Ap, Aq = A[rows[..., 0]], A[rows[..., 1]]  # [n, m, V, 2]
     bp, bq = b[rows[..., 0]], b[rows[..., 1]]
     a = np.broadcast_to(a2[:, :, None, :], (n, m, V, 2))

@@ -23,14 +23,16 @@ from mlskip.errors import ModelInputError
 
 @dataclass(frozen=True)
 class PairVertices:
-    """Candidate vertices of polygon ∩ box for one pair (one per constraint row).
+    """Candidate vertices of polygon ∩ box for one pair.
 
-    ``xy [n, V, 2]``, ``rows [n, V, 2]`` (indices into the pair's constraint
-    rows: polygon rows first, then -x_i, +x_i, -x_j, +x_j box rows),
-    ``valid [n, V]`` (invalid entries repeat a valid vertex of the region, so
-    a minimum over all V entries needs no mask), ``usable [n]`` (False:
-    ignore this polygon for the region: unbounded box, or no vertex found),
-    plus the full constraint system ``A [n, K, 2]``, ``b [n, K]``.
+    ``xy [n, V, 2]``, ``rows [n, V, 2]`` (the two constraint rows meeting at each
+    vertex: polygon rows ``0..K-1``, then the box rows ``K + (0: -x_i, 1: +x_i,
+    2: -x_j, 3: +x_j)``), ``valid [n, V]`` (invalid entries repeat a valid vertex of
+    the region, so a minimum over all V entries needs no mask), ``usable [n]``
+    (False: ignore this polygon for the region: unbounded box, or no vertex found).
+    The polygon rows of region r are ``A[src[r]] [K, 2]``, ``b[src[r]] [K]`` (the
+    root batch's arrays: pieces share them, nothing is copied per piece); the box
+    rows are the region's current box, taken when a bound is certified.
     """
 
     xy: np.ndarray
@@ -39,6 +41,46 @@ class PairVertices:
     usable: np.ndarray
     A: np.ndarray
     b: np.ndarray
+    src: np.ndarray
+
+    def take(self, idx: np.ndarray) -> PairVertices:
+        """The vertices of regions ``idx``."""
+        return PairVertices(
+            self.xy[idx], self.rows[idx], self.valid[idx], self.usable[idx], self.A, self.b,
+            self.src[idx],
+        )  # fmt: skip
+
+    def system(self, lower2: np.ndarray, upper2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every region's full constraint rows ``[n, K + 4, 2]``, ``[n, K + 4]`` for its
+        box ``[lower2, upper2]`` on the pair (for readable reference code and tests)."""
+        n = len(self.src)
+        box_A = np.broadcast_to(
+            np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]]), (n, 4, 2)
+        )
+        box_b = np.stack([-lower2[:, 0], upper2[:, 0], -lower2[:, 1], upper2[:, 1]], axis=1)
+        A = np.concatenate([self.A[self.src], box_A], axis=1)
+        return A, np.concatenate([self.b[self.src], box_b], axis=1)
+
+
+class _Gathered(Sequence):
+    """The halfspaces of regions cut from others (``with_boxes``), gathered per pair on
+    first use: branch and bound bounds thousands of pieces through their vertices
+    alone, which never read them."""
+
+    def __init__(self, source: Sequence, idx: np.ndarray) -> None:
+        self._source, self._idx = source, idx
+        self._done: dict[int, tuple] = {}
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return tuple(self[i] for i in range(len(self))[k])
+        if k not in self._done:
+            A, b = self._source[k]
+            self._done[k] = _frozen(A[self._idx], b[self._idx])
+        return self._done[k]
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,34 +189,26 @@ class RegionBatch:
         out._cache["lineage"] = (root, index[idx])
         for key, pv in self._cache.items():  # vertices of a subset are a slice
             if key[0] == "vertices":
-                out._cache[key] = PairVertices(
-                    *(getattr(pv, f)[idx] for f in PairVertices.__dataclass_fields__)
-                )
+                out._cache[key] = pv.take(idx)
         return out
 
     def with_tighter_boxes(self, lower: np.ndarray, upper: np.ndarray) -> RegionBatch:
         """The same point sets with boxes shrunk to ``[lower, upper]`` (still containing
         every polygon ∩ box point). Cached vertices are reused: they only guide
         which dual certificate concretize.py builds, so soundness never depends
-        on them; the box rows' right-hand sides are updated to the new boxes."""
+        on them; the certificates take the box rows from the new boxes."""
         out = self._derived(*_boxes_like(self, lower, upper))
         out._cache["lineage"] = self.lineage()
         for key, pv in self._cache.items():
             if key[0] == "vertices":
-                i, j = self.pairs[key[1]]
-                b = pv.b.copy()
-                b[:, -4:] = np.stack(
-                    [-out.lower[:, i], out.upper[:, i], -out.lower[:, j], out.upper[:, j]], axis=1
-                )
-                out._cache[key] = PairVertices(pv.xy, pv.rows, pv.valid, pv.usable, pv.A, b)
+                out._cache[key] = pv
         return out
 
     def with_boxes(self, lower: np.ndarray, upper: np.ndarray, parent: np.ndarray) -> RegionBatch:
         """Sub-boxes ``[lower, upper]`` each keeping the polygons of region ``parent[k]``."""
         parent = np.asarray(parent)
         out = self._derived(
-            *_boxes_like(self, lower, upper, len(parent)),
-            tuple(_frozen(A[parent], b[parent]) for A, b in self.halfspaces),
+            *_boxes_like(self, lower, upper, len(parent)), _Gathered(self.halfspaces, parent)
         )
         root, index = self.lineage()
         out._cache["lineage"] = (root, index[parent])
@@ -205,10 +239,7 @@ class RegionBatch:
         if rows is not None:
             key = ("vertices", k)
             if key in self._cache:
-                pv = self._cache[key]
-                return PairVertices(
-                    *(getattr(pv, f)[rows] for f in PairVertices.__dataclass_fields__)
-                )
+                return self._cache[key].take(rows)
             return _enumerate_vertices(self, k, rows)
         key = ("vertices", k)
         if key not in self._cache:
@@ -235,16 +266,12 @@ def _boxes_like(
     return lo, hi
 
 
-def _pair_system(
-    regions: RegionBatch, k: int, rows: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The constraint rows of pair ``k`` (of regions ``rows``, default all): its polygon's,
-    then the box's -x_i, +x_i, -x_j, +x_j."""
+def _pair_system(regions: RegionBatch, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The constraint rows of pair ``k``: its polygon's, then the box's -x_i, +x_i, -x_j,
+    +x_j."""
     i, j = regions.pairs[k]
     Ap, bp = regions.halfspaces[k]
     lo, hi = regions.lower, regions.upper
-    if rows is not None:
-        Ap, bp, lo, hi = Ap[rows], bp[rows], lo[rows], hi[rows]
     n = len(lo)
     box_A = np.broadcast_to(np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]]), (n, 4, 2))
     box_b = np.stack([-lo[:, i], hi[:, i], -lo[:, j], hi[:, j]], axis=1)
@@ -269,14 +296,14 @@ def _enumerate_vertices(
         # dual certificate (concretize.py), so a wrong one can only loosen a bound
         root._cache[key] = polygon_cycles(*_pair_system(root, k), 1e-9)
     xy_c, edge, count = root._cache[key]
-    A, b = _pair_system(regions, k, rows)
     cols = [i, j]
     lo2 = np.ascontiguousarray(regions.lower[:, cols])
     hi2 = np.ascontiguousarray(regions.upper[:, cols])
     if rows is not None:
         index, lo2, hi2 = index[rows], lo2[rows], hi2[rows]
-    K = regions.halfspaces[k][0].shape[1]
-    xy, rows, valid = clip_cycles(xy_c, edge, count, index, lo2, hi2, K, 1e-9)
+    A, b = root.halfspaces[k]
+    K = A.shape[1]
+    xy, vrows, valid = clip_cycles(xy_c, edge, count, index, lo2, hi2, K, 1e-9)
     finite_box = np.isfinite(lo2).all(axis=1) & np.isfinite(hi2).all(axis=1)
     usable = finite_box & valid.any(axis=1)
-    return PairVertices(xy, rows, valid, usable, A, b)
+    return PairVertices(xy, vrows, valid, usable, A, b, np.ascontiguousarray(index))
