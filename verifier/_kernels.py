@@ -140,6 +140,47 @@ def _certificate(a0, a1, A, b, s, p, q, lo2, hi2, r, c0, h0, c1, h1, x0m, x1m): 
 
 
 @numba.njit(cache=True, nogil=True)
+def _best_bound(a0, a1, pts, prow, qrow, m, A, b, s, lo2, hi2, r):  # pragma: no cover
+    """Certified lower bound of ``min a . x`` over region r from its ``m`` vertex guides
+    ``pts`` (rows ``prow``, ``qrow`` meet at each): the certificates of every vertex
+    tied for the best value, the largest kept (see ``pair_min_certified``)."""
+    c0 = 0.5 * (lo2[r, 0] + hi2[r, 0])
+    h0 = 0.5 * (hi2[r, 0] - lo2[r, 0])
+    c1 = 0.5 * (lo2[r, 1] + hi2[r, 1])
+    h1 = 0.5 * (hi2[r, 1] - lo2[r, 1])
+    x0m = max(abs(lo2[r, 0]), abs(hi2[r, 0]))
+    x1m = max(abs(lo2[r, 1]), abs(hi2[r, 1]))
+    best = np.inf
+    for v in range(m):
+        val = a0 * pts[v, 0] + a1 * pts[v, 1]
+        if val < best:
+            best = val
+    tie = best + TIE * (abs(a0) * x0m + abs(a1) * x1m)
+    bound = -np.inf
+    f0 = -1  # rows of the first and last certificates built (padding repeats them)
+    f1 = -1
+    l0 = -1
+    l1 = -1
+    for v in range(m):
+        val = a0 * pts[v, 0] + a1 * pts[v, 1]
+        if val > tie:
+            continue
+        p = prow[v]
+        q = qrow[v]
+        if (p == f0 and q == f1) or (p == l0 and q == l1):
+            continue
+        got = _certificate(a0, a1, A, b, s, p, q, lo2, hi2, r, c0, h0, c1, h1, x0m, x1m)
+        if got > bound:
+            bound = got
+        if f0 < 0:
+            f0 = p
+            f1 = q
+        l0 = p
+        l1 = q
+    return bound
+
+
+@numba.njit(cache=True, nogil=True)
 def pair_min_certified(a2, xy, rows, A, b, src, lo2, hi2, usable):  # pragma: no cover
     """Certified lower bound of ``min a2[r, k] . x`` over polygon ∩ box -> ``[n, m]``.
 
@@ -159,49 +200,14 @@ def pair_min_certified(a2, xy, rows, A, b, src, lo2, hi2, usable):  # pragma: no
     V = xy.shape[1]
     out = np.empty((n, m))
     for r in range(n):
-        if not usable[r]:
-            for k in range(m):
-                out[r, k] = -np.inf
-            continue
-        c0 = 0.5 * (lo2[r, 0] + hi2[r, 0])
-        h0 = 0.5 * (hi2[r, 0] - lo2[r, 0])
-        c1 = 0.5 * (lo2[r, 1] + hi2[r, 1])
-        h1 = 0.5 * (hi2[r, 1] - lo2[r, 1])
-        x0m = max(abs(lo2[r, 0]), abs(hi2[r, 0]))
-        x1m = max(abs(lo2[r, 1]), abs(hi2[r, 1]))
         for k in range(m):
-            a0 = a2[r, k, 0]
-            a1 = a2[r, k, 1]
-            best = np.inf
-            for v in range(V):
-                val = a0 * xy[r, v, 0] + a1 * xy[r, v, 1]
-                if val < best:
-                    best = val
-            tie = best + TIE * (abs(a0) * x0m + abs(a1) * x1m)
-            bound = -np.inf
-            f0 = -1  # rows of the first and last certificates built (padding repeats them)
-            f1 = -1
-            l0 = -1
-            l1 = -1
-            for v in range(V):
-                val = a0 * xy[r, v, 0] + a1 * xy[r, v, 1]
-                if val > tie:
-                    continue
-                p = rows[r, v, 0]
-                q = rows[r, v, 1]
-                if (p == f0 and q == f1) or (p == l0 and q == l1):
-                    continue
-                got = _certificate(
-                    a0, a1, A, b, src[r], p, q, lo2, hi2, r, c0, h0, c1, h1, x0m, x1m
-                )
-                if got > bound:
-                    bound = got
-                if f0 < 0:
-                    f0 = p
-                    f1 = q
-                l0 = p
-                l1 = q
-            out[r, k] = bound
+            if not usable[r]:
+                out[r, k] = -np.inf
+                continue
+            out[r, k] = _best_bound(
+                a2[r, k, 0], a2[r, k, 1], xy[r], rows[r, :, 0], rows[r, :, 1], V, A, b, src[r],
+                lo2, hi2, r,
+            )  # fmt: skip
     return out
 
 
@@ -276,6 +282,71 @@ def polygon_cycles(A, b, tol):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _clip_one(
+    cxy, cedge, count, s, lo, hi, r, K, tol, px, pin, pout, qx, qin, qout
+):  # pragma: no cover
+    """Cycle ``s`` cut by box r into ``px`` (vertices), ``pin``/``pout`` (the rows of the
+    edges entering / leaving each); returns the vertex count (see ``clip_cycles``)."""
+    V = px.shape[0]
+    m = count[s]
+    if m == 0:
+        return 0
+    for t in range(m):
+        px[t, 0] = cxy[s, t, 0]
+        px[t, 1] = cxy[s, t, 1]
+        pout[t] = cedge[s, t]
+        pin[t] = cedge[s, t - 1 if t > 0 else m - 1]
+    for side in range(4):
+        axis = side // 2
+        if side % 2 == 0:
+            sign = -1.0
+            bound = lo[r, axis]
+        else:
+            sign = 1.0
+            bound = hi[r, axis]
+        if not np.isfinite(bound):
+            continue
+        slack = tol * (1.0 + abs(bound))
+        m2 = 0
+        for u in range(m):
+            if m2 + 2 > V:  # only a non-convex cycle (rounding) could get here
+                break
+            w = u + 1 if u + 1 < m else 0
+            du = sign * (px[u, axis] - bound)
+            dw = sign * (px[w, axis] - bound)
+            uin = du <= slack
+            win = dw <= slack
+            if uin != win:
+                f = du / (du - dw)
+                f = min(max(f, 0.0), 1.0)
+                qx[m2, 0] = px[u, 0] + f * (px[w, 0] - px[u, 0])
+                qx[m2, 1] = px[u, 1] + f * (px[w, 1] - px[u, 1])
+                qx[m2, axis] = bound
+                if uin:
+                    qin[m2] = pout[u]
+                    qout[m2] = K + side
+                else:
+                    qin[m2] = K + side
+                    qout[m2] = pout[u]
+                m2 += 1
+            if win:
+                qx[m2, 0] = px[w, 0]
+                qx[m2, 1] = px[w, 1]
+                qin[m2] = pin[w]
+                qout[m2] = pout[w]
+                m2 += 1
+        m = m2
+        for t in range(m):
+            px[t, 0] = qx[t, 0]
+            px[t, 1] = qx[t, 1]
+            pin[t] = qin[t]
+            pout[t] = qout[t]
+        if m == 0:
+            return 0
+    return m
+
+
+@numba.njit(cache=True, nogil=True)
 def clip_cycles(cxy, cedge, count, src, lo, hi, K, tol):  # pragma: no cover - compiled
     """Vertices of cycle ``src[r]`` (``polygon_cycles``) cut by box ``[lo[r], hi[r]]``
     (Sutherland-Hodgman, one box side at a time), in ``clip_vertices``' layout:
@@ -295,69 +366,53 @@ def clip_cycles(cxy, cedge, count, src, lo, hi, K, tol):  # pragma: no cover - c
     qin = np.empty(V, np.int64)
     qout = np.empty(V, np.int64)
     for r in range(n):
-        s = src[r]
-        m = count[s]
+        m = _clip_one(cxy, cedge, count, src[r], lo, hi, r, K, tol, px, pin, pout, qx, qin, qout)
         if m == 0:
             continue
-        for t in range(m):
-            px[t, 0] = cxy[s, t, 0]
-            px[t, 1] = cxy[s, t, 1]
-            pout[t] = cedge[s, t]
-            pin[t] = cedge[s, t - 1 if t > 0 else m - 1]
-        for side in range(4):
-            axis = side // 2
-            if side % 2 == 0:
-                sign = -1.0
-                bound = lo[r, axis]
-            else:
-                sign = 1.0
-                bound = hi[r, axis]
-            if not np.isfinite(bound):
-                continue
-            slack = tol * (1.0 + abs(bound))
-            m2 = 0
-            for u in range(m):
-                w = u + 1 if u + 1 < m else 0
-                du = sign * (px[u, axis] - bound)
-                dw = sign * (px[w, axis] - bound)
-                uin = du <= slack
-                win = dw <= slack
-                if m2 + 2 > V:  # only a non-convex cycle (rounding) could get here
-                    break
-                if uin != win:
-                    f = du / (du - dw)
-                    f = min(max(f, 0.0), 1.0)
-                    qx[m2, 0] = px[u, 0] + f * (px[w, 0] - px[u, 0])
-                    qx[m2, 1] = px[u, 1] + f * (px[w, 1] - px[u, 1])
-                    qx[m2, axis] = bound
-                    if uin:
-                        qin[m2] = pout[u]
-                        qout[m2] = K + side
-                    else:
-                        qin[m2] = K + side
-                        qout[m2] = pout[u]
-                    m2 += 1
-                if win:
-                    qx[m2, 0] = px[w, 0]
-                    qx[m2, 1] = px[w, 1]
-                    qin[m2] = pin[w]
-                    qout[m2] = pout[w]
-                    m2 += 1
-            m = m2
-            for t in range(m):
-                px[t, 0] = qx[t, 0]
-                px[t, 1] = qx[t, 1]
-                pin[t] = qin[t]
-                pout[t] = qout[t]
-            if m == 0:
-                break
         for t in range(V):
             u = t if t < m else 0
-            if m == 0:
-                break
             xy[r, t, 0] = px[u, 0]
             xy[r, t, 1] = px[u, 1]
             rows[r, t, 0] = pout[u]
             rows[r, t, 1] = pin[u]
             valid[r, t] = t < m
     return xy, rows, valid
+
+
+@numba.njit(cache=True, nogil=True)
+def tighten_cycles(cxy, cedge, count, src, A, b, lo, hi, tol):  # pragma: no cover - compiled
+    """Certified bounding boxes of cycle ``src[r]`` cut by box r, without materialising
+    the vertices: ``clip_cycles`` and ``pair_min_certified`` on the four axis
+    objectives, fused (branch and bound tightens thousands of pieces per round).
+    Returns the new ``lo, hi [n, 2]`` (the old ones where nothing was certified) and
+    ``usable [n]`` (a vertex was found)."""
+    n = len(src)
+    V = cxy.shape[1] + 4
+    K = A.shape[1]
+    new_lo = lo.copy()
+    new_hi = hi.copy()
+    usable = np.zeros(n, np.bool_)
+    px = np.empty((V, 2))
+    pin = np.empty(V, np.int64)
+    pout = np.empty(V, np.int64)
+    qx = np.empty((V, 2))
+    qin = np.empty(V, np.int64)
+    qout = np.empty(V, np.int64)
+    for r in range(n):
+        if not (np.isfinite(lo[r, 0]) and np.isfinite(lo[r, 1])):
+            continue
+        if not (np.isfinite(hi[r, 0]) and np.isfinite(hi[r, 1])):
+            continue
+        s = src[r]
+        m = _clip_one(cxy, cedge, count, s, lo, hi, r, K, tol, px, pin, pout, qx, qin, qout)
+        if m == 0:
+            continue
+        usable[r] = True
+        for axis in range(2):
+            a0 = 1.0 if axis == 0 else 0.0
+            a1 = 1.0 - a0
+            low = _best_bound(a0, a1, px, pout, pin, m, A, b, s, lo, hi, r)
+            top = _best_bound(-a0, -a1, px, pout, pin, m, A, b, s, lo, hi, r)
+            new_lo[r, axis] = max(lo[r, axis], low)
+            new_hi[r, axis] = min(hi[r, axis], -top)
+    return new_lo, new_hi, usable

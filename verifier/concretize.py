@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .regions import RegionBatch
+from .regions import GUIDE_TOL, RegionBatch, root_cycles
 
 _U64 = 2.0**-53
 LP_BLOCKS = 64  # objective instances (region, row) per LP call, as independent blocks
@@ -180,27 +180,29 @@ def tighten_or_empty(
     """
     if not regions.has_polygons:
         return regions, np.zeros(regions.n, bool)
+    from ._kernels import tighten_cycles
+
     n = regions.n
     lo, hi = regions.lower.copy(), regions.upper.copy()
-    axes = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    root, _ = regions.lineage()
     for k in range(len(regions.pairs)):
         i, j = regions.pairs[k]
-        rows = None
+        rows = np.arange(n)
         if changed is not None:
             rows = np.flatnonzero((changed < 0) | (changed == i) | (changed == j))
             if not len(rows):
                 continue
-            if len(rows) == n:
-                rows = None
-        pv = regions.pair_vertices(k, rows)
-        sel = slice(None) if rows is None else rows
+        (cxy, cedge, count), index = root_cycles(regions, k)
+        A, b = root.halfspaces[k]
         cols = [i, j]
-        lo2, hi2 = regions.lower[sel][:, cols], regions.upper[sel][:, cols]
-        m = _pair_min(np.broadcast_to(axes, (len(lo2), 4, 2)), pv, lo2, hi2)
-        use = pv.usable[:, None]
-        cur_lo, cur_hi = lo[sel][:, cols], hi[sel][:, cols]
-        lo[np.ix_(np.arange(n)[sel], cols)] = np.where(use, np.maximum(cur_lo, m[:, :2]), cur_lo)
-        hi[np.ix_(np.arange(n)[sel], cols)] = np.where(use, np.minimum(cur_hi, -m[:, 2:]), cur_hi)
+        new_lo, new_hi, _ = tighten_cycles(
+            cxy, cedge, count, index[rows], A, b,
+            np.ascontiguousarray(regions.lower[rows][:, cols]),
+            np.ascontiguousarray(regions.upper[rows][:, cols]), GUIDE_TOL,
+        )  # fmt: skip
+        at = np.ix_(rows, cols)
+        lo[at] = np.maximum(lo[at], new_lo)
+        hi[at] = np.minimum(hi[at], new_hi)
     # crossing bounds prove the region empty; its box is kept
     bad = lo > hi
     lo = np.where(bad, regions.lower, lo)

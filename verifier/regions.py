@@ -280,22 +280,34 @@ def _pair_system(regions: RegionBatch, k: int) -> tuple[np.ndarray, np.ndarray]:
     return A, b
 
 
+# near-feasible points are kept (an outward tolerance): vertices only guide the dual
+# certificates (concretize.py), so a wrong one can only loosen a bound
+GUIDE_TOL = 1e-9
+
+
+def root_cycles(regions: RegionBatch, k: int) -> tuple[tuple, np.ndarray]:
+    """The ordered vertices of polygon ``k`` ∩ box of the regions' root batch (computed
+    once per root: ``polygon_cycles``) and each region's index into them."""
+    from ._kernels import polygon_cycles
+
+    root, index = regions.lineage()
+    key = ("cycle", k)
+    if key not in root._cache:
+        root._cache[key] = polygon_cycles(*_pair_system(root, k), GUIDE_TOL)
+    return root._cache[key], index
+
+
 def _enumerate_vertices(
     regions: RegionBatch, k: int, rows: np.ndarray | None = None
 ) -> PairVertices:
     """Vertices of polygon ``k`` ∩ box (of regions ``rows``, default all): the polygon ∩
     box of the batch the regions were cut from (its root) is enumerated once, in order,
     and clipped by each box."""
-    from ._kernels import clip_cycles, polygon_cycles
+    from ._kernels import clip_cycles
 
     i, j = regions.pairs[k]
-    root, index = regions.lineage()
-    key = ("cycle", k)
-    if key not in root._cache:
-        # near-feasible points are kept (outward tolerance): vertices only guide the
-        # dual certificate (concretize.py), so a wrong one can only loosen a bound
-        root._cache[key] = polygon_cycles(*_pair_system(root, k), 1e-9)
-    xy_c, edge, count = root._cache[key]
+    (xy_c, edge, count), index = root_cycles(regions, k)
+    root, _ = regions.lineage()
     cols = [i, j]
     lo2 = np.ascontiguousarray(regions.lower[:, cols])
     hi2 = np.ascontiguousarray(regions.upper[:, cols])
@@ -303,7 +315,7 @@ def _enumerate_vertices(
         index, lo2, hi2 = index[rows], lo2[rows], hi2[rows]
     A, b = root.halfspaces[k]
     K = A.shape[1]
-    xy, vrows, valid = clip_cycles(xy_c, edge, count, index, lo2, hi2, K, 1e-9)
+    xy, vrows, valid = clip_cycles(xy_c, edge, count, index, lo2, hi2, K, GUIDE_TOL)
     finite_box = np.isfinite(lo2).all(axis=1) & np.isfinite(hi2).all(axis=1)
     usable = finite_box & valid.any(axis=1)
     return PairVertices(xy, vrows, valid, usable, A, b, np.ascontiguousarray(index))
