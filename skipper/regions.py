@@ -170,42 +170,119 @@ def build_regions(
 ) -> Regions:
     """One region per row group for a model called on ``args``.
 
-    ``bounds`` are SQL-implied column bounds (keys as in ``args``).
+    ``bounds`` are SQL-implied column bounds (keys as in ``args``). Column facts are
+    gathered once into arrays and the common arguments (a column, a cast chain over
+    one, a linear combination) are bounded for every row group at once; other
+    expressions row group by row group (``expression_interval``).
     """
     n, d = len(groups), len(args)
     lower = np.full((n, d), -np.inf)
     upper = np.full((n, d), np.inf)
+    columns = sorted({c for a in args for c in a.columns})
+    facts = _column_facts(groups, columns)
+    rows = np.array([group.num_rows for group in groups], dtype=np.int64)
     empty = np.zeros(n, dtype=bool)
     all_null = np.zeros(n, dtype=bool)
     untrusted = np.zeros(n, dtype=bool)
     has_nulls = np.zeros(n, dtype=bool)
-    columns = sorted({c for a in args for c in a.columns})
-    for g, group in enumerate(groups):
-        box: dict[str, tuple[float, float]] = {}
-        for column in columns:
-            lo, hi = group.box.get(column, (-math.inf, math.inf))
-            b_lo, b_hi = bounds.get(column, (-math.inf, math.inf))
-            lo, hi = max(lo, b_lo), min(hi, b_hi)
-            # NaN rows are outside the box, yet DuckDB orders NaN above every number:
-            # they pass bounds that are open above (x > c, x >= c), so those cannot
-            # empty a row group that may hold NaN
-            if lo > hi and not (column in group.may_have_nan and b_hi == math.inf):
-                empty[g] = True
-            box[column] = (lo, hi)
-            nulls = group.null_counts.get(column)
-            has_nulls[g] |= nulls is None or nulls > 0
-            all_null[g] |= nulls is not None and group.num_rows > 0 and nulls >= group.num_rows
-            # a column without a box (not in the file, or not numeric) is not trusted either
-            untrusted[g] |= column in group.may_have_nan or column not in group.box
-        if empty[g]:
-            continue
-        for k, arg in enumerate(args):
-            lower[g, k], upper[g, k], nan = _interval(arg, box)
-            # an infinite input can make the network compute NaN (inf - inf, 0 * inf inside
-            # a layer), which DuckDB orders above every number: no verdict holds then
-            untrusted[g] |= nan or not (math.isfinite(lower[g, k]) and math.isfinite(upper[g, k]))
+    box: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for column, (lo, hi, nulls, nan, boxed) in zip(columns, facts, strict=True):
+        b_lo, b_hi = bounds.get(column, (-math.inf, math.inf))
+        lo, hi = np.maximum(lo, b_lo), np.minimum(hi, b_hi)
+        # NaN rows are outside the box, yet DuckDB orders NaN above every number:
+        # they pass bounds that are open above (x > c, x >= c), so those cannot
+        # empty a row group that may hold NaN
+        empty |= (lo > hi) & ~(nan & (b_hi == math.inf))
+        box[column] = (lo, hi)
+        has_nulls |= (nulls < 0) | (nulls > 0)  # -1: not recorded
+        all_null |= (nulls >= 0) & (rows > 0) & (nulls >= rows)
+        # a column without a box (not in the file, or not numeric) is not trusted either
+        untrusted |= nan | ~boxed
+    live = ~empty
+    for k, arg in enumerate(args):
+        got = _interval_all(arg, box, n)
+        if got is None:  # a general expression: one row group at a time
+            lo_k, hi_k, nan_k = np.full(n, -np.inf), np.full(n, np.inf), np.zeros(n, bool)
+            for g in np.flatnonzero(live):
+                one = {c: (float(lo[g]), float(hi[g])) for c, (lo, hi) in box.items()}
+                lo_k[g], hi_k[g], nan_k[g] = _interval(arg, one)
+        else:
+            lo_k, hi_k, nan_k = got
+        lower[live, k], upper[live, k] = lo_k[live], hi_k[live]
+        # an infinite input can make the network compute NaN (inf - inf, 0 * inf inside
+        # a layer), which DuckDB orders above every number: no verdict holds then
+        bad = nan_k | ~(np.isfinite(lo_k) & np.isfinite(hi_k))
+        untrusted |= live & bad
     pairs, halfspaces = _pair_halfspaces(groups, args)
     return Regions(lower, upper, pairs, halfspaces, empty, all_null, untrusted, has_nulls)
+
+
+def _column_facts(groups: Sequence[RowGroupFacts], columns: Sequence[str]) -> list[tuple]:
+    """Per column: box ends, NULL counts (-1: not recorded), may-hold-NaN and has-a-box
+    flags of every row group, as arrays."""
+    n = len(groups)
+    out = []
+    for column in columns:
+        lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+        nulls = np.full(n, -1, dtype=np.int64)
+        nan, boxed = np.zeros(n, bool), np.ones(n, bool)
+        for g, group in enumerate(groups):
+            ends = group.box.get(column)
+            if ends is None:
+                boxed[g] = False
+            else:
+                lo[g], hi[g] = ends
+            count = group.null_counts.get(column)
+            if count is not None:
+                nulls[g] = count
+            nan[g] = column in group.may_have_nan
+        out.append((lo, hi, nulls, nan, boxed))
+    return out
+
+
+def _interval_all(
+    arg: AffineArg, box: Mapping[str, tuple[np.ndarray, np.ndarray]], n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``_interval`` for every row group at once, for a column, a chain of casts over
+    one, or a linear combination without an expression; None for other expressions."""
+    if arg.expr is not None:
+        node, casts = arg.expr, []
+        while node[0] == "cast":
+            casts.append(node[1])
+            node = node[2]
+        if node[0] != "col":
+            return None
+        lo, hi = box.get(node[2], (np.full(n, -math.inf), np.full(n, math.inf)))
+        for kind in reversed(casts):  # innermost first; each widened as its step is
+            lo, hi = _widen_all(lo, hi, kind)
+        return lo.astype(float), hi.astype(float), np.zeros(lo.shape, bool)
+    lo, hi = np.full(n, arg.const), np.full(n, arg.const)
+    magnitude = np.full(n, abs(arg.const))
+    with np.errstate(invalid="ignore", over="ignore"):
+        for column, weight in arg.coeffs:
+            if weight == 0.0:
+                continue
+            a, b = box.get(column, (np.full(n, -math.inf), np.full(n, math.inf)))
+            wa, wb = weight * a, weight * b
+            lo = lo + np.minimum(wa, wb)
+            hi = hi + np.maximum(wa, wb)
+            magnitude = magnitude + abs(weight) * np.maximum(np.abs(a), np.abs(b))
+        if arg.plain_column is not None:
+            return lo, hi, np.zeros(n, bool)
+        slack = 2.0 * (len(arg.coeffs) + 2) * EPS * magnitude + 1e-300
+        return lo - slack, hi + slack, np.isnan(lo) | np.isnan(hi)
+
+
+def _widen_all(lo: np.ndarray, hi: np.ndarray, duckdb_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """``_widen`` of arrays of interval ends."""
+    rel, absolute = _rounding(duckdb_type)
+    with np.errstate(invalid="ignore", over="ignore"):
+        lo = np.where(np.isfinite(lo), lo - (np.abs(lo) * rel + absolute), lo)
+        hi = np.where(np.isfinite(hi), hi + (np.abs(hi) * rel + absolute), hi)
+    if duckdb_type.upper() == "FLOAT":  # float32 overflows to infinity
+        lo = np.where(lo < -F32_MAX, -math.inf, np.minimum(lo, F32_MAX))
+        hi = np.where(hi > F32_MAX, math.inf, np.maximum(hi, -F32_MAX))
+    return lo, hi
 
 
 def _pair_halfspaces(

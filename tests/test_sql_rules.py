@@ -228,3 +228,72 @@ def test_sql_bounds_empty_a_row_group_only_when_nan_rows_fail_them(bound, empty)
     x = AffineArg((("x", 1.0),), 0.0)
     regions = build_regions([group(True), group(False)], [x], {"x": bound})
     assert regions.empty.tolist() == [empty, True]
+
+
+def _regions_one_group_at_a_time(groups, args, bounds):
+    """build_regions' definition, one row group at a time (the vectorised planner code
+    must agree with it on every flag and bit)."""
+    from mlskip.regions import _interval
+
+    n, d = len(groups), len(args)
+    lower, upper = np.full((n, d), -np.inf), np.full((n, d), np.inf)
+    flags = np.zeros((4, n), bool)  # empty, all_null, untrusted, has_nulls
+    columns = sorted({c for a in args for c in a.columns})
+    for g, group in enumerate(groups):
+        box = {}
+        for column in columns:
+            lo, hi = group.box.get(column, (-math.inf, math.inf))
+            b_lo, b_hi = bounds.get(column, (-math.inf, math.inf))
+            lo, hi = max(lo, b_lo), min(hi, b_hi)
+            if lo > hi and not (column in group.may_have_nan and b_hi == math.inf):
+                flags[0, g] = True
+            box[column] = (lo, hi)
+            nulls = group.null_counts.get(column)
+            flags[3, g] |= nulls is None or nulls > 0
+            flags[1, g] |= nulls is not None and group.num_rows > 0 and nulls >= group.num_rows
+            flags[2, g] |= column in group.may_have_nan or column not in group.box
+        if flags[0, g]:
+            continue
+        for k, arg in enumerate(args):
+            lower[g, k], upper[g, k], nan = _interval(arg, box)
+            flags[2, g] |= nan or not (math.isfinite(lower[g, k]) and math.isfinite(upper[g, k]))
+    return lower, upper, flags
+
+
+def test_vectorised_regions_equal_the_per_row_group_definition():
+    from types import SimpleNamespace
+
+    from mlskip.regions import build_regions
+
+    rng = np.random.default_rng(3)
+    cols = ["a", "b", "c"]
+    args = [
+        AffineArg((("a", 1.0),), 0.0),  # a column (Arrow scans)
+        AffineArg((("b", 1.0),), 0.0, ("col", "DOUBLE", "b")),
+        AffineArg((("c", 1.0),), 0.0, ("cast", "FLOAT", ("cast", "DOUBLE", ("col", "DECIMAL(9,2)", "c")))),
+        AffineArg((("a", 2.5), ("b", -1e-3), ("c", 0.0)), 7.0),  # linear
+        AffineArg((("a", 1.0),), 1e17, ("sub", "DOUBLE", ("add", "DOUBLE", ("col", "DOUBLE", "a"), ("num", "DOUBLE", 1e17)), ("num", "DOUBLE", 1e17))),
+        AffineArg((("d", 1.0),), 0.0),  # a column no row group has
+    ]  # fmt: skip
+    groups = []
+    for _ in range(300):
+        box, nulls = {}, {}
+        for c in cols:
+            if rng.uniform() < 0.9:
+                lo = float(
+                    rng.choice([rng.normal() * 10.0 ** rng.integers(-3, 40), -math.inf, 3e38])
+                )
+                hi = lo + float(rng.choice([0.0, abs(rng.normal()) * 100, math.inf]))
+                box[c] = (lo, math.inf if math.isnan(hi) else hi)  # -inf + inf
+            if rng.uniform() < 0.9:
+                nulls[c] = int(rng.choice([0, 0, 3, 10]))
+        nan = frozenset(c for c in cols if rng.uniform() < 0.2)
+        groups.append(SimpleNamespace(num_rows=int(rng.choice([0, 10])), box=box,
+                                      null_counts=nulls, may_have_nan=nan, halfspaces={}))  # fmt: skip
+    for bounds in ({}, {"a": (-5.0, math.inf)}, {"b": (-math.inf, 1.0), "c": (0.0, 0.0)}):
+        got = build_regions(groups, args, bounds)
+        lower, upper, flags = _regions_one_group_at_a_time(groups, args, bounds)
+        assert np.array_equal(got.lower, lower, equal_nan=True)
+        assert np.array_equal(got.upper, upper, equal_nan=True)
+        for name, want in zip(("empty", "all_null", "untrusted", "has_nulls"), flags, strict=True):
+            assert np.array_equal(getattr(got, name), want), name
