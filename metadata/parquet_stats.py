@@ -9,9 +9,12 @@ then uses (-inf, inf).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Mapping
 from fractions import Fraction
+from types import MappingProxyType
 
 _US_PER = {"MILLIS": 1000, "MICROS": 1, "NANOS": Fraction(1, 1000)}
 _JSON_UNITS = {"milliseconds": "MILLIS", "microseconds": "MICROS", "nanoseconds": "NANOS"}
@@ -45,17 +48,29 @@ def up(q: Fraction | int) -> float:
     return math.nextafter(f, math.inf) if _cmp(f, q) < 0 else f
 
 
-def _logical(stats) -> dict:
+def _logical(stats) -> Mapping:
     lt = stats.logical_type
     if lt is None or lt.type == "NONE":
         return {}
     try:
-        return json.loads(lt.to_json())
-    except (ValueError, AttributeError):
+        return _parse_logical(lt.to_json())
+    except AttributeError:
         return {"Type": "?"}
 
 
-def _exact(raw, physical: str, info: dict, converted: str, column_schema) -> Fraction | int | None:
+@functools.lru_cache(maxsize=256)
+def _parse_logical(text: str) -> Mapping:
+    """A logical type's JSON, parsed once per distinct text (every column chunk of a
+    column repeats it); read-only, since the cache shares it."""
+    try:
+        return MappingProxyType(json.loads(text))
+    except ValueError:
+        return MappingProxyType({"Type": "?"})
+
+
+def _exact(
+    raw, physical: str, info: Mapping, converted: str, column_schema
+) -> Fraction | int | None:
     """Exact value of one raw statistic in the numeric encoding, or None if unsupported."""
     kind = info.get("Type")
     if physical in ("INT32", "INT64") and isinstance(raw, int):
