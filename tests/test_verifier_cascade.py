@@ -470,3 +470,32 @@ def test_branch_and_bound_takes_regions_by_estimate_and_skips_hopeless_ones():
     assert (plain[skipped] != UNKNOWN).any()  # the test skips regions that were decidable
     res = Verifier(methods=("ibp", "crown", "bab"), bab_pieces_per_region=64).verify(net, R, pred)
     check_sampled(net, R, pred, res, rng)
+
+
+def test_witness_point_kernels_equal_their_numpy_definitions():
+    """inside_points and pull_inside run as numba kernels: the same answers as their
+    numpy statements, also with zero steps, points on edges and infinite steps."""
+    from mlskip.verifier.witness import inside_points, pull_inside
+
+    rng = np.random.default_rng(83)
+    R = regions_for(rng, 60, 3, polygons=True)
+    x = R.lower[:, None, :] + rng.uniform(-0.2, 1.2, (60, 40, 3)) * (R.upper - R.lower)[:, None]
+    c = 0.5 * (R.lower + R.upper)
+    x[:, 0] = c  # no step at all
+    x[:5, 1, 0] = np.inf
+    A, b = R.halfspaces[0]
+    want_in = ((x >= R.lower[:, None]) & (x <= R.upper[:, None])).all(-1)
+    lhs = A[:, None, :, 0] * x[:, :, None, 0] + A[:, None, :, 1] * x[:, :, None, 1]
+    want_in &= (lhs <= b[:, None, :]).all(-1)
+    assert np.array_equal(inside_points(R, x), want_in)
+    ok = rng.uniform(size=60) < 0.8
+    with np.errstate(all="ignore"):
+        dx = x - c[:, None, :]
+        room = b - (A[:, :, 0] * c[:, None, 0] + A[:, :, 1] * c[:, None, 1])
+        step = A[:, None, :, 0] * dx[:, :, None, 0] + A[:, None, :, 1] * dx[:, :, None, 1]
+        cut = np.where(step > room[:, None, :], room[:, None, :] / step, 1.0)
+        lam = np.minimum(1.0, np.nan_to_num(cut.min(-1), nan=1.0, posinf=1.0, neginf=0.0))
+        lam = np.clip(lam * (1.0 - 1e-9), 0.0, 1.0)
+        moved = c[:, None, :] + lam[..., None] * dx
+    want = np.where(ok[:, None, None] & np.isfinite(moved).all(-1, keepdims=True), moved, x)
+    assert np.array_equal(pull_inside(R, x, c, ok), want, equal_nan=True)

@@ -416,3 +416,50 @@ def tighten_cycles(cxy, cedge, count, src, A, b, lo, hi, tol):  # pragma: no cov
             new_lo[r, axis] = max(lo[r, axis], low)
             new_hi[r, axis] = min(hi[r, axis], -top)
     return new_lo, new_hi, usable
+
+
+@numba.njit(cache=True, nogil=True)
+def inside_pair(A, b, xi, xj, ok):  # pragma: no cover - compiled
+    """``ok[r, s] &= A[r] @ (xi[r, s], xj[r, s]) <= b[r]`` for one pair (witness.py's
+    ``inside_points``; the same two products and sum per row, in IEEE float64)."""
+    n, S = ok.shape
+    K = b.shape[1]
+    for r in range(n):
+        for s in range(S):
+            if not ok[r, s]:
+                continue
+            x = xi[r, s]
+            y = xj[r, s]
+            for p in range(K):
+                if not (A[r, p, 0] * x + A[r, p, 1] * y <= b[r, p]):
+                    ok[r, s] = False
+                    break
+
+
+@numba.njit(cache=True, nogil=True)
+def pull_pair(A, b, ci, cj, dxi, dxj, lam):  # pragma: no cover - compiled
+    """``lam[r, s] = min(lam[r, s], t)`` with t the largest step from ``c`` along ``dx``
+    that stays inside pair polygon r (witness.py's ``pull_inside``: a NaN row gives 1,
+    +inf gives 1, -inf gives 0, as numpy's nan_to_num of the rows' minimum)."""
+    n, S = lam.shape
+    K = b.shape[1]
+    for r in range(n):
+        for s in range(S):
+            mn = np.inf
+            nan = False
+            for p in range(K):
+                room = b[r, p] - (A[r, p, 0] * ci[r] + A[r, p, 1] * cj[r])
+                step = A[r, p, 0] * dxi[r, s] + A[r, p, 1] * dxj[r, s]
+                cut = room / step if step > room else 1.0
+                if np.isnan(cut):
+                    nan = True
+                elif cut < mn:
+                    mn = cut
+            if nan or mn == np.inf:
+                t = 1.0
+            elif mn == -np.inf:
+                t = 0.0
+            else:
+                t = mn
+            if t < lam[r, s]:
+                lam[r, s] = t

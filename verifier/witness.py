@@ -59,22 +59,21 @@ def _forward_grad(net: Network, x: np.ndarray, coef: np.ndarray) -> tuple[np.nda
 
 
 def clear_points(spec: Spec, z: np.ndarray, mg: np.ndarray, precision: str):
-    """(qualifies, fails) for points ``z [N, m]`` with row margins ``mg [N, m]``."""
-    pos = neg = None
-    for sign in (-1.0, 1.0):
-        zz = z + sign * mg
-        v = spec.verdicts(zz, zz, precision)
-        pos = (v == ALL) if pos is None else pos & (v == ALL)
-        neg = (v == NONE) if neg is None else neg & (v == NONE)
-    return pos, neg
+    """(qualifies, fails) for points ``z [N, m]`` with row margins ``mg [N, m]``: the
+    verdict is the same with every row moved down and up by its margin."""
+    zz = np.concatenate([z - mg, z + mg])
+    v = spec.verdicts(zz, zz, precision)
+    n = len(z)
+    return (v[:n] == ALL) & (v[n:] == ALL), (v[:n] == NONE) & (v[n:] == NONE)
 
 
 def inside_points(regions: RegionBatch, x: np.ndarray) -> np.ndarray:
     """``x [n, S, d]`` in region r (box and every polygon) -> ``[n, S]``."""
+    from ._kernels import inside_pair
+
     ok = ((x >= regions.lower[:, None, :]) & (x <= regions.upper[:, None, :])).all(-1)
     for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
-        lhs = A[:, None, :, 0] * x[:, :, None, i] + A[:, None, :, 1] * x[:, :, None, j]
-        ok &= (lhs <= b[:, None, :]).all(-1)
+        inside_pair(A, b, np.ascontiguousarray(x[..., i]), np.ascontiguousarray(x[..., j]), ok)
     return ok
 
 
@@ -100,12 +99,15 @@ def interior_point(
             count[use, col] += 1
     c = np.where(count > 0, total / np.maximum(count, 1), c)
     if len(set(np.ravel(regions.pairs))) < 2 * len(regions.pairs):  # pairs share inputs
+        subs, oks = [], []
+        for k, (i, j) in enumerate(regions.pairs):
+            sub = RegionBatch(regions.lower[:, [i, j]], regions.upper[:, [i, j]], ((0, 1),),
+                              (regions.halfspaces[k],))  # fmt: skip
+            subs.append(sub)
+            oks.append(usable[k] & inside_points(sub, centres[k][:, None, :])[:, 0])
         for _ in range(8):
             for k, (i, j) in enumerate(regions.pairs):
-                sub = RegionBatch(regions.lower[:, [i, j]], regions.upper[:, [i, j]], ((0, 1),),
-                                  (regions.halfspaces[k],))  # fmt: skip
-                ok = usable[k] & inside_points(sub, centres[k][:, None, :])[:, 0]
-                c[:, [i, j]] = pull_inside(sub, c[:, None, [i, j]], centres[k], ok)[:, 0]
+                c[:, [i, j]] = pull_inside(subs[k], c[:, None, [i, j]], centres[k], oks[k])[:, 0]
     return c, inside_points(regions, c[:, None, :])[:, 0]
 
 
@@ -114,16 +116,19 @@ def pull_inside(regions: RegionBatch, x: np.ndarray, c: np.ndarray, ok: np.ndarr
     inside every polygon, where ``ok``; the box is convex and holds both ends, so the
     result stays in it. Rounding may leave a point just outside: callers still test
     ``_inside``."""
+    from ._kernels import pull_pair
+
     lam = np.ones(x.shape[:2])
-    dx = x - c[:, None, :]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
-            room = b - (A[:, :, 0] * c[:, None, i] + A[:, :, 1] * c[:, None, j])  # [n, m]
-            step = A[:, None, :, 0] * dx[:, :, None, i] + A[:, None, :, 1] * dx[:, :, None, j]
-            cut = np.where(step > room[:, None, :], room[:, None, :] / step, 1.0)
-            lam = np.minimum(lam, np.nan_to_num(cut.min(-1), nan=1.0, posinf=1.0, neginf=0.0))
+    with np.errstate(invalid="ignore", over="ignore"):
+        dx = x - c[:, None, :]
+    for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
+        pull_pair(
+            A, b, np.ascontiguousarray(c[:, i]), np.ascontiguousarray(c[:, j]),
+            np.ascontiguousarray(dx[..., i]), np.ascontiguousarray(dx[..., j]), lam,
+        )  # fmt: skip
     lam = np.clip(lam * (1.0 - 1e-9), 0.0, 1.0)
-    moved = c[:, None, :] + lam[..., None] * dx
+    with np.errstate(invalid="ignore", over="ignore"):
+        moved = c[:, None, :] + lam[..., None] * dx
     return np.where(ok[:, None, None] & np.isfinite(moved).all(-1, keepdims=True), moved, x)
 
 
