@@ -483,6 +483,8 @@ def test_witness_point_kernels_equal_their_numpy_definitions():
     c = 0.5 * (R.lower + R.upper)
     x[:, 0] = c  # no step at all
     x[:5, 1, 0] = np.inf
+    c[::4, :2] = R.upper[::4, :2] + 1.0  # centres outside the polygon: zero steps divide by 0
+    x[::4, 2] = c[::4]
     A, b = R.halfspaces[0]
     want_in = ((x >= R.lower[:, None]) & (x <= R.upper[:, None])).all(-1)
     lhs = A[:, None, :, 0] * x[:, :, None, 0] + A[:, None, :, 1] * x[:, :, None, 1]

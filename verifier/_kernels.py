@@ -8,7 +8,9 @@ a dual certificate from the rows that meet there (weak duality with the
 residual absorbed by the box), so a wrong vertex or a wrong choice can only
 loosen a bound, never make it unsound.
 
-Compiled on first use (about a second, cached on disk by numba).
+Compiled on first use (about a second, cached on disk by numba), with numpy's error
+model: a division by zero gives an IEEE infinity or NaN, as in the numpy statements these
+kernels are held equal to, never a ZeroDivisionError.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def clip_vertices(A, b, tol):  # pragma: no cover - compiled
     """Vertices of ``{x : A[r] x <= b[r]}`` (2-D) for every region r.
 
@@ -97,7 +99,7 @@ def clip_vertices(A, b, tol):  # pragma: no cover - compiled
 TIE = 1e-9  # vertices within TIE * magnitude of the best one are tied: each gives a certificate
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _row(A, b, s, p, lo2, hi2, r):  # pragma: no cover - compiled
     """Row p of region r's system: polygon row p of root region s, or a box row."""
     K = A.shape[1]
@@ -113,7 +115,7 @@ def _row(A, b, s, p, lo2, hi2, r):  # pragma: no cover - compiled
     return 0.0, 1.0, hi2[r, 1]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _certificate(a0, a1, A, b, s, p, q, lo2, hi2, r, c0, h0, c1, h1, x0m, x1m):  # pragma: no cover
     """Weak-duality bound of ``min a . x`` from rows p and q of region r (see below)."""
     p0, p1, bp = _row(A, b, s, p, lo2, hi2, r)
@@ -139,7 +141,7 @@ def _certificate(a0, a1, A, b, s, p, q, lo2, hi2, r, c0, h0, c1, h1, x0m, x1m): 
     return -np.inf if np.isnan(bound) else bound
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _best_bound(a0, a1, pts, prow, qrow, m, A, b, s, lo2, hi2, r):  # pragma: no cover
     """Certified lower bound of ``min a . x`` over region r from its ``m`` vertex guides
     ``pts`` (rows ``prow``, ``qrow`` meet at each): the certificates of every vertex
@@ -180,7 +182,7 @@ def _best_bound(a0, a1, pts, prow, qrow, m, A, b, s, lo2, hi2, r):  # pragma: no
     return bound
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def pair_min_certified(a2, xy, rows, A, b, src, lo2, hi2, usable):  # pragma: no cover
     """Certified lower bound of ``min a2[r, k] . x`` over polygon ∩ box -> ``[n, m]``.
 
@@ -211,7 +213,7 @@ def pair_min_certified(a2, xy, rows, A, b, src, lo2, hi2, usable):  # pragma: no
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def polygon_cycles(A, b, tol):  # pragma: no cover - compiled
     """The vertices of each ``{x : A[r] x <= b[r]}`` (2-D, bounded) in counter-clockwise
     order: ``xy [n, K, 2]``, ``edge [n, K]`` (the row of the edge leaving each vertex)
@@ -281,7 +283,7 @@ def polygon_cycles(A, b, tol):  # pragma: no cover - compiled
     return xy, edge, count
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _clip_one(
     cxy, cedge, count, s, lo, hi, r, K, tol, px, pin, pout, qx, qin, qout
 ):  # pragma: no cover
@@ -346,7 +348,7 @@ def _clip_one(
     return m
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def clip_cycles(cxy, cedge, count, src, lo, hi, K, tol):  # pragma: no cover - compiled
     """Vertices of cycle ``src[r]`` (``polygon_cycles``) cut by box ``[lo[r], hi[r]]``
     (Sutherland-Hodgman, one box side at a time), in ``clip_vertices``' layout:
@@ -379,7 +381,7 @@ def clip_cycles(cxy, cedge, count, src, lo, hi, K, tol):  # pragma: no cover - c
     return xy, rows, valid
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def tighten_cycles(cxy, cedge, count, src, A, b, lo, hi, tol):  # pragma: no cover - compiled
     """Certified bounding boxes of cycle ``src[r]`` cut by box r, without materialising
     the vertices: ``clip_cycles`` and ``pair_min_certified`` on the four axis
@@ -418,7 +420,7 @@ def tighten_cycles(cxy, cedge, count, src, A, b, lo, hi, tol):  # pragma: no cov
     return new_lo, new_hi, usable
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def inside_pair(A, b, xi, xj, ok):  # pragma: no cover - compiled
     """``ok[r, s] &= A[r] @ (xi[r, s], xj[r, s]) <= b[r]`` for one pair (witness.py's
     ``inside_points``; the same two products and sum per row, in IEEE float64)."""
@@ -436,7 +438,7 @@ def inside_pair(A, b, xi, xj, ok):  # pragma: no cover - compiled
                     break
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def pull_pair(A, b, ci, cj, dxi, dxj, lam):  # pragma: no cover - compiled
     """``lam[r, s] = min(lam[r, s], t)`` with t the largest step from ``c`` along ``dx``
     that stays inside pair polygon r (witness.py's ``pull_inside``: a NaN row gives 1,
