@@ -4,13 +4,16 @@ Very effective for the 2 to 8 inputs of filter models: the relaxation
 error of CROWN shrinks quadratically with the box width. A region is NONE
 when every piece is NONE (no qualifying point), ALL when every piece is ALL;
 a piece is split in two along the input with the largest
-``width * sensitivity`` (column norm of the first layer). Pieces keep their
-region's polygons and float margins (a piece's margins are at most its
-region's); with polygons each piece's box is first shrunk to the certified
-bounding box of its part inside them (tighten_boxes: the same points, tighter
-intermediate bounds), and a piece proven to hold no point of its region is dropped. Breadth-first, all pieces of all regions in one batch per round,
-within a piece limit per region, a piece budget for the whole batch (work units: the
-same inputs give the same verdicts on any machine) and a time budget (a safety net).
+``width * sensitivity`` (the absolute weight chain from each input to the spec
+rows). Pieces keep their region's polygons and float margins (a piece's margins
+are at most its region's); with polygons each piece's box is first shrunk to the
+certified bounding box of its part inside them (tighten_boxes: the same points,
+tighter intermediate bounds), and a piece proven to hold no point of its region
+is dropped. Regions are taken cheapest first by triage.py's estimate, and none
+that no bound can decide. Breadth-first, all pieces of all regions in one batch
+per round, within a piece limit per region, a piece budget for the whole batch
+(work units: the same inputs give the same verdicts on any machine) and a time
+budget (a safety net).
 """
 
 from __future__ import annotations
@@ -39,15 +42,13 @@ def bab_verdicts(
     stats: dict | None = None,
     piece_budget: int | None = None,
     cost: np.ndarray | None = None,
-    give_up: float = np.inf,
 ) -> np.ndarray:
     """Verdicts ``[n]`` for ``regions`` by input splitting (UNKNOWN if undecided).
 
     ``piece_budget`` caps the pieces bounded over all regions (None: no cap); pieces are
     taken breadth-first, so the regions decided early leave their share to the others.
     ``cost [n]``: the pieces each region is estimated to need (triage.py): regions are
-    taken cheapest first, and those no bound can decide (``inf``) or estimated above
-    ``give_up`` get none.
+    taken cheapest first, and those no bound can decide (``inf``) get none.
     ``stats["weights"]`` receives the pieces bounded per region (its share of the work),
     ``stats["pieces"]`` their total, ``stats["given_up"]`` the regions not tried and
     ``stats["timed_out"]`` whether the clock stopped it.
@@ -55,7 +56,7 @@ def bab_verdicts(
     n = regions.n
     out = np.full(n, UNKNOWN, dtype=np.int8)
     finite = np.isfinite(regions.lower).all(1) & np.isfinite(regions.upper).all(1)
-    hopeless = np.zeros(n, bool) if cost is None else ~np.isfinite(cost) | (cost > give_up)
+    hopeless = np.zeros(n, bool) if cost is None else ~np.isfinite(cost)
     finite &= ~hopeless
     sens = _sensitivity(net)
     parent = np.flatnonzero(finite)

@@ -128,9 +128,7 @@ class Verifier:
     infinite, no MILP) the cascade is deterministic and that holds exactly.
     ``bab_triage``: branch and bound takes regions by the pieces they are estimated to
     need (triage.py: the current bounds against the rows' values at the points the
-    witness search saw), skipping those that no bound could decide;
-    ``bab_give_up``: also those estimated above this many times the pieces per region
-    (``bab_pieces_per_region``, else ``bab_max_pieces``; None: no such limit).
+    witness search saw), skipping those that no bound could decide.
     """
 
     methods: Sequence[str] = DEFAULT_METHODS
@@ -151,7 +149,6 @@ class Verifier:
     fp_margins: bool = True  # False only to measure what the margins cost (unsound for the UDF)
     box_first: bool = True
     bab_triage: bool = True
-    bab_give_up: float | None = None
     _cheap: tuple[str, ...] = field(default=("ibp", "crown"), init=False, repr=False)
     _complete: tuple[str, ...] = field(default=("milp", "marabou"), init=False, repr=False)
 
@@ -415,15 +412,12 @@ class Verifier:
             if deadline is not None:
                 budget = min(budget, deadline.remaining())
             limit, pieces = self.bab_max_pieces, None
-            per_region = self.bab_max_pieces
             if self.bab_pieces_per_region is not None:  # the piece limit follows the budget
                 pieces = self.bab_pieces_per_region * sub.n
                 limit = max(limit, pieces)
-                per_region = self.bab_pieces_per_region
-            give_up = np.inf if self.bab_give_up is None else self.bab_give_up * per_region
             return bab_verdicts(
                 spec, snet, sub, mg, self.precision, limit, budget, stats=stats,
-                piece_budget=pieces, cost=stats.get("cost"), give_up=give_up,
+                piece_budget=pieces, cost=stats.get("cost"),
             ), None  # fmt: skip
         if name == "milp":
             if not snet.is_piecewise_linear:

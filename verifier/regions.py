@@ -233,14 +233,8 @@ class RegionBatch:
                 used.update((i, j))
         return keep
 
-    def pair_vertices(self, k: int, rows: np.ndarray | None = None) -> PairVertices:
-        """Vertices of polygon ``k`` cut by the boxes (cached), or by the boxes of
-        regions ``rows`` only (not cached)."""
-        if rows is not None:
-            key = ("vertices", k)
-            if key in self._cache:
-                return self._cache[key].take(rows)
-            return _enumerate_vertices(self, k, rows)
+    def pair_vertices(self, k: int) -> PairVertices:
+        """Vertices of polygon ``k`` cut by the boxes (cached)."""
         key = ("vertices", k)
         if key not in self._cache:
             self._cache[key] = _enumerate_vertices(self, k)
@@ -297,12 +291,9 @@ def root_cycles(regions: RegionBatch, k: int) -> tuple[tuple, np.ndarray]:
     return root._cache[key], index
 
 
-def _enumerate_vertices(
-    regions: RegionBatch, k: int, rows: np.ndarray | None = None
-) -> PairVertices:
-    """Vertices of polygon ``k`` ∩ box (of regions ``rows``, default all): the polygon ∩
-    box of the batch the regions were cut from (its root) is enumerated once, in order,
-    and clipped by each box."""
+def _enumerate_vertices(regions: RegionBatch, k: int) -> PairVertices:
+    """Vertices of polygon ``k`` ∩ box: the polygon ∩ box of the batch the regions were
+    cut from (its root) is enumerated once, in order, and clipped by each box."""
     from ._kernels import clip_cycles
 
     i, j = regions.pairs[k]
@@ -311,8 +302,6 @@ def _enumerate_vertices(
     cols = [i, j]
     lo2 = np.ascontiguousarray(regions.lower[:, cols])
     hi2 = np.ascontiguousarray(regions.upper[:, cols])
-    if rows is not None:
-        index, lo2, hi2 = index[rows], lo2[rows], hi2[rows]
     A, b = root.halfspaces[k]
     K = A.shape[1]
     xy, vrows, valid = clip_cycles(xy_c, edge, count, index, lo2, hi2, K, GUIDE_TOL)
