@@ -284,6 +284,15 @@ def polygon_cycles(A, b, tol):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _clip_buffers(V):  # pragma: no cover - compiled
+    """Scratch for ``_clip_one``: two vertex lists of capacity V with their edge rows."""
+    return (
+        np.empty((V, 2)), np.empty(V, np.int64), np.empty(V, np.int64),
+        np.empty((V, 2)), np.empty(V, np.int64), np.empty(V, np.int64),
+    )  # fmt: skip
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _clip_one(
     cxy, cedge, count, s, lo, hi, r, K, tol, px, pin, pout, qx, qin, qout
 ):  # pragma: no cover
@@ -361,12 +370,7 @@ def clip_cycles(cxy, cedge, count, src, lo, hi, K, tol):  # pragma: no cover - c
     xy = np.zeros((n, V, 2))
     rows = np.zeros((n, V, 2), np.int64)
     valid = np.zeros((n, V), np.bool_)
-    px = np.empty((V, 2))
-    pin = np.empty(V, np.int64)
-    pout = np.empty(V, np.int64)
-    qx = np.empty((V, 2))
-    qin = np.empty(V, np.int64)
-    qout = np.empty(V, np.int64)
+    px, pin, pout, qx, qin, qout = _clip_buffers(V)
     for r in range(n):
         m = _clip_one(cxy, cedge, count, src[r], lo, hi, r, K, tol, px, pin, pout, qx, qin, qout)
         if m == 0:
@@ -394,12 +398,7 @@ def tighten_cycles(cxy, cedge, count, src, A, b, lo, hi, tol):  # pragma: no cov
     new_lo = lo.copy()
     new_hi = hi.copy()
     usable = np.zeros(n, np.bool_)
-    px = np.empty((V, 2))
-    pin = np.empty(V, np.int64)
-    pout = np.empty(V, np.int64)
-    qx = np.empty((V, 2))
-    qin = np.empty(V, np.int64)
-    qout = np.empty(V, np.int64)
+    px, pin, pout, qx, qin, qout = _clip_buffers(V)
     for r in range(n):
         if not (np.isfinite(lo[r, 0]) and np.isfinite(lo[r, 1])):
             continue
