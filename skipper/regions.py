@@ -199,12 +199,17 @@ def build_regions(
         # a column without a box (not in the file, or not numeric) is not trusted either
         untrusted |= nan | ~boxed
     live = ~empty
+    per_group: dict[int, dict[str, tuple[float, float]]] = {}  # boxes of live row groups
     for k, arg in enumerate(args):
         got = _interval_all(arg, box, n)
         if got is None:  # a general expression: one row group at a time
+            if not per_group:
+                per_group = {
+                    g: {c: (float(lo[g]), float(hi[g])) for c, (lo, hi) in box.items()}
+                    for g in np.flatnonzero(live)
+                }
             lo_k, hi_k, nan_k = np.full(n, -np.inf), np.full(n, np.inf), np.zeros(n, bool)
-            for g in np.flatnonzero(live):
-                one = {c: (float(lo[g]), float(hi[g])) for c, (lo, hi) in box.items()}
+            for g, one in per_group.items():
                 lo_k[g], hi_k[g], nan_k[g] = _interval(arg, one)
         else:
             lo_k, hi_k, nan_k = got
