@@ -16,11 +16,12 @@ upper chord depends on the pre-activation bounds. Modes:
 - ``"last"``: only the last hidden layer's slopes are free.
 
 Each output row (lower bound of ``y_k`` and of ``-y_k``) is optimised as its
-own problem (regions are replicated per row), with Adam in torch (float64,
-batched over regions, box concretisation; auto_LiRPA's rate and decay) and
-projection onto ``[alpha, 1]``; stable neurons keep their exact slope, and an
-intermediate layer gets rows and slopes only for neurons unstable in some
-replica. With two or more hidden layers, a second start (auto_LiRPA's: plain
+own problem (regions are replicated per row), with Adam in torch (float32
+unless the magnitudes need float64, batched over regions, box concretisation;
+auto_LiRPA's rate and decay) and projection onto ``[alpha, 1]``; stable neurons
+keep their exact slope, and an intermediate layer gets rows and slopes only for
+neurons unstable in some replica (one slope serves a neuron's upper and lower
+row where the two meet the layer below with opposite signs). With two or more hidden layers, a second start (auto_LiRPA's: plain
 CROWN bounds, optimised intermediate bounds not clipped) runs in the same
 batch, and each box keeps the tighter result. The best slopes are then
 replayed in numpy in float64 (over box ∩ polygons, every intermediate and
@@ -234,24 +235,48 @@ def _optimised(
     ]
     clip = np.repeat(np.array([st[2] for st in starts]), n * m)
     final_rows = rows[np.tile(np.arange(m), n * S)][:, None, :]  # [N, 1, k]
-    with _torch_single_thread():
+    with _torch_search_mode():
         alphas = _optimise(net, RR, B, REL, final_rows, free, iters, lr, deadline, clip)
     lo = replay(net, RR, B, final_rows, alphas, overlap_lp).reshape(S, n, m)
     return lo.max(axis=0)
 
 
 @contextmanager
-def _torch_single_thread():
+def _torch_search_mode():
     """torch single-threaded for the slope optimisation: its thread pool on small
-    tensors on a shared 2-core machine was measured 10x slower (0.43 s vs 7.3 s at load 9)."""
+    tensors on a shared 2-core machine was measured 10x slower (0.43 s vs 7.3 s at load 9).
+    Subnormals flush to zero meanwhile (Adam's second moments of tiny gradients are
+    subnormal and slow); the replay that makes the bounds runs after, with IEEE
+    arithmetic restored."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
     try:
         yield
     finally:
+        torch.set_flush_denormal(False)
         torch.set_num_threads(before)
+
+
+# float32 resolves an optimisation whose inputs, weights and layer bounds stay well inside
+# its range and whose boxes are not narrow against their centres (a box 1e-3 of its
+# magnitude wide keeps ~14 bits of its width); it halves the memory traffic
+F32_MAX = 1e30
+F32_MIN_RELATIVE_WIDTH = 1e-3
+
+
+def _search_in_float32(net: Network, regions: RegionBatch, bounds: list[Bounds]) -> bool:
+    """Whether the slope search may run in float32. Only the search: the bounds are
+    replayed in float64 with margins, so this choice moves tightness, never soundness."""
+    lo, hi = regions.lower, regions.upper
+    width, size = hi - lo, np.maximum(np.abs(lo), np.abs(hi))
+    if np.any((width > 0) & (width < F32_MIN_RELATIVE_WIDTH * size)):
+        return False
+    arrays = [lo, hi, *(x for a in net.affines for x in (a.W, a.b))]
+    arrays += [x for b in bounds for x in b]
+    return all(np.all(np.abs(x) < F32_MAX) for x in arrays)
 
 
 def _optimise(
@@ -266,11 +291,12 @@ def _optimise(
     deadline: Deadline | None,
     clip: np.ndarray,
 ) -> dict[tuple[int, int], np.ndarray]:
-    """Projected Adam on the free slopes (torch, float64, box concretisation);
-    returns the best slopes per replica (any values are sound, see ``replay``)."""
+    """Projected Adam on the free slopes (torch, box concretisation; float32 where it
+    resolves the problem, see ``_search_in_float32``); returns the best slopes per
+    replica (any values are sound, see ``replay``)."""
     import torch
 
-    dt = torch.float64
+    dt = torch.float32 if _search_in_float32(net, regions, bounds) else torch.float64
     N = regions.n
     L = len(net.affines)
     acts = net.activations
@@ -291,14 +317,26 @@ def _optimise(
         for i in targets
         if i < L - 1
     }
+    # The first step down from an intermediate target i (to activation i - 1) meets the
+    # rows +-W_i[u]: row +u takes its lower slope where W_i[u] > 0, row -u where
+    # W_i[u] < 0, so one slope per (neuron u, neuron below) serves both rows ("shared").
+    shared = {(i, j) for i, j in free if i < L - 1 and j == i - 1}
     params: dict[tuple[int, int], Any] = {}
     for i, j in sorted(free):
-        R = 2 * len(unstable[i]) if i < L - 1 else 1
+        R = (1 if (i, j) in shared else 2) * len(unstable[i]) if i < L - 1 else 1
         if R == 0:
             continue
         init = np.broadcast_to(relax[j][0][:, None, :], (N, R, relax[j][0].shape[1]))
         params[(i, j)] = torch.tensor(init, dtype=dt, requires_grad=True)
     lows = {j: float(a.alpha) for j, a in enumerate(acts) if isinstance(a, LeakyReLU)}
+    # activation j's bounds stay fixed while optimising unless layer j is a target:
+    # there the stable neurons' slopes are constants, chosen by masks made once
+    static = {}
+    for j, a in lows.items():
+        if j not in targets:
+            l, u = crown_t[j]
+            fixed = torch.where(l >= 0, 1.0, torch.where(u <= 0, a, 0.0))
+            static[j] = (((l < 0) & (u > 0)).to(dt)[:, None, :], fixed[:, None, :])
 
     def leaky_relax(j: int, l, u):
         a = lows[j]
@@ -307,16 +345,35 @@ def _optimise(
         al = a + (1 - a) * (up > q).to(dt)
         return al, None, a + (1 - a) * ch, (1 - a) * ch * q
 
-    def backward(i: int, lam, bias, tb, tr):
-        for j in range(i - 1, -1, -1):
+    def slopes(j: int, p, tb):
+        """Lower slopes of activation j: the free ``p`` where the neuron is unstable."""
+        if j in static:
+            unstable_mask, fixed = static[j]
+            return p * unstable_mask + fixed
+        l, u = tb[j]
+        return torch.where((l >= 0)[:, None, :], 1.0, torch.where((u <= 0)[:, None, :], lows[j], p))
+
+    def first_step(i: int, U, tb, tr):
+        """``lam`` and ``bias`` after the shared step from the rows +-e_u (u in U) of
+        target i down through activation i - 1 and affine i - 1."""
+        j = i - 1
+        al, bl, au, bu = tr[j]
+        Wu, bu_i = W[i][0][U], W[i][1][U]
+        P, Ng = Wu.clamp(min=0), Wu.clamp(max=0)
+        sl = slopes(j, params[(i, j)], tb)
+        au3 = au[:, None, :]
+        lam = torch.cat([P * sl + Ng * au3, -(Ng * sl + P * au3)], dim=1)
+        bias = torch.cat([bu @ Ng.T + bu_i, -(bu @ P.T) - bu_i], dim=1)
+        if bl is not None:
+            bias = bias + torch.cat([bl @ P.T, -(bl @ Ng.T)], dim=1)
+        bias = bias + lam @ W[j][1]
+        return lam @ W[j][0], bias
+
+    def backward(i: int, lam, bias, tb, tr, start: int | None = None):
+        for j in range(i - 1 if start is None else start, -1, -1):
             al, bl, au, bu = tr[j]
             p = params.get((i, j))
-            if p is None:
-                sl = al[:, None, :]
-            else:
-                l, u = tb[j]
-                a = lows[j]
-                sl = torch.where((l >= 0)[:, None, :], 1.0, torch.where((u <= 0)[:, None, :], a, p))
+            sl = al[:, None, :] if p is None else slopes(j, p, tb)
             lp, ln = lam.clamp(min=0), lam.clamp(max=0)
             bias = bias + (ln * bu[:, None, :]).sum(-1)
             if bl is not None:
@@ -342,10 +399,14 @@ def _optimise(
                 l, u = crown_t[i]
                 if i in targets and len(unstable[i]):
                     U = torch.tensor(unstable[i])
-                    eye = torch.eye(net.affines[i].out_features, dtype=dt)[U]
-                    rows = torch.cat([eye, -eye])
-                    lam = (rows @ W[i][0]).expand(N, -1, -1)
-                    low = backward(i, lam, (rows @ W[i][1]).expand(N, -1), tb, tr)
+                    if (i, i - 1) in params:
+                        lam, bias = first_step(i, U, tb, tr)
+                        low = backward(i, lam, bias, tb, tr, start=i - 2)
+                    else:
+                        eye = torch.eye(net.affines[i].out_features, dtype=dt)[U]
+                        rows = torch.cat([eye, -eye])
+                        lam = (rows @ W[i][0]).expand(N, -1, -1)
+                        low = backward(i, lam, (rows @ W[i][1]).expand(N, -1), tb, tr)
                     # clipped to the starting bound in value where the replica's start
                     # says so, but the gradient passes straight through to the optimised
                     # bound (torch.maximum would stop it wherever the clip binds, and the
@@ -366,7 +427,7 @@ def _optimise(
                 return low[:, 0]
         raise AssertionError("unreachable")  # pragma: no cover
 
-    opt = torch.optim.Adam(list(params.values()), lr=lr)
+    opt = torch.optim.Adam(list(params.values()), lr=lr, fused=True)
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, LR_DECAY)
     best = {key: p.detach().clone() for key, p in params.items()}
     best_val = torch.full((N,), -torch.inf, dtype=dt)
@@ -391,7 +452,10 @@ def _optimise(
         if i < L - 1:  # back to a row per bound of every neuron, as replay reads them
             h = net.affines[i].out_features
             full = np.repeat(relax[j][0][:, None, :], 2 * h, axis=1)
-            full[:, np.concatenate([unstable[i], h + unstable[i]])] = b.numpy()
+            b = b.numpy()
+            if (i, j) in shared:  # the same slopes for both rows of a neuron (see above)
+                b = np.concatenate([b, b], axis=1)
+            full[:, np.concatenate([unstable[i], h + unstable[i]])] = b
             dense[(i, j)] = full
         else:
             dense[(i, j)] = b.numpy()
