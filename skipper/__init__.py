@@ -1,68 +1,8 @@
-"""mlskip: skip Parquet row groups that an ML predicate provably cannot select.
+"""The planner stage: from a query and the files' footers to a plan of row groups to
+skip, read as they are, or evaluate (``mlskip.skipper``).
 
-The user-facing API lives here. Names are imported lazily so that
-``import mlskip`` stays fast and never imports torch.
+``query`` parses and rewrites SQL, ``binder`` ties model calls to columns,
+``regions`` turns footer summaries into verifier regions, ``planner`` runs the
+verifier per file and row group, ``plan`` and ``report`` hold and explain the
+result; ``rules/`` holds the query-shape rules one per module.
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-from mlskip._version import __version__
-from mlskip.errors import (
-    InputDataError,
-    MetadataError,
-    MlskipError,
-    ModelInputError,
-    PredicateError,
-    SkippingFallbackWarning,
-    UnknownSuiteError,
-    UnsupportedModelError,
-)
-
-# public name -> module that defines it (imported on first use)
-_LAZY: dict[str, str] = {
-    "connect": "mlskip.udf.connection",
-    "Connection": "mlskip.udf.connection",
-    "S3Options": "mlskip.remote",
-    "write_parquet": "mlskip.metadata",
-    "copy": "mlskip.metadata",
-    "read_skip_metadata": "mlskip.metadata",
-    "audit_file": "mlskip.metadata",
-    "scan": "mlskip.udf.arrow_scan",
-    "scan_dataset": "mlskip.udf.arrow_scan",
-    "scan_polars": "mlskip.udf.arrow_scan",
-    "SkipDataset": "mlskip.udf.skip_dataset",
-    "plan_scan": "mlskip.udf.arrow_scan",
-    "Verifier": "mlskip.verifier.cascade",
-    "Predicate": "mlskip.verifier",
-    "load_model": "mlskip.verifier",
-    "generate_tpc": "mlskip.tpch.generate",
-}
-
-__all__ = [
-    "__version__",
-    "InputDataError",
-    "MetadataError",
-    "MlskipError",
-    "ModelInputError",
-    "PredicateError",
-    "SkippingFallbackWarning",
-    "UnknownSuiteError",
-    "UnsupportedModelError",
-    *_LAZY,
-]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mlskip' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)

@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from mlskip.rules.roundtrip import duckdb_tree, sql_literal
+from mlskip.skipper.rules.roundtrip import duckdb_tree, sql_literal
 
 Schema = tuple[tuple[str, str], ...]  # (column name, DuckDB type) in order
 

@@ -29,10 +29,16 @@ from mlskip.metadata import (
     read_skip_metadata,
     resolve_key,
 )
-from mlskip.plan import FilePlan
-from mlskip.regions import build_regions
-from mlskip.remote import S3Options, default_filesystem, is_s3, read_remote_tail, remote_identity
-from mlskip.rules.predicates import AffineArg, MLPredicate
+from mlskip.skipper.plan import FilePlan
+from mlskip.skipper.regions import build_regions
+from mlskip.skipper.remote import (
+    S3Options,
+    default_filesystem,
+    is_s3,
+    read_remote_tail,
+    remote_identity,
+)
+from mlskip.skipper.rules.predicates import AffineArg, MLPredicate
 from mlskip.verifier import Network, Predicate, RegionBatch
 from mlskip.verifier.cascade import Verifier
 

@@ -22,21 +22,21 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from mlskip.binder import Binder, Lookups, Schema, Signature, has_glob, shadowing_probe
 from mlskip.errors import MlskipError
-from mlskip.plan import row_ranges
-from mlskip.planner import BoundPredicate, FileFacts, Planner, verifier_predicate
-from mlskip.remote import is_s3, s3_key
-from mlskip.report import FileReport, SkippingReport
-from mlskip.rules.fragment import Fragment, ScanKey, analyse_fragment
-from mlskip.rules.predicates import (
+from mlskip.skipper.binder import Binder, Lookups, Schema, Signature, has_glob, shadowing_probe
+from mlskip.skipper.plan import row_ranges
+from mlskip.skipper.planner import BoundPredicate, FileFacts, Planner, verifier_predicate
+from mlskip.skipper.remote import is_s3, s3_key
+from mlskip.skipper.report import FileReport, SkippingReport
+from mlskip.skipper.rules.fragment import Fragment, ScanKey, analyse_fragment
+from mlskip.skipper.rules.predicates import (
     AffineArg,
     ConjunctAnalysis,
     MLPredicate,
     analyse_where,
     local_conjuncts,
 )
-from mlskip.rules.rewrite import (
+from mlskip.skipper.rules.rewrite import (
     FileScan,
     Ranges,
     default_binding_name,
@@ -46,11 +46,11 @@ from mlskip.rules.rewrite import (
     spliced_sql,
     unqualified_sql,
 )
-from mlskip.rules.roundtrip import duckdb_double, duckdb_tree
-from mlskip.rules.scans import ParquetScan, find_parquet_scans
+from mlskip.skipper.rules.roundtrip import duckdb_double, duckdb_tree
+from mlskip.skipper.rules.scans import ParquetScan, find_parquet_scans
 from mlskip.verifier import Network
 
-# remote schemes not planned (s3:// is: see mlskip.remote)
+# remote schemes not planned (s3:// is: see mlskip.skipper.remote)
 REMOTE_PREFIXES = (
     "gs://",
     "gcs://",

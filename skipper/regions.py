@@ -30,7 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
-from mlskip.rules.predicates import AffineArg
+from mlskip.skipper.rules.predicates import AffineArg
 
 EPS = 2.0**-52
 

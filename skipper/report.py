@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlskip.plan import FilePlan
+from mlskip.skipper.plan import FilePlan
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ class SkippingReport:
 
 def _budget_text(budgets: list[int]) -> str:
     """The planner's cost-model choice (planner.work_budget, planner.runs_lp) in words."""
-    from mlskip.planner import LP_MIN_ROWS, ROWS_PER_PIECE
+    from mlskip.skipper.planner import LP_MIN_ROWS, ROWS_PER_PIECE
 
     pieces = str(budgets[0]) if len(budgets) == 1 else f"{budgets[0]}-{budgets[-1]}"
     return (

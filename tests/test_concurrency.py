@@ -25,10 +25,10 @@ import pyarrow as pa
 import pytest
 
 import mlskip
-import mlskip.query
-from mlskip.binder import Binder
+import mlskip.skipper.query
 from mlskip.errors import SkippingFallbackWarning
-from mlskip.planner import Planner
+from mlskip.skipper.binder import Binder
+from mlskip.skipper.planner import Planner
 from mlskip.verifier import Network, ReLU
 
 N_ROWS = 30_000
@@ -252,7 +252,7 @@ def test_planner_never_pairs_a_footer_with_another_files_identity(versions, tmp_
     def planning(_: int) -> None:
         cursor = con.cursor()  # a DuckDB connection per thread, with the model functions
         for _ in range(30):
-            report = mlskip.query.plan_query(
+            report = mlskip.skipper.query.plan_query(
                 sql, dict(cursor._functions), planner, Binder(cursor.duckdb)
             )
             plans.append((report.identities[0][1], report.files[0].row_groups))

@@ -26,7 +26,7 @@ from mlskip.errors import SkippingFallbackWarning
 from mlskip.metadata import audit_file, read_skip_metadata, write_parquet
 from mlskip.metadata.footer import KEY, KEY_V2, decode_footer
 from mlskip.metadata.integrity import layout_digest, row_group_sizes, schema_entries
-from mlskip.planner import Planner
+from mlskip.skipper.planner import Planner
 from mlskip.verifier import Network
 
 ROWS, GROUP = 2000, 200

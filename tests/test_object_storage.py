@@ -23,7 +23,7 @@ import pytest
 
 import mlskip
 from mlskip.errors import SkippingFallbackWarning
-from mlskip.remote import TAIL_BYTES, S3Options
+from mlskip.skipper.remote import TAIL_BYTES, S3Options
 from mlskip.verifier import Network, ReLU
 
 # loopback only: the AWS SDKs must never ask an instance-metadata service for credentials

@@ -17,8 +17,8 @@ import warnings
 import numpy as np
 import pytest
 
-from mlskip.tpch import selfcheck
-from mlskip.tpch.selfcheck import (
+from mlskip.testing import selfcheck
+from mlskip.testing.selfcheck import (
     ORACLE_OUTCOMES,
     check_verdict,
     run_campaign,

@@ -7,7 +7,7 @@ from io import StringIO
 
 from rich.console import Console
 
-from mlskip.report import FileReport, SkippingReport
+from mlskip.skipper.report import FileReport, SkippingReport
 from mlskip.tables import fitted_table
 
 LONG = "/data/lake/warehouse/year=2026/month=12/lineitem-0001-of-0032.parquet"
@@ -33,7 +33,7 @@ def test_narrow_tables_keep_every_cell_whole():
 def test_explain_report_follows_the_terminal_width(monkeypatch):
     import numpy as np
 
-    from mlskip.plan import FilePlan
+    from mlskip.skipper.plan import FilePlan
 
     plan = FilePlan(
         path=LONG,

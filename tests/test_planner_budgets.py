@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 import mlskip
-from mlskip.planner import LP_MIN_ROWS, PIECES_PER_REGION, Planner, work_budget
+from mlskip.skipper.planner import LP_MIN_ROWS, PIECES_PER_REGION, Planner, work_budget
 from mlskip.verifier import Network, ReLU
 
 

@@ -238,7 +238,7 @@ def test_predicate_truth_reads_one_output():
 
 def test_margin_campaign_slice():
     """A slice of ``mlskip selfcheck --margin``: random ONNX models against ONNX Runtime."""
-    from mlskip.tpch.marginfuzz import run_campaign
+    from mlskip.testing.marginfuzz import run_campaign
 
     result = run_campaign(16, seed=0)
     assert result.ok, "\n".join(result.violations[:5] + result.errors[:5])
@@ -247,7 +247,7 @@ def test_margin_campaign_slice():
 
 @pytest.mark.slow
 def test_margin_campaign():
-    from mlskip.tpch.marginfuzz import run_campaign
+    from mlskip.testing.marginfuzz import run_campaign
 
     result = run_campaign(1_500, seed=100_000, workers=2)
     assert result.ok, "\n".join(result.violations[:5] + result.errors[:5])
@@ -273,7 +273,7 @@ def test_margin_trial_101008_with_milp():
     1e-8 on inputs near 1e6. HiGHS accepted any vertex as optimal (reduced costs below its
     1e-7 dual tolerance), and the MILP step decided ALL/NONE with ONNX Runtime's outputs
     up to 0.08 past the threshold."""
-    from mlskip.tpch.marginfuzz import run_trial
+    from mlskip.testing.marginfuzz import run_trial
 
     result = run_trial(101008)
     assert result.decided > 0 and not result.violations, result.violations[:3]

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from mlskip.tpch.selfcheck import run_campaign, summarize
+from mlskip.testing.selfcheck import run_campaign, summarize
 
 
 def _campaign(trials: int, seed: int) -> None:
@@ -55,7 +55,7 @@ def test_campaign_long():
 #      min/max pruning drops it too, so results agreed; the planner no longer relies on it).
 @pytest.mark.parametrize("seed", [146, 11057, 100517, 100814, 302298, 600641])
 def test_regression_seeds(seed, tmp_path):
-    from mlskip.tpch.selfcheck import run_trial
+    from mlskip.testing.selfcheck import run_trial
     from mlskip.verifier.cascade import Verifier
 
     with warnings.catch_warnings():
@@ -72,7 +72,7 @@ def test_trials_cover_footer_keys(tmp_path, monkeypatch):
 
     from mlskip.metadata import read_skip_metadata
     from mlskip.metadata.footer import KEY, decode_footer
-    from mlskip.tpch.selfcheck import footer_keys, run_trial
+    from mlskip.testing.selfcheck import footer_keys, run_trial
     from mlskip.verifier.cascade import Verifier
 
     monkeypatch.delenv("MLSKIP_FOOTER_KEY", raising=False)

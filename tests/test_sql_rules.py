@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import sqlglot
 
-from mlskip.regions import expression_interval
-from mlskip.rules.predicates import AffineArg, analyse_where
-from mlskip.rules.rewrite import (
+from mlskip.skipper.regions import expression_interval
+from mlskip.skipper.rules.predicates import AffineArg, analyse_where
+from mlskip.skipper.rules.rewrite import (
     FileScan,
     ranges_condition,
     rewrite_scan,
     spliced_sql,
     sql_string,
 )
-from mlskip.rules.scans import find_parquet_scans
+from mlskip.skipper.rules.scans import find_parquet_scans
 
 FUNCTIONS = {"risk": "value", "kind_class": "class", "vec": "vector"}
 
@@ -187,7 +187,7 @@ def test_sql_string_and_ranges_render_safely():
 
 
 def test_constants_are_read_as_duckdb_reads_them():
-    from mlskip.rules.roundtrip import duckdb_double
+    from mlskip.skipper.rules.roundtrip import duckdb_double
 
     # DuckDB parses this literal as DECIMAL(17, 17); its DOUBLE is one ulp from Python's float()
     assert duckdb_double("-0.38814571499824524") == -0.3881457149982453
@@ -195,7 +195,7 @@ def test_constants_are_read_as_duckdb_reads_them():
 
 
 def test_round_trip_check_accepts_faithful_sql_and_rejects_changes():
-    from mlskip.rules.roundtrip import faithful
+    from mlskip.skipper.rules.roundtrip import faithful
 
     sql = "SELECT a, count(*) FROM 'x.parquet' t WHERE risk(t.a, 2*b) > 0.9 GROUP BY ALL"
     assert faithful(sql, sqlglot.parse_one(sql, dialect="duckdb").sql(dialect="duckdb"))
@@ -214,7 +214,7 @@ def test_round_trip_check_accepts_faithful_sql_and_rejects_changes():
 def test_sql_bounds_empty_a_row_group_only_when_nan_rows_fail_them(bound, empty):
     from types import SimpleNamespace
 
-    from mlskip.regions import build_regions
+    from mlskip.skipper.regions import build_regions
 
     def group(nan: bool):
         return SimpleNamespace(
@@ -233,7 +233,7 @@ def test_sql_bounds_empty_a_row_group_only_when_nan_rows_fail_them(bound, empty)
 def _regions_one_group_at_a_time(groups, args, bounds):
     """build_regions' definition, one row group at a time (the vectorised planner code
     must agree with it on every flag and bit)."""
-    from mlskip.regions import _interval
+    from mlskip.skipper.regions import _interval
 
     n, d = len(groups), len(args)
     lower, upper = np.full((n, d), -np.inf), np.full((n, d), np.inf)
@@ -263,7 +263,7 @@ def _regions_one_group_at_a_time(groups, args, bounds):
 def test_vectorised_regions_equal_the_per_row_group_definition():
     from types import SimpleNamespace
 
-    from mlskip.regions import build_regions
+    from mlskip.skipper.regions import build_regions
 
     rng = np.random.default_rng(3)
     cols = ["a", "b", "c"]

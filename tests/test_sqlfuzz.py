@@ -9,8 +9,8 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from mlskip.tpch import sqlfuzz
-from mlskip.tpch.sqlfuzz import Query, check_query, replay, run_campaign, same_rows
+from mlskip.testing import sqlfuzz
+from mlskip.testing.sqlfuzz import Query, check_query, replay, run_campaign, same_rows
 
 SLICE_TRIALS, SLICE_QUERIES = 50, 5  # 250 queries, about 40 s on 2 cores
 

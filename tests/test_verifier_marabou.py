@@ -1,7 +1,7 @@
 """Differential tests of mlskip.verifier against Marabou (maraboupy 2.0).
 
 Random small ReLU networks and regions (box, or box + polygon). Marabou is
-not a perfect oracle (DESIGN.md), so every claimed counterexample is checked
+not a perfect oracle (docs/ARCHITECTURE.md), so every claimed counterexample is checked
 by evaluating the model at that point, and a Marabou UNSAT is used with a
 gap (the query asks for y >= t - GAP) so that rounding cannot flip it.
 Rules checked:
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlskip.tpch.selfcheck import settle_point
+from mlskip.testing.selfcheck import settle_point
 from mlskip.verifier import ALL, NONE, Network, Predicate, RegionBatch, Sigmoid, Tanh, Verifier
 from mlskip.verifier.adapters import auto_lirpa
 from mlskip.verifier.adapters.marabou import available, marabou_query
@@ -162,7 +162,7 @@ def test_marabou_backend_in_cascade():
 @pytest.mark.skipif(
     not auto_lirpa.available(),
     reason="auto_LiRPA is not importable: its PyPI release (0.3) breaks on numpy 2 / torch 2 "
-    "and newer versions are source-only (see DESIGN.md)",
+    "and newer versions are source-only (see docs/ARCHITECTURE.md)",
 )
 def test_auto_lirpa_adapter_matches_crown():  # pragma: no cover - not installable here
     from mlskip.verifier.crown import crown_bounds

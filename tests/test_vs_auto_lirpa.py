@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
     "`make auto-lirpa AUTO_LIRPA_SRC=<checkout>` installs it from source",
 )
 
-sbs = pytest.importorskip("mlskip.verifier.adapters.side_by_side")
+sbs = pytest.importorskip("mlskip.testing.side_by_side")
 KINDS = ("random", "trained")
 
 

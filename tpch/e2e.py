@@ -6,7 +6,7 @@ groups, 45-byte hulls) in natural order, sorted by the model's most
 output-correlated input, Hilbert-clustered on its most influential inputs,
 and sorted by the model's own prediction (a writer that knows the model). (a) PyTorch UDF on every row (the paper's
 baseline), (b) the default ONNX UDF on every row, (c) mlskip with skipping;
-interleaved repetitions, medians (``mlskip.udf.bench._interleaved``, the
+interleaved repetitions, medians (``mlskip.tpch.bench_udf._interleaved``, the
 helper ``mlskip bench sql`` uses), plus planning time cold and warm.
 """
 
@@ -90,7 +90,7 @@ def _pick(records: list[dict[str, Any]], per_table: int) -> list[dict[str, Any]]
 def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[dict[str, Any]]:
     """Measure every chosen query; one record per (query, layout)."""
     import mlskip
-    from mlskip.udf.bench import _interleaved
+    from mlskip.tpch.bench_udf import _interleaved
 
     picks = _pick(records, cfg.e2e_queries_per_table)
     kinds = tuple(getattr(cfg, "e2e_layouts", ("natural", "layout", "hilbert", "pred")))

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from mlskip.planner import PLANNER_METHODS, Planner
-from mlskip.regions import build_regions
-from mlskip.rules.predicates import AffineArg
+from mlskip.skipper.planner import PLANNER_METHODS, Planner
+from mlskip.skipper.regions import build_regions
+from mlskip.skipper.rules.predicates import AffineArg
 from mlskip.tpch.filters import BlockTruth
 from mlskip.verifier import Network, Predicate, RegionBatch
 from mlskip.verifier.cascade import Verifier

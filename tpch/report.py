@@ -115,8 +115,8 @@ def goals(records: list[dict], e2e: list[dict], block: int) -> tuple[str, dict[s
     rows = [
         ["paper: min-max", _pct(PAPER_MINMAX), _pct(get(m, "minmax")), ex("minmax"), _verdict(get(m, "minmax"), PAPER_MINMAX)],
         ["paper: hull", _pct(PAPER_HULL), _pct(get(m, "hull")), ex("hull"), _verdict(get(m, "hull"), PAPER_HULL)],
-        ["reference's models, exact limit: min-max (DESIGN.md)", _pct(REF_EXACT_MINMAX), _pct(get(m, "minmax")), ex("minmax"), _verdict(get(m, "minmax"), REF_EXACT_MINMAX)],
-        ["reference's models, exact limit: exact pair hulls (DESIGN.md)", _pct(REF_EXACT_HULL), _pct(get(m, "hull")), f"{ex('hull')}; exact pair hulls (no byte budget): {_upper(get(xh, 'hull'))}", _verdict(get(m, "hull"), REF_EXACT_HULL)],
+        ["reference's models, exact limit: min-max (docs/ARCHITECTURE.md)", _pct(REF_EXACT_MINMAX), _pct(get(m, "minmax")), ex("minmax"), _verdict(get(m, "minmax"), REF_EXACT_MINMAX)],
+        ["reference's models, exact limit: exact pair hulls (docs/ARCHITECTURE.md)", _pct(REF_EXACT_HULL), _pct(get(m, "hull")), f"{ex('hull')}; exact pair hulls (no byte budget): {_upper(get(xh, 'hull'))}", _verdict(get(m, "hull"), REF_EXACT_HULL)],
         ["ours: hull <= 45 B/pair", _pct(GOAL_HULL), _pct(get(m, "hull")), ex("hull"), _verdict(get(m, "hull"), GOAL_HULL)],
         ["ours: hull + SQL range conjunct", _pct(GOAL_HULL), _pct(get(m, "hull+sql")), ex("hull+sql"), _verdict(get(m, "hull+sql"), GOAL_HULL)],
     ]  # fmt: skip
@@ -399,7 +399,7 @@ def _notes(records: list[dict]) -> str:
         f"{sum(r['exact_milp_mixed'] for r in records)} proven mixed, {und} timed out. Time-outs count as not prunable "
         "in the exact limit (a lower bound); the `(<= x)` figures count them as prunable (an upper bound)."
     )
-    from mlskip.planner import Planner
+    from mlskip.skipper.planner import Planner
 
     planner = Planner()
     per_rg = planner.seconds_per_row_group
@@ -701,7 +701,7 @@ def render_overview(runs: dict[str, dict[str, Any]]) -> str:
         for n in names
     ]
     rows.append(
-        ["reference's exact limit with exact pair hulls (45.2%, DESIGN.md): ours, no byte budget", _pct(REF_EXACT_HULL), *cells,
+        ["reference's exact limit with exact pair hulls (45.2%, docs/ARCHITECTURE.md): ours, no byte budget", _pct(REF_EXACT_HULL), *cells,
          "; ".join(f"{n}: {_verdict(gs[n]['exact_hull_upper'].get('hull', float('nan')), REF_EXACT_HULL)} (upper bound)"
                    for n in names if "hull" in gs[n]["cascade"])]
     )  # fmt: skip
@@ -802,7 +802,7 @@ def render_overview(runs: dict[str, dict[str, Any]]) -> str:
         "rest, time-outs counted as not prunable, the `<=` figure counts them as prunable). The `reference` "
         "protocol is our reading of the MLSkip description (first 100 blocks of 1,000 rows, 2- to 4-input "
         "regressors, filter start points swept over the output's value range); we do not have the "
-        "reference's own filter list, so its figures (27.4%, 38.31%, and DESIGN.md's exact limits on its "
+        "reference's own filter list, so its figures (27.4%, 38.31%, and docs/ARCHITECTURE.md's exact limits on its "
         "filters) are targets, not like-for-like replications. The `sweep` protocol is the previous "
         "report's (start points at output quantiles).",
         "",
@@ -849,7 +849,7 @@ def render_overview(runs: dict[str, dict[str, Any]]) -> str:
         parts.append(f"**{n}**\n")
         parts += [f"- `{k}`: {_reason(b)}" for k, b in bds[n].items()]
         parts.append("")
-    from mlskip.planner import Planner
+    from mlskip.skipper.planner import Planner
 
     pl = Planner()
     parts += ["**Load and time budgets** (computed from the records)", ""]

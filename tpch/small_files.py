@@ -74,7 +74,7 @@ def run(run_dir: Path, per_model: int = 3, repeats: int = 7) -> dict[str, Any]:
     from rich.table import Table
 
     import mlskip
-    from mlskip.verifier.bench import wide_console
+    from mlskip.tpch.bench_verifier import wide_console
 
     results = json.loads((run_dir / "results.json").read_text())
     work = run_dir / "work"

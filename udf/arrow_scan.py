@@ -26,11 +26,11 @@ import numpy as np
 import pyarrow as pa
 
 from mlskip.errors import MlskipError, ModelInputError, PredicateError
-from mlskip.plan import FilePlan
-from mlskip.planner import BoundPredicate, Planner
-from mlskip.query import expand_paths
-from mlskip.remote import S3Options, is_s3, s3_key
-from mlskip.rules.predicates import AffineArg
+from mlskip.skipper.plan import FilePlan
+from mlskip.skipper.planner import BoundPredicate, Planner
+from mlskip.skipper.query import expand_paths
+from mlskip.skipper.remote import S3Options, is_s3, s3_key
+from mlskip.skipper.rules.predicates import AffineArg
 from mlskip.udf.inputs import numbers
 from mlskip.udf.model import SqlModel, prepare_model
 from mlskip.udf.runtime import make_runner

@@ -21,8 +21,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from mlskip.query import EvaluationTask
-from mlskip.rules.rewrite import ranges_condition
+from mlskip.skipper.query import EvaluationTask
+from mlskip.skipper.rules.rewrite import ranges_condition
 from mlskip.udf.model import SqlModel
 from mlskip.udf.runtime import Runner
 from mlskip.verifier import Predicate

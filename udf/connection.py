@@ -39,12 +39,12 @@ from typing import Any
 
 import duckdb
 
-from mlskip.binder import Binder, parses_as_call
 from mlskip.errors import ModelInputError, SkippingFallbackWarning
-from mlskip.planner import Planner
-from mlskip.query import ModelBinding, plan_query
-from mlskip.remote import S3Options, load_httpfs
-from mlskip.report import SkippingReport
+from mlskip.skipper.binder import Binder, parses_as_call
+from mlskip.skipper.planner import Planner
+from mlskip.skipper.query import ModelBinding, plan_query
+from mlskip.skipper.remote import S3Options, load_httpfs
+from mlskip.skipper.report import SkippingReport
 from mlskip.udf.batch_eval import BatchEvaluator
 from mlskip.udf.functions import (
     check_function_name,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from mlskip.rules.scans import ParquetScan
+from mlskip.skipper.rules.scans import ParquetScan
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class AffineArg:
     """A model argument ``sum(coef * column) + const``, columns as written in SQL.
 
     ``expr`` is the expression as DuckDB evaluates it, step by step (see
-    ``mlskip.regions.expression_interval``): nested tuples ``("col", type,
+    ``mlskip.skipper.regions.expression_interval``): nested tuples ``("col", type,
     name)``, ``("num", type, value)``, ``("neg" | "cast", type, x)`` and
     ``("add" | "sub" | "mul" | "div", type, x, y)``, where ``type`` is the
     DuckDB type of that step's result (as SQL text until the planner asks

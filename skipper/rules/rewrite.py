@@ -18,8 +18,8 @@ from pathlib import PurePath
 import sqlglot
 from sqlglot import exp
 
-from mlskip.rules.predicates import MLPredicate, conjuncts
-from mlskip.rules.scans import ParquetScan
+from mlskip.skipper.rules.predicates import MLPredicate, conjuncts
+from mlskip.skipper.rules.scans import ParquetScan
 
 Ranges = tuple[tuple[int, int], ...]
 

@@ -1,7 +1,7 @@
 """auto_LiRPA adapter: CROWN bounds from auto_LiRPA where a working copy is importable.
 
 auto_LiRPA's PyPI release (0.3) does not import with numpy 2 / torch 2
-(DESIGN.md); newer versions exist only as source. ``available()`` reports
+(docs/ARCHITECTURE.md); newer versions exist only as source. ``available()`` reports
 whether it can be used; the bench and tests skip it otherwise.
 """
 

@@ -5,7 +5,7 @@ box as bounds, polygon halfspaces as linear inequalities, one equation per
 affine neuron, Marabou's ReLU / LeakyReLU / Sigmoid constraints (tanh as
 ``2 sigmoid(2x) - 1``, as maraboupy's ONNX parser encodes it), and the
 predicate's condition on the output as inequalities. Marabou is *not* a
-perfect oracle in floating point (see DESIGN.md): a SAT answer comes with an
+perfect oracle in floating point (see docs/ARCHITECTURE.md): a SAT answer comes with an
 input that callers should check by evaluating the model; an UNSAT answer is
 trusted only with an outward margin (``delta``) on the tested condition and
 only if Marabou answers SAT to the same query moved to hold at a point of the

@@ -30,35 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from ._blas import single_thread
-from .cascade import Verifier
-from .concretize import tighten_boxes
-from .crown import crown_bounds
-from .ibp import ibp_bounds
-from .network import Network
-from .predicate import UNKNOWN, Predicate
-from .regions import RegionBatch
-
-
-def make_net(rng: np.random.Generator, sizes: tuple[int, ...]) -> Network:
-    ws = [
-        (rng.normal(size=(o, i)) * np.sqrt(2.0 / i), rng.normal(size=o) * 0.1)
-        for i, o in zip(sizes[:-1], sizes[1:], strict=True)
-    ]
-    return Network.mlp(ws)
-
-
-def make_regions(rng: np.random.Generator, n: int, d: int, polygons: bool) -> RegionBatch:
-    c = rng.uniform(-1, 1, size=(n, d))
-    r = 10 ** rng.uniform(-2.0, -0.3, size=(n, d))
-    lo, hi = c - r, c + r
-    if not polygons:
-        return RegionBatch(lo, hi)
-    # an 8-gon circumscribing an ellipse inside the (0, 1) face, like a hull summary
-    ang = np.arange(8) * (np.pi / 4) + rng.uniform(0, np.pi / 4, size=(n, 1))
-    A = np.stack([np.cos(ang), np.sin(ang)], -1)
-    b = np.einsum("nmt,nt->nm", A, c[:, :2]) + 0.7 * np.einsum("nmt,nt->nm", np.abs(A), r[:, :2])
-    return RegionBatch(lo, hi, pairs=((0, 1),), halfspaces=((A, b),))
+from mlskip.testing.networks import make_net, make_regions
+from mlskip.verifier._blas import single_thread
+from mlskip.verifier.cascade import Verifier
+from mlskip.verifier.concretize import tighten_boxes
+from mlskip.verifier.crown import crown_bounds
+from mlskip.verifier.ibp import ibp_bounds
+from mlskip.verifier.predicate import UNKNOWN, Predicate
+from mlskip.verifier.regions import RegionBatch
 
 
 def _timed(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, tuple[float, float]]:
@@ -112,8 +91,8 @@ def bench_one(
         "crown_poly": lambda: crown_bounds(snet, tighten_boxes(_fresh(RP))),
     }
     try:
-        from .adapters.auto_lirpa import auto_lirpa_bounds
-        from .adapters.auto_lirpa import available as lirpa_ok
+        from mlskip.verifier.adapters.auto_lirpa import auto_lirpa_bounds
+        from mlskip.verifier.adapters.auto_lirpa import available as lirpa_ok
 
         if lirpa_ok():
             fns["auto_lirpa_crown"] = lambda: auto_lirpa_bounds(snet, R)
@@ -189,7 +168,7 @@ def _versus_marabou(net, spec, R, res, cascade, seed, sample, per_stratum) -> di
     whole-batch ratio: Marabou's time on the batch estimated per stratum
     (stratum size x its mean at equal decisions) over the cascade's total.
     """
-    from .adapters.marabou import available, marabou_verdicts
+    from mlskip.verifier.adapters.marabou import available, marabou_verdicts
 
     if not sample or not available():
         return {}
@@ -559,8 +538,8 @@ def bench_side_by_side(quick: bool = False, seed: int = 0) -> dict[str, Any] | N
     mlskip's bound is wider. None, with a note, when auto_LiRPA is not importable."""
     from rich.table import Table
 
-    from .adapters import side_by_side as sbs
-    from .adapters.auto_lirpa import available
+    from mlskip.testing import side_by_side as sbs
+    from mlskip.verifier.adapters.auto_lirpa import available
 
     console = wide_console()
     if not available():

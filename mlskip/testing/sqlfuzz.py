@@ -132,7 +132,7 @@ class QueryResult:
     def describe(self) -> str:
         lines = [
             f"MISMATCH seed {self.seed} query {self.index} "
-            f"(replay: mlskip.tpch.sqlfuzz.replay({self.seed}, {self.index}))"
+            f"(replay: mlskip.testing.sqlfuzz.replay({self.seed}, {self.index}))"
             if self.status == "mismatch"
             else f"{self.status} seed {self.seed} query {self.index}",
             f"  sql: {self.sql}",

@@ -13,7 +13,7 @@
   (TPC-H lineitem from mlskip.tpch's cache, 2 and 6 pairs).
 
 Each function returns plain dicts and prints a rich table. Run
-``python -m mlskip.metadata.bench --sf 0.1``.
+``python -m mlskip.tpch.bench_metadata --sf 0.1``.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
-from . import hull as _hull
-from .encoding import to_numeric
-from .footer import (
+from mlskip.metadata import hull as _hull
+from mlskip.metadata.encoding import to_numeric
+from mlskip.metadata.footer import (
     Footer,
     FooterRowGroup,
     account,
@@ -42,9 +42,9 @@ from .footer import (
     encode_footer,
     pair_shares,
 )
-from .grid import FINE_BITS
-from .layout import cluster_order
-from .polygon import (
+from mlskip.metadata.grid import FINE_BITS
+from mlskip.metadata.layout import cluster_order
+from mlskip.metadata.polygon import (
     DEFAULT_BITS_CHOICES,
     cells,
     fine_hull,
@@ -52,8 +52,8 @@ from .polygon import (
     polygon_from_hull,
     summarize_column,
 )
-from .polygon_codec import decode_vertices, max_vertices, record_size
-from .writer import select_pairs, summarize_row_group, write_parquet
+from mlskip.metadata.polygon_codec import decode_vertices, max_vertices, record_size
+from mlskip.metadata.writer import select_pairs, summarize_row_group, write_parquet
 
 RG = 122_880
 PAIRS6 = [

@@ -314,18 +314,18 @@ def selfcheck(
 ) -> None:
     """Randomized soundness campaign: results with skipping equal results without."""
     if margin:
-        from mlskip.tpch.marginfuzz import main as run_marginfuzz
+        from mlskip.testing.marginfuzz import main as run_marginfuzz
 
         if not run_marginfuzz(trials, seed, workers=workers):
             raise typer.Exit(1)
         return
     if sql:
-        from mlskip.tpch.sqlfuzz import main as run_sqlfuzz
+        from mlskip.testing.sqlfuzz import main as run_sqlfuzz
 
         if not run_sqlfuzz(trials, seed, workers=workers):
             raise typer.Exit(1)
         return
-    from mlskip.tpch.selfcheck import main as run_selfcheck
+    from mlskip.testing.selfcheck import main as run_selfcheck
 
     oracle_name = None if oracle == "none" else oracle
     if not run_selfcheck(trials, seed, oracle=oracle_name, workers=workers):
@@ -343,12 +343,12 @@ def bench_verifier(
     """Regions per second and decisions per method on random MLPs and boxes; mlskip next
     to auto_LiRPA (bounds and speed) when it is importable."""
     if auto_lirpa_only:
-        from mlskip.verifier.bench import bench_side_by_side
+        from mlskip.tpch.bench_verifier import bench_side_by_side
 
         if bench_side_by_side(quick=quick, seed=seed) is None:
             raise typer.Exit(1)
         return
-    from mlskip.verifier.bench import run_bench
+    from mlskip.tpch.bench_verifier import run_bench
 
     run_bench(quick=quick, seed=seed)
 
@@ -386,7 +386,7 @@ def bench_sql(
     quick: bool = typer.Option(False, help="SF 0.1, 2 repetitions"),
 ) -> None:
     """Model rows/s inside DuckDB (torch vs ONNX UDF) and end-to-end skipping speedups."""
-    from mlskip.udf.bench import run_sql_bench
+    from mlskip.tpch.bench_udf import run_sql_bench
 
     run_sql_bench(sf=sf, row_group_size=row_group_size, repeats=repeats, quick=quick)
 

@@ -14,7 +14,7 @@
 Configurations are interleaved and the best of ``repeats`` is kept, for wall
 time and for CPU time (all threads of this process): the 2-core machines are
 shared, so wall time alone mostly measures the other jobs. Run
-``python -m mlskip.metadata.bench_native --sf 1``.
+``python -m mlskip.tpch.bench_native --sf 1``.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import native
-from .bench import PAIRS6, RG, _print, overhead_rows
-from .encoding import NumericColumn, to_numeric
-from .polygon import cells, fine_hull, polygon_from_hull, summarize_column
-from .writer import summarize_row_group, write_parquet
+from mlskip.metadata import native
+from mlskip.metadata.encoding import NumericColumn, to_numeric
+from mlskip.metadata.polygon import cells, fine_hull, polygon_from_hull, summarize_column
+from mlskip.metadata.writer import summarize_row_group, write_parquet
+from mlskip.tpch.bench_metadata import PAIRS6, RG, _print, overhead_rows
 
 
 def lineitem(sf: float) -> pa.Table:

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..alpha_crown import alpha_crown_bounds
-from ..bench import make_net, make_regions
-from ..crown import crown_bounds
-from ..ibp import ibp_bounds
-from ..network import Network
-from ..regions import RegionBatch
-from .auto_lirpa import auto_lirpa_bounds
+from mlskip.testing.networks import make_net, make_regions
+from mlskip.verifier.adapters.auto_lirpa import auto_lirpa_bounds
+from mlskip.verifier.alpha_crown import alpha_crown_bounds
+from mlskip.verifier.crown import crown_bounds
+from mlskip.verifier.ibp import ibp_bounds
+from mlskip.verifier.network import Network
+from mlskip.verifier.regions import RegionBatch
 
 SHAPES: tuple[tuple[int, ...], ...] = (
     (2, 32, 1),

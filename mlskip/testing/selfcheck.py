@@ -26,7 +26,7 @@ ReLU, sigmoid and tanh models is also put to Marabou (``verifier.adapters.marabo
 sigmoid as Marabou's sigmoid constraint, tanh as ``2 sigmoid(2x) - 1``): it is
 asked for an input of the verified region that refutes the verdict (with the
 condition relaxed by ``ORACLE_DELTA``, so UNSAT is robust). Marabou is not a
-perfect oracle in floating point (DESIGN.md), so every point it returns is moved
+perfect oracle in floating point (docs/ARCHITECTURE.md), so every point it returns is moved
 into the region if it lies outside (towards the region's Chebyshev centre) and
 the model evaluated there with the SQL function's runtime; only a point that
 really refutes the verdict fails the trial. Marabou's UNSAT is not taken on
@@ -184,7 +184,7 @@ class RecordingVerifier:
     def verify(self, net, regions, predicate, *args, **kwargs):
         inner = self.inner
         if inner is None:
-            from mlskip.planner import Planner
+            from mlskip.skipper.planner import Planner
 
             inner = Planner().verifier_for(regions.n)
         result = inner.verify(net, regions, predicate, *args, **kwargs)
@@ -546,7 +546,7 @@ def _query_and_check(
     seed, rng, table, numeric, path, verifier, oracle, oracle_samples, session, keys
 ) -> TrialResult:
     """The rest of ``run_trial``: model, predicate, queries and checks on the written file."""
-    from mlskip.rules.roundtrip import duckdb_double
+    from mlskip.skipper.rules.roundtrip import duckdb_double
     from mlskip.udf.batch_eval import qualifies
     from mlskip.udf.model import prepare_model
     from mlskip.udf.runtime import make_runner
