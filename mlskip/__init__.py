@@ -7,7 +7,7 @@ The user-facing API lives here. Names are imported lazily so that
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlskip._version import __version__
 from mlskip.errors import (
@@ -35,11 +35,37 @@ _LAZY: dict[str, str] = {
     "scan_polars": "mlskip.udf.arrow_scan",
     "SkipDataset": "mlskip.udf.skip_dataset",
     "plan_scan": "mlskip.udf.arrow_scan",
+    "SkippingReport": "mlskip.skipper.report",
+    "FilePlan": "mlskip.skipper.plan",
+    "ScanPlan": "mlskip.udf.arrow_scan",
+    "FileSkipMetadata": "mlskip.metadata",
     "Verifier": "mlskip.verifier.cascade",
     "Predicate": "mlskip.verifier",
     "load_model": "mlskip.verifier",
     "generate_tpc": "mlskip.tpch.generate",
 }
+
+if TYPE_CHECKING:  # what editors and type checkers see; at run time, _LAZY and __getattr__
+    from mlskip.metadata import FileSkipMetadata as FileSkipMetadata
+    from mlskip.metadata import audit_file as audit_file
+    from mlskip.metadata import copy as copy
+    from mlskip.metadata import read_skip_metadata as read_skip_metadata
+    from mlskip.metadata import write_parquet as write_parquet
+    from mlskip.skipper.plan import FilePlan as FilePlan
+    from mlskip.skipper.remote import S3Options as S3Options
+    from mlskip.skipper.report import SkippingReport as SkippingReport
+    from mlskip.tpch.generate import generate_tpc as generate_tpc
+    from mlskip.udf.arrow_scan import ScanPlan as ScanPlan
+    from mlskip.udf.arrow_scan import plan_scan as plan_scan
+    from mlskip.udf.arrow_scan import scan as scan
+    from mlskip.udf.arrow_scan import scan_dataset as scan_dataset
+    from mlskip.udf.arrow_scan import scan_polars as scan_polars
+    from mlskip.udf.connection import Connection as Connection
+    from mlskip.udf.connection import connect as connect
+    from mlskip.udf.skip_dataset import SkipDataset as SkipDataset
+    from mlskip.verifier import Predicate as Predicate
+    from mlskip.verifier import load_model as load_model
+    from mlskip.verifier.cascade import Verifier as Verifier
 
 __all__ = [
     "__version__",

@@ -89,3 +89,27 @@ def test_cli_input_errors_are_one_line_and_exit_non_zero(tmp_path):
 def test_python_dash_m_runs_the_cli():
     out = _cli("version")
     assert out.returncode == 0 and mlskip.__version__ in out.stdout
+
+
+def test_public_names_resolve_and_editors_see_the_same_ones():
+    """Every public name resolves at run time, and the TYPE_CHECKING imports (what an
+    editor or type checker sees) name exactly the lazy map's objects."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(mlskip.__file__).read_text())
+    seen = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            for imp in node.body:
+                for alias in imp.names:
+                    seen[alias.name] = imp.module
+    assert set(seen) == set(mlskip._LAZY)
+    import importlib
+
+    for name, module in seen.items():
+        assert getattr(importlib.import_module(module), name) is getattr(mlskip, name), name
+    for name in mlskip.__all__:
+        assert getattr(mlskip, name) is not None
+    # the public results of public calls are importable from the package
+    from mlskip import FilePlan, ScanPlan, SkippingReport  # noqa: F401
