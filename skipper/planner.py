@@ -39,10 +39,9 @@ from mlskip.skipper.remote import (
     remote_identity,
 )
 from mlskip.skipper.rules.predicates import AffineArg, MLPredicate
-from mlskip.verifier import Network, Predicate, RegionBatch
+from mlskip.verifier import UNKNOWN, Network, Predicate, RegionBatch
 from mlskip.verifier.cascade import Verifier
 
-UNKNOWN = 2
 # no alpha-CROWN by default: it needs torch, whose import costs seconds on a first query;
 # no MILP by default: on the quick benchmark it decided no row group and took 55% of the
 # verification time (min-max, 1,770 row groups: 2.05 of 3.72 s); at SF1 it decided 0-1.1%

@@ -500,3 +500,12 @@ def test_witness_point_kernels_equal_their_numpy_definitions():
         moved = c[:, None, :] + lam[..., None] * dx
     want = np.where(ok[:, None, None] & np.isfinite(moved).all(-1, keepdims=True), moved, x)
     assert np.array_equal(pull_inside(R, x, c, ok), want, equal_nan=True)
+
+
+def test_every_cascade_method_is_registered():
+    """The cascade runs methods by name from one registry (verifier/methods.py)."""
+    from mlskip.verifier.cascade import AVAILABLE, DEFAULT_METHODS, METHOD_NAMES
+    from mlskip.verifier.methods import METHODS
+
+    assert set(AVAILABLE) == set(METHODS)
+    assert set(DEFAULT_METHODS) <= set(METHODS) <= set(METHOD_NAMES)

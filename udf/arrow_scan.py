@@ -31,11 +31,12 @@ from mlskip.skipper.planner import BoundPredicate, Planner
 from mlskip.skipper.query import expand_paths
 from mlskip.skipper.remote import S3Options, is_s3, s3_key
 from mlskip.skipper.rules.predicates import AffineArg
-from mlskip.udf.inputs import numbers
+from mlskip.udf.inputs import model_rows
 from mlskip.udf.model import SqlModel, prepare_model
 from mlskip.udf.runtime import make_runner
 from mlskip.udf.skip_dataset import SkipDataset
 from mlskip.verifier import Predicate
+from mlskip.verifier.predicate import KIND_OF_OP
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _FORMS = [
@@ -43,7 +44,6 @@ _FORMS = [
     (re.compile(rf"^\s*between\s+({_NUMBER})\s+and\s+({_NUMBER})\s*$", re.I), "between"),
     (re.compile(rf"^\s*(?:class\s*)?=\s*({_NUMBER})\s*$", re.I), "eq"),
 ]
-_CMP = {">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
 
 
 def parse_predicate(text: str | Predicate, classifier: bool) -> Predicate:
@@ -56,7 +56,7 @@ def parse_predicate(text: str | Predicate, classifier: bool) -> Predicate:
         if not match:
             continue
         if form == "cmp":
-            return getattr(Predicate, _CMP[match.group(1)])(float(match.group(2)))
+            return getattr(Predicate, KIND_OF_OP[match.group(1)])(float(match.group(2)))
         if form == "between":
             return Predicate.between(float(match.group(1)), float(match.group(2)))
         value = float(match.group(1))
@@ -281,16 +281,7 @@ def _chunks(groups: np.ndarray, num_rows: np.ndarray, chunk_rows: int | None) ->
 
 def _holds(plan: ScanPlan, runner, table: pa.Table) -> np.ndarray:
     """Rows where the predicate holds, evaluated like the SQL function (NULL never holds)."""
-    n = table.num_rows
-    x = np.empty((n, len(plan.inputs)), dtype=np.float32)
-    valid = np.ones(n, dtype=bool)
-    for j, name in enumerate(plan.inputs):
-        column = table.column(name)
-        present = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        values = numbers(column)  # NaN stays NaN; a NULL row never qualifies anyway
-        values[~present] = 0.0
-        valid &= present
-        x[:, j] = values
+    x, valid = model_rows([table.column(name) for name in plan.inputs])
     out = runner(x).astype(np.float64)
     holds = np.asarray(plan.predicate.holds(out), dtype=bool)
     return holds & valid

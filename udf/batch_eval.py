@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from mlskip.skipper.query import EvaluationTask
 from mlskip.skipper.rules.rewrite import ranges_condition
+from mlskip.udf.inputs import model_rows
 from mlskip.udf.model import SqlModel
 from mlskip.udf.runtime import Runner
 from mlskip.verifier import Predicate
@@ -124,14 +125,7 @@ class BatchEvaluator:
         """``file_row_number`` of the batch's rows that satisfy the predicate."""
         if batch.num_rows == 0:
             return np.zeros(0, dtype=np.int64)
-        x = np.empty((batch.num_rows, d), dtype=np.float32)
-        valid = np.ones(batch.num_rows, dtype=bool)
-        for j in range(d):
-            column = batch.column(j + 1)
-            if column.null_count:
-                valid &= ~column.is_null().to_numpy(zero_copy_only=False)
-                column = column.fill_null(0.0)
-            x[:, j] = column.to_numpy(zero_copy_only=False)
+        x, valid = model_rows([batch.column(j + 1) for j in range(d)])
         out = np.concatenate([runner(x[i : i + MODEL_ROWS]) for i in range(0, len(x), MODEL_ROWS)])
         keep = qualifies(out, task.kind, task.values) & valid
         return batch.column(0).to_numpy(zero_copy_only=False)[keep]

@@ -4,7 +4,7 @@ timestamp as microseconds since 1970-01-01 (``docs/CONTRACTS.md``).
 A model's SQL function declares one DuckDB type per input (``INPUT_TYPES``):
 DOUBLE (any number DuckDB casts to it), DATE or TIMESTAMP. Every evaluator (the
 SQL function, batch evaluation, ``mlskip.scan``) turns Arrow columns into the
-model's float32 inputs through ``model_inputs``, so all see the same numbers.
+model's float32 inputs through ``model_rows``, so all see the same numbers.
 """
 
 from __future__ import annotations
@@ -49,10 +49,23 @@ def numbers(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.array(column.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def model_inputs(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
-    """The rows of ``columns`` as the model's [N, d] float32 inputs."""
+def model_rows(columns: Sequence[pa.Array | pa.ChunkedArray]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``columns`` as the model's [N, d] float32 inputs, and which rows have
+    no NULL input (a NULL never satisfies a predicate; its inputs read as 0)."""
     n = len(columns[0]) if columns else 0
-    out = np.empty((n, len(columns)), dtype=np.float32)
+    x = np.empty((n, len(columns)), dtype=np.float32)
+    valid = np.ones(n, dtype=bool)
     for j, column in enumerate(columns):
-        out[:, j] = numbers(column)
-    return out
+        values = numbers(column)
+        if column.null_count:
+            present = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            values[~present] = 0.0
+            valid &= present
+        x[:, j] = values
+    return x, valid
+
+
+def model_inputs(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
+    """The rows of ``columns`` as the model's [N, d] float32 inputs (the SQL function's:
+    DuckDB never passes it a NULL row)."""
+    return model_rows(columns)[0]

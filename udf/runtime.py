@@ -62,7 +62,7 @@ class TorchRunner:
     def __init__(self, model: SqlModel, threads: int = 1) -> None:
         import torch
 
-        from mlskip.udf.torch_module import network_to_torch
+        from mlskip.verifier.torch_loader import network_to_torch
 
         if model.network is None:
             raise ModelInputError(

@@ -29,6 +29,7 @@ from .concretize import tighten_boxes
 from .deadline import Deadline
 from .fp_margin import UNIT, eval_error
 from .load import load_model
+from .methods import METHODS, MethodRun
 from .network import Network
 from .predicate import ALL, NONE, UNKNOWN, Predicate, Spec
 from .regions import RegionBatch
@@ -50,9 +51,6 @@ METHOD_NAMES: tuple[str, ...] = (
 METHOD_CODE = {name: np.int8(i) for i, name in enumerate(METHOD_NAMES)}
 AVAILABLE = ("ibp", "crown", "alpha_crown", "bab", "lp", "milp", "marabou", "auto_lirpa")
 DEFAULT_METHODS = ("ibp", "crown", "alpha_crown", "bab", "lp", "milp")
-TORCH_IMPORT_RESERVE = (
-    10.0  # seconds; alpha-CROWN is skipped under a tighter budget before torch is loaded
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -307,23 +305,6 @@ class Verifier:
         )
 
     # ------------------------------------------------------------------ helpers
-    def _overlap_lp(self, spec, snet, sub, mg, deadline, v, L, U) -> None:
-        """Re-decide the UNKNOWN entries of ``v`` with CROWN over box ∩ all polygons by
-        certified LP (where polygons share an input), in chunks of 256 until ``deadline``;
-        ``L, U``: CROWN's bounds without it, kept where tighter."""
-        if not (self.overlap_lp and sub.has_overlap):
-            return
-        from .crown import crown_bounds
-
-        todo = np.flatnonzero(v == UNKNOWN)
-        for s in range(0, len(todo), 256):
-            if deadline is not None and deadline.passed():
-                break
-            idx = todo[s : s + 256]
-            L2, U2 = crown_bounds(snet, sub.subset(idx), overlap_lp=True)
-            L2, U2 = np.maximum(L2, L[idx]), np.minimum(U2, U[idx])
-            v[idx] = self._decide(spec, L2, U2, mg[idx])
-
     def row_margins(self, net: Network, spec: Spec, regions: RegionBatch) -> np.ndarray:
         """Float evaluation margin ``[n, m]`` of every spec row (``|C| e_out``)."""
         if not self.fp_margins:
@@ -333,9 +314,6 @@ class Verifier:
         fin = np.where(np.isfinite(e), e, 0.0) @ C.T
         inf = (~np.isfinite(e)).astype(float) @ (C > 0).T.astype(float)
         return np.where(inf > 0, np.inf, fin)
-
-    def _decide(self, spec: Spec, L: np.ndarray, U: np.ndarray, mg: np.ndarray) -> np.ndarray:
-        return spec.verdicts(L - mg, U + mg, self.precision)
 
     def _run(
         self,
@@ -348,93 +326,7 @@ class Verifier:
         deadline: Deadline | None,
         stats: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Verdicts (and proven-mixed flags) of method ``name`` on ``sub``; ``stats``
-        receives ``weights`` [n]: the relative cost per region, where known."""
-        stats = {} if stats is None else stats
-        if name == "ibp":
-            from .ibp import ibp_bounds
-
-            stats["bounds"] = ibp_bounds(snet, sub)
-            return self._decide(spec, *stats["bounds"], mg), None
-        if name == "crown":
-            from .crown import crown_bounds
-
-            L, U = crown_bounds(snet, sub, clip="ibp")
-            v = self._decide(spec, L, U, mg)
-            still = np.flatnonzero(v == UNKNOWN)
-            if len(still) and len(snet.affines) >= 3:  # plain CROWN may be tighter there
-                L2, U2 = crown_bounds(snet, sub.subset(still), clip="plain")
-                L[still], U[still] = np.fmax(L[still], L2), np.fmin(U[still], U2)
-                v[still] = self._decide(spec, L[still], U[still], mg[still])
-            stats["bounds"] = (L, U)
-            if "lp" not in self.methods:
-                self._overlap_lp(spec, snet, sub, mg, deadline, v, L, U)
-            return v, None
-        if name == "lp":
-            from .crown import crown_bounds
-
-            v = np.full(sub.n, UNKNOWN, dtype=np.int8)
-            if self.overlap_lp and sub.has_overlap:
-                self._overlap_lp(spec, snet, sub, mg, deadline, v, *crown_bounds(snet, sub))
-            return v, None
-        if name == "alpha_crown":
-            import sys
-
-            if (
-                "torch" not in sys.modules
-                and deadline is not None
-                and deadline.remaining() < TORCH_IMPORT_RESERVE
-            ):
-                return np.full(
-                    sub.n, UNKNOWN, dtype=np.int8
-                ), None  # importing torch alone would overrun
-            from .alpha_crown import alpha_crown_bounds
-
-            out = np.full(sub.n, UNKNOWN, dtype=np.int8)
-            for s in range(0, sub.n, 256):
-                if deadline is not None and deadline.passed():
-                    break
-                idx = np.arange(s, min(sub.n, s + 256))
-                L, U = alpha_crown_bounds(
-                    snet,
-                    sub.subset(idx),
-                    iters=self.alpha_iters,
-                    deadline=deadline,
-                    mode=self.alpha_mode,
-                    overlap_lp=self.overlap_lp,
-                )
-                out[idx] = self._decide(spec, L, U, mg[idx])
-            return out, None
-        if name == "bab":
-            from .bab import bab_verdicts
-
-            budget = self.bab_time_budget
-            if deadline is not None:
-                budget = min(budget, deadline.remaining())
-            limit, pieces = self.bab_max_pieces, None
-            if self.bab_pieces_per_region is not None:  # the piece limit follows the budget
-                pieces = self.bab_pieces_per_region * sub.n
-                limit = max(limit, pieces)
-            return bab_verdicts(
-                spec, snet, sub, mg, self.precision, limit, budget, stats=stats,
-                piece_budget=pieces, cost=stats.get("cost"),
-            ), None  # fmt: skip
-        if name == "milp":
-            if not snet.is_piecewise_linear:
-                return np.full(sub.n, UNKNOWN, dtype=np.int8), None
-            from .decide_milp import milp_verdicts
-
-            return milp_verdicts(
-                spec, snet, sub, mg, self.precision, self.milp_time_per_region, deadline, stats
-            )
-        if name == "marabou":
-            from .adapters.marabou import marabou_verdicts
-
-            return marabou_verdicts(
-                spec, net, sub, mg, self.precision, self.marabou_timeout, deadline
-            ), None
-        if name == "auto_lirpa":
-            from .adapters.auto_lirpa import auto_lirpa_bounds
-
-            return self._decide(spec, *auto_lirpa_bounds(snet, sub), mg), None
-        raise ValueError(name)  # pragma: no cover
+        """Verdicts (and proven-mixed flags) of method ``name`` on ``sub`` (methods.py);
+        ``stats`` receives ``weights`` [n]: the relative cost per region, where known."""
+        run = MethodRun(self, net, spec, snet, sub, mg, deadline, {} if stats is None else stats)
+        return METHODS[name](run)

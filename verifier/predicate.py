@@ -36,6 +36,16 @@ from .network import Network
 
 NONE, ALL, UNKNOWN = np.int8(0), np.int8(1), np.int8(2)
 _OPS = (">", ">=", "<", "<=", "between", "argmax")
+# the comparisons by symbol and by the name the SQL rules give them (one spelling each)
+KIND_OF_OP = {
+    ">": "gt",
+    ">=": "ge",
+    "<": "lt",
+    "<=": "le",
+    "between": "between",
+    "argmax": "argmax",
+}
+OP_OF_KIND = {kind: op for op, kind in KIND_OF_OP.items()}
 
 
 @dataclass(frozen=True)

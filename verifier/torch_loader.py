@@ -264,3 +264,46 @@ def load_torch(module: Any, input_names: Sequence[str] | None = None) -> Network
         raise type(error)(
             f"torch module {type(module).__name__} (as exported to ONNX): {message}"
         ) from None
+
+
+def network_to_torch(network: Network, dtype: str = "float32", runtime: bool = True) -> Any:
+    """The network as a torch ``nn.Sequential`` of Linear and activation modules.
+
+    ``runtime=True``: the steps as the model file computes them (``fp_steps``) and the
+    final op, what the SQL function evaluates; ``runtime=False``: the composed affine
+    chain without the final op, what bound propagation reads (auto_LiRPA's side)."""
+    import torch
+    from torch import nn
+
+    from .layers import Affine
+
+    tdtype = getattr(torch, dtype)
+    if runtime:
+        steps = list(network.fp_steps)
+    else:
+        affines, acts = network.affines, network.activations
+        steps = [s for pair in zip(affines[:-1], acts, strict=True) for s in pair]
+        steps.append(affines[-1])
+    modules: list[nn.Module] = []
+    for step in steps:
+        if isinstance(step, Affine):
+            linear = nn.Linear(step.in_features, step.out_features, dtype=tdtype)
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(np.asarray(step.W, dtype=dtype)))
+                linear.bias.copy_(torch.from_numpy(np.asarray(step.b, dtype=dtype)))
+            modules.append(linear)
+        elif step.name == "relu":
+            modules.append(nn.ReLU())
+        elif step.name == "leaky_relu":
+            modules.append(nn.LeakyReLU(float(step.alpha)))
+        elif step.name == "sigmoid":
+            modules.append(nn.Sigmoid())
+        elif step.name == "tanh":
+            modules.append(nn.Tanh())
+        elif step.name != "identity":
+            raise UnsupportedModelError(f"no torch module for step {step.name!r}")
+    if runtime and network.final == "sigmoid":
+        modules.append(nn.Sigmoid())
+    elif runtime and network.final == "softmax":
+        modules.append(nn.Softmax(dim=-1))
+    return nn.Sequential(*modules)

@@ -64,6 +64,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from mlskip.verifier.predicate import KIND_OF_OP, OP_OF_KIND
+
 NUMERIC_TYPES = ("int8", "int16", "int32", "int64", "uint16", "float32", "float64", "decimal")
 EXTRA_TYPES = ("date", "timestamp")
 
@@ -170,7 +172,6 @@ ORACLE_DELTA = 1e-7  # relative relaxation of the refuting condition (proofs)
 ORACLE_MARGIN = 1e-4  # relative tightening when looking for a counterexample
 ORACLE_OUTCOMES = ("confirmed", "refuted", "false_sat", "inconclusive")
 ORACLE_SAMPLE_POINTS = 32  # points of the region evaluated to cross-check an UNSAT
-_KINDS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le", "between": "between", "argmax": "argmax"}
 
 
 class RecordingVerifier:
@@ -305,7 +306,7 @@ def check_verdict(
     hs = [
         (i, j, A[r], b[r]) for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True)
     ]
-    kind = _KINDS[predicate.op]
+    kind = KIND_OF_OP[predicate.op]
     values = (
         (predicate.label,)
         if kind == "argmax"
@@ -585,7 +586,7 @@ def _query_and_check(
             nudged = float(np.nextafter(t, rng.choice([-np.inf, np.inf])))
             t = nudged if np.isfinite(nudged) else t
         kind = str(rng.choice(["gt", "ge", "lt", "le", "between"]))
-        op = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}.get(kind)
+        op = OP_OF_KIND[kind]
         if kind == "between":
             t2 = float(rng.choice(base))
             values = (min(t, t2), max(t, t2))

@@ -13,6 +13,7 @@ from mlskip.errors import UnsupportedModelError
 
 from ..network import Network
 from ..regions import RegionBatch
+from ..torch_loader import network_to_torch
 
 
 def available() -> bool:
@@ -21,27 +22,6 @@ def available() -> bool:
     except Exception:  # broken installs raise all sorts of errors at import
         return False
     return True
-
-
-def to_torch(net: Network):
-    """The network as a float64 torch ``nn.Sequential``."""
-    import torch
-    from torch import nn
-
-    mods: list = []
-    for i, a in enumerate(net.affines):
-        lin = nn.Linear(a.in_features, a.out_features).double()
-        with torch.no_grad():
-            lin.weight.copy_(torch.tensor(np.array(a.W)))
-            lin.bias.copy_(torch.tensor(np.array(a.b)))
-        mods.append(lin)
-        if i < len(net.activations):
-            act = net.activations[i]
-            mods.append(
-                {"relu": nn.ReLU(), "sigmoid": nn.Sigmoid(), "tanh": nn.Tanh()}.get(act.name)
-                or nn.LeakyReLU(float(getattr(act, "alpha", 0.01)))
-            )
-    return nn.Sequential(*mods)
 
 
 def auto_lirpa_bounds(
@@ -72,7 +52,7 @@ def auto_lirpa_bounds(
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        model = to_torch(net)
+        model = network_to_torch(net, dtype="float64", runtime=False)
         lo = torch.tensor(np.array(regions.lower))
         hi = torch.tensor(np.array(regions.upper))
         bm = BoundedModule(
