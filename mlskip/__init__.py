@@ -35,7 +35,7 @@ _LAZY: dict[str, str] = {
     "scan_polars": "mlskip.udf.arrow_scan",
     "SkipDataset": "mlskip.udf.skip_dataset",
     "plan_scan": "mlskip.udf.arrow_scan",
-    "SkippingReport": "mlskip.skipper.report",
+    "SkippingReport": "mlskip.skipper.explain",
     "FilePlan": "mlskip.skipper.plan",
     "ScanPlan": "mlskip.udf.arrow_scan",
     "FileSkipMetadata": "mlskip.metadata",
@@ -51,9 +51,9 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time, _LAZY and 
     from mlskip.metadata import copy as copy
     from mlskip.metadata import read_skip_metadata as read_skip_metadata
     from mlskip.metadata import write_parquet as write_parquet
+    from mlskip.skipper.explain import SkippingReport as SkippingReport
     from mlskip.skipper.plan import FilePlan as FilePlan
     from mlskip.skipper.remote import S3Options as S3Options
-    from mlskip.skipper.report import SkippingReport as SkippingReport
     from mlskip.tpch.generate import generate_tpc as generate_tpc
     from mlskip.udf.arrow_scan import ScanPlan as ScanPlan
     from mlskip.udf.arrow_scan import plan_scan as plan_scan

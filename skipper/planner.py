@@ -30,7 +30,6 @@ from mlskip.metadata import (
     resolve_key,
 )
 from mlskip.skipper.plan import FilePlan
-from mlskip.skipper.regions import build_regions
 from mlskip.skipper.remote import (
     S3Options,
     default_filesystem,
@@ -38,6 +37,7 @@ from mlskip.skipper.remote import (
     read_remote_tail,
     remote_identity,
 )
+from mlskip.skipper.row_group_regions import build_regions
 from mlskip.skipper.rules.predicates import AffineArg, MLPredicate
 from mlskip.verifier import UNKNOWN, Network, Predicate, RegionBatch
 from mlskip.verifier.cascade import Verifier

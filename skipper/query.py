@@ -24,10 +24,10 @@ from sqlglot.errors import SqlglotError
 
 from mlskip.errors import MlskipError
 from mlskip.skipper.binder import Binder, Lookups, Schema, Signature, has_glob, shadowing_probe
+from mlskip.skipper.explain import FileReport, SkippingReport
 from mlskip.skipper.plan import row_ranges
 from mlskip.skipper.planner import BoundPredicate, FileFacts, Planner, verifier_predicate
 from mlskip.skipper.remote import is_s3, s3_key
-from mlskip.skipper.report import FileReport, SkippingReport
 from mlskip.skipper.rules.fragment import Fragment, ScanKey, analyse_fragment
 from mlskip.skipper.rules.predicates import (
     AffineArg,

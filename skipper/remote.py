@@ -102,8 +102,6 @@ class S3Options:
 
     def filesystem(self) -> Any:
         """A ``pyarrow.fs.S3FileSystem`` with these options."""
-        from pyarrow import fs as pafs
-
         kwargs: dict[str, Any] = {"region": self.region}
         key, secret, token = self.keys()
         if key is not None:
@@ -116,10 +114,7 @@ class S3Options:
             kwargs.update(endpoint_override=self.host, scheme="https" if self.use_ssl else "http")
         if self.style == "vhost" and self.endpoint is not None:
             kwargs["force_virtual_addressing"] = True
-        # fail fast instead of retrying for minutes: a failed planning read only
-        # means a full read, and DuckDB reports the real error
-        kwargs.update(connect_timeout=5, request_timeout=30, retry_strategy=_retry_strategy())
-        return pafs.S3FileSystem(**kwargs)
+        return _fail_fast_s3(**kwargs)
 
     def duckdb_secret_sql(self, name: str = "mlskip_s3") -> str:
         """``CREATE OR REPLACE SECRET`` for DuckDB's httpfs with these options."""
@@ -138,24 +133,26 @@ class S3Options:
         return f"CREATE OR REPLACE SECRET {name} ({', '.join(parts)})"
 
 
-def _retry_strategy() -> Any:
+def _fail_fast_s3(**kwargs: Any) -> Any:
+    """pyarrow's S3 filesystem that fails fast instead of retrying for minutes (the one
+    retry policy of planning reads): a failed planning read only means a full read, and
+    DuckDB reports the real error."""
     from pyarrow import fs as pafs
 
-    return pafs.AwsStandardS3RetryStrategy(max_attempts=2)
+    retry = pafs.AwsStandardS3RetryStrategy(max_attempts=2)
+    return pafs.S3FileSystem(connect_timeout=5, request_timeout=30, retry_strategy=retry, **kwargs)
 
 
 def default_filesystem() -> Any:
     """pyarrow's S3 filesystem with its default AWS chain (environment, ~/.aws), and
     ``AWS_ENDPOINT_URL`` / ``AWS_REGION`` when set."""
-    from pyarrow import fs as pafs
-
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    kwargs: dict[str, Any] = {"region": region, "connect_timeout": 5, "request_timeout": 30}
+    kwargs: dict[str, Any] = {"region": region}
     if endpoint:
         opts = S3Options(endpoint=endpoint)
         kwargs.update(endpoint_override=opts.host, scheme="https" if opts.use_ssl else "http")
-    return pafs.S3FileSystem(retry_strategy=_retry_strategy(), **kwargs)
+    return _fail_fast_s3(**kwargs)
 
 
 def httpfs_extension_path() -> Path:

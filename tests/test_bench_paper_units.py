@@ -65,7 +65,7 @@ def test_exact_hull_witnesses_match_shapely(tmp_path):
 
     import mlskip
     from mlskip.metadata import read_skip_metadata
-    from mlskip.skipper.regions import build_regions
+    from mlskip.skipper.row_group_regions import build_regions
     from mlskip.tpch.effectiveness import exact_hull_witnessed, exact_pair_hulls, plain_args
 
     rng = np.random.default_rng(3)

@@ -7,7 +7,7 @@ from io import StringIO
 
 from rich.console import Console
 
-from mlskip.skipper.report import FileReport, SkippingReport
+from mlskip.skipper.explain import FileReport, SkippingReport
 from mlskip.tables import fitted_table
 
 LONG = "/data/lake/warehouse/year=2026/month=12/lineitem-0001-of-0032.parquet"

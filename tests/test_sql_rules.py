@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sqlglot
 
-from mlskip.skipper.regions import expression_interval
+from mlskip.skipper.row_group_regions import expression_interval
 from mlskip.skipper.rules.predicates import AffineArg, analyse_where
 from mlskip.skipper.rules.rewrite import (
     FileScan,
@@ -214,7 +214,7 @@ def test_round_trip_check_accepts_faithful_sql_and_rejects_changes():
 def test_sql_bounds_empty_a_row_group_only_when_nan_rows_fail_them(bound, empty):
     from types import SimpleNamespace
 
-    from mlskip.skipper.regions import build_regions
+    from mlskip.skipper.row_group_regions import build_regions
 
     def group(nan: bool):
         return SimpleNamespace(
@@ -233,7 +233,7 @@ def test_sql_bounds_empty_a_row_group_only_when_nan_rows_fail_them(bound, empty)
 def _regions_one_group_at_a_time(groups, args, bounds):
     """build_regions' definition, one row group at a time (the vectorised planner code
     must agree with it on every flag and bit)."""
-    from mlskip.skipper.regions import _interval
+    from mlskip.skipper.row_group_regions import _interval
 
     n, d = len(groups), len(args)
     lower, upper = np.full((n, d), -np.inf), np.full((n, d), np.inf)
@@ -263,7 +263,7 @@ def _regions_one_group_at_a_time(groups, args, bounds):
 def test_vectorised_regions_equal_the_per_row_group_definition():
     from types import SimpleNamespace
 
-    from mlskip.skipper.regions import build_regions
+    from mlskip.skipper.row_group_regions import build_regions
 
     rng = np.random.default_rng(3)
     cols = ["a", "b", "c"]

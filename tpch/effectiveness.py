@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mlskip.skipper.planner import PLANNER_METHODS, Planner
-from mlskip.skipper.regions import build_regions
+from mlskip.skipper.row_group_regions import build_regions
 from mlskip.skipper.rules.predicates import AffineArg
 from mlskip.tpch.filters import BlockTruth
 from mlskip.verifier import Network, Predicate, RegionBatch

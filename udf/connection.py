@@ -41,10 +41,10 @@ import duckdb
 
 from mlskip.errors import ModelInputError, SkippingFallbackWarning
 from mlskip.skipper.binder import Binder, parses_as_call
+from mlskip.skipper.explain import SkippingReport
 from mlskip.skipper.planner import Planner
 from mlskip.skipper.query import ModelBinding, plan_query
 from mlskip.skipper.remote import S3Options, load_httpfs
-from mlskip.skipper.report import SkippingReport
 from mlskip.udf.batch_eval import BatchEvaluator
 from mlskip.udf.functions import (
     check_function_name,

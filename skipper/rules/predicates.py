@@ -21,7 +21,7 @@ class AffineArg:
     """A model argument ``sum(coef * column) + const``, columns as written in SQL.
 
     ``expr`` is the expression as DuckDB evaluates it, step by step (see
-    ``mlskip.skipper.regions.expression_interval``): nested tuples ``("col", type,
+    ``mlskip.skipper.row_group_regions.expression_interval``): nested tuples ``("col", type,
     name)``, ``("num", type, value)``, ``("neg" | "cast", type, x)`` and
     ``("add" | "sub" | "mul" | "div", type, x, y)``, where ``type`` is the
     DuckDB type of that step's result (as SQL text until the planner asks
