@@ -420,24 +420,24 @@ def test_alpha_search_precision_follows_magnitudes(monkeypatch):
     """The slope search runs in float32 only where float32 resolves the problem; either
     way the replayed bounds contain every sampled output, and on ordinary boxes the two
     precisions give the same bounds to the optimiser's noise."""
-    from mlskip.verifier import alpha_crown as ac
+    from mlskip.verifier import slope_search as ss
 
     rng = np.random.default_rng(21)
     net = random_net(rng, (3, 12, 12, 1), scale=1.5)
     lo, hi = random_boxes(rng, 40, 3)
     R = RegionBatch(lo, hi)
     bounds, _ = crown_layers(net, R)
-    assert ac._search_in_float32(net, R, bounds)
+    assert ss.search_in_float32(net, R, bounds)
     narrow = RegionBatch(lo + 1e6, lo + 1e6 + 1e-4)  # a width 1e-10 of the magnitude
-    assert not ac._search_in_float32(net, narrow, crown_layers(net, narrow)[0])
+    assert not ss.search_in_float32(net, narrow, crown_layers(net, narrow)[0])
     huge = random_net(rng, (3, 12, 12, 1), scale=1e32)
-    assert not ac._search_in_float32(huge, R, crown_layers(huge, R)[0])
+    assert not ss.search_in_float32(huge, R, crown_layers(huge, R)[0])
 
     x, _ = sample(rng, R)
     y = net.evaluate(x.reshape(-1, 3)).reshape(R.n, x.shape[1], -1)
     got = {}
     for f32 in (True, False):
-        monkeypatch.setattr(ac, "_search_in_float32", lambda *a, f32=f32: f32)
+        monkeypatch.setattr(ss, "search_in_float32", lambda *a, f32=f32: f32)
         la, ua = alpha_crown_bounds(net, R, iters=15)
         assert (y.min(1) >= la).all() and (y.max(1) <= ua).all()
         got[f32] = ua - la

@@ -47,11 +47,9 @@ from .fp_margin import bound_margin, margin_magnitudes
 from .layers import LeakyReLU
 from .network import Network
 from .regions import RegionBatch
+from .slope_search import LR, SlopeSearch
 
 MODES = ("full", "final", "last")
-# auto_LiRPA's defaults (optimized_bounds.py: lr_alpha 0.5, lr_decay 0.98 per iteration)
-LR = 0.5
-LR_DECAY = 0.98
 
 
 def _free_slopes(net: Network, mode: str) -> set[tuple[int, int]]:
@@ -236,7 +234,8 @@ def _optimised(
     clip = np.repeat(np.array([st[2] for st in starts]), n * m)
     final_rows = rows[np.tile(np.arange(m), n * S)][:, None, :]  # [N, 1, k]
     with _torch_search_mode():
-        alphas = _optimise(net, RR, B, REL, final_rows, free, iters, lr, deadline, clip)
+        search = SlopeSearch(net, RR, B, REL, final_rows, free, clip)
+        alphas = search.dense(search.run(iters, lr, deadline))
     lo = replay(net, RR, B, final_rows, alphas, overlap_lp).reshape(S, n, m)
     return lo.max(axis=0)
 
@@ -258,205 +257,3 @@ def _torch_search_mode():
     finally:
         torch.set_flush_denormal(False)
         torch.set_num_threads(before)
-
-
-# float32 resolves an optimisation whose inputs, weights and layer bounds stay well inside
-# its range and whose boxes are not narrow against their centres (a box 1e-3 of its
-# magnitude wide keeps ~14 bits of its width); it halves the memory traffic
-F32_MAX = 1e30
-F32_MIN_RELATIVE_WIDTH = 1e-3
-
-
-def _search_in_float32(net: Network, regions: RegionBatch, bounds: list[Bounds]) -> bool:
-    """Whether the slope search may run in float32. Only the search: the bounds are
-    replayed in float64 with margins, so this choice moves tightness, never soundness."""
-    lo, hi = regions.lower, regions.upper
-    width, size = hi - lo, np.maximum(np.abs(lo), np.abs(hi))
-    if np.any((width > 0) & (width < F32_MIN_RELATIVE_WIDTH * size)):
-        return False
-    arrays = [lo, hi, *(x for a in net.affines for x in (a.W, a.b))]
-    arrays += [x for b in bounds for x in b]
-    return all(np.all(np.abs(x) < F32_MAX) for x in arrays)
-
-
-def _optimise(
-    net: Network,
-    regions: RegionBatch,
-    bounds: list[Bounds],
-    relax: list[Relaxation],
-    final_rows: np.ndarray,
-    free: set[tuple[int, int]],
-    iters: int,
-    lr: float,
-    deadline: Deadline | None,
-    clip: np.ndarray,
-) -> dict[tuple[int, int], np.ndarray]:
-    """Projected Adam on the free slopes (torch, box concretisation; float32 where it
-    resolves the problem, see ``_search_in_float32``); returns the best slopes per
-    replica (any values are sound, see ``replay``)."""
-    import torch
-
-    dt = torch.float32 if _search_in_float32(net, regions, bounds) else torch.float64
-    N = regions.n
-    L = len(net.affines)
-    acts = net.activations
-
-    def T(x: np.ndarray | None):
-        return None if x is None else torch.tensor(np.asarray(x), dtype=dt)
-
-    tl, tu = T(regions.lower), T(regions.upper)
-    c, r = (tl + tu) / 2, (tu - tl) / 2
-    W = [(T(a.W), T(a.b)) for a in net.affines]
-    crown_t = [(T(l), T(u)) for l, u in bounds]
-    rel_t = [tuple(T(x) for x in rel) for rel in relax]
-    targets = sorted({i for i, _ in free})
-    # an intermediate layer's optimised bounds only matter at neurons that are unstable
-    # in some replica (elsewhere the relaxation is exact): rows and slopes for those only
-    unstable = {
-        i: np.flatnonzero(((bounds[i][0] < 0) & (bounds[i][1] > 0)).any(axis=0))
-        for i in targets
-        if i < L - 1
-    }
-    # The first step down from an intermediate target i (to activation i - 1) meets the
-    # rows +-W_i[u]: row +u takes its lower slope where W_i[u] > 0, row -u where
-    # W_i[u] < 0, so one slope per (neuron u, neuron below) serves both rows ("shared").
-    shared = {(i, j) for i, j in free if i < L - 1 and j == i - 1}
-    params: dict[tuple[int, int], Any] = {}
-    for i, j in sorted(free):
-        R = (1 if (i, j) in shared else 2) * len(unstable[i]) if i < L - 1 else 1
-        if R == 0:
-            continue
-        init = np.broadcast_to(relax[j][0][:, None, :], (N, R, relax[j][0].shape[1]))
-        params[(i, j)] = torch.tensor(init, dtype=dt, requires_grad=True)
-    lows = {j: float(a.alpha) for j, a in enumerate(acts) if isinstance(a, LeakyReLU)}
-    # activation j's bounds stay fixed while optimising unless layer j is a target:
-    # there the stable neurons' slopes are constants, chosen by masks made once
-    static = {}
-    for j, a in lows.items():
-        if j not in targets:
-            l, u = crown_t[j]
-            fixed = torch.where(l >= 0, 1.0, torch.where(u <= 0, a, 0.0))
-            static[j] = (((l < 0) & (u > 0)).to(dt)[:, None, :], fixed[:, None, :])
-
-    def leaky_relax(j: int, l, u):
-        a = lows[j]
-        up, q = u.clamp(min=0), (-l).clamp(min=0)
-        ch = up / (up + q).clamp(min=1e-300)
-        al = a + (1 - a) * (up > q).to(dt)
-        return al, None, a + (1 - a) * ch, (1 - a) * ch * q
-
-    def slopes(j: int, p, tb):
-        """Lower slopes of activation j: the free ``p`` where the neuron is unstable."""
-        if j in static:
-            unstable_mask, fixed = static[j]
-            return p * unstable_mask + fixed
-        l, u = tb[j]
-        return torch.where((l >= 0)[:, None, :], 1.0, torch.where((u <= 0)[:, None, :], lows[j], p))
-
-    def first_step(i: int, U, tb, tr):
-        """``lam`` and ``bias`` after the shared step from the rows +-e_u (u in U) of
-        target i down through activation i - 1 and affine i - 1."""
-        j = i - 1
-        al, bl, au, bu = tr[j]
-        Wu, bu_i = W[i][0][U], W[i][1][U]
-        P, Ng = Wu.clamp(min=0), Wu.clamp(max=0)
-        sl = slopes(j, params[(i, j)], tb)
-        au3 = au[:, None, :]
-        lam = torch.cat([P * sl + Ng * au3, -(Ng * sl + P * au3)], dim=1)
-        bias = torch.cat([bu @ Ng.T + bu_i, -(bu @ P.T) - bu_i], dim=1)
-        if bl is not None:
-            bias = bias + torch.cat([bl @ P.T, -(bl @ Ng.T)], dim=1)
-        bias = bias + lam @ W[j][1]
-        return lam @ W[j][0], bias
-
-    def backward(i: int, lam, bias, tb, tr, start: int | None = None):
-        for j in range(i - 1 if start is None else start, -1, -1):
-            al, bl, au, bu = tr[j]
-            p = params.get((i, j))
-            sl = al[:, None, :] if p is None else slopes(j, p, tb)
-            lp, ln = lam.clamp(min=0), lam.clamp(max=0)
-            bias = bias + (ln * bu[:, None, :]).sum(-1)
-            if bl is not None:
-                bias = bias + (lp * bl[:, None, :]).sum(-1)
-            lam = lp * sl + ln * au[:, None, :]
-            bias = bias + lam @ W[j][1]
-            lam = lam @ W[j][0]
-        return (lam @ c[:, :, None]).squeeze(-1) - (lam.abs() @ r[:, :, None]).squeeze(-1) + bias
-
-    frows = T(final_rows)
-    clipped = torch.tensor(np.asarray(clip, dtype=bool))[:, None]  # per replica
-
-    def objective():
-        tb = [crown_t[0]]
-        tr = []
-        for i in range(1, L):
-            j = i - 1
-            if j in lows and j in targets:
-                tr.append(leaky_relax(j, *tb[j]))  # chords follow the tightened bounds
-            else:
-                tr.append(rel_t[j])
-            if i < L - 1:
-                l, u = crown_t[i]
-                if i in targets and len(unstable[i]):
-                    U = torch.tensor(unstable[i])
-                    if (i, i - 1) in params:
-                        lam, bias = first_step(i, U, tb, tr)
-                        low = backward(i, lam, bias, tb, tr, start=i - 2)
-                    else:
-                        eye = torch.eye(net.affines[i].out_features, dtype=dt)[U]
-                        rows = torch.cat([eye, -eye])
-                        lam = (rows @ W[i][0]).expand(N, -1, -1)
-                        low = backward(i, lam, (rows @ W[i][1]).expand(N, -1), tb, tr)
-                    # clipped to the starting bound in value where the replica's start
-                    # says so, but the gradient passes straight through to the optimised
-                    # bound (torch.maximum would stop it wherever the clip binds, and the
-                    # slopes would stall there)
-                    nu = len(U)
-                    lo_opt, hi_opt = low[:, :nu], -low[:, nu:]
-                    lu, uu = l[:, U], u[:, U]
-                    lo_opt = torch.where(
-                        clipped, lo_opt + (torch.maximum(lu, lo_opt) - lo_opt).detach(), lo_opt
-                    )
-                    hi_opt = torch.where(
-                        clipped, hi_opt + (torch.minimum(uu, hi_opt) - hi_opt).detach(), hi_opt
-                    )
-                    l, u = l.index_copy(1, U, lo_opt), u.index_copy(1, U, hi_opt)
-                tb.append((l, u))
-            else:
-                low = backward(i, frows @ W[i][0], (frows @ W[i][1]), tb, tr)
-                return low[:, 0]
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    opt = torch.optim.Adam(list(params.values()), lr=lr, fused=True)
-    schedule = torch.optim.lr_scheduler.ExponentialLR(opt, LR_DECAY)
-    best = {key: p.detach().clone() for key, p in params.items()}
-    best_val = torch.full((N,), -torch.inf, dtype=dt)
-    for it in range(iters):
-        if it and deadline is not None and deadline.passed():
-            break  # the best slopes so far are valid
-        lower = objective()
-        with torch.no_grad():
-            better = lower > best_val
-            for key, p in params.items():
-                best[key][better] = p.detach()[better]
-            best_val = torch.where(better, lower.detach(), best_val)
-        opt.zero_grad()
-        (-lower.sum()).backward()
-        opt.step()
-        with torch.no_grad():
-            for (_, j), p in params.items():
-                p.clamp_(min=lows[j], max=1.0)
-        schedule.step()
-    dense = {}
-    for (i, j), b in best.items():
-        if i < L - 1:  # back to a row per bound of every neuron, as replay reads them
-            h = net.affines[i].out_features
-            full = np.repeat(relax[j][0][:, None, :], 2 * h, axis=1)
-            b = b.numpy()
-            if (i, j) in shared:  # the same slopes for both rows of a neuron (see above)
-                b = np.concatenate([b, b], axis=1)
-            full[:, np.concatenate([unstable[i], h + unstable[i]])] = b
-            dense[(i, j)] = full
-        else:
-            dense[(i, j)] = b.numpy()
-    return dense
