@@ -11,13 +11,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
@@ -27,7 +25,6 @@ from mlskip.skipper.binder import Binder, Lookups, Schema, Signature, has_glob, 
 from mlskip.skipper.explain import FileReport, SkippingReport
 from mlskip.skipper.plan import row_ranges
 from mlskip.skipper.planner import BoundPredicate, FileFacts, Planner, verifier_predicate
-from mlskip.skipper.remote import is_s3, s3_key
 from mlskip.skipper.rules.fragment import Fragment, ScanKey, analyse_fragment
 from mlskip.skipper.rules.predicates import (
     AffineArg,
@@ -113,68 +110,6 @@ def _call_args(ml: MLPredicate, types: Sequence[str]) -> tuple[str, ...]:
 
 
 _AS_NUMBER = {"DOUBLE": "{}", "DATE": "(({}) - DATE '1970-01-01')", "TIMESTAMP": "epoch_us({})"}
-
-
-def expand_paths(pattern: str, filesystem: Any = None) -> list[str]:
-    """Files a path or glob names, as DuckDB's own ``glob()`` lists them (dot-files
-    included), for the Arrow and Polars scans that have no DuckDB connection of their own.
-
-    An ``s3://`` glob is listed with ``filesystem`` (a pyarrow S3 filesystem);
-    without one it raises ``OSError``.
-    """
-    if not has_glob(pattern):
-        return [pattern]
-    if is_s3(pattern):
-        if filesystem is None:
-            raise OSError("s3:// globs are listed only with an S3 filesystem")
-        return _s3_glob(pattern, filesystem)
-    con = duckdb.connect()
-    try:
-        return Binder(con).glob(pattern)
-    finally:
-        con.close()
-
-
-def _s3_glob(pattern: str, filesystem: Any) -> list[str]:
-    from pyarrow import fs as pafs
-
-    scheme = pattern.split("://", 1)[0] + "://"
-    key = s3_key(pattern)
-    fixed = key[: min(key.index(c) for c in "*?[" if c in key)]
-    base = fixed.rsplit("/", 1)[0]
-    infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
-    regex = _glob_regex(key)
-    return sorted(
-        scheme + i.path for i in infos if i.type == pafs.FileType.File and regex.match(i.path)
-    )
-
-
-def _glob_regex(pattern: str) -> re.Pattern:
-    """DuckDB-style glob for object stores listed by pyarrow: ``**`` crosses folders,
-    ``*`` and ``?`` do not."""
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
-            end = pattern.index("]", i + 1)
-            body = pattern[i + 1 : end].replace("\\", "\\\\")
-            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
 
 
 def _rename(arg: AffineArg, names: Mapping[str, str]) -> AffineArg:
@@ -556,32 +491,30 @@ def _footers(paths: Sequence[str], planner: Planner) -> tuple[list[FileFacts], s
     return facts, None
 
 
-def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
-    """Plan one scan and rewrite it if that helps; returns whether it was rewritten."""
-    reasons = context.reasons
-    label = ", ".join(scan.paths)
-    if scan.nullable_side:
-        reasons.append(f"{label}: on the NULL-filled side of an outer join")
-        return False
-    paths, why = _scan_files(scan, context)
-    if why is None:
-        facts, why = _footers(paths, context.planner)
-    if why is not None:
-        reasons.append(f"{label}: {why}")
-        return False
-    # conjuncts are attributed with the file's column names, then DuckDB confirms
-    file_columns = {c.lower(): c for c in facts[0].column_names}
-    analysis = analyse_where(scan, context.kinds, frozenset(file_columns))
-    reasons.extend(analysis.ignored)
-    if not analysis.predicates:
-        return False
-    local = [t for t in local_conjuncts(scan, context.kinds, frozenset(file_columns))]
-    terms = [t.sql(dialect="duckdb") for t in [ml.node for ml in analysis.predicates] + local]
+@dataclass
+class _Described:
+    """What one DESCRIBE of a scan told: DuckDB's type of every step of every model
+    argument, and the scan's schema as DuckDB binds it."""
+
+    steps: dict[str, str]
+    schema: Sequence[tuple[str, str]]  # as the binder returns it (compared as such)
+
+
+def _describe_scan(
+    scan: ParquetScan,
+    context: _ScanContext,
+    paths: list[str],
+    facts: list[FileFacts],
+    analysis: ConjunctAnalysis,
+    local: list[exp.Expression],
+) -> tuple[_Described | None, str | None]:
+    """One DESCRIBE gives the scan's columns as DuckDB binds them, shows that every
+    conjunct binds to the scan's own columns (not an outer query's or another table's),
+    and gives DuckDB's type of every step of every model argument."""
+    nodes = [ml.node for ml in analysis.predicates] + local
+    terms = [t.sql(dialect="duckdb") for t in nodes]
     texts = list(dict.fromkeys(t for ml in analysis.predicates for a in ml.args if a
                                for t in _step_texts(a.expr)))  # fmt: skip
-    # one DESCRIBE gives the scan's columns as DuckDB binds them, shows that every conjunct
-    # binds to the scan's own columns (not an outer query's or another table's), and gives
-    # DuckDB's type of every step of every model argument
     source = scan.node.sql(dialect="duckdb")
     star = "*"
     if not scan.alias and any(c.table for c in scan.select.find_all(exp.Column)):
@@ -590,47 +523,50 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
         star = _quoted(default_binding_name(scan)) + ".*"
     described = context.binder.describe_cached(
         f"SELECT {', '.join(terms + texts)}, {star} FROM {source}",
-        _describe_key([ml.node for ml in analysis.predicates] + local, paths, facts, context),
+        _describe_key(nodes, paths, facts, context),
     )
-    n = len(terms) + len(texts)
     if described is None:
-        why = "its WHERE conjuncts do not bind to the scan's own columns, or DuckDB knows the scan by another name"
         if context.binder.describe(f"SELECT * FROM {source}") is None:
-            why = "DuckDB does not bind the scan on its own"
-        reasons.append(f"{label}: {why}")
-        return False
-    schema = described[n:]
+            return None, "DuckDB does not bind the scan on its own"
+        return None, (
+            "its WHERE conjuncts do not bind to the scan's own columns, or DuckDB knows the "
+            "scan by another name"
+        )
+    n = len(terms) + len(texts)
+    steps = {t: kind for t, (_, kind) in zip(texts, described[len(terms) : n], strict=True)}
+    return _Described(steps, described[n:]), None
+
+
+def _schema_problem(
+    scan: ParquetScan,
+    context: _ScanContext,
+    paths: list[str],
+    facts: list[FileFacts],
+    schema: Sequence[tuple[str, str]],
+    local: list[exp.Expression],
+) -> str | None:
+    """Why the scan's schema, as DuckDB reads it, cannot be planned from the footers."""
     lowered = [name.lower() for name, _ in schema]
     if len(set(lowered)) != len(lowered):
-        reasons.append(f"{label}: column names that differ only in case")
-        return False
-    if not set(file_columns) <= set(lowered):
-        reasons.append(f"{label}: DuckDB reads other columns than the file's footer names")
-        return False
-    why = _per_file_problem(scan, paths, facts, schema, context) or _float_filter_problem(
+        return "column names that differ only in case"
+    if not {c.lower() for c in facts[0].column_names} <= set(lowered):
+        return "DuckDB reads other columns than the file's footer names"
+    return _per_file_problem(scan, paths, facts, schema, context) or _float_filter_problem(
         paths, local, schema
     )
-    if why is not None:
-        reasons.append(f"{label}: {why}")
-        return False
-    column_map = {name.lower(): name for name, _ in schema}
-    steps = {t: kind for t, (_, kind) in zip(texts, described[len(terms) : n], strict=True)}
-    usable, bound = _bind_predicates(scan, analysis, steps, column_map, context)
-    if not bound:
-        return False
-    bounds = {column_map.get(c.lower(), c): b for c, b in analysis.bounds.items()}
-    plans = context.planner.plan_files(paths, bound, bounds, facts)
-    context.files.extend(FileReport.from_plan(p) for p in plans)
-    for path, plan in zip(paths, plans, strict=True):
-        context.identities[path] = (
-            plan.identity if plan.identity is not None else _try_identity(context.planner, path)
-        )
-    prunes = any(p.changes_anything for p in plans)
-    evaluate = context.evaluate
-    if not prunes and evaluate is None:
-        return False  # nothing to gain: the query runs as written
-    # With batch evaluation, a scan gains even where nothing is pruned: the model runs
-    # in large batches instead of DuckDB's per-chunk UDF calls.
+
+
+def _file_scans(
+    scan: ParquetScan,
+    context: _ScanContext,
+    paths: list[str],
+    plans: list,
+    bound: list,
+    usable: list[MLPredicate],
+    local: list[exp.Expression],
+) -> list[FileScan]:
+    """Per file: the row ranges to read, those that all match, and (with batch
+    evaluation) the relation of qualifying rows per predicate."""
     filters = tuple(unqualified_sql(t) for t in local)
     scans = []
     gave_up = [False] * len(usable)  # a predicate found not selective in one file: all files
@@ -642,36 +578,80 @@ def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
             read = plan.read_ranges()
             if read == ():
                 continue
-            file = FileScan(path, read, tuple(plan.all_match_ranges(p) for p in range(len(bound))))
+            all_match = tuple(plan.all_match_ranges(p) for p in range(len(bound)))
+            file = FileScan(path, read, all_match)
             todo = [
                 row_ranges(plan.offsets, plan.num_rows, ~plan.pruned & ~plan.all_match(p))
                 for p in range(len(bound))
             ]
-        if evaluate is not None:
+        if context.evaluate is not None:
             source = read_parquet_call(scan, path)
             matches = []
             for k, (ml, ranges) in enumerate(zip(usable, todo, strict=True)):
+                args = _call_args(ml, context.functions[ml.function].sql_types)
                 task = EvaluationTask(
-                    source,
-                    ranges,
-                    filters,
-                    ml.function,
-                    _call_args(ml, context.functions[ml.function].sql_types),
-                    ml.kind,
-                    ml.values,
+                    source, ranges, filters, ml.function, args, ml.kind, ml.values
                 )
-                match = None if gave_up[k] else evaluate(task)
+                match = None if gave_up[k] else context.evaluate(task)
                 gave_up[k] = match is None
                 matches.append(match)
             file = FileScan(file.path, file.read, file.all_match, tuple(matches))
         scans.append(file)
+    return scans
+
+
+def _plan_scan(scan: ParquetScan, context: _ScanContext) -> bool:
+    """Plan one scan and rewrite it if that helps; returns whether it was rewritten."""
+    label = ", ".join(scan.paths)
+
+    def give_up(why: str) -> bool:
+        context.reasons.append(f"{label}: {why}")
+        return False
+
+    if scan.nullable_side:
+        return give_up("on the NULL-filled side of an outer join")
+    paths, why = _scan_files(scan, context)
+    if why is None:
+        facts, why = _footers(paths, context.planner)
+    if why is not None:
+        return give_up(why)
+    # conjuncts are attributed with the file's column names, then DuckDB confirms
+    file_columns = frozenset(c.lower() for c in facts[0].column_names)
+    analysis = analyse_where(scan, context.kinds, file_columns)
+    context.reasons.extend(analysis.ignored)
+    if not analysis.predicates:
+        return False
+    local = list(local_conjuncts(scan, context.kinds, file_columns))
+    described, why = _describe_scan(scan, context, paths, facts, analysis, local)
+    if described is None:
+        return give_up(why)
+    why = _schema_problem(scan, context, paths, facts, described.schema, local)
+    if why is not None:
+        return give_up(why)
+    column_map = {name.lower(): name for name, _ in described.schema}
+    usable, bound = _bind_predicates(scan, analysis, described.steps, column_map, context)
+    if not bound:
+        return False
+    bounds = {column_map.get(c.lower(), c): b for c, b in analysis.bounds.items()}
+    plans = context.planner.plan_files(paths, bound, bounds, facts)
+    context.files.extend(FileReport.from_plan(p) for p in plans)
+    for path, plan in zip(paths, plans, strict=True):
+        context.identities[path] = (
+            plan.identity if plan.identity is not None else _try_identity(context.planner, path)
+        )
+    prunes = any(p.changes_anything for p in plans)
+    if not prunes and context.evaluate is None:
+        return False  # nothing to gain: the query runs as written
+    # With batch evaluation, a scan gains even where nothing is pruned: the model runs
+    # in large batches instead of DuckDB's per-chunk UDF calls.
+    scans = _file_scans(scan, context, paths, plans, bound, usable, local)
     if not prunes and all(m is None for f in scans for m in (f.matches or ())):
         return False  # nothing pruned and no batch evaluated: the query runs as written
     if not scans:  # every row group pruned: keep one empty scan for the schema
         scans.append(FileScan(paths[0], (), tuple(() for _ in bound)))
     placeholder, body = rewrite_scan(scan, scans, usable)
     context.rewritten[placeholder] = body
-    context.known_columns.update(lowered)
+    context.known_columns.update(column_map)
     context.all_alone &= scan.only_table
     return True
 

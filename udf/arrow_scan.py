@@ -26,9 +26,9 @@ import numpy as np
 import pyarrow as pa
 
 from mlskip.errors import MlskipError, ModelInputError, PredicateError
+from mlskip.skipper.paths import expand_paths
 from mlskip.skipper.plan import FilePlan
 from mlskip.skipper.planner import BoundPredicate, Planner
-from mlskip.skipper.query import expand_paths
 from mlskip.skipper.remote import S3Options, is_s3, s3_key
 from mlskip.skipper.rules.predicates import AffineArg
 from mlskip.udf.inputs import model_rows
