@@ -5,7 +5,9 @@ Add / Sub / Mul / Div by constants, BatchNormalization, Relu, LeakyRelu,
 Sigmoid, Tanh, Identity, Flatten / Reshape of row vectors, Dropout
 (inference), and a final Softmax or Sigmoid. Anything else raises
 ``UnsupportedModelError`` naming the op type and node, so callers can treat
-the model as unverifiable (no skipping, still correct).
+the model as unverifiable (no skipping, still correct). This module reads files
+(external data, size limits) and the graph's input and output; ``onnx_ops`` holds
+the rule of each operator.
 """
 
 from __future__ import annotations
@@ -18,39 +20,11 @@ import numpy as np
 
 from mlskip.errors import MlskipError, ModelInputError, UnsupportedModelError
 
-from .layers import Activation, Affine, LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers import Affine, Sigmoid
 from .network import Network, Step
+from .onnx_ops import chain
 
 MAX_INITIALIZER_ELEMENTS = 50_000_000  # ~200 MB of float32: far beyond any filter model
-_PASS_THROUGH = {"Identity", "Dropout", "Flatten", "Reshape", "Cast"}
-
-# attributes whose meaning the loader honours, per op; any other attribute (a newer
-# opset's, a legacy one such as broadcast/axis, a typo) may change what the runtime
-# computes, so the model is refused rather than read as if it were absent
-_ATTRIBUTES: dict[str, frozenset[str]] = {
-    "Constant": frozenset({"value"}),
-    "Identity": frozenset(),
-    "Dropout": frozenset({"ratio", "seed", "is_test"}),
-    "Flatten": frozenset({"axis"}),
-    "Reshape": frozenset({"allowzero"}),
-    "Cast": frozenset({"to", "saturate"}),
-    "Gemm": frozenset({"alpha", "beta", "transA", "transB"}),
-    "MatMul": frozenset(),
-    "Add": frozenset(),
-    "Sub": frozenset(),
-    "Mul": frozenset(),
-    "Div": frozenset(),
-    "BatchNormalization": frozenset({"epsilon", "momentum", "training_mode", "spatial", "is_test"}),
-    "Relu": frozenset(),
-    "LeakyRelu": frozenset({"alpha"}),
-    "Sigmoid": frozenset(),
-    "Tanh": frozenset(),
-    "Softmax": frozenset({"axis"}),
-}
-
-
-def _node_label(node: Any) -> str:
-    return f"{node.op_type} node {node.name or '(unnamed)'!r}"
 
 
 def _check_initializers(graph: Any, where: str) -> None:
@@ -269,17 +243,6 @@ def _dims(value_info: Any) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
 
 
-def _vector(c: np.ndarray, width: int, label: str) -> np.ndarray:
-    """A constant that broadcasts along features only: [] / [1] / [w] / [1, w]."""
-    c = np.asarray(c, dtype=np.float64)
-    if c.ndim > 2 or (c.ndim == 2 and c.shape[0] != 1) or c.size not in (1, width):
-        raise UnsupportedModelError(
-            f"{label}: constant of shape {list(c.shape)} does not broadcast over {width} features "
-            "(only per-feature constants can be folded)"
-        )
-    return np.broadcast_to(c.reshape(-1), (width,)).copy()
-
-
 def load_onnx(src: Any, input_names: list[str] | tuple[str, ...] | None = None) -> Network:
     """Load an ONNX path, bytes or ``ModelProto`` into a ``Network``."""
     model, where = _as_model(src)
@@ -295,14 +258,8 @@ def load_onnx(src: Any, input_names: list[str] | tuple[str, ...] | None = None) 
         ) from None
 
 
-def _network(model: Any, where: str, input_names: Any) -> Network:
-    from onnx import numpy_helper
-
-    graph = model.graph
-    _check_initializers(graph, where)
-    consts: dict[str, np.ndarray] = {}
-    for init in graph.initializer:
-        consts[init.name] = numpy_helper.to_array(init)
+def _graph_input(graph: Any, where: str, consts: dict[str, np.ndarray]) -> tuple[str, int]:
+    """The one input tensor (name, features) of a one-input, one-output graph."""
     inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1:
         raise ModelInputError(f"{where}: expected exactly one input tensor, found {len(inputs)}")
@@ -315,144 +272,17 @@ def _network(model: Any, where: str, input_names: Any) -> Network:
         raise ModelInputError(
             f"{where}: input {inputs[0].name!r} must have shape [N, d] with a fixed d, got {dims}"
         )
-    width = int(dims[1])
-    current = inputs[0].name
-    steps: list[Step] = []
-    final: str | None = None
-    for node in graph.node:
-        label = f"{where}: {_node_label(node)}"
-        op = node.op_type
-        attrs = {a.name: _attr(a) for a in node.attribute}
-        _check_semantics(node, attrs, consts, label)
-        if op == "Constant":
-            if "value" not in attrs:
-                raise UnsupportedModelError(f"{label}: only tensor constants are supported")
-            consts[node.output[0]] = attrs["value"]
-            continue
-        if final is not None and (op not in _PASS_THROUGH or op == "Cast"):
-            raise UnsupportedModelError(f"{label}: no op may follow the final {final}")
-        ins = [n for n in node.input if n]
-        live = [n for n in ins if n not in consts]
-        if op not in _PASS_THROUGH | {
-            "Gemm",
-            "MatMul",
-            "Add",
-            "Sub",
-            "Mul",
-            "Div",
-            "BatchNormalization",
-            "Relu",
-            "LeakyRelu",
-            "Sigmoid",
-            "Tanh",
-            "Softmax",
-        }:
-            raise UnsupportedModelError(
-                f"{label}: operator {op} is not supported by the verifier; "
-                "the model can still be used, but row groups will not be skipped"
-            )
-        if live != [current] or (op not in ("Add", "Mul", "Sub") and ins[0] != current):
-            raise UnsupportedModelError(
-                f"{label}: only a single chain of ops on the model input is supported "
-                f"(expected input {current!r}, got {ins})"
-            )
-        out = node.output[0]
-        if op in _PASS_THROUGH:
-            if op == "Reshape":
-                shape = consts[ins[1]].astype(np.int64).tolist() if len(ins) > 1 else []
-                if len(shape) != 2 or shape[1] not in (width, -1) or shape[0] not in (0, -1):
-                    raise UnsupportedModelError(
-                        f"{label}: only reshapes to [N, {width}] are supported"
-                    )
-            if op == "Cast":
-                if int(attrs.get("to", 0)) not in (1, 11):
-                    raise UnsupportedModelError(
-                        f"{label}: only casts to float/double are supported"
-                    )
-                # a cast rounds (double to float): one more rounded step in the error analysis
-                steps.append(Affine(np.eye(width), np.zeros(width)))
-            if op == "Flatten" and int(attrs.get("axis", 1)) != 1:
-                raise UnsupportedModelError(f"{label}: only Flatten(axis=1) is supported")
-        elif op == "Gemm":
-            if int(attrs.get("transA", 0)):
-                raise UnsupportedModelError(f"{label}: transA=1 would mix rows of the batch")
-            B = consts[ins[1]].astype(np.float64)
-            if B.ndim != 2:
-                raise UnsupportedModelError(
-                    f"{label}: weight must be 2-D, got shape {list(B.shape)}"
-                )
-            Bm = B.T if int(attrs.get("transB", 0)) else B  # [d, out]
-            if Bm.shape[0] != width:
-                raise UnsupportedModelError(
-                    f"{label}: weight takes {Bm.shape[0]} features, input has {width}"
-                )
-            alpha = float(attrs.get("alpha", 1.0))
-            beta = float(attrs.get("beta", 1.0))
-            bias = (
-                _vector(consts[ins[2]], Bm.shape[1], label) * beta
-                if len(ins) > 2
-                else np.zeros(Bm.shape[1])
-            )
-            extra = int(alpha != 1.0) + int(beta != 1.0)  # alpha*(AB), beta*C are rounded
-            steps.append(
-                Affine(alpha * Bm.T, bias, extra_roundings=extra, sum_scale=abs(alpha) or 1.0)
-            )
-            width = Bm.shape[1]
-        elif op == "MatMul":
-            B = consts[ins[1]].astype(np.float64)
-            if B.ndim != 2 or B.shape[0] != width:
-                raise UnsupportedModelError(
-                    f"{label}: weight of shape {list(B.shape)} does not fit {width} features"
-                )
-            steps.append(Affine(B.T, np.zeros(B.shape[1])))
-            width = B.shape[1]
-        elif op in ("Add", "Sub", "Mul", "Div"):
-            other = next(n for n in ins if n != current) if len(set(ins)) == 2 else None
-            if other is None:
-                raise UnsupportedModelError(f"{label}: both operands are the model input")
-            c = _vector(consts[other], width, label)
-            if op == "Add":
-                steps.append(Affine(np.eye(width), c))
-            elif op == "Sub":
-                steps.append(
-                    Affine(np.eye(width), -c) if ins[0] == current else Affine(-np.eye(width), c)
-                )
-            elif op == "Mul":
-                steps.append(Affine(np.diag(c), np.zeros(width)))
-            else:
-                if ins[0] != current:
-                    raise UnsupportedModelError(
-                        f"{label}: division by the model input is not supported"
-                    )
-                if (c == 0).any():
-                    raise UnsupportedModelError(f"{label}: division by zero")
-                steps.append(Affine(np.diag(1.0 / c), np.zeros(width)))
-        elif op == "BatchNormalization":
-            scale, bias, mean, var = (_vector(consts[n], width, label) for n in ins[1:5])
-            eps = float(attrs.get("epsilon", 1e-5))
-            k = scale / np.sqrt(var + eps)
-            # as two rounded steps, (x - mean), then times k plus bias, with the roundings
-            # of computing k (sum, sqrt, division) and of a runtime that folds the
-            # statistics into one scale and shift: this covers either implementation
-            steps.append(Affine(np.eye(width), -mean))
-            steps.append(Affine(np.diag(k), bias, extra_roundings=4))
-        elif op in ("Relu", "LeakyRelu", "Tanh", "Sigmoid"):
-            act: Activation
-            if op == "Relu":
-                act = ReLU()
-            elif op == "LeakyRelu":
-                act = LeakyReLU(float(attrs.get("alpha", 0.01)))
-            elif op == "Tanh":
-                act = Tanh()
-            else:
-                act = Sigmoid()
-            steps.append(act)
-        elif op == "Softmax":
-            axis = int(attrs.get("axis", -1))
-            if axis not in (-1, 1):
-                raise UnsupportedModelError(f"{label}: Softmax must act on the feature axis")
-            final = "softmax"
-        current = out
+    return inputs[0].name, int(dims[1])
+
+
+def _network(model: Any, where: str, input_names: Any) -> Network:
+    from onnx import numpy_helper
+
+    graph = model.graph
+    _check_initializers(graph, where)
+    consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    current, width = _graph_input(graph, where, consts)
+    steps, final, current = chain(graph, where, consts, current, width)
     if current != graph.output[0].name:
         raise UnsupportedModelError(
             f"{where}: the output {graph.output[0].name!r} is not the end of the op chain"
@@ -465,53 +295,6 @@ def _network(model: Any, where: str, input_names: Any) -> Network:
         return Network.from_steps(steps, final, names)
     except (ValueError, FloatingPointError) as exc:
         raise UnsupportedModelError(f"{where}: {exc}") from None
-
-
-def _check_semantics(node: Any, attrs: dict[str, Any], consts: dict, label: str) -> None:
-    """Refuse a node whose attributes or inputs make the runtime compute something other
-    than what the loader reads (training-mode dropout, legacy broadcasting, ...)."""
-    if node.domain not in ("", "ai.onnx"):
-        raise UnsupportedModelError(
-            f"{label}: operator domain {node.domain!r} is not the standard ONNX domain"
-        )
-    op = node.op_type
-    unknown = sorted(set(attrs) - _ATTRIBUTES.get(op, frozenset(attrs)))
-    if unknown:
-        raise UnsupportedModelError(
-            f"{label}: attribute(s) {unknown} of {op} are not supported by the verifier "
-            "(they may change what the runtime computes)"
-        )
-    ins = list(node.input)
-    if op == "Dropout":
-        training = ins[2] if len(ins) > 2 and ins[2] else None
-        if training is not None and (
-            training not in consts or bool(np.asarray(consts[training]).any())
-        ):
-            raise UnsupportedModelError(
-                f"{label}: Dropout in training mode (or with a training_mode that is not a "
-                "constant false) drops random values at run time"
-            )
-        if int(attrs.get("is_test", 1)) == 0:
-            raise UnsupportedModelError(f"{label}: Dropout with is_test=0 drops random values")
-    elif op == "BatchNormalization":
-        if int(attrs.get("training_mode", 0)) or len([o for o in node.output if o]) > 1:
-            raise UnsupportedModelError(
-                f"{label}: BatchNormalization in training mode normalises by batch statistics"
-            )
-        if int(attrs.get("is_test", 1)) == 0 or int(attrs.get("spatial", 1)) != 1:
-            raise UnsupportedModelError(
-                f"{label}: BatchNormalization with is_test=0 or spatial=0 is not supported"
-            )
-    elif op == "Reshape":
-        shape = consts.get(ins[1]) if len(ins) > 1 else None
-        if int(attrs.get("allowzero", 0)) and (shape is None or (np.asarray(shape) == 0).any()):
-            raise UnsupportedModelError(f"{label}: Reshape with allowzero=1 and a 0 dimension")
-    elif op == "LeakyRelu":
-        alpha = float(attrs.get("alpha", 0.01))
-        if not 0.0 <= alpha <= 1.0:
-            raise UnsupportedModelError(
-                f"{label}: LeakyRelu alpha {alpha} outside [0, 1] is not supported"
-            )
 
 
 def _first_width(steps: list[Step]) -> int:
@@ -540,15 +323,6 @@ def _input_names(model: Any, where: str, width_in: int, given: Any) -> tuple[str
             f"{where}: {len(names)} input column names given for a model with {width_in} inputs"
         )
     return names
-
-
-def _attr(a: Any) -> Any:
-    from onnx import helper, numpy_helper
-
-    v = helper.get_attribute_value(a)
-    if hasattr(v, "dims") and hasattr(v, "data_type"):
-        return numpy_helper.to_array(v)
-    return v
 
 
 def to_onnx(net: Network, opset: int = 17) -> bytes:
