@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,11 +22,11 @@ from sqlglot.errors import SqlglotError
 from mlskip.errors import MlskipError
 from mlskip.skipper.binder import Binder, Lookups, Schema, Signature, has_glob, shadowing_probe
 from mlskip.skipper.explain import FileReport, SkippingReport
+from mlskip.skipper.model_args import call_args, file_columns_arg, step_texts, typed_arg
 from mlskip.skipper.plan import row_ranges
 from mlskip.skipper.planner import BoundPredicate, FileFacts, Planner, verifier_predicate
 from mlskip.skipper.rules.fragment import Fragment, ScanKey, analyse_fragment
 from mlskip.skipper.rules.predicates import (
-    AffineArg,
     ConjunctAnalysis,
     MLPredicate,
     analyse_where,
@@ -99,31 +98,6 @@ class EvaluationTask:
 
 # returns the name of a relation with column file_row_number, or None to keep the SQL function
 Evaluator = Callable[[EvaluationTask], "str | None"]
-
-
-def _call_args(ml: MLPredicate, types: Sequence[str]) -> tuple[str, ...]:
-    """The model's arguments as SQL numbers (DATE as days, TIMESTAMP as microseconds since
-    1970-01-01, as the SQL function reads them), for batch evaluation."""
-    call = next(c for c in ml.node.find_all(exp.Anonymous) if str(c.this).lower() == ml.function)
-    args = [unqualified_sql(a) for a in call.expressions]
-    return tuple(_AS_NUMBER[t].format(a) for a, t in zip(args, types, strict=True))
-
-
-_AS_NUMBER = {"DOUBLE": "{}", "DATE": "(({}) - DATE '1970-01-01')", "TIMESTAMP": "epoch_us({})"}
-
-
-def _rename(arg: AffineArg, names: Mapping[str, str]) -> AffineArg:
-    """The argument with its columns named as in the files."""
-
-    def rename(expr: tuple | None) -> tuple | None:
-        if expr is None or expr[0] == "num":
-            return expr
-        if expr[0] == "col":
-            return ("col", expr[1], names.get(expr[2].lower(), expr[2]))
-        return (*expr[:2], *(rename(p) for p in expr[2:]))
-
-    coeffs = tuple((names.get(c.lower(), c), w) for c, w in arg.coeffs)
-    return AffineArg(coeffs, arg.const, rename(arg.expr))
 
 
 # read_parquet options a per-file rewrite keeps with the same meaning (checked again by
@@ -514,7 +488,7 @@ def _describe_scan(
     nodes = [ml.node for ml in analysis.predicates] + local
     terms = [t.sql(dialect="duckdb") for t in nodes]
     texts = list(dict.fromkeys(t for ml in analysis.predicates for a in ml.args if a
-                               for t in _step_texts(a.expr)))  # fmt: skip
+                               for t in step_texts(a.expr)))  # fmt: skip
     source = scan.node.sql(dialect="duckdb")
     star = "*"
     if not scan.alias and any(c.table for c in scan.select.find_all(exp.Column)):
@@ -588,7 +562,7 @@ def _file_scans(
             source = read_parquet_call(scan, path)
             matches = []
             for k, (ml, ranges) in enumerate(zip(usable, todo, strict=True)):
-                args = _call_args(ml, context.functions[ml.function].sql_types)
+                args = call_args(ml, context.functions[ml.function].sql_types)
                 task = EvaluationTask(
                     source, ranges, filters, ml.function, args, ml.kind, ml.values
                 )
@@ -660,59 +634,6 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _step_texts(expr: tuple | None) -> list[str]:
-    if expr is None:
-        return []
-    texts = [expr[1]]
-    if expr[0] not in ("col", "num"):
-        for part in expr[2:]:
-            texts += _step_texts(part)
-    return texts
-
-
-def _typed(expr: tuple, steps: Mapping[str, str]) -> tuple | None:
-    """``expr`` with DuckDB's type of each step (None where a step is not modelled: a
-    non-numeric type, or a division DuckDB does not compute in floating point)."""
-    op, text = expr[0], expr[1]
-    kind = steps.get(text)
-    if kind is None or not _numeric_type(kind):
-        return None
-    if op == "col":
-        return ("col", kind, expr[2])
-    if op == "num":
-        value = duckdb_double(expr[2])
-        return ("num", kind, value) if value is not None and math.isfinite(value) else None
-    if op == "div" and kind.upper() not in ("FLOAT", "DOUBLE"):
-        return None  # integer division (integer_division, //) or rounded DECIMAL quotients
-    parts = [_typed(p, steps) for p in expr[2:]]
-    if any(p is None for p in parts):
-        return None
-    return (op, kind, *parts)
-
-
-def _typed_arg(
-    arg: AffineArg, steps: Mapping[str, str], sql_type: str = "DOUBLE"
-) -> AffineArg | None:
-    """The argument with its steps typed, converted to DOUBLE as the SQL function takes it.
-
-    A DATE or TIMESTAMP input is planned only as a bare column of exactly that DuckDB
-    type: its footer and Parquet statistics then hold the days or microseconds the
-    function reads (a TIMESTAMP_NS column, or a DATE cast to TIMESTAMP, would not)."""
-    if sql_type != "DOUBLE":
-        expr = arg.expr
-        if expr is None or expr[0] != "col" or str(steps.get(expr[1], "")).upper() != sql_type:
-            return None
-        return dataclasses.replace(arg, expr=("cast", "DOUBLE", ("col", sql_type, expr[2])))
-    if arg.expr is None:
-        return arg
-    typed = _typed(arg.expr, steps)
-    if typed is None:
-        return None
-    if typed[1].upper() != "DOUBLE":
-        typed = ("cast", "DOUBLE", typed)
-    return dataclasses.replace(arg, expr=typed)
-
-
 def _bind_predicates(
     scan: ParquetScan,
     analysis: ConjunctAnalysis,
@@ -741,7 +662,7 @@ def _bind_predicates(
         if len(types) != len(ml.args):
             reasons.append(f"{ml.sql}: {len(ml.args)} arguments for a model of {len(types)}")
             continue
-        typed = tuple(_typed_arg(a, steps, t) for a, t in zip(ml.args, types, strict=True))
+        typed = tuple(typed_arg(a, steps, t) for a, t in zip(ml.args, types, strict=True))
         if any(a is None for a in typed):
             reasons.append(
                 f"{ml.sql}: an argument is computed in a way the planner does not model "
@@ -766,20 +687,12 @@ def _bind_predicates(
             BoundPredicate(
                 network=binding.network,
                 predicate=verifier_predicate(ml),
-                args=tuple(_rename(a, column_map) for a in ml.args),
+                args=tuple(file_columns_arg(a, column_map) for a in ml.args),
                 digest=binding.digest,
                 sql=ml.sql,
             )
         )
     return usable, bound
-
-
-_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
-                  "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")  # fmt: skip
-
-
-def _numeric_type(duckdb_type: str) -> bool:
-    return duckdb_type.split("(")[0].upper() in _NUMERIC_TYPES
 
 
 def _predicate_problem(ml: MLPredicate, binding: ModelBinding) -> str | None:

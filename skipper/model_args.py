@@ -1,0 +1,101 @@
+"""A model call's arguments as DuckDB computes them: the text of every step (for one
+DESCRIBE that types them all), each step's DuckDB type, the argument renamed to the
+files' column names, and the arguments as SQL numbers for batch evaluation."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+from sqlglot import exp
+
+from mlskip.skipper.rules.predicates import AffineArg, MLPredicate
+from mlskip.skipper.rules.rewrite import unqualified_sql
+from mlskip.skipper.rules.roundtrip import duckdb_double
+
+
+def call_args(ml: MLPredicate, types: Sequence[str]) -> tuple[str, ...]:
+    """The model's arguments as SQL numbers (DATE as days, TIMESTAMP as microseconds since
+    1970-01-01, as the SQL function reads them), for batch evaluation."""
+    call = next(c for c in ml.node.find_all(exp.Anonymous) if str(c.this).lower() == ml.function)
+    args = [unqualified_sql(a) for a in call.expressions]
+    return tuple(_AS_NUMBER[t].format(a) for a, t in zip(args, types, strict=True))
+
+
+_AS_NUMBER = {"DOUBLE": "{}", "DATE": "(({}) - DATE '1970-01-01')", "TIMESTAMP": "epoch_us({})"}
+
+
+def file_columns_arg(arg: AffineArg, names: Mapping[str, str]) -> AffineArg:
+    """The argument with its columns named as in the files."""
+
+    def rename(expr: tuple | None) -> tuple | None:
+        if expr is None or expr[0] == "num":
+            return expr
+        if expr[0] == "col":
+            return ("col", expr[1], names.get(expr[2].lower(), expr[2]))
+        return (*expr[:2], *(rename(p) for p in expr[2:]))
+
+    coeffs = tuple((names.get(c.lower(), c), w) for c, w in arg.coeffs)
+    return AffineArg(coeffs, arg.const, rename(arg.expr))
+
+
+def step_texts(expr: tuple | None) -> list[str]:
+    if expr is None:
+        return []
+    texts = [expr[1]]
+    if expr[0] not in ("col", "num"):
+        for part in expr[2:]:
+            texts += step_texts(part)
+    return texts
+
+
+def _typed(expr: tuple, steps: Mapping[str, str]) -> tuple | None:
+    """``expr`` with DuckDB's type of each step (None where a step is not modelled: a
+    non-numeric type, or a division DuckDB does not compute in floating point)."""
+    op, text = expr[0], expr[1]
+    kind = steps.get(text)
+    if kind is None or not _numeric_type(kind):
+        return None
+    if op == "col":
+        return ("col", kind, expr[2])
+    if op == "num":
+        value = duckdb_double(expr[2])
+        return ("num", kind, value) if value is not None and math.isfinite(value) else None
+    if op == "div" and kind.upper() not in ("FLOAT", "DOUBLE"):
+        return None  # integer division (integer_division, //) or rounded DECIMAL quotients
+    parts = [_typed(p, steps) for p in expr[2:]]
+    if any(p is None for p in parts):
+        return None
+    return (op, kind, *parts)
+
+
+def typed_arg(
+    arg: AffineArg, steps: Mapping[str, str], sql_type: str = "DOUBLE"
+) -> AffineArg | None:
+    """The argument with its steps typed, converted to DOUBLE as the SQL function takes it.
+
+    A DATE or TIMESTAMP input is planned only as a bare column of exactly that DuckDB
+    type: its footer and Parquet statistics then hold the days or microseconds the
+    function reads (a TIMESTAMP_NS column, or a DATE cast to TIMESTAMP, would not)."""
+    if sql_type != "DOUBLE":
+        expr = arg.expr
+        if expr is None or expr[0] != "col" or str(steps.get(expr[1], "")).upper() != sql_type:
+            return None
+        return dataclasses.replace(arg, expr=("cast", "DOUBLE", ("col", sql_type, expr[2])))
+    if arg.expr is None:
+        return arg
+    typed = _typed(arg.expr, steps)
+    if typed is None:
+        return None
+    if typed[1].upper() != "DOUBLE":
+        typed = ("cast", "DOUBLE", typed)
+    return dataclasses.replace(arg, expr=typed)
+
+
+_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+                  "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")  # fmt: skip
+
+
+def _numeric_type(duckdb_type: str) -> bool:
+    return duckdb_type.split("(")[0].upper() in _NUMERIC_TYPES
