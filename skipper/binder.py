@@ -74,7 +74,7 @@ class Binder:
 
     def describe_cached(self, sql: str, key: tuple | None) -> Schema | None:
         """``describe(sql)``, remembered under ``key``: everything its answer depends on
-        beyond ``sql`` (see ``query._describe_key``); None as key asks every time."""
+        beyond ``sql`` (see ``scan_checks._describe_key``); None as key asks every time."""
         if key is not None:
             found = self._described.get((sql, key))
             if found is not None:

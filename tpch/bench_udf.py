@@ -93,7 +93,7 @@ def run_sql_bench(
 
     # model evaluation rows/s: a filter no row passes, on the original (unclustered) file
     never = float(y.max() + 1e9)
-    from mlskip.skipper.query import EvaluationTask
+    from mlskip.skipper.models import EvaluationTask
     from mlskip.udf.batch_eval import BatchEvaluator
 
     model = cons["onnx"].models["disc_price"]

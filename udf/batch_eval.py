@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from mlskip.skipper.query import EvaluationTask
+from mlskip.skipper.models import EvaluationTask
 from mlskip.skipper.rules.rewrite import ranges_condition
 from mlskip.udf.inputs import model_rows
 from mlskip.udf.model import SqlModel

@@ -42,8 +42,9 @@ import duckdb
 from mlskip.errors import ModelInputError, SkippingFallbackWarning
 from mlskip.skipper.binder import Binder, parses_as_call
 from mlskip.skipper.explain import SkippingReport
+from mlskip.skipper.models import ModelBinding
 from mlskip.skipper.planner import Planner
-from mlskip.skipper.query import ModelBinding, plan_query
+from mlskip.skipper.query import plan_query
 from mlskip.skipper.remote import S3Options, load_httpfs
 from mlskip.udf.batch_eval import BatchEvaluator
 from mlskip.udf.functions import (
