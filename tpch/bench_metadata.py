@@ -145,13 +145,7 @@ def writer_overhead(
     configs["write_parquet auto (6)"] = lambda: write_parquet(
         table, out / "auto.parquet", row_group_size=RG, hulls="auto"
     )
-    best: dict[str, tuple[float, float]] = {}
-    for _ in range(repeats):
-        for name, f in configs.items():
-            w, c = _timed(f)
-            bw, bc = best.get(name, (math.inf, math.inf))
-            best[name] = (min(bw, w), min(bc, c))
-    rows = overhead_rows(best)
+    rows = overhead_rows(best_times(configs, repeats))
     _print(
         f"writer overhead ({table.num_rows} rows, row groups of {RG}, load {os.getloadavg()[0]:.1f})",
         rows,
@@ -163,6 +157,17 @@ def _timed(f) -> tuple[float, float]:
     t, c = time.perf_counter(), time.process_time()
     f()
     return time.perf_counter() - t, time.process_time() - c
+
+
+def best_times(configs: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """Best (wall, cpu) seconds per configuration, configurations interleaved."""
+    best: dict[str, tuple[float, float]] = {}
+    for _ in range(repeats):
+        for name, f in configs.items():
+            w, c = _timed(f)
+            bw, bc = best.get(name, (math.inf, math.inf))
+            best[name] = (min(bw, w), min(bc, c))
+    return best
 
 
 def clustering(

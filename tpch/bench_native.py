@@ -20,10 +20,8 @@ shared, so wall time alone mostly measures the other jobs. Run
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +32,7 @@ from mlskip.metadata import native
 from mlskip.metadata.encoding import NumericColumn, to_numeric
 from mlskip.metadata.polygon import cells, fine_hull, polygon_from_hull, summarize_column
 from mlskip.metadata.writer import summarize_row_group, write_parquet
-from mlskip.tpch.bench_metadata import PAIRS6, RG, _print, overhead_rows
+from mlskip.tpch.bench_metadata import PAIRS6, RG, _print, best_times, overhead_rows
 
 
 def lineitem(sf: float) -> pa.Table:
@@ -43,23 +41,6 @@ def lineitem(sf: float) -> pa.Table:
 
     path = generate_tpc("tpch", sf, tables=["lineitem"], row_group_size=RG)["lineitem"]
     return pq.read_table(path)
-
-
-def _timed(f: Callable[[], object]) -> tuple[float, float]:
-    t, c = time.perf_counter(), time.process_time()
-    f()
-    return time.perf_counter() - t, time.process_time() - c
-
-
-def _best(configs: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
-    """Best (wall, cpu) seconds per configuration, configurations interleaved."""
-    best: dict[str, tuple[float, float]] = {}
-    for _ in range(repeats):
-        for name, f in configs.items():
-            w, c = _timed(f)
-            bw, bc = best.get(name, (math.inf, math.inf))
-            best[name] = (min(bw, w), min(bc, c))
-    return best
 
 
 def _with_native(flag: bool, f: Callable[[], object]) -> Callable[[], object]:
@@ -107,7 +88,7 @@ def hull_pass(table: pa.Table, pairs=PAIRS6, repeats: int = 5) -> list[dict]:
     if run(True)() != run(False)():
         raise AssertionError("Rust and numba summaries differ")
     nums = [[to_numeric(g.column(c)) for c in cols] for g in groups]
-    best = _best(
+    best = best_times(
         {
             "rust (Arrow buffers)": run(True),
             "numba (to_numeric + kernels, as the writer)": run(False),
@@ -164,7 +145,7 @@ def writer_overhead(table: pa.Table, repeats: int = 3, out_dir: str | None = Non
             table, out / "none.parquet", row_group_size=RG, hulls=None
         ),
     }
-    best = _best(configs, repeats)
+    best = best_times(configs, repeats)
     same = all(
         (out / f"{a}.parquet").read_bytes() == (out / f"{b}.parquet").read_bytes()
         for a, b in (("rust", "numba"), ("auto_rust", "auto_numba"))
