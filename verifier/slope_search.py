@@ -120,7 +120,10 @@ class SlopeSearch:
     def _leaky_relax(self, j: int, l: Any, u: Any) -> tuple:
         a = self.lows[j]
         up, q = u.clamp(min=0), (-l).clamp(min=0)
-        ch = up / (up + q).clamp(min=1e-300)
+        # a neuron with l = u = 0 has up + q = 0: its chord slope is 0, not 0 / 0 (in float32
+        # 1e-300 is 0, so the floor is the dtype's smallest normal number there)
+        floor = 1e-300 if self.dt == self.torch.float64 else self.torch.finfo(self.dt).tiny
+        ch = up / (up + q).clamp(min=floor)
         al = a + (1 - a) * (up > q).to(self.dt)
         return al, None, a + (1 - a) * ch, (1 - a) * ch * q
 
