@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -271,13 +271,7 @@ def write_parquet(
     per partition (``metadata/partitioned.py``). Other keyword options go to pyarrow's
     ParquetWriter.
     """
-    if row_group_size < 1:
-        raise InputDataError(f"row_group_size must be positive, got {row_group_size}")
-    if not MIN_PAIR_BYTES <= hull_bytes <= 255:
-        raise InputDataError(
-            f"hull_bytes must be within {MIN_PAIR_BYTES}..255 (a pair's smallest footprint "
-            f"is {MIN_PAIR_BYTES} bytes), got {hull_bytes}"
-        )
+    _check_sizes(row_group_size, hull_bytes)
     schema, batches = _batches(data)
     if partition_by:
         options = dict(
@@ -297,28 +291,10 @@ def write_parquet(
         batches = iter(whole.to_batches())
     groups = exact_row_groups(batches, schema, row_group_size)
     first = next(groups, None)
-    if hulls == "auto":
-        if whole is not None:
-            pairs = select_pairs(whole, max_auto_pairs, row_group_size=row_group_size)
-        else:  # a stream: the first row group is all there is to measure
-            pairs = select_pairs(first, max_auto_pairs) if first is not None else []
-    elif hulls is None:
-        pairs = []
-    elif isinstance(hulls, str):
-        raise InputDataError(f"hulls must be 'auto', None or a list of column pairs, got {hulls!r}")
-    else:
-        pairs = _check_pairs(schema, hulls)
-    # pair columns, plus every floating-point column: its NaN count lets the reader
-    # trust the column's box (Parquet statistics say nothing about NaN)
-    floats = {f.name for f in schema if pa.types.is_floating(f.type)}
-    columns = sorted({c for p in pairs for c in p} | floats, key=schema.get_field_index)
-    index = {c: i for i, c in enumerate(columns)}
-    pair_idx = [(index[a], index[b]) for a, b in pairs]
+    pairs = _pick_pairs(hulls, schema, whole, first, max_auto_pairs, row_group_size)
+    columns, pair_idx = _summary_columns(schema, pairs)
     parquet_options.setdefault("write_statistics", True)
     signing_key = resolve_key(footer_key)
-    summaries: list[FooterRowGroup] = []
-    ends: list[int] = []  # file offset after each row group: their byte sizes
-    num_rows = 0
     path = os.fspath(path)
     filesystem = parquet_options.pop("filesystem", None)
     with (
@@ -326,25 +302,13 @@ def write_parquet(
         _open_sink(target, filesystem) as sink,
         pq.ParquetWriter(sink, schema, compression=compression, **parquet_options) as writer,
     ):
-        start = sink.tell()
-        with ThreadPoolExecutor(1) as pool:
-
-            def write(tbl: pa.Table) -> None:
-                writer.write_table(tbl, row_group_size=tbl.num_rows)
-                ends.append(sink.tell())
-
-            pending: Future | None = None
-            for tbl in itertools.chain([first] if first is not None else [], groups):
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(write, tbl)
-                summaries.append(
-                    summarize_row_group(tbl, columns, pair_idx, hull_bytes, bits_choices)
-                )
-                num_rows += tbl.num_rows
-            if pending is not None:
-                pending.result()
-        sizes = [b - a for a, b in zip([start, *ends][: len(ends)], ends, strict=True)]
+        tables = itertools.chain([first] if first is not None else [], groups)
+        summaries, sizes, num_rows = _write_row_groups(
+            writer,
+            sink,
+            tables,
+            lambda tbl: summarize_row_group(tbl, columns, pair_idx, hull_bytes, bits_choices),
+        )
         footer = Footer(
             FINE_BITS,
             hull_bytes,
@@ -356,6 +320,84 @@ def write_parquet(
         value = encode_footer(footer, key=signing_key)
         writer.add_key_value_metadata({KEY: value})
     return WriteReport(path, num_rows, len(summaries), tuple(pairs), hull_bytes, len(value))
+
+
+def _check_sizes(row_group_size: int, hull_bytes: int) -> None:
+    if row_group_size < 1:
+        raise InputDataError(f"row_group_size must be positive, got {row_group_size}")
+    if not MIN_PAIR_BYTES <= hull_bytes <= 255:
+        raise InputDataError(
+            f"hull_bytes must be within {MIN_PAIR_BYTES}..255 (a pair's smallest footprint "
+            f"is {MIN_PAIR_BYTES} bytes), got {hull_bytes}"
+        )
+
+
+def _pick_pairs(
+    hulls: Any,
+    schema: pa.Schema,
+    whole: pa.Table | None,
+    first: pa.Table | None,
+    max_auto_pairs: int,
+    row_group_size: int,
+) -> list[tuple[str, str]]:
+    """The column pairs that get polygons: chosen on the data for "auto", else as given."""
+    if hulls == "auto":
+        if whole is not None:
+            return select_pairs(whole, max_auto_pairs, row_group_size=row_group_size)
+        # a stream: the first row group is all there is to measure
+        return select_pairs(first, max_auto_pairs) if first is not None else []
+    if hulls is None:
+        return []
+    if isinstance(hulls, str):
+        raise InputDataError(f"hulls must be 'auto', None or a list of column pairs, got {hulls!r}")
+    return _check_pairs(schema, hulls)
+
+
+def _summary_columns(
+    schema: pa.Schema, pairs: Sequence[tuple[str, str]]
+) -> tuple[list[str], list[tuple[int, int]]]:
+    """Columns the footer summarises, in schema order, and each pair as indices into them.
+
+    Pair columns, plus every floating-point column: its NaN count lets the reader trust
+    the column's box (Parquet statistics say nothing about NaN).
+    """
+    floats = {f.name for f in schema if pa.types.is_floating(f.type)}
+    columns = sorted({c for p in pairs for c in p} | floats, key=schema.get_field_index)
+    index = {c: i for i, c in enumerate(columns)}
+    return columns, [(index[a], index[b]) for a, b in pairs]
+
+
+def _write_row_groups(
+    writer: pq.ParquetWriter,
+    sink: Any,
+    tables: Iterator[pa.Table],
+    summarize: Callable[[pa.Table], FooterRowGroup],
+) -> tuple[list[FooterRowGroup], list[int], int]:
+    """Write each table as one row group while summarising the next one on this thread.
+
+    Returns the summaries, each row group's byte size in the file, and the row count.
+    """
+    summaries: list[FooterRowGroup] = []
+    ends: list[int] = []  # file offset after each row group
+    num_rows = 0
+    start = sink.tell()
+
+    def write(tbl: pa.Table) -> None:
+        writer.write_table(tbl, row_group_size=tbl.num_rows)
+        ends.append(sink.tell())
+
+    with ThreadPoolExecutor(1) as pool:
+        pending: Future | None = None
+        for tbl in tables:
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(write, tbl)
+            summaries.append(summarize(tbl))
+            num_rows += tbl.num_rows
+        if pending is not None:
+            pending.result()
+    sizes = [b - a for a, b in zip([start, *ends][: len(ends)], ends, strict=True)]
+    return summaries, sizes, num_rows
 
 
 @contextlib.contextmanager

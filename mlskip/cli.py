@@ -302,7 +302,7 @@ def selfcheck(
     sql: bool = typer.Option(
         False,
         "--sql",
-        help="differential SQL fuzzer instead (tpch/sqlfuzz.py): random "
+        help="differential SQL fuzzer instead (mlskip/testing/sqlfuzz/): random "
         "files, models and queries, with skipping vs skipping=False",
     ),
     margin: bool = typer.Option(

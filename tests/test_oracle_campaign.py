@@ -18,13 +18,8 @@ import numpy as np
 import pytest
 
 from mlskip.testing import selfcheck
-from mlskip.testing.selfcheck import (
-    ORACLE_OUTCOMES,
-    check_verdict,
-    run_campaign,
-    settle_point,
-    summarize,
-)
+from mlskip.testing.marabou_oracle import ORACLE_OUTCOMES, check_verdict, settle_point
+from mlskip.testing.selfcheck import run_campaign, summarize
 from mlskip.udf.model import prepare_model
 from mlskip.udf.runtime import make_runner
 from mlskip.verifier import Network, Predicate, RegionBatch, ReLU, Sigmoid, Tanh

@@ -1,4 +1,4 @@
-"""The differential SQL fuzzer (``mlskip selfcheck --sql``, tpch/sqlfuzz.py): its oracle,
+"""The differential SQL fuzzer (``mlskip selfcheck --sql``, mlskip/testing/sqlfuzz/): its oracle,
 the default-CI slice and a longer campaign (seeds are fixed, so runs are repeatable)."""
 
 from __future__ import annotations

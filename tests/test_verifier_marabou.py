@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlskip.testing.selfcheck import settle_point
+from mlskip.testing.marabou_oracle import settle_point
 from mlskip.verifier import ALL, NONE, Network, Predicate, RegionBatch, Sigmoid, Tanh, Verifier
 from mlskip.verifier.adapters import auto_lirpa
 from mlskip.verifier.adapters.marabou import available, marabou_query

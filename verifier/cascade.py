@@ -103,6 +103,61 @@ class VerificationResult:
 
 
 @dataclass
+class _Ledger:
+    """The cascade's running state per region: verdicts, methods, bounds seen, time spent."""
+
+    verdicts: np.ndarray
+    method: np.ndarray
+    mixed: np.ndarray
+    cost: np.ndarray  # seconds attributed to each region
+    best_lo: np.ndarray  # [n, m] tightest sound bounds of each spec row so far
+    best_hi: np.ndarray
+    seen_lo: np.ndarray  # [n, m] extremes of each row at the points evaluated
+    seen_hi: np.ndarray
+    seconds: dict[str, float] = field(default_factory=dict)
+    capped: bool = False
+
+    @classmethod
+    def start(cls, n: int, m: int) -> _Ledger:
+        return cls(
+            np.full(n, UNKNOWN, dtype=np.int8),
+            np.zeros(n, dtype=np.int8),
+            np.zeros(n, dtype=bool),
+            np.zeros(n),
+            np.full((n, m), -np.inf),
+            np.full((n, m), np.inf),
+            np.full((n, m), np.inf),
+            np.full((n, m), -np.inf),
+        )
+
+    def open_regions(self) -> np.ndarray:
+        """Regions neither decided nor proven mixed."""
+        return np.flatnonzero((self.verdicts == UNKNOWN) & ~self.mixed)
+
+    def spent(
+        self, step: str, idx: np.ndarray, secs: float, weights: np.ndarray | None = None
+    ) -> None:
+        """Book ``secs`` to ``step`` and share them among regions ``idx`` (by ``weights``)."""
+        self.seconds[step] = self.seconds.get(step, 0.0) + secs
+        if not len(idx):
+            return
+        if weights is None or not weights.sum() > 0:
+            self.cost[idx] += secs / len(idx)
+        else:
+            self.cost[idx] += secs * (weights / weights.sum())
+
+    def result(self) -> VerificationResult:
+        return VerificationResult(
+            self.verdicts,
+            self.method,
+            self.mixed,
+            self.seconds,
+            region_seconds=self.cost,
+            capped=self.capped,
+        )
+
+
+@dataclass
 class Verifier:
     """Decide NONE / ALL / UNKNOWN per region with a cascade of methods.
 
@@ -201,7 +256,6 @@ class Verifier:
     ) -> VerificationResult:
         limit = self.time_budget if self.time_budget is not None else self.safety_seconds
         deadline = None if limit is None else Deadline(limit)
-        capped = False
         net: Network = load_model(network)
         if not isinstance(regions, RegionBatch):
             raise ModelInputError(f"regions must be a RegionBatch, got {type(regions).__name__}")
@@ -210,37 +264,18 @@ class Verifier:
                 f"regions have {regions.d} inputs, the model takes {net.num_inputs}"
             )
         spec = predicate.compile(net)
-        snet = spec.spec_net
-        n = regions.n
-        seconds: dict[str, float] = {}
-        verdicts = np.full(n, UNKNOWN, dtype=np.int8)
-        method = np.zeros(n, dtype=np.int8)
-        mixed = np.zeros(n, dtype=bool)
-        cost = np.zeros(n)
-        m = spec.C.shape[0]
-        best_lo, best_hi = np.full((n, m), -np.inf), np.full((n, m), np.inf)
-        seen_lo, seen_hi = np.full((n, m), np.inf), np.full((n, m), -np.inf)
-
-        def charge(idx: np.ndarray, secs: float, weights: np.ndarray | None = None) -> None:
-            if not len(idx):
-                return
-            if weights is None or not weights.sum() > 0:
-                cost[idx] += secs / len(idx)
-            else:
-                cost[idx] += secs * (weights / weights.sum())
-
+        book = _Ledger.start(regions.n, spec.C.shape[0])
         t0 = time.perf_counter()
         empty = (regions.lower > regions.upper).any(axis=1)
-        verdicts[empty] = NONE
-        method[empty] = METHOD_CODE["empty"]
+        book.verdicts[empty] = NONE
+        book.method[empty] = METHOD_CODE["empty"]
         regions = tighten_boxes(regions)
         row_margin = self.row_margins(net, spec, regions)
-        seconds["prepare"] = time.perf_counter() - t0
-        charge(np.arange(n), seconds["prepare"])
+        book.spent("prepare", np.arange(regions.n), time.perf_counter() - t0)
 
         searched: set[bool] = set()  # witness searches done: light (False), heavy (True)
         for name in self.methods:
-            open_ = np.flatnonzero((verdicts == UNKNOWN) & ~mixed)
+            open_ = book.open_regions()
             if not len(open_):
                 break
             expensive = name not in self._cheap
@@ -248,61 +283,82 @@ class Verifier:
             if expensive and self.sample_points and heavy not in searched:
                 searched.add(heavy)
                 if deadline is not None and deadline.passed():
-                    capped = True
+                    book.capped = True
                     break
-                t0 = time.perf_counter()
-                seen: dict[str, np.ndarray] = {}
-                mixed[open_] = mixed_witness(
-                    spec,
-                    regions.subset(open_),
-                    row_margin[open_],
-                    self.precision,
-                    self.sample_points,
-                    self.attack_steps,
-                    self.seed,
-                    heavy=heavy,
-                    seen=seen,
-                )
-                seen_lo[open_] = np.fmin(seen_lo[open_], seen["lo"])
-                seen_hi[open_] = np.fmax(seen_hi[open_], seen["hi"])
-                method[open_[mixed[open_]]] = METHOD_CODE["sampling"]
-                el = time.perf_counter() - t0
-                seconds["sampling"] = seconds.get("sampling", 0.0) + el
-                charge(open_, el)
-                open_ = open_[~mixed[open_]]
+                open_ = self._witness_step(book, spec, regions, open_, row_margin, heavy)
                 if not len(open_):
                     break
             if expensive and deadline is not None and deadline.passed():
-                capped = True
+                book.capped = True
                 break
-            t0 = time.perf_counter()
-            sub = regions.subset(open_)
-            stats: dict[str, Any] = {}
-            if name == "bab" and self.bab_triage:
-                from .triage import pieces_needed
+            self._method_step(book, name, net, spec, regions, open_, row_margin, deadline)
+        undecided = bool((book.verdicts == UNKNOWN).any())
+        book.capped |= deadline is not None and deadline.passed() and undecided
+        return book.result()
 
-                stats["cost"] = pieces_needed(
-                    spec, best_lo[open_], best_hi[open_], seen_lo[open_], seen_hi[open_],
-                    row_margin[open_], self.precision, regions.d,
-                )  # fmt: skip
-            v, mx = self._run(name, net, spec, snet, sub, row_margin[open_], deadline, stats)
-            if "bounds" in stats:
-                best_lo[open_] = np.fmax(best_lo[open_], stats["bounds"][0])
-                best_hi[open_] = np.fmin(best_hi[open_], stats["bounds"][1])
-            dec = v != UNKNOWN
-            verdicts[open_[dec]] = v[dec]
-            method[open_[dec]] = METHOD_CODE[name]
-            if mx is not None:
-                mixed[open_[mx]] = True
-                method[open_[mx]] = METHOD_CODE[name]
-            el = time.perf_counter() - t0
-            seconds[name] = seconds.get(name, 0.0) + el
-            charge(open_, el, stats.get("weights"))
-            capped |= bool(stats.get("timed_out"))
-        capped |= deadline is not None and deadline.passed() and bool((verdicts == UNKNOWN).any())
-        return VerificationResult(
-            verdicts, method, mixed, seconds, region_seconds=cost, capped=capped
+    def _witness_step(
+        self,
+        book: _Ledger,
+        spec: Spec,
+        regions: RegionBatch,
+        open_: np.ndarray,
+        row_margin: np.ndarray,
+        heavy: bool,
+    ) -> np.ndarray:
+        """Search the open regions for points proving them mixed; returns those still open."""
+        t0 = time.perf_counter()
+        seen: dict[str, np.ndarray] = {}
+        book.mixed[open_] = mixed_witness(
+            spec,
+            regions.subset(open_),
+            row_margin[open_],
+            self.precision,
+            self.sample_points,
+            self.attack_steps,
+            self.seed,
+            heavy=heavy,
+            seen=seen,
         )
+        book.seen_lo[open_] = np.fmin(book.seen_lo[open_], seen["lo"])
+        book.seen_hi[open_] = np.fmax(book.seen_hi[open_], seen["hi"])
+        book.method[open_[book.mixed[open_]]] = METHOD_CODE["sampling"]
+        book.spent("sampling", open_, time.perf_counter() - t0)
+        return open_[~book.mixed[open_]]
+
+    def _method_step(
+        self,
+        book: _Ledger,
+        name: str,
+        net: Network,
+        spec: Spec,
+        regions: RegionBatch,
+        open_: np.ndarray,
+        row_margin: np.ndarray,
+        deadline: Deadline | None,
+    ) -> None:
+        """Run method ``name`` on the open regions and record what it decided."""
+        t0 = time.perf_counter()
+        sub = regions.subset(open_)
+        stats: dict[str, Any] = {}
+        if name == "bab" and self.bab_triage:
+            from .triage import pieces_needed
+
+            stats["cost"] = pieces_needed(
+                spec, book.best_lo[open_], book.best_hi[open_], book.seen_lo[open_],
+                book.seen_hi[open_], row_margin[open_], self.precision, regions.d,
+            )  # fmt: skip
+        v, mx = self._run(name, net, spec, spec.spec_net, sub, row_margin[open_], deadline, stats)
+        if "bounds" in stats:
+            book.best_lo[open_] = np.fmax(book.best_lo[open_], stats["bounds"][0])
+            book.best_hi[open_] = np.fmin(book.best_hi[open_], stats["bounds"][1])
+        dec = v != UNKNOWN
+        book.verdicts[open_[dec]] = v[dec]
+        book.method[open_[dec]] = METHOD_CODE[name]
+        if mx is not None:
+            book.mixed[open_[mx]] = True
+            book.method[open_[mx]] = METHOD_CODE[name]
+        book.spent(name, open_, time.perf_counter() - t0, stats.get("weights"))
+        book.capped |= bool(stats.get("timed_out"))
 
     # ------------------------------------------------------------------ helpers
     def row_margins(self, net: Network, spec: Spec, regions: RegionBatch) -> np.ndarray:

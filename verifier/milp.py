@@ -122,6 +122,53 @@ class MilpModel:
         return self.centre + self.half * v[: self.d]
 
 
+class _Builder:
+    """Collects a MILP's variables (bounds, integrality) and sparse constraint rows."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.cols: list[int] = []
+        self.vals: list[float] = []
+        self.lcon: list[float] = []
+        self.ucon: list[float] = []
+        self.lb: list[float] = []
+        self.ub: list[float] = []
+        self.integ: list[int] = []
+
+    @property
+    def nvar(self) -> int:
+        return len(self.lb)
+
+    def add_vars(self, lb: list[float], ub: list[float], integer: bool = False) -> int:
+        """Append variables; returns the index of the first."""
+        first = self.nvar
+        self.lb += lb
+        self.ub += ub
+        self.integ += [int(integer)] * len(lb)
+        return first
+
+    def add_row(self, coefs: dict[int, float], lo: float, hi: float) -> None:
+        """Append ``lo <= sum coefs[v] x_v <= hi`` (zero coefficients dropped)."""
+        nrow = len(self.lcon)
+        for c, v in coefs.items():
+            if v != 0.0:
+                self.rows.append(nrow)
+                self.cols.append(c)
+                self.vals.append(v)
+        self.lcon.append(lo)
+        self.ucon.append(hi)
+
+    def matrix(self) -> sparse.csr_matrix:
+        nrow = len(self.lcon)
+        if not nrow:
+            return sparse.csr_matrix((0, self.nvar))
+        return sparse.csr_matrix((self.vals, (self.rows, self.cols)), shape=(nrow, self.nvar))
+
+
+# a layer's outputs as linear expressions: one {variable: coefficient} per output
+_Expressions = list[dict[int, float]]
+
+
 def build_model(
     net: Network,
     regions: RegionBatch,
@@ -138,28 +185,44 @@ def build_model(
     centre = 0.5 * lo + 0.5 * hi
     half = np.maximum(hi - centre, centre - lo)  # covers [lo, hi] after rounding
     unit = np.where(half > 0, 1.0, 0.0)
-    rows, cols, vals = [], [], []
-    lcon, ucon = [], []
-    lb = list(-unit)
-    ub = list(unit)
-    integ = [0] * d
-    nrow = 0
-
-    def add(coefs: dict[int, float], lo_: float, hi_: float) -> None:
-        nonlocal nrow
-        for c, v in coefs.items():
-            if v != 0.0:
-                rows.append(nrow)
-                cols.append(c)
-                vals.append(v)
-        lcon.append(lo_)
-        ucon.append(hi_)
-        nrow += 1
-
-    # previous layer's output as expression (var index -> coefficient) plus a constant
-    prev = [{k: float(half[k])} for k in range(d)]
+    model = _Builder()
+    model.add_vars(list(-unit), list(unit))
+    _add_polygon_rows(model, regions, r, centre, half)
+    # previous layer's output as expressions plus a constant
+    prev: _Expressions = [{k: float(half[k])} for k in range(d)]
     prev_const = centre.copy()
-    nvar = d
+    for li, act in enumerate(net.activations):
+        affine = net.affines[li]
+        bias = affine.b + affine.W @ prev_const
+        prev = _add_layer(model, affine.W, bias, pre[li][0][r], pre[li][1][r], act, prev)
+        prev_const = np.zeros(affine.W.shape[0])
+    last = net.affines[-1]
+    out = np.zeros((last.out_features, model.nvar))
+    for o in range(last.out_features):
+        for p_idx, expr in enumerate(prev):
+            w = last.W[o, p_idx]
+            for var, cv in expr.items():
+                out[o, var] += w * cv
+    return MilpModel(
+        model.nvar,
+        model.matrix(),
+        np.array(model.lcon),
+        np.array(model.ucon),
+        np.array(model.lb, float),
+        np.array(model.ub, float),
+        np.array(model.integ),
+        out,
+        last.b + last.W @ prev_const,
+        d,
+        centre,
+        half,
+    )
+
+
+def _add_polygon_rows(
+    model: _Builder, regions: RegionBatch, r: int, centre: np.ndarray, half: np.ndarray
+) -> None:
+    """Each finite polygon halfspace of region ``r``, in the unit input variables."""
     for k, (i, j) in enumerate(regions.pairs):
         A, b = regions.halfspaces[k]
         for row in range(A.shape[1]):
@@ -167,75 +230,55 @@ def build_model(
             if (a0 == 0 and a1 == 0) or not np.isfinite(b[r, row]):
                 continue
             rhs = b[r, row] - a0 * centre[i] - a1 * centre[j]
-            add(
+            model.add_row(
                 {i: a0 * half[i], j: a1 * half[j]} if i != j else {i: (a0 + a1) * half[i]},
                 -np.inf,
                 rhs,
             )
-    for li, act in enumerate(net.activations):
-        W, bvec = net.affines[li].W, net.affines[li].b + net.affines[li].W @ prev_const
-        zl, zu = pre[li][0][r], pre[li][1][r]
-        if not (np.isfinite(zl).all() and np.isfinite(zu).all() and np.isfinite(bvec).all()):
-            raise UnsupportedModelError("MILP needs finite pre-activation bounds (bounded inputs)")
-        h = W.shape[0]
-        z0, r0, d0 = nvar, nvar + h, nvar + 2 * h
-        nvar += 3 * h
-        lb += list(zl) + [0.0] * h + [0.0] * h
-        ub += list(zu) + list(np.maximum(zu, 0.0)) + [1.0] * h
-        integ += [0] * (2 * h) + [1] * h
-        for n_ in range(h):
-            # z = W prev + b
-            coefs: dict[int, float] = {z0 + n_: 1.0}
-            for p_idx, expr in enumerate(prev):
-                w = W[n_, p_idx]
-                if w != 0.0:
-                    for var, cv in expr.items():
-                        coefs[var] = coefs.get(var, 0.0) - w * cv
-            add(coefs, bvec[n_], bvec[n_])
-            zv, rv, dv = z0 + n_, r0 + n_, d0 + n_
-            l_, u_ = zl[n_], zu[n_]
-            if l_ >= 0:  # active
-                add({rv: 1.0, zv: -1.0}, 0.0, 0.0)
-                ub[dv] = 0.0
-            elif u_ <= 0:  # inactive
-                ub[rv] = 0.0
-                ub[dv] = 0.0
-            else:
-                add({zv: 1.0, rv: -1.0}, -np.inf, 0.0)  # r >= z
-                add({rv: 1.0, zv: -1.0, dv: -l_}, -np.inf, -l_)  # r <= z - l (1 - d)
-                add({rv: 1.0, dv: -u_}, -np.inf, 0.0)  # r <= u d
-        alpha = float(act.alpha) if isinstance(act, LeakyReLU) else 1.0  # Identity is dropped
-        if alpha:
-            prev = [{z0 + n_: alpha, r0 + n_: 1.0 - alpha} for n_ in range(h)]
-        else:
-            prev = [{r0 + n_: 1.0} for n_ in range(h)]
-        prev_const = np.zeros(h)
-    last = net.affines[-1]
-    out = np.zeros((last.out_features, nvar))
-    for o in range(last.out_features):
+
+
+def _add_layer(
+    model: _Builder,
+    W: np.ndarray,
+    bias: np.ndarray,
+    zl: np.ndarray,
+    zu: np.ndarray,
+    act: object,
+    prev: _Expressions,
+) -> _Expressions:
+    """One affine map and its (Leaky)ReLU: pre-activation z, ReLU output r and a binary d
+    per neuron (stable neurons fixed); returns the activation outputs as expressions."""
+    if not (np.isfinite(zl).all() and np.isfinite(zu).all() and np.isfinite(bias).all()):
+        raise UnsupportedModelError("MILP needs finite pre-activation bounds (bounded inputs)")
+    h = W.shape[0]
+    z0 = model.add_vars(list(zl), list(zu))
+    r0 = model.add_vars([0.0] * h, list(np.maximum(zu, 0.0)))
+    d0 = model.add_vars([0.0] * h, [1.0] * h, integer=True)
+    for n_ in range(h):
+        # z = W prev + b
+        coefs: dict[int, float] = {z0 + n_: 1.0}
         for p_idx, expr in enumerate(prev):
-            w = last.W[o, p_idx]
-            for var, cv in expr.items():
-                out[o, var] += w * cv
-    A = (
-        sparse.csr_matrix((vals, (rows, cols)), shape=(nrow, nvar))
-        if nrow
-        else sparse.csr_matrix((0, nvar))
-    )
-    return MilpModel(
-        nvar,
-        A,
-        np.array(lcon),
-        np.array(ucon),
-        np.array(lb, float),
-        np.array(ub, float),
-        np.array(integ),
-        out,
-        last.b + last.W @ prev_const,
-        d,
-        centre,
-        half,
-    )
+            w = W[n_, p_idx]
+            if w != 0.0:
+                for var, cv in expr.items():
+                    coefs[var] = coefs.get(var, 0.0) - w * cv
+        model.add_row(coefs, bias[n_], bias[n_])
+        zv, rv, dv = z0 + n_, r0 + n_, d0 + n_
+        l_, u_ = zl[n_], zu[n_]
+        if l_ >= 0:  # active
+            model.add_row({rv: 1.0, zv: -1.0}, 0.0, 0.0)
+            model.ub[dv] = 0.0
+        elif u_ <= 0:  # inactive
+            model.ub[rv] = 0.0
+            model.ub[dv] = 0.0
+        else:
+            model.add_row({zv: 1.0, rv: -1.0}, -np.inf, 0.0)  # r >= z
+            model.add_row({rv: 1.0, zv: -1.0, dv: -l_}, -np.inf, -l_)  # r <= z - l (1 - d)
+            model.add_row({rv: 1.0, dv: -u_}, -np.inf, 0.0)  # r <= u d
+    alpha = float(act.alpha) if isinstance(act, LeakyReLU) else 1.0  # Identity is dropped
+    if alpha:
+        return [{z0 + n_: alpha, r0 + n_: 1.0 - alpha} for n_ in range(h)]
+    return [{r0 + n_: 1.0} for n_ in range(h)]
 
 
 @dataclass

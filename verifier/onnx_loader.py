@@ -168,57 +168,11 @@ def read_onnx_file(path: str | os.PathLike[str]) -> bytes:
     total = len(data)
     reads = []
     for tensor in external:
-        info = {e.key: e.value for e in tensor.external_data}
-        location = info.get("location", "")
-        label = f"{where}: tensor {tensor.name!r} (external data {location!r})"
-        if (
-            not location
-            or os.path.isabs(location)
-            or location[0] in "/\\"
-            or ".." in location.replace("\\", "/").split("/")
-        ):
-            raise ModelInputError(
-                f"{label}: the data must be a file in the model's folder "
-                "(no absolute path, no '..')"
-            )
-        if tensor.data_type not in _ITEMSIZE:
-            raise UnsupportedModelError(
-                f"{label}: external data of tensor type {tensor.data_type} is not supported"
-            )
-        if any(d < 0 for d in tensor.dims):
-            raise UnsupportedModelError(f"{label}: negative dimension in {list(tensor.dims)}")
-        n = 1
-        for d in tensor.dims:
-            n *= int(d)
-        if n > MAX_INITIALIZER_ELEMENTS:
-            raise UnsupportedModelError(
-                f"{label}: declares {n:,} elements (limit {MAX_INITIALIZER_ELEMENTS:,}); "
-                "not a filter-sized model"
-            )
-        need = n * _ITEMSIZE[tensor.data_type]
-        try:
-            offset = int(info.get("offset", 0))
-            length = int(info["length"]) if "length" in info else None
-        except ValueError:
-            raise ModelInputError(f"{label}: its offset or length is not an integer") from None
-        if length is not None and length != need:
-            raise ModelInputError(
-                f"{label}: declares {length} bytes where its shape {list(tensor.dims)} needs {need}"
-            )
-        file = os.path.join(folder, location)
-        if file not in sizes:
-            sizes[file] = os.path.getsize(file) if os.path.isfile(file) else -1
-        if sizes[file] < 0:
-            raise ModelInputError(f"{label}: the data file {file!r} is missing")
-        if offset < 0 or offset + need > sizes[file]:
-            raise ModelInputError(
-                f"{label}: bytes {offset} to {offset + need} lie outside the data file "
-                f"{file!r} ({sizes[file]} bytes): it is truncated or belongs to another model"
-            )
+        tensor_file, offset, need = _external_read(tensor, folder, where, sizes)
         total += need
         if total > MAX_MODEL_BYTES:
             raise UnsupportedModelError(f"{where}: with its external data it exceeds 2 GB")
-        reads.append((tensor, file, offset, need))
+        reads.append((tensor, tensor_file, offset, need))
     for tensor, file, offset, need in reads:
         try:
             with open(file, "rb") as handle:
@@ -234,6 +188,61 @@ def read_onnx_file(path: str | os.PathLike[str]) -> bytes:
         del tensor.external_data[:]
         tensor.data_location = TensorProto.DEFAULT
     return model.SerializeToString()
+
+
+def _external_read(
+    tensor: Any, folder: str, where: str, sizes: dict[str, int]
+) -> tuple[str, int, int]:
+    """Where an external tensor's bytes lie (file, offset, byte count), checked before any
+    read: a file in the model's folder, a supported type, and a range inside the file.
+    ``sizes`` caches file sizes across tensors."""
+    info = {e.key: e.value for e in tensor.external_data}
+    location = info.get("location", "")
+    label = f"{where}: tensor {tensor.name!r} (external data {location!r})"
+    if (
+        not location
+        or os.path.isabs(location)
+        or location[0] in "/\\"
+        or ".." in location.replace("\\", "/").split("/")
+    ):
+        raise ModelInputError(
+            f"{label}: the data must be a file in the model's folder (no absolute path, no '..')"
+        )
+    if tensor.data_type not in _ITEMSIZE:
+        raise UnsupportedModelError(
+            f"{label}: external data of tensor type {tensor.data_type} is not supported"
+        )
+    if any(d < 0 for d in tensor.dims):
+        raise UnsupportedModelError(f"{label}: negative dimension in {list(tensor.dims)}")
+    n = 1
+    for d in tensor.dims:
+        n *= int(d)
+    if n > MAX_INITIALIZER_ELEMENTS:
+        raise UnsupportedModelError(
+            f"{label}: declares {n:,} elements (limit {MAX_INITIALIZER_ELEMENTS:,}); "
+            "not a filter-sized model"
+        )
+    need = n * _ITEMSIZE[tensor.data_type]
+    try:
+        offset = int(info.get("offset", 0))
+        length = int(info["length"]) if "length" in info else None
+    except ValueError:
+        raise ModelInputError(f"{label}: its offset or length is not an integer") from None
+    if length is not None and length != need:
+        raise ModelInputError(
+            f"{label}: declares {length} bytes where its shape {list(tensor.dims)} needs {need}"
+        )
+    file = os.path.join(folder, location)
+    if file not in sizes:
+        sizes[file] = os.path.getsize(file) if os.path.isfile(file) else -1
+    if sizes[file] < 0:
+        raise ModelInputError(f"{label}: the data file {file!r} is missing")
+    if offset < 0 or offset + need > sizes[file]:
+        raise ModelInputError(
+            f"{label}: bytes {offset} to {offset + need} lie outside the data file "
+            f"{file!r} ({sizes[file]} bytes): it is truncated or belongs to another model"
+        )
+    return file, offset, need
 
 
 def _dims(value_info: Any) -> list[int | None]:

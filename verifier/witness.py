@@ -229,22 +229,8 @@ def _search(
     if polygons:  # points are drawn in the box and pulled into the polygons
         c, pull_ok = interior_point(regions, lo, hi)
     if steps > 0:
-        # the corner each objective's gradient at the centre points to (piecewise-linear
-        # models often take their extremes over a box at a corner; with polygons, at
-        # the polygon's vertex the gradient points to)
         centre = c if polygons else 0.5 * (lo + hi)
-        zc = net.evaluate(centre, final=False)
-        corners = np.empty((n, len(base), d))
-        grads = []
-        for q, (j, s) in enumerate(base):
-            coef = np.zeros((n, m))
-            coef[np.arange(n), np.argmin(zc, axis=1) if j < 0 else j] = s
-            _, g = _forward_grad(net, centre, coef)
-            corners[:, q] = np.where(g >= 0, hi, lo)
-            grads.append(g)
-        if polygons:
-            corners = _vertex_corners(regions, corners, grads)
-        x = np.concatenate([x, corners], axis=1)
+        x = np.concatenate([x, _corner_points(net, regions, centre, lo, hi, base)], axis=1)
         S = x.shape[1]
     x = np.clip(x, lo[:, None, :], hi[:, None, :])
     if polygons:
@@ -265,17 +251,7 @@ def _search(
     objs = [o for o in base for _ in range(min(n_starts, S))]
     k = len(open_)
     n_obj = len(objs)
-    zo, xo = z[open_], x[open_]  # [k, S, m], [k, S, d]
-    starts = np.empty((k, n_obj, d))
-    q = 0
-    while q < n_obj:
-        j, s = objs[q]
-        reps = min(n_starts, S)
-        val = s * (zo[..., j] if j >= 0 else zo.min(-1))
-        val = np.where(inside[open_], val, -np.inf)
-        top = np.argsort(-val, axis=1)[:, :reps]  # the best starts for this objective
-        starts[:, q : q + reps] = xo[np.arange(k)[:, None], top]
-        q += reps
+    starts = _best_starts(objs, min(n_starts, S), z[open_], x[open_], inside[open_])
     lo_k, hi_k = lo[open_][:, None, :], hi[open_][:, None, :]
     width = hi_k - lo_k
     sub = regions.subset(open_)
@@ -317,6 +293,55 @@ def _search(
             ok = np.concatenate(seen_in, axis=1)
             pos |= _band_bisect(spec, regions, mg, precision, pts, vals, ok, need)
     return pos, neg
+
+
+def _corner_points(
+    net: Network,
+    regions: RegionBatch,
+    centre: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    objectives: list[tuple[int, float]],
+) -> np.ndarray:
+    """``[n, objectives, d]``: the corner each objective's gradient at ``centre`` points to.
+
+    Piecewise-linear models often take their extremes over a box at a corner; with
+    polygons, at the polygon's vertex the gradient points to.
+    """
+    n, d = regions.n, regions.d
+    zc = net.evaluate(centre, final=False)
+    m = zc.shape[1]
+    corners = np.empty((n, len(objectives), d))
+    grads = []
+    for q, (j, s) in enumerate(objectives):
+        coef = np.zeros((n, m))
+        coef[np.arange(n), np.argmin(zc, axis=1) if j < 0 else j] = s
+        _, g = _forward_grad(net, centre, coef)
+        corners[:, q] = np.where(g >= 0, hi, lo)
+        grads.append(g)
+    if regions.pairs:
+        corners = _vertex_corners(regions, corners, grads)
+    return corners
+
+
+def _best_starts(
+    objectives: list[tuple[int, float]],
+    reps: int,
+    z: np.ndarray,
+    x: np.ndarray,
+    inside: np.ndarray,
+) -> np.ndarray:
+    """``[k, objectives, d]``: per objective (``reps`` copies in a row), the inside points
+    of ``x`` [k, S, d] where it is largest (outputs ``z`` [k, S, m])."""
+    k, _, d = x.shape
+    starts = np.empty((k, len(objectives), d))
+    for q in range(0, len(objectives), reps):
+        j, s = objectives[q]
+        val = s * (z[..., j] if j >= 0 else z.min(-1))
+        val = np.where(inside, val, -np.inf)
+        top = np.argsort(-val, axis=1)[:, :reps]
+        starts[:, q : q + reps] = x[np.arange(k)[:, None], top]
+    return starts
 
 
 def _scatter(shape: tuple, rows: np.ndarray, values: np.ndarray, fill) -> np.ndarray:
