@@ -1,4 +1,5 @@
-"""What the planner and the executor share about models: a SQL function bound to a model
+"""What the planner and the executor share about models: a model as SQL sees it
+(``SqlModel``, made by udf.model.prepare_model), a SQL function bound to one
 (``ModelBinding``, registered by udf.Connection), and the rows of one file to evaluate in
 advance (``EvaluationTask``), which an ``Evaluator`` of the executor turns into a relation
 of qualifying row numbers."""
@@ -15,22 +16,67 @@ from mlskip.verifier import Network
 
 
 @dataclass(frozen=True, eq=False)
-class ModelBinding:
-    """A SQL function backed by a model: ``kind`` is ``value`` (a number) or
-    ``class`` (the argmax); ``network`` is None when it cannot be verified."""
+class SqlModel:
+    """A model as SQL sees it.
 
-    name: str
-    kind: str
-    num_inputs: int
+    ``network`` is None when the verifier cannot bound the model
+    (``unverifiable`` says why); ``digest`` identifies the exact bytes run.
+    """
+
+    onnx_bytes: bytes
+    input_names: tuple[str, ...]
+    num_outputs: int
     network: Network | None
+    unverifiable: str | None
     digest: str
-    unverifiable: str | None = None
-    num_outputs: int = 1
-    input_types: tuple[str, ...] = ()  # DuckDB type of each argument; () all DOUBLE
+    input_types: tuple[str, ...] = ()  # DuckDB type per input (mlskip.udf.inputs); () all DOUBLE
 
     @property
     def sql_types(self) -> tuple[str, ...]:
+        """The DuckDB type of each input of the SQL function."""
         return self.input_types or ("DOUBLE",) * self.num_inputs
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.input_names)
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.num_outputs > 1
+
+
+@dataclass(frozen=True, eq=False)
+class ModelBinding:
+    """A SQL function backed by a model: ``kind`` is ``value`` (a number), ``class`` (the
+    argmax) or ``vector`` (a classifier's outputs: usable in SQL, never planned)."""
+
+    name: str
+    kind: str
+    model: SqlModel
+
+    @property
+    def network(self) -> Network | None:
+        return self.model.network
+
+    @property
+    def digest(self) -> str:
+        return self.model.digest
+
+    @property
+    def unverifiable(self) -> str | None:
+        return self.model.unverifiable
+
+    @property
+    def num_inputs(self) -> int:
+        return self.model.num_inputs
+
+    @property
+    def num_outputs(self) -> int:
+        return self.model.num_outputs
+
+    @property
+    def sql_types(self) -> tuple[str, ...]:
+        return self.model.sql_types
 
 
 @dataclass(frozen=True)

@@ -40,36 +40,11 @@ def run_sql_bench(
     quick: bool = False,
 ) -> dict[str, float]:
     """Measure and print; returns the figures."""
-    import tempfile
-
-    import pyarrow.parquet as pq
-    from rich.console import Console
-    from rich.table import Table
-
     import mlskip
-    from mlskip.model_zoo.export import to_onnx
-    from mlskip.model_zoo.specs import get_spec
-    from mlskip.model_zoo.train import train_dense
-    from mlskip.tpch.generate import generate_tpc
-    from mlskip.udf.runtime import make_runner
 
-    console = Console()
     if quick:
         sf, repeats = min(sf, 0.1), min(repeats, 2)
-    out = Path(out_dir or tempfile.mkdtemp(prefix="mlskip-bench-sql-"))
-    out.mkdir(parents=True, exist_ok=True)
-    source = generate_tpc("tpch", sf, tables=["lineitem"], row_group_size=row_group_size)[
-        "lineitem"
-    ]
-    trained = train_dense(get_spec("lineitem_disc_price"), hidden=(32, 32), sf=min(sf, 0.1))
-    model_path = out / "disc_price.onnx"
-    model_path.write_bytes(to_onnx(trained.model, input_columns=list(INPUTS)).SerializeToString())
-    clustered = out / "lineitem_clustered.parquet"
-    if not clustered.exists():
-        mlskip.write_parquet(pq.read_table(source), clustered, row_group_size=row_group_size,
-                             cluster_by=["l_extendedprice"])  # fmt: skip
-    rows = pq.ParquetFile(source).metadata.num_rows
-
+    source, clustered, model_path, rows = _bench_files(sf, row_group_size, out_dir)
     cons = {
         "torch": mlskip.connect(skipping=False, backend="torch"),
         "onnx": mlskip.connect(skipping=False),
@@ -77,69 +52,27 @@ def run_sql_bench(
     }
     for con in cons.values():
         con.register_model("disc_price", model_path)
-    call = f"disc_price({', '.join(INPUTS)})"
-    net = cons["mlskip"].models["disc_price"].network
-    sample = pq.read_table(source, columns=list(INPUTS)).slice(0, 200_000)
-    y = net.evaluate(np.column_stack([sample.column(c).to_numpy().astype(float) for c in INPUTS]))[
-        :, 0
-    ]
+    y = _sample_outputs(cons["mlskip"], source)
     selective = float(np.quantile(y, 0.9995))
     median = float(np.quantile(y, 0.5))  # every natural-order row group holds rows on both sides
+    never = float(y.max() + 1e9)  # a filter no row passes: every row evaluated
+
+    def sql(path, threshold) -> str:
+        return f"SELECT count(*) FROM '{path}' WHERE {CALL} > {threshold!r}"
 
     def query(con, path, threshold):
-        return lambda: con.sql(
-            f"SELECT count(*) FROM '{path}' WHERE {call} > {threshold!r}"
-        ).fetchall()
+        return lambda: con.sql(sql(path, threshold)).fetchall()
 
-    # model evaluation rows/s: a filter no row passes, on the original (unclustered) file
-    never = float(y.max() + 1e9)
-    from mlskip.skipper.models import EvaluationTask
-    from mlskip.udf.batch_eval import BatchEvaluator
-
-    model = cons["onnx"].models["disc_price"]
-    runner = make_runner(model)
-    evaluator = BatchEvaluator(cons["onnx"].duckdb, lambda _name: (model, runner))
-    every_row = EvaluationTask(
-        f"read_parquet('{source}', file_row_number = TRUE)", None, (), "disc_price",
-        INPUTS, "gt", (never,),
-    )  # fmt: skip
     runs = {k: query(cons[k], source, never) for k in ("torch", "onnx")}
-    runs["batch"] = lambda: evaluator(every_row)
+    runs["batch"] = _batch_evaluation(cons["onnx"], source, never)
     eval_times = _interleaved(runs, repeats)
-    cons["mlskip"].sql(
-        f"SELECT 1 FROM '{clustered}' WHERE {call} > {selective!r}"
-    )  # warm plan cache
-    e2e = _interleaved(
-        {
-            "torch": query(cons["torch"], clustered, selective),
-            "onnx": query(cons["onnx"], clustered, selective),
-            "mlskip": query(cons["mlskip"], clustered, selective),
-        },
-        repeats,
-    )
-    report = cons["mlskip"].explain_skipping(
-        f"SELECT count(*) FROM '{clustered}' WHERE {call} > {selective!r}"
-    )
-    cold = mlskip.connect()
-    cold.register_model("disc_price", model_path)
-    start = time.perf_counter()
-    cold.explain_skipping(f"SELECT count(*) FROM '{clustered}' WHERE {call} > {selective!r}")
-    planning_cold = time.perf_counter() - start
-    start = time.perf_counter()
-    cold.explain_skipping(f"SELECT count(*) FROM '{clustered}' WHERE {call} > {selective!r}")
-    planning_warm = time.perf_counter() - start
+    cons["mlskip"].sql(f"SELECT 1 FROM '{clustered}' WHERE {CALL} > {selective!r}")  # plan cache
+    e2e = _interleaved({k: query(con, clustered, selective) for k, con in cons.items()}, repeats)
+    report = cons["mlskip"].explain_skipping(sql(clustered, selective))
+    planning_cold, planning_warm = _planning_times(model_path, sql(clustered, selective))
     # nothing prunable: in natural order every row group holds rows above and below the median
-    nothing = _interleaved(
-        {
-            "onnx": query(cons["onnx"], source, median),
-            "mlskip": query(cons["mlskip"], source, median),
-        },
-        repeats,
-    )
-    unprunable = cons["mlskip"].explain_skipping(
-        f"SELECT count(*) FROM '{source}' WHERE {call} > {median!r}"
-    )
-
+    nothing = _interleaved({k: query(cons[k], source, median) for k in ("onnx", "mlskip")}, repeats)
+    unprunable = cons["mlskip"].explain_skipping(sql(source, median))
     figures = {
         "rows": rows,
         "torch_udf_rows_per_s": rows / eval_times["torch"],
@@ -159,13 +92,94 @@ def run_sql_bench(
         "batch_eval_rows_per_s": rows / eval_times["batch"],
         "unprunable_pruned": unprunable.pruned + unprunable.all_match,
     }
-    table = Table(title=f"SQL speed: TPC-H lineitem sf={sf:g} ({rows:,} rows), RG {row_group_size:,}, "
-                        f"median of {repeats}")  # fmt: skip
+    _print_figures(figures, f"SQL speed: TPC-H lineitem sf={sf:g} ({rows:,} rows), "
+                            f"RG {row_group_size:,}, median of {repeats}")  # fmt: skip
+    return figures
+
+
+CALL = f"disc_price({', '.join(INPUTS)})"
+
+
+def _bench_files(
+    sf: float, row_group_size: int, out_dir: str | Path | None
+) -> tuple[str, Path, Path, int]:
+    """lineitem as generated, written clustered by mlskip, and the trained model (ONNX)."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    import mlskip
+    from mlskip.model_zoo.export import to_onnx
+    from mlskip.model_zoo.specs import get_spec
+    from mlskip.model_zoo.train import train_dense
+    from mlskip.tpch.generate import generate_tpc
+
+    out = Path(out_dir or tempfile.mkdtemp(prefix="mlskip-bench-sql-"))
+    out.mkdir(parents=True, exist_ok=True)
+    tables = generate_tpc("tpch", sf, tables=["lineitem"], row_group_size=row_group_size)
+    source = tables["lineitem"]
+    trained = train_dense(get_spec("lineitem_disc_price"), hidden=(32, 32), sf=min(sf, 0.1))
+    model_path = out / "disc_price.onnx"
+    model_path.write_bytes(to_onnx(trained.model, input_columns=list(INPUTS)).SerializeToString())
+    clustered = out / "lineitem_clustered.parquet"
+    if not clustered.exists():
+        mlskip.write_parquet(pq.read_table(source), clustered, row_group_size=row_group_size,
+                             cluster_by=["l_extendedprice"])  # fmt: skip
+    return source, clustered, model_path, pq.ParquetFile(source).metadata.num_rows
+
+
+def _sample_outputs(con: Any, source: str) -> np.ndarray:
+    """The model's output on the first 200,000 rows (where the thresholds come from)."""
+    import pyarrow.parquet as pq
+
+    net = con.models["disc_price"].network
+    sample = pq.read_table(source, columns=list(INPUTS)).slice(0, 200_000)
+    x = np.column_stack([sample.column(c).to_numpy().astype(float) for c in INPUTS])
+    return net.evaluate(x)[:, 0]
+
+
+def _batch_evaluation(con: Any, source: str, threshold: float):
+    """mlskip's batch evaluation of every row of ``source`` (a planned scan, nothing pruned)."""
+    from mlskip.skipper.models import EvaluationTask
+    from mlskip.udf.batch_eval import BatchEvaluator
+    from mlskip.udf.runtime import make_runner
+
+    model = con.models["disc_price"]
+    runner = make_runner(model)
+    evaluator = BatchEvaluator(con.duckdb, lambda _name: (model, runner))
+    every_row = EvaluationTask(
+        f"read_parquet('{source}', file_row_number = TRUE)", None, (), "disc_price",
+        INPUTS, "gt", (threshold,),
+    )  # fmt: skip
+    return lambda: evaluator(every_row)
+
+
+def _planning_times(model_path: Path, sql: str) -> tuple[float, float]:
+    """Seconds to plan ``sql`` on a new connection, then again (plan cache warm)."""
+    import mlskip
+
+    cold = mlskip.connect()
+    cold.register_model("disc_price", model_path)
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        cold.explain_skipping(sql)
+        times.append(time.perf_counter() - start)
+    return times[0], times[1]
+
+
+def _print_figures(figures: dict[str, float], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
     table.add_column("figure")
     table.add_column("value", justify="right")
+    counts = ("row_groups", "pruned", "unprunable_pruned")
     for key, value in figures.items():
-        text = f"{value:,.0f}" if "rows" in key or key in ("row_groups", "pruned", "unprunable_pruned") else (
-            f"{value:.1%}" if key == "unprunable_overhead" else f"{value:.3f}")  # fmt: skip
+        if "rows" in key or key in counts:
+            text = f"{value:,.0f}"
+        else:
+            text = f"{value:.1%}" if key == "unprunable_overhead" else f"{value:.3f}"
         table.add_row(key, text)
-    console.print(table)
-    return figures
+    Console().print(table)

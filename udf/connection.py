@@ -183,22 +183,14 @@ class Connection:
                     key == fname or self._functions[key].kind == "class"
                 ):
                     del self._functions[key]  # in place: cursors share this dict
-            common = dict(
-                num_inputs=prepared.num_inputs,
-                num_outputs=prepared.num_outputs,
-                network=prepared.network,
-                digest=prepared.digest,
-                unverifiable=prepared.unverifiable,
-                input_types=prepared.sql_types,
-            )
             if prepared.is_classifier:
                 self._functions[class_function_name(fname)] = ModelBinding(
-                    name=class_function_name(fname), kind="class", **common
+                    class_function_name(fname), "class", prepared
                 )
                 # the vector-valued function is usable in SQL, not for skipping
-                self._functions[fname] = ModelBinding(name=fname, kind="vector", **common)
+                self._functions[fname] = ModelBinding(fname, "vector", prepared)
             else:
-                self._functions[fname] = ModelBinding(name=fname, kind="value", **common)
+                self._functions[fname] = ModelBinding(fname, "value", prepared)
             self._generation[0] += 1
         return prepared
 

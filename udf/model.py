@@ -15,41 +15,11 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from mlskip.errors import MlskipError, ModelInputError, UnsupportedModelError
+from mlskip.skipper.models import SqlModel
 from mlskip.verifier import Network
-
-
-@dataclass(frozen=True, eq=False)
-class SqlModel:
-    """A model as SQL sees it.
-
-    ``network`` is None when the verifier cannot bound the model
-    (``unverifiable`` says why); ``digest`` identifies the exact bytes run.
-    """
-
-    onnx_bytes: bytes
-    input_names: tuple[str, ...]
-    num_outputs: int
-    network: Network | None
-    unverifiable: str | None
-    digest: str
-    input_types: tuple[str, ...] = ()  # DuckDB type per input (mlskip.udf.inputs); () all DOUBLE
-
-    @property
-    def sql_types(self) -> tuple[str, ...]:
-        """The DuckDB type of each input of the SQL function."""
-        return self.input_types or ("DOUBLE",) * self.num_inputs
-
-    @property
-    def num_inputs(self) -> int:
-        return len(self.input_names)
-
-    @property
-    def is_classifier(self) -> bool:
-        return self.num_outputs > 1
 
 
 def _onnx_bytes(src: Any, inputs: Sequence[str] | None = None) -> bytes:
