@@ -11,6 +11,7 @@ import hashlib
 import math
 import os
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -335,14 +336,10 @@ def _with_polygons(fp: Footer, boxes, nulls, nans):
             nc[c] = s.null_count
             if s.nan_count == 0:
                 nan.discard(c)
-        polygons = []
-        for (a, b), rec, name in zip(fp.pairs, rg.records, pairs, strict=True):
-            if rec is None:
-                continue
-            gx, gy = rg.columns[a].grid, rg.columns[b].grid
-            if gx is None or gy is None:
-                raise MetadataError(f"row group {r}: polygon for {name} without grids")
-            polygons.append((name, _v1_vertices(decode_vertices(rec, gx, gy)), len(rec)))
+        polygons = [
+            (name, _v1_vertices(decode_vertices(rec, gx, gy)), len(rec))
+            for _, _, rec, name, gx, gy in _pair_records(fp, rg, pairs, r)
+        ]
         out.append((r, rg.num_rows, box, nc, polygons, nan))
     return _summaries(out), pairs
 
@@ -409,12 +406,7 @@ def _with_polygons_v2(fp: Footer, boxes, nulls, nans):
                 )
             box[c] = (max(box[c][0], glo), min(box[c][1], ghi))
         polygons: list = []
-        for (a, b), rec, name in zip(fp.pairs, rg.records, pairs, strict=True):
-            if rec is None:
-                continue
-            gx, gy = rg.columns[a].grid, rg.columns[b].grid
-            if gx is None or gy is None:
-                raise MetadataError(f"row group {r}: polygon for {name} without grids")
+        for a, b, rec, name, gx, gy in _pair_records(fp, rg, pairs, r):
             found.append((r, a, b, rec, name, gx, gy, polygons))
         out.append((r, rg.num_rows, box, dict(nulls[r]), polygons, nan))
     if found:  # every polygon of the file decoded at once, then checked
@@ -436,3 +428,15 @@ def _with_polygons_v2(fp: Footer, boxes, nulls, nans):
                 )
             polygons.append((name, v, len(rec)))
     return _summaries(out), pairs
+
+
+def _pair_records(fp: Any, rg: Any, pairs: Sequence, r: int) -> Iterator[tuple]:
+    """Each stored polygon record of row group ``r``: (column a, column b, record, pair name,
+    grid of a, grid of b); a record without its columns' grids is corrupt."""
+    for (a, b), rec, name in zip(fp.pairs, rg.records, pairs, strict=True):
+        if rec is None:
+            continue
+        gx, gy = rg.columns[a].grid, rg.columns[b].grid
+        if gx is None or gy is None:
+            raise MetadataError(f"row group {r}: polygon for {name} without grids")
+        yield a, b, rec, name, gx, gy
