@@ -12,7 +12,7 @@ from sqlglot import exp
 
 from mlskip.skipper.rules.predicates import AffineArg, MLPredicate
 from mlskip.skipper.rules.rewrite import unqualified_sql
-from mlskip.skipper.rules.roundtrip import duckdb_double
+from mlskip.skipper.rules.roundtrip import duckdb_days, duckdb_double
 
 
 def call_args(ml: MLPredicate, types: Sequence[str]) -> tuple[str, ...]:
@@ -55,19 +55,40 @@ def _typed(expr: tuple, steps: Mapping[str, str]) -> tuple | None:
     non-numeric type, or a division DuckDB does not compute in floating point)."""
     op, text = expr[0], expr[1]
     kind = steps.get(text)
-    if kind is None or not _numeric_type(kind):
+    date = str(kind).upper() == "DATE"  # a value in days since 1970 (docs/CONTRACTS.md)
+    if kind is None or not (_numeric_type(kind) or (date and op in ("col", "num", "add", "sub"))):
         return None
     if op == "col":
         return ("col", kind, expr[2])
     if op == "num":
-        value = duckdb_double(expr[2])
+        value = duckdb_days(expr[2]) if date else duckdb_double(expr[2])
         return ("num", kind, value) if value is not None and math.isfinite(value) else None
     if op == "div" and kind.upper() not in ("FLOAT", "DOUBLE"):
         return None  # integer division (integer_division, //) or rounded DECIMAL quotients
     parts = [_typed(p, steps) for p in expr[2:]]
     if any(p is None for p in parts):
         return None
+    if not _date_arithmetic_ok(kind, parts):
+        return None
     return (op, kind, *parts)
+
+
+_DAY_OFFSETS = ("TINYINT", "SMALLINT", "INTEGER")  # DuckDB: +(DATE, INTEGER) -> DATE
+
+
+def _date_arithmetic_ok(kind: str, parts: Sequence[tuple]) -> bool:
+    """Date arithmetic that is exact in days, as DuckDB binds it: DATE - DATE (BIGINT
+    days) and DATE +- an integer (DATE). DATE operands anywhere else are not modelled."""
+    dates = [str(p[1]).upper() == "DATE" for p in parts]
+    if not any(dates):
+        return True
+    if kind.upper() == "BIGINT":
+        return all(dates)
+    if kind.upper() == "DATE":
+        return sum(dates) == 1 and all(
+            d or str(p[1]).upper() in _DAY_OFFSETS for d, p in zip(dates, parts, strict=True)
+        )
+    return False
 
 
 def typed_arg(
@@ -75,9 +96,15 @@ def typed_arg(
 ) -> AffineArg | None:
     """The argument with its steps typed, converted to DOUBLE as the SQL function takes it.
 
-    A DATE or TIMESTAMP input is planned only as a bare column of exactly that DuckDB
-    type: its footer and Parquet statistics then hold the days or microseconds the
-    function reads (a TIMESTAMP_NS column, or a DATE cast to TIMESTAMP, would not)."""
+    A DATE input is planned as a DATE column or exact date arithmetic (DATE +- integer
+    days), a TIMESTAMP input only as a bare TIMESTAMP column: their footers and Parquet
+    statistics hold the days or microseconds the function reads (a TIMESTAMP_NS column,
+    or a DATE cast to TIMESTAMP, would not). A numeric argument may hold DATE - DATE."""
+    if sql_type == "DATE" and arg.expr is not None:
+        typed = _typed(arg.expr, steps)  # a DATE column, or date arithmetic giving a DATE
+        if typed is None or str(typed[1]).upper() != "DATE":
+            return None
+        return dataclasses.replace(arg, expr=("cast", "DOUBLE", typed))
     if sql_type != "DOUBLE":
         expr = arg.expr
         if expr is None or expr[0] != "col" or str(steps.get(expr[1], "")).upper() != sql_type:
@@ -86,7 +113,7 @@ def typed_arg(
     if arg.expr is None:
         return arg
     typed = _typed(arg.expr, steps)
-    if typed is None:
+    if typed is None or str(typed[1]).upper() == "DATE":  # a DATE is no DOUBLE argument
         return None
     if typed[1].upper() != "DOUBLE":
         typed = ("cast", "DOUBLE", typed)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
+from mlskip.skipper.rules.roundtrip import duckdb_days
 from mlskip.skipper.rules.scans import ParquetScan
 
 
@@ -141,6 +142,9 @@ def affine(
     value = number(node)
     if value is not None:
         return AffineArg((), value, ("num", text, text))
+    if _is_date_constant(node):  # days since 1970, as DuckDB's date arithmetic reads it
+        days = duckdb_days(text)
+        return AffineArg((), float(days), ("num", text, text)) if days is not None else None
     if isinstance(node, exp.Column):
         name = _scan_column(node, scan, columns)
         return AffineArg(((name, 1.0),), 0.0, ("col", text, name)) if name else None
@@ -175,6 +179,16 @@ def affine(
             return None
         return _step("div", text, _scale(left, 1.0 / divisor), left, right)
     return None
+
+
+def _is_date_constant(node: exp.Expression) -> bool:
+    """``DATE '...'`` (sqlglot reads it as a cast of a string to DATE)."""
+    return (
+        isinstance(node, exp.Cast)
+        and node.to.this == exp.DataType.Type.DATE
+        and isinstance(node.this, exp.Literal)
+        and node.this.is_string
+    )
 
 
 def _step(op: str, text: str, value: AffineArg, *parts: AffineArg) -> AffineArg:

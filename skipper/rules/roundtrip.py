@@ -73,6 +73,21 @@ def duckdb_double(literal_sql: str) -> float | None:
     return float(value) if value is not None else None
 
 
+def duckdb_days(literal_sql: str) -> int | None:
+    """Days since 1970-01-01 of a DATE constant as DuckDB reads it (``infinity`` included,
+    as DuckDB's own date arithmetic sees it), or None if it is not a DATE constant."""
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _LOCAL.con = duckdb.connect()
+    try:
+        kind, days = con.execute(
+            f"SELECT typeof(({literal_sql})), ({literal_sql}) - DATE '1970-01-01'"
+        ).fetchone()
+    except duckdb.Error:
+        return None
+    return int(days) if kind == "DATE" and days is not None else None
+
+
 def faithful(original: str, regenerated: str) -> bool:
     """True when DuckDB parses both statements to the same tree."""
     a = duckdb_tree(original)

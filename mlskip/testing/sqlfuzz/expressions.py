@@ -249,9 +249,14 @@ class ExpressionGen:
                     arg = f"{self.rnd.choice(['min', 'max'])}({arg})"
                 args.append(arg)
                 continue
-            r, c = self.rnd.choice(picks)
+            dates = [(r, c) for r in rels for c in r.cols if c.type == "DATE"]
+            if dates and self.chance(0.15):  # a day count: DATE - DATE is a BIGINT
+                r, c = self.rnd.choice(dates)
+                arg = self.day_count(r, c, dates)
+            else:
+                r, c = self.rnd.choice(picks)
+                arg = self.affine(r, c, [r])
             used += [r] if all(r is not u for u in used) else []
-            arg = self.affine(r, c, [r])
             if aggregate:
                 arg = f"{self.rnd.choice(['avg', 'min', 'max', 'sum'])}({arg})"
             args.append(arg)
@@ -270,10 +275,25 @@ class ExpressionGen:
         r, c = self.rnd.choice(picks)
         col = self.ref(r, c)
         forms = {
-            "DATE": [f"{col} + 1", f"CAST({col} AS DATE)", _TEMPORAL_CONSTANTS["DATE"]],
+            "DATE": [
+                f"{col} + 1",
+                f"{col} - 30",
+                f"CAST({col} AS DATE)",
+                _TEMPORAL_CONSTANTS["DATE"],
+            ],
             "TIMESTAMP": [f"{col} + INTERVAL 1 HOUR", f"CAST({col} AS TIMESTAMP)", col],
         }[kind]
         return r, self.rnd.choice(forms)
+
+    def day_count(self, rel: Rel, col: Col, dates: list[tuple[Rel, Col]]) -> str:
+        """Days between a DATE column and a date (DuckDB: DATE - DATE is BIGINT days)."""
+        c = self.ref(rel, col)
+        other = self.ref(*self.rnd.choice([(r, x) for r, x in dates if r is rel]))
+        return self.rnd.choice([
+            f"{c} - DATE '1970-01-01'", f"DATE '2000-01-01' - {c}", f"({c} + 7) - {other}",
+            f"{c} - {other}", f"2 * ({c} - DATE '1997-05-19') + 0.5",
+            f"{c} - DATE 'infinity'",
+        ])  # fmt: skip
 
     def fname(self, model: Model, suffix: str = "") -> str:
         name = model.name + suffix
