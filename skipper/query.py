@@ -8,10 +8,12 @@ report says why.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,10 +144,24 @@ class _Parsed:
     fragment: Fragment | None = None
 
 
+@contextlib.contextmanager
+def _quiet_sqlglot() -> Iterator[None]:
+    """sqlglot logs a warning for syntax it does not model (EXPLAIN, PRAGMA, ...); the
+    planner reports its own reason instead, so the user never sees that log line."""
+    logger = logging.getLogger("sqlglot")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 @functools.lru_cache(maxsize=256)
 def _parse(sql: str) -> _Parsed:
     try:
-        statements = [s for s in sqlglot.parse(sql, dialect="duckdb") if s is not None]
+        with _quiet_sqlglot():  # statements it only wraps as commands are run as written
+            statements = [s for s in sqlglot.parse(sql, dialect="duckdb") if s is not None]
     except SqlglotError as error:
         first = str(error).splitlines()[0]
         return _Parsed(None, f"the query could not be parsed for planning ({first})")

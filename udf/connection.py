@@ -6,8 +6,10 @@ query is planned by the skipper; the rewritten SQL (or the original, where
 nothing can be skipped soundly) then runs on the wrapped DuckDB connection.
 
 Files that change under a query: a planned query (only SELECTs are planned)
-is run to completion (by ``sql``, its rows are materialized in a temporary
-table), then the identity of every planned file is checked again.
+is run to completion (by ``sql``, its rows are held in an Arrow table that the
+returned relation reads, freed with the last relation that reads it; in a
+temporary table where a column type would not survive Arrow, or with
+parameters), then the identity of every planned file is checked again.
 If any file was replaced since it was planned (also when the change made the
 rewritten query fail), the result is discarded and the query is planned and
 run again; after three such tries it runs as written, without skipping, with
@@ -61,6 +63,7 @@ from mlskip.verifier.cascade import Verifier
 _results = itertools.count()
 _S3_PATH = re.compile(r"s3[an]?://", re.I)
 ATTEMPTS = 3  # plans per query when files change under it; then it runs without skipping
+_EXPLAIN = re.compile(r"\s*EXPLAIN\s+(ANALYZE\s+)?", re.IGNORECASE)
 RECENT_RESULTS, KEPT_RESULTS = 64, 256  # materialized results kept (see Connection._remember)
 
 
@@ -297,16 +300,27 @@ class Connection:
     def sql(self, query: str, *, params: Any = None) -> duckdb.DuckDBPyRelation | None:
         """Like ``duckdb.sql``: a relation for a SELECT, None for a statement without result.
 
-        A query that skipping planned is run at once (its rows kept in a temporary
-        table) so that the planned files can be checked afterwards."""
+        A query that skipping planned is run at once, so that the planned files can be
+        checked afterwards; the relation returned reads its rows (held in Arrow, freed
+        with the last relation that reads them). ``con.explain_skipping(query)`` shows
+        the plan and the SQL that ran."""
         if not self.skipping:
             return self._sql_as_written(query, params)
+        explained = self._explained(query, params)
+        if explained is not None:
+            return self._sql_as_written(explained, params)
         for _ in range(ATTEMPTS):
             generation = self._generation[0]
             report = self._report(query, evaluate=True, params=params)
             if not report.identities or not report.is_query:
                 # nothing planned (only queries are): DuckDB runs it as written, lazily
                 return self._sql_as_written(query, params)
+            if params is None:
+                held = self._arrow_result(report, generation)
+                if held is None:
+                    continue  # a planned file or a model changed meanwhile: plan again
+                if held is not False:
+                    return held
             name = f"__mlskip_result_{next(_results)}"
             self._remember(name)
             sql = f"CREATE TEMP TABLE {name} AS {report.sql}"
@@ -315,6 +329,48 @@ class Connection:
             self.duckdb.execute(f"DROP TABLE IF EXISTS {name}")
         self._give_up(query)
         return self._sql_as_written(query, params)
+
+    def _explained(self, query: str, params: Any) -> str | None:
+        """``EXPLAIN [ANALYZE] q`` for a query ``q`` that skipping plans: the same EXPLAIN of
+        the rewritten query (with the rows evaluated in advance for ANALYZE, which runs it;
+        without for EXPLAIN, which only shows the plan). None for anything else."""
+        head = _EXPLAIN.match(query)
+        if head is None:
+            return None
+        report = self._report(query[head.end() :], evaluate=bool(head.group(1)), params=params)
+        if not report.identities or not report.is_query:
+            return None
+        return head.group(0) + report.sql
+
+    def _arrow_result(
+        self, report: SkippingReport, generation: int
+    ) -> duckdb.DuckDBPyRelation | None | bool:
+        """Run the rewritten query into an Arrow table that the returned relation holds: it
+        is freed with the last relation that reads it (``.limit(5)`` and the like keep it).
+        None when a planned file or a model changed meanwhile (the rows must not be used);
+        False when a column type does not come back from Arrow as it was (UUID, JSON, BIT,
+        HUGEINT: then the caller keeps the rows in a temporary table)."""
+        relation = self.duckdb.sql(report.sql)
+        types = [str(t) for t in relation.types]
+        try:
+            rows = relation.to_arrow_table()
+        except duckdb.Error:
+            if self._stale(report, generation):
+                return None
+            raise
+        if self._stale(report, generation):
+            return None
+        names = rows.column_names
+        if len({n.lower() for n in names}) < len(names):  # DuckDB's Arrow scan binds by name
+            rows = rows.rename_columns([f"__mlskip_column_{i}" for i in range(len(names))])
+        held = self.duckdb.from_arrow(rows)
+        if [str(t) for t in held.types] != types:
+            return False
+        return _with_names(held, relation.columns)
+
+    def _stale(self, report: SkippingReport, generation: int) -> bool:
+        """A model was registered again, or a planned file changed, since ``report``."""
+        return self._generation[0] != generation or bool(self.changed_files(report))
 
     def _sql_as_written(self, query: str, params: Any) -> duckdb.DuckDBPyRelation | None:
         """DuckDB's own ``sql``, except with parameters: DuckDB 1.5.5's ``sql(query,
@@ -340,6 +396,10 @@ class Connection:
         if not self.skipping:
             self.duckdb.execute(query, parameters)
             return self
+        explained = self._explained(query, parameters)
+        if explained is not None:
+            self.duckdb.execute(explained, parameters)
+            return self
         for _ in range(ATTEMPTS):
             generation = self._generation[0]
             report = self._report(query, evaluate=True, params=parameters)
@@ -357,16 +417,13 @@ class Connection:
         model was registered again (also when the change made DuckDB fail): the plan
         may not match what ran, so the result must not be used."""
 
-        def stale() -> bool:
-            return self._generation[0] != generation or bool(self.changed_files(report))
-
         try:
             self.duckdb.execute(sql, params)
         except duckdb.Error:
-            if stale():
+            if self._stale(report, generation):
                 return False
             raise
-        return not stale()
+        return not self._stale(report, generation)
 
     @staticmethod
     def _give_up(query: str) -> None:
@@ -395,17 +452,7 @@ class Connection:
         columns = relation.columns
         # CREATE TABLE AS renames duplicate columns (x, x_1): give them their names back
         if any(re.fullmatch(re.escape(c) + r"_\d+", d, re.I) for c in columns for d in columns):
-            original = self.duckdb.sql(sql).columns  # binds, does not run
-            if original != columns:
-
-                def quote(n: str) -> str:
-                    return '"' + n.replace('"', '""') + '"'
-
-                relation = relation.project(
-                    ", ".join(
-                        f"{quote(n)} AS {quote(o)}" for n, o in zip(columns, original, strict=True)
-                    )
-                )
+            relation = _with_names(relation, self.duckdb.sql(sql).columns)  # binds, no run
         # called by the garbage collector, maybe in another thread: only mark it here
         weakref.finalize(relation, self._released.add, name)
         return relation
@@ -433,6 +480,19 @@ class Connection:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.duckdb, name)
+
+
+def _with_names(relation: duckdb.DuckDBPyRelation, names: Sequence[str]) -> duckdb.DuckDBPyRelation:
+    """``relation`` with its columns named ``names`` (a table or an Arrow scan renames
+    duplicate names: x, x_1)."""
+    if list(relation.columns) == list(names):
+        return relation
+
+    def quote(n: str) -> str:
+        return '"' + n.replace('"', '""') + '"'
+
+    pairs = zip(relation.columns, names, strict=True)
+    return relation.project(", ".join(f"{quote(n)} AS {quote(o)}" for n, o in pairs))
 
 
 def connect(database: str | duckdb.DuckDBPyConnection = ":memory:", **options: Any) -> Connection:
