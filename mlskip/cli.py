@@ -371,11 +371,16 @@ def bench_small_files(
 @bench_app.command("first-query")
 def bench_first_query(
     repeats: int = typer.Option(5, help="fresh processes of each kind (interleaved)"),
+    byte_compile: bool = typer.Option(
+        True,
+        help="byte-compile mlskip's modules first, as pip does for an installed package "
+        "(an editable install under PYTHONDONTWRITEBYTECODE compiles them in every process)",
+    ),
 ) -> None:
     """The first query of a fresh process: plain DuckDB + ONNX Runtime vs mlskip."""
     from mlskip.tpch.first_query import run
 
-    run(repeats=repeats)
+    run(repeats=repeats, byte_compile=byte_compile)
 
 
 @bench_app.command("sql")

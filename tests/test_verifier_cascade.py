@@ -471,10 +471,15 @@ def test_branch_and_bound_takes_regions_by_estimate_and_skips_hopeless_ones():
     check_sampled(net, R, pred, res, rng)
 
 
-def test_witness_point_kernels_equal_their_numpy_definitions():
-    """inside_points and pull_inside run as numba kernels: the same answers as their
-    numpy statements, also with zero steps, points on edges and infinite steps."""
+@pytest.mark.parametrize("numpy_tests", [0, 1 << 30], ids=["numba", "numpy"])
+def test_witness_point_kernels_equal_their_numpy_definitions(monkeypatch, numpy_tests):
+    """inside_points and pull_inside (numba kernels for large batches, numpy for small
+    ones): the same answers as their numpy statements, also with zero steps, points on
+    edges and infinite steps."""
+    from mlskip.verifier import witness
     from mlskip.verifier.witness import inside_points, pull_inside
+
+    monkeypatch.setattr(witness, "NUMPY_TESTS", numpy_tests)
 
     rng = np.random.default_rng(83)
     R = regions_for(rng, 60, 3, polygons=True)

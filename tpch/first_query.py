@@ -79,9 +79,37 @@ def _prepare(folder: Path) -> str:
     return f"SELECT count(*) FROM '{data}' WHERE price({', '.join(INPUTS)}) > {threshold!r}"
 
 
-def run(repeats: int = 5) -> dict[str, list[float]]:
+def _byte_compile() -> str:
+    """Compile mlskip's modules to bytecode where they have none (a wheel install has it;
+    the plain side's packages do): what is left to say about it in the output."""
+    import compileall
+
+    import mlskip
+
+    root = Path(mlskip.__file__).resolve().parent.parent
+    folders = [Path(m.__file__).resolve().parent for m in _packages()]
+    for folder in folders:
+        compileall.compile_dir(folder, quiet=1, legacy=False)
+    written = all(any(folder.glob("__pycache__/*.pyc")) for folder in folders)
+    return "byte-compiled first" if written else f"not byte-compiled (cannot write in {root})"
+
+
+def _packages() -> list:
+    import mlskip
+    import mlskip.metadata
+    import mlskip.skipper
+    import mlskip.udf
+    import mlskip.verifier
+
+    return [mlskip, mlskip.metadata, mlskip.skipper, mlskip.udf, mlskip.verifier]
+
+
+def run(repeats: int = 5, byte_compile: bool = True) -> dict[str, list[float]]:
     """Seconds of each kind of fresh process (``repeats`` each, interleaved); prints a
-    table and returns the samples."""
+    table and returns the samples. ``byte_compile``: compile mlskip's modules first (as
+    pip does when it installs a package); without it, an editable install under
+    PYTHONDONTWRITEBYTECODE compiles them from source in every process."""
+    compiled = _byte_compile() if byte_compile else "not byte-compiled"
     with tempfile.TemporaryDirectory(prefix="mlskip-first-query-") as tmp:
         folder = Path(tmp)
         sql = _prepare(folder)
@@ -103,7 +131,7 @@ def run(repeats: int = 5) -> dict[str, list[float]]:
         raise AssertionError(f"first-query results differ: {sorted(results)}")
     base = statistics.median(samples["duckdb + onnxruntime"])
     print(f"first query in a fresh process (median of {repeats}; import, connect, register, "
-          "query, fetch):")  # fmt: skip
+          f"query, fetch; mlskip {compiled}):")  # fmt: skip
     for label, values in samples.items():
         median = statistics.median(values)
         print(f"  {label:24s} {median:6.3f} s  ({median / base:4.2f}x plain; "

@@ -84,7 +84,7 @@ class BatchEvaluator:
             rows = self._evaluate(task, runner, model.num_inputs)
             if rows is None:
                 return None
-        return self._register(pa.table({"file_row_number": pa.array(rows, type=pa.int64())}))
+        return self._register({"file_row_number": np.ascontiguousarray(rows, dtype=np.int64)})
 
     def _evaluate(self, task: EvaluationTask, runner: Runner, d: int) -> np.ndarray | None:
         """Qualifying row numbers, or None when the first batch shows the predicate is
@@ -130,7 +130,9 @@ class BatchEvaluator:
         keep = qualifies(out, task.kind, task.values) & valid
         return batch.column(0).to_numpy(zero_copy_only=False)[keep]
 
-    def _register(self, table: pa.Table) -> str:
+    def _register(self, table: dict[str, np.ndarray]) -> str:
+        """Register the row numbers as a relation (numpy columns: an Arrow table would make
+        DuckDB import pyarrow.dataset, a tenth of a second of a first query)."""
         name = f"__mlskip_match_{next(_names)}"
         with self._lock:
             self._con.register(name, table)

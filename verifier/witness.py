@@ -67,13 +67,23 @@ def clear_points(spec: Spec, z: np.ndarray, mg: np.ndarray, precision: str):
     return (v[:n] == ALL) & (v[n:] == ALL), (v[:n] == NONE) & (v[n:] == NONE)
 
 
+# below this many (point, polygon row) tests a batch is checked with numpy: a small plan
+# (a first query) then never loads numba, which costs about a tenth of a second
+NUMPY_TESTS = 1 << 16
+
+
 def inside_points(regions: RegionBatch, x: np.ndarray) -> np.ndarray:
     """``x [n, S, d]`` in region r (box and every polygon) -> ``[n, S]``."""
-    from ._kernels import inside_pair
-
     ok = ((x >= regions.lower[:, None, :]) & (x <= regions.upper[:, None, :])).all(-1)
     for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
-        inside_pair(A, b, np.ascontiguousarray(x[..., i]), np.ascontiguousarray(x[..., j]), ok)
+        xi, xj = np.ascontiguousarray(x[..., i]), np.ascontiguousarray(x[..., j])
+        if ok.size * b.shape[1] <= NUMPY_TESTS:  # the kernel's statement, in numpy
+            lhs = A[:, None, :, 0] * xi[:, :, None] + A[:, None, :, 1] * xj[:, :, None]
+            ok &= (lhs <= b[:, None, :]).all(-1)
+        else:
+            from ._kernels import inside_pair
+
+            inside_pair(A, b, xi, xj, ok)
     return ok
 
 
@@ -116,20 +126,34 @@ def pull_inside(regions: RegionBatch, x: np.ndarray, c: np.ndarray, ok: np.ndarr
     inside every polygon, where ``ok``; the box is convex and holds both ends, so the
     result stays in it. Rounding may leave a point just outside: callers still test
     ``_inside``."""
-    from ._kernels import pull_pair
-
     lam = np.ones(x.shape[:2])
     with np.errstate(invalid="ignore", over="ignore"):
         dx = x - c[:, None, :]
     for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
-        pull_pair(
-            A, b, np.ascontiguousarray(c[:, i]), np.ascontiguousarray(c[:, j]),
-            np.ascontiguousarray(dx[..., i]), np.ascontiguousarray(dx[..., j]), lam,
-        )  # fmt: skip
+        ci, cj = np.ascontiguousarray(c[:, i]), np.ascontiguousarray(c[:, j])
+        dxi, dxj = np.ascontiguousarray(dx[..., i]), np.ascontiguousarray(dx[..., j])
+        if lam.size * b.shape[1] <= NUMPY_TESTS:
+            _pull_pair_numpy(A, b, ci, cj, dxi, dxj, lam)
+        else:
+            from ._kernels import pull_pair
+
+            pull_pair(A, b, ci, cj, dxi, dxj, lam)
     lam = np.clip(lam * (1.0 - 1e-9), 0.0, 1.0)
     with np.errstate(invalid="ignore", over="ignore"):
         moved = c[:, None, :] + lam[..., None] * dx
     return np.where(ok[:, None, None] & np.isfinite(moved).all(-1, keepdims=True), moved, x)
+
+
+def _pull_pair_numpy(A, b, ci, cj, dxi, dxj, lam: np.ndarray) -> None:
+    """``_kernels.pull_pair`` in numpy: the same products and sums, and the same answers
+    for NaN (a step of 1), +inf (1) and -inf (0)."""
+    if b.shape[1] == 0:
+        return
+    with np.errstate(all="ignore"):
+        room = b - (A[:, :, 0] * ci[:, None] + A[:, :, 1] * cj[:, None])
+        step = A[:, None, :, 0] * dxi[:, :, None] + A[:, None, :, 1] * dxj[:, :, None]
+        cut = np.where(step > room[:, None, :], room[:, None, :] / step, 1.0)
+    np.minimum(lam, np.nan_to_num(cut.min(-1), nan=1.0, posinf=1.0, neginf=0.0), out=lam)
 
 
 def _vertex_corners(

@@ -10,6 +10,7 @@ UNION ALL: DuckDB would not push per-file ranges through one multi-file scan.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -116,22 +117,25 @@ def file_scan_sql(scan: ParquetScan, file: FileScan, moved: Sequence[MLPredicate
     return f"SELECT {star} FROM {source}{filtered}"
 
 
-# aggregates whose result does not depend on the order of their input (up to float
-# rounding of sums, which DuckDB's own parallel execution does not fix either), by the
-# name sqlglot gives the function DuckDB knows under each of these names
-ORDER_FREE_AGGREGATES = frozenset(
-    (
-        sqlglot.parse_one(f"SELECT {call}", dialect="duckdb").expressions[0].sql_name()
-        if isinstance(sqlglot.parse_one(f"SELECT {call}", dialect="duckdb").expressions[0], exp.AggFunc)
-        else call.split("(")[0].upper()
-    )
-    for call in (
-        "count(a)", "sum(a)", "avg(a)", "mean(a)", "min(a)", "max(a)", "bool_and(a)",
-        "bool_or(a)", "count_if(a)", "stddev(a)", "stddev_samp(a)", "stddev_pop(a)",
-        "var_samp(a)", "var_pop(a)", "variance(a)", "median(a)", "quantile_cont(a, 0.5)",
-        "quantile_disc(a, 0.5)", "approx_count_distinct(a)",
-    )
+_ORDER_FREE_CALLS = (
+    "count(a)", "sum(a)", "avg(a)", "mean(a)", "min(a)", "max(a)", "bool_and(a)",
+    "bool_or(a)", "count_if(a)", "stddev(a)", "stddev_samp(a)", "stddev_pop(a)",
+    "var_samp(a)", "var_pop(a)", "variance(a)", "median(a)", "quantile_cont(a, 0.5)",
+    "quantile_disc(a, 0.5)", "approx_count_distinct(a)",
 )  # fmt: skip
+
+
+@functools.cache
+def order_free_aggregates() -> frozenset[str]:
+    """Aggregates whose result does not depend on the order of their input (up to float
+    rounding of sums, which DuckDB's own parallel execution does not fix either), by the
+    name sqlglot gives the function DuckDB knows under each of these names. Computed on
+    first use: parsing them costs a first query tens of milliseconds."""
+    names = set()
+    for call in _ORDER_FREE_CALLS:
+        node = sqlglot.parse_one(f"SELECT {call}", dialect="duckdb").expressions[0]
+        names.add(node.sql_name() if isinstance(node, exp.AggFunc) else call.split("(")[0].upper())
+    return frozenset(names)
 
 
 def order_observable(scan: ParquetScan) -> bool:
@@ -146,7 +150,7 @@ def order_observable(scan: ParquetScan) -> bool:
     aggregates = [n for n in own if isinstance(n, exp.AggFunc)]
     if not (aggregates or select.args.get("group")):
         return True
-    return any(agg.sql_name() not in ORDER_FREE_AGGREGATES for agg in aggregates)
+    return any(agg.sql_name() not in order_free_aggregates() for agg in aggregates)
 
 
 def _unknown_calls(select: exp.Select, own: list[exp.Expression]) -> bool:
