@@ -48,6 +48,46 @@ def report_json(report: Any) -> dict[str, Any]:
     return data
 
 
+def _scripted(run: Any, as_json: bool) -> Any:
+    """Run a benchmark; with ``--json`` its tables go to stderr and its figures, as one
+    JSON document, to stdout (for scripts)."""
+    import contextlib
+
+    if not as_json:
+        return run()
+    with contextlib.redirect_stdout(sys.stderr):
+        figures = run()
+    print(json.dumps(figures, default=_jsonable, indent=2))
+    return figures
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars and arrays, paths and other values as JSON can hold them."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def _csv(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Rows as CSV with a header line, on stdout."""
+    import csv
+
+    writer = csv.DictWriter(
+        sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return "; ".join(map(str, value))
+    return value
+
+
 def _fail(error: BaseException) -> None:
     """Print ``error`` as one ``error:`` line on stderr and exit with code 2."""
     from rich.markup import escape
@@ -142,6 +182,7 @@ def explain(
     models_dir: Path | None = _MODELS_DIR_OPTION,
     show_sql: bool = typer.Option(False, help="also print the rewritten SQL"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON (for scripts)"),
+    as_csv: bool = typer.Option(False, "--csv", help="print one CSV line per file (for scripts)"),
 ) -> None:
     """Show which row groups a query would prune, read without the model, or evaluate."""
     import duckdb
@@ -158,6 +199,11 @@ def explain(
     if as_json:
         print(json.dumps(report_json(report), indent=2))
         return
+    if as_csv:
+        columns = ["path", "row_groups", "pruned", "all_match", "evaluated", "bytes_skipped",
+                   "reason", "limits"]  # fmt: skip
+        _csv([dataclasses.asdict(f) for f in report.files], columns)
+        return
     console.print(report)
     if show_sql:
         console.print(report.sql, markup=False, highlight=False)
@@ -173,6 +219,7 @@ def query(
     as_json: bool = typer.Option(
         False, "--json", help="print the rows as JSON lines, one object per row (for scripts)"
     ),
+    as_csv: bool = typer.Option(False, "--csv", help="print the rows as CSV (for scripts)"),
 ) -> None:
     """Run a query with skipping and print its result.
 
@@ -196,6 +243,9 @@ def query(
         for row in result.slice(0, limit).to_pylist():
             print(json.dumps(row, default=str))
         return
+    if as_csv:
+        _csv(result.slice(0, limit).to_pylist(), result.column_names)
+        return
     sys.stdout.flush()
     shown = duckdb.connect().from_arrow(result)
     shown.show(max_rows=max(limit, 1), max_width=console.width)
@@ -215,6 +265,7 @@ def write(
     partition_by: list[str] = typer.Option(
         [], help="write a hive-partitioned folder at TARGET by these columns (repeatable)"
     ),
+    as_json: bool = typer.Option(False, "--json", help="print the write report as JSON"),
 ) -> None:
     """Rewrite a Parquet or CSV file with skipping summaries in its footer."""
     from mlskip.metadata import write_file
@@ -229,14 +280,25 @@ def write(
         )  # fmt: skip
     except _user_errors() as error:
         _fail(f"{source}: {error}" if str(source) not in str(error) else error)
-    if partition_by:
+    seconds = time.perf_counter() - start
+    if as_json:
+        print(json.dumps({**dataclasses.asdict(report), "seconds": seconds}, default=_jsonable))
+    elif partition_by:
         console.print(
             f"{len(report.files)} partition file(s) under {report.root}: "
-            f"{report.num_rows:,} rows, {report.num_row_groups:,} row groups"
+            f"{report.num_rows:,} rows, {report.num_row_groups:,} row groups, in {seconds:.1f} s",
+            soft_wrap=True,
         )
     else:
-        console.print(report)
-    console.print(f"written in {time.perf_counter() - start:.1f} s")
+        pairs = ", ".join(f"({a}, {b})" for a, b in report.pairs)
+        hulls = f"polygons for {pairs}" if pairs else "boxes only (no column pair polygons)"
+        console.print(
+            f"wrote {report.path}: {report.num_rows:,} rows in {report.num_row_groups:,} row "
+            f"group(s); {hulls}; footer {report.footer_bytes:,} bytes; "
+            f"in {seconds:.1f} s",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 @app.command()
@@ -339,18 +401,21 @@ def bench_verifier(
     auto_lirpa_only: bool = typer.Option(
         False, help="only mlskip next to auto_LiRPA (needs `make auto-lirpa`)"
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="tables on stderr, the figures as JSON on stdout (for scripts)"
+    ),
 ) -> None:
     """Regions per second and decisions per method on random MLPs and boxes; mlskip next
     to auto_LiRPA (bounds and speed) when it is importable."""
     if auto_lirpa_only:
         from mlskip.tpch.bench_verifier import bench_side_by_side
 
-        if bench_side_by_side(quick=quick, seed=seed) is None:
+        if _scripted(lambda: bench_side_by_side(quick=quick, seed=seed), as_json) is None:
             raise typer.Exit(1)
         return
     from mlskip.tpch.bench_verifier import run_bench
 
-    run_bench(quick=quick, seed=seed)
+    _scripted(lambda: run_bench(quick=quick, seed=seed), as_json)
 
 
 @bench_app.command("small-files")
@@ -360,12 +425,15 @@ def bench_small_files(
     ),
     queries: int = typer.Option(3, help="filters per model, spread over selectivity"),
     repeats: int = typer.Option(7, help="interleaved repetitions (medians reported)"),
+    as_json: bool = typer.Option(
+        False, "--json", help="tables on stderr, the figures as JSON on stdout (for scripts)"
+    ),
 ) -> None:
     """Planning plus query vs the query without skipping on MLSkip-sized files (100 row
     groups of 1,000 rows): cold (new connection) and warm."""
     from mlskip.tpch.small_files import run as run_small_files
 
-    run_small_files(run, per_model=queries, repeats=repeats)
+    _scripted(lambda: run_small_files(run, per_model=queries, repeats=repeats), as_json)
 
 
 @bench_app.command("first-query")
@@ -376,11 +444,14 @@ def bench_first_query(
         help="byte-compile mlskip's modules first, as pip does for an installed package "
         "(an editable install under PYTHONDONTWRITEBYTECODE compiles them in every process)",
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="tables on stderr, the figures as JSON on stdout (for scripts)"
+    ),
 ) -> None:
     """The first query of a fresh process: plain DuckDB + ONNX Runtime vs mlskip."""
     from mlskip.tpch.first_query import run
 
-    run(repeats=repeats, byte_compile=byte_compile)
+    _scripted(lambda: run(repeats=repeats, byte_compile=byte_compile), as_json)
 
 
 @bench_app.command("sql")
@@ -389,11 +460,17 @@ def bench_sql(
     row_group_size: int = typer.Option(122_880, help="rows per row group"),
     repeats: int = typer.Option(3, help="interleaved repetitions (medians reported)"),
     quick: bool = typer.Option(False, help="SF 0.1, 2 repetitions"),
+    as_json: bool = typer.Option(
+        False, "--json", help="tables on stderr, the figures as JSON on stdout (for scripts)"
+    ),
 ) -> None:
     """Model rows/s inside DuckDB (torch vs ONNX UDF) and end-to-end skipping speedups."""
     from mlskip.tpch.bench_udf import run_sql_bench
 
-    run_sql_bench(sf=sf, row_group_size=row_group_size, repeats=repeats, quick=quick)
+    _scripted(
+        lambda: run_sql_bench(sf=sf, row_group_size=row_group_size, repeats=repeats, quick=quick),
+        as_json,
+    )
 
 
 @bench_app.command(

@@ -87,6 +87,16 @@ def test_cli_walk(lake):
     checked = cli("verify", f"{root}/lineitem.parquet", f"{root}/plain/part0.parquet", "--json")
     assert checked.returncode == 0
     assert [json.loads(x)["passed"] for x in checked.stdout.splitlines()] == [True, True]
+    # CSV for scripts: the rows, and one line per file of the plan
+    as_csv = cli("query", query, "-m", model, "--csv")
+    assert as_csv.stdout.splitlines() == ["n", str(want)]
+    plan = cli("explain", query, "-m", model, "--csv").stdout.splitlines()
+    assert plan[0].startswith("path,row_groups,pruned") and len(plan) == 2
+    # write: one readable line (rows, row groups, polygons), or JSON
+    written = cli("write", f"{root}/plain/part0.parquet", f"{root}/rewritten.parquet",
+                  "--row-group-size", "20000")  # fmt: skip
+    assert written.returncode == 0 and written.stdout.startswith(f"wrote {root}/rewritten.parquet")
+    assert f"{table.num_rows:,} rows" in " ".join(written.stdout.split())
     # a typo is one error line and exit code 2, never a traceback
     typo = cli("explain", "SELEC 1", "-m", model)
     assert (
@@ -124,3 +134,23 @@ def test_python_walk(lake, tmp_path):
     # a name DuckDB already has is refused with the reason
     with pytest.raises(mlskip.ModelInputError, match="already has a function"):
         con.register_model("round", net)
+
+
+def test_bench_json_keeps_stdout_for_the_figures(capsys):
+    """``mlskip bench ... --json``: the human tables go to stderr, stdout holds one JSON
+    document of the figures (so ``| jq`` works)."""
+    import numpy as np
+
+    from mlskip.cli import _scripted
+
+    def bench():
+        from rich.console import Console
+
+        Console().print("a table a person reads")
+        print("a progress line")
+        return {"rows_per_s": np.float64(2.5e6), "counts": np.array([1, 2])}
+
+    _scripted(bench, as_json=True)
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"rows_per_s": 2.5e6, "counts": [1, 2]}
+    assert "a table a person reads" in err and "a progress line" in err
