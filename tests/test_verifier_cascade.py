@@ -514,3 +514,31 @@ def test_every_cascade_method_is_registered():
 
     assert set(AVAILABLE) == set(METHODS)
     assert set(DEFAULT_METHODS) <= set(METHODS) <= set(METHOD_NAMES)
+
+
+def test_plain_python_kernels_equal_the_compiled_ones(monkeypatch):
+    """Small batches run the polygon kernels as plain Python (no numba to load for a first
+    query), large ones compiled: the same vertices, tightened boxes and certified minima,
+    also for empty polygons, tiny boxes and unbounded inputs."""
+    from mlskip.verifier import _kernels_py
+    from mlskip.verifier.concretize import region_min, tighten_boxes
+
+    rng = np.random.default_rng(91)
+    R = regions_for(rng, 80, 3, polygons=True)
+    lo, hi = R.lower.copy(), R.upper.copy()
+    hi[:5] = lo[:5] + 1e-12  # tiny boxes
+    lo[5:8, 0] = 3.0  # the box misses the polygon
+    hi[5:8, 0] = 4.0
+    lo[8:10, 2] = -np.inf  # an unbounded input outside the pair
+    R = RegionBatch(lo, hi, R.pairs, R.halfspaces)
+    a = rng.normal(size=(80, 4, 3))
+    got = []
+    for limit in (10**9, 0):  # plain Python, then numba
+        monkeypatch.setattr(_kernels_py, "PLAIN_PYTHON_REGIONS", limit)
+        fresh = RegionBatch(R.lower, R.upper, R.pairs, R.halfspaces)
+        pv = fresh.pair_vertices(0)
+        tight = tighten_boxes(fresh)
+        got.append((pv.xy, pv.rows, pv.valid, pv.usable, tight.lower, tight.upper,
+                    region_min(a, np.zeros((80, 4)), fresh)))  # fmt: skip
+    for plain, compiled in zip(*got, strict=True):
+        assert np.array_equal(plain, compiled, equal_nan=True)

@@ -11,7 +11,8 @@ the dual solution of its two active constraints: for any ``lam >= 0`` and
 (weak duality; the residual ``r`` absorbs rounding in ``lam``). So even a
 wrongly computed vertex can only loosen the bound, never make it unsound.
 The vertices (regions.py) and the per-row certificate run as numba kernels
-(_kernels.py: IEEE float64, no fast-math); ``_pair_min_reference`` states
+(_kernels.py: IEEE float64, no fast-math; the same source as plain Python for small
+batches, _kernels_py.py); ``_pair_min_reference`` states
 the same certificate in numpy and the tests hold the two equal.
 When pairs overlap, a greedy disjoint subset is used (still sound, looser);
 ``region_min(..., overlap_lp=True)`` then also minimises over box ∩ *all*
@@ -99,9 +100,9 @@ def _greedy_min(a: np.ndarray, c: np.ndarray, regions: RegionBatch) -> np.ndarra
 def _pair_min(a2: np.ndarray, pv, lo2: np.ndarray, hi2: np.ndarray) -> np.ndarray:
     """Certified minimum of ``a2 . (x_i, x_j)`` over polygon ∩ box for one pair
     (-inf where the polygon is not usable; callers mask those)."""
-    from ._kernels import pair_min_certified
+    from ._kernels_py import kernels
 
-    return pair_min_certified(
+    return kernels(a2.shape[0]).pair_min_certified(
         np.ascontiguousarray(a2, dtype=np.float64),
         pv.xy,
         pv.rows,
@@ -117,8 +118,9 @@ def _pair_min(a2: np.ndarray, pv, lo2: np.ndarray, hi2: np.ndarray) -> np.ndarra
 def _pair_min_reference(a2: np.ndarray, pv, lo2: np.ndarray, hi2: np.ndarray) -> np.ndarray:
     """``_pair_min`` in numpy (the same arithmetic, vectorised): the readable statement
     of the certificate, cross-checked against the kernel in the tests."""
-    from ._kernels import TIE
+    from ._kernels_py import PLAIN
 
+    TIE = PLAIN.TIE
     n, m, _ = a2.shape
     full_A, full_b = pv.system(lo2, hi2)
     V, K = pv.xy.shape[1], full_A.shape[1]
@@ -180,7 +182,9 @@ def tighten_or_empty(
     """
     if not regions.has_polygons:
         return regions, np.zeros(regions.n, bool)
-    from ._kernels import tighten_cycles
+    from ._kernels_py import kernels
+
+    tighten_cycles = kernels(regions.n).tighten_cycles
 
     n = regions.n
     lo, hi = regions.lower.copy(), regions.upper.copy()

@@ -282,19 +282,19 @@ GUIDE_TOL = 1e-9
 def root_cycles(regions: RegionBatch, k: int) -> tuple[tuple, np.ndarray]:
     """The ordered vertices of polygon ``k`` ∩ box of the regions' root batch (computed
     once per root: ``polygon_cycles``) and each region's index into them."""
-    from ._kernels import polygon_cycles
+    from ._kernels_py import kernels
 
     root, index = regions.lineage()
     key = ("cycle", k)
     if key not in root._cache:
-        root._cache[key] = polygon_cycles(*_pair_system(root, k), GUIDE_TOL)
+        root._cache[key] = kernels(root.n).polygon_cycles(*_pair_system(root, k), GUIDE_TOL)
     return root._cache[key], index
 
 
 def _enumerate_vertices(regions: RegionBatch, k: int) -> PairVertices:
     """Vertices of polygon ``k`` ∩ box: the polygon ∩ box of the batch the regions were
     cut from (its root) is enumerated once, in order, and clipped by each box."""
-    from ._kernels import clip_cycles
+    from ._kernels_py import kernels
 
     i, j = regions.pairs[k]
     (xy_c, edge, count), index = root_cycles(regions, k)
@@ -304,7 +304,8 @@ def _enumerate_vertices(regions: RegionBatch, k: int) -> PairVertices:
     hi2 = np.ascontiguousarray(regions.upper[:, cols])
     A, b = root.halfspaces[k]
     K = A.shape[1]
-    xy, vrows, valid = clip_cycles(xy_c, edge, count, index, lo2, hi2, K, GUIDE_TOL)
+    clip = kernels(regions.n).clip_cycles
+    xy, vrows, valid = clip(xy_c, edge, count, index, lo2, hi2, K, GUIDE_TOL)
     finite_box = np.isfinite(lo2).all(axis=1) & np.isfinite(hi2).all(axis=1)
     usable = finite_box & valid.any(axis=1)
     return PairVertices(xy, vrows, valid, usable, A, b, np.ascontiguousarray(index))
