@@ -5,7 +5,9 @@ times exactly that in fresh processes, interleaved: plain DuckDB with an ONNX
 Runtime Arrow UDF (what a user writes without mlskip), and mlskip with its
 prepared-model cache cold (first run after install or a model change) and warm.
 The data are the demo's (TPC-H lineitem sf 0.1, clustered by price, a 4-32-32-1
-model of the discounted price); results must be equal.
+model of the discounted price), once as the writer picks pairs (none is the model's, so
+the plan uses boxes) and once with polygons on the model's columns (so their
+verification runs as well); results must be equal.
 """
 
 from __future__ import annotations
@@ -56,8 +58,10 @@ def _run(script: str, folder: Path, sql: str, env: dict[str, str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _prepare(folder: Path) -> str:
-    """Demo data and model in ``folder``; returns the query."""
+def _prepare(folder: Path) -> dict[str, str]:
+    """Demo data and model in ``folder``; returns the query over the file written with the
+    writer's automatic pairs (none of them the model's: boxes only) and the same query over
+    a file with polygons on the model's columns (their verification runs too)."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -76,7 +80,14 @@ def _prepare(folder: Path) -> str:
     x = np.column_stack([table.column(c).to_numpy().astype(np.float64) for c in INPUTS])
     network = mlskip.load_model(model.read_bytes())
     threshold = float(np.quantile(network.evaluate(x[::50])[:, 0], 0.9995))
-    return f"SELECT count(*) FROM '{data}' WHERE price({', '.join(INPUTS)}) > {threshold!r}"
+    hulls = folder / "lineitem_hulls.parquet"
+    mlskip.write_parquet(table, hulls, row_group_size=10_000, cluster_by=["l_extendedprice"],
+                         hulls=[("l_quantity", "l_extendedprice"), ("l_discount", "l_tax")])  # fmt: skip
+    where = f"WHERE price({', '.join(INPUTS)}) > {threshold!r}"
+    return {
+        "boxes": f"SELECT count(*) FROM '{data}' {where}",
+        "polygons": f"SELECT count(*) FROM '{hulls}' {where}",
+    }
 
 
 def _byte_compile() -> str:
@@ -112,28 +123,33 @@ def run(repeats: int = 5, byte_compile: bool = True) -> dict[str, list[float]]:
     compiled = _byte_compile() if byte_compile else "not byte-compiled"
     with tempfile.TemporaryDirectory(prefix="mlskip-first-query-") as tmp:
         folder = Path(tmp)
-        sql = _prepare(folder)
+        queries = _prepare(folder)
         cache = folder / "cache"
         env = dict(os.environ, MLSKIP_CACHE_DIR=str(cache), MLSKIP_MODEL_CACHE="1")
-        samples: dict[str, list[float]] = {"duckdb + onnxruntime": [], "mlskip, cold cache": [],
-                                           "mlskip, warm cache": []}  # fmt: skip
-        results = set()
+        kinds = [  # (label, script, query, clear the model cache first)
+            ("duckdb + onnxruntime", PLAIN, "boxes", False),
+            ("mlskip, cold cache", MLSKIP, "boxes", True),
+            ("mlskip, warm cache", MLSKIP, "boxes", False),
+            ("duckdb + onnxruntime, hull file", PLAIN, "polygons", False),
+            ("mlskip, warm cache, hull file", MLSKIP, "polygons", False),
+        ]
+        samples: dict[str, list[float]] = {label: [] for label, *_ in kinds}
+        results: dict[str, set[str]] = {name: set() for name in queries}
         for _ in range(repeats):
-            plain = _run(PLAIN, folder, sql, env)
-            for entry in cache.glob("models/*.pkl"):
-                entry.unlink()
-            cold = _run(MLSKIP, folder, sql, env)
-            warm = _run(MLSKIP, folder, sql, env)
-            for label, got in zip(samples, (plain, cold, warm), strict=True):
+            for label, script, name, clear in kinds:
+                for entry in cache.glob("models/*.pkl") if clear else ():
+                    entry.unlink()
+                got = _run(script, folder, queries[name], env)
                 samples[label].append(got["seconds"])
-                results.add(json.dumps(got["rows"]))
-    if len(results) != 1:
-        raise AssertionError(f"first-query results differ: {sorted(results)}")
-    base = statistics.median(samples["duckdb + onnxruntime"])
+                results[name].add(json.dumps(got["rows"]))
+    if any(len(rows) != 1 for rows in results.values()):
+        raise AssertionError(f"first-query results differ: {results}")
     print(f"first query in a fresh process (median of {repeats}; import, connect, register, "
           f"query, fetch; mlskip {compiled}):")  # fmt: skip
-    for label, values in samples.items():
-        median = statistics.median(values)
-        print(f"  {label:24s} {median:6.3f} s  ({median / base:4.2f}x plain; "
+    for label, _, name, _ in kinds:
+        plain = "duckdb + onnxruntime" + (", hull file" if name == "polygons" else "")
+        base, median = statistics.median(samples[plain]), statistics.median(samples[label])
+        values = samples[label]
+        print(f"  {label:32s} {median:6.3f} s  ({median / base:4.2f}x plain; "
               f"min {min(values):.3f} s, max {max(values):.3f} s)")  # fmt: skip
     return samples
