@@ -310,6 +310,7 @@ def verify(
     as_json: bool = typer.Option(
         False, "--json", help="print one JSON object per file (for scripts)"
     ),
+    as_csv: bool = typer.Option(False, "--csv", help="print one CSV line per file (for scripts)"),
 ) -> None:
     """Read each file's data and check that every row lies in its footer's regions.
 
@@ -322,6 +323,7 @@ def verify(
     from mlskip.metadata import audit_file
 
     failed = False
+    rows: list[dict[str, Any]] = []
     for path in files:
         try:
             report = audit_file(path, footer_key=footer_key)
@@ -329,6 +331,9 @@ def verify(
             _fail(f"{path}: {error}" if str(path) not in str(error) else error)
         passed = report.ok and report.status in ("ok", "no-summaries")
         failed |= not passed
+        if as_csv:
+            rows.append({**dataclasses.asdict(report), "path": str(path), "passed": passed})
+            continue
         if as_json:
             print(json.dumps({**dataclasses.asdict(report), "passed": passed}))
             continue
@@ -349,6 +354,8 @@ def verify(
         else:
             why = "rows outside their regions" if report.violations else "footer not trusted"
             console.print(f"[bold red]{escape(str(path))}: {why}[/] (status {report.status})")
+    if as_csv:
+        _csv(rows, ["path", "passed", "status", "row_groups", "rows", "violations", "warnings"])
     if failed:
         raise typer.Exit(1)
 

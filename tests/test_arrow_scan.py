@@ -165,3 +165,28 @@ def test_model_without_input_names_asks_for_inputs(tmp_path):
         mlskip.scan(path, model.SerializeToString(), "> 90")
     got = mlskip.scan(path, model.SerializeToString(), "> 90", inputs=["a", "b"])
     assert got.num_rows == 39
+
+
+def test_a_one_column_model_binds_by_its_input_name(tmp_path):
+    """A model exported by plain ``torch.onnx.export`` stores no mlskip metadata: a
+    one-column input named like a column is bound to it; a wider one asks for inputs=."""
+    import torch
+
+    table = pa.table({"price": np.linspace(0, 100, 2000), "qty": np.linspace(5, 1, 2000)})
+    path = tmp_path / "t.parquet"
+    mlskip.write_parquet(table, path, row_group_size=200)
+    one, two = torch.nn.Linear(1, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        one.weight.fill_(1.0), one.bias.zero_(), two.weight.fill_(1.0), two.bias.zero_()
+    for module, name, width in ((one, "price", 1), (two, "x", 2)):
+        torch.onnx.export(module, torch.zeros(1, width), tmp_path / f"{name}.onnx",
+                          input_names=[name], output_names=["y"],
+                          dynamic_axes={name: {0: "n"}}, dynamo=False)  # fmt: skip
+    got = mlskip.scan(path, tmp_path / "price.onnx", "> 90")
+    assert (
+        got.num_rows
+        == mlskip.scan(path, tmp_path / "price.onnx", "> 90", inputs=["price"]).num_rows
+    )
+    assert got.num_rows == int((table["price"].to_numpy() > 90).sum()) > 0
+    with pytest.raises(mlskip.ModelInputError, match=r"inputs=\[\.\.\.\]"):
+        mlskip.scan(path, tmp_path / "x.onnx", "> 90")

@@ -87,6 +87,12 @@ def test_cli_walk(lake):
     checked = cli("verify", f"{root}/lineitem.parquet", f"{root}/plain/part0.parquet", "--json")
     assert checked.returncode == 0
     assert [json.loads(x)["passed"] for x in checked.stdout.splitlines()] == [True, True]
+    table_out = cli("verify", f"{root}/lineitem.parquet", f"{root}/plain/part0.parquet", "--csv")
+    lines = table_out.stdout.splitlines()
+    assert lines[0].startswith("path,passed,status") and [x.split(",")[1] for x in lines[1:]] == [
+        "True",
+        "True",
+    ]
     # CSV for scripts: the rows, and one line per file of the plan
     as_csv = cli("query", query, "-m", model, "--csv")
     assert as_csv.stdout.splitlines() == ["n", str(want)]

@@ -70,7 +70,8 @@ def _onnx_signature(
     data: bytes, where: str
 ) -> tuple[int, int, tuple[str, ...] | None, tuple[str, ...] | None]:
     """(inputs d, outputs k, column names and input types from metadata) of a one-input
-    ONNX model."""
+    ONNX model. Without stored column names, a one-column input is bound by its tensor's
+    name (``torch.onnx.export(..., input_names=["price"])``)."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -104,7 +105,10 @@ def _onnx_signature(
             return None
 
     names, types = listed("mlskip.input_columns"), listed("mlskip.input_types")
-    return last_dim(inputs[0]), last_dim(graph.output[0]), names, types
+    d = last_dim(inputs[0])
+    if names is None and d == 1:  # a one-column model (plain torch.onnx.export): its name
+        names = (inputs[0].name,)
+    return d, last_dim(graph.output[0]), names, types
 
 
 BATCH_CHECK_ROWS = 7  # rows a re-dimensioned model is checked on, also one at a time
