@@ -40,11 +40,16 @@ def run_sql_bench(
     quick: bool = False,
 ) -> dict[str, float]:
     """Measure and print; returns the figures."""
-    import mlskip
+    from rich.console import Console
 
+    import mlskip
+    from mlskip.progress import stage
+
+    console = Console()
     if quick:
         sf, repeats = min(sf, 0.1), min(repeats, 2)
-    source, clustered, model_path, rows = _bench_files(sf, row_group_size, out_dir)
+    with stage(console, f"lineitem sf={sf:g}, the model and a clustered copy"):
+        source, clustered, model_path, rows = _bench_files(sf, row_group_size, out_dir)
     cons = {
         "torch": mlskip.connect(skipping=False, backend="torch"),
         "onnx": mlskip.connect(skipping=False),
@@ -65,13 +70,20 @@ def run_sql_bench(
 
     runs = {k: query(cons[k], source, never) for k in ("torch", "onnx")}
     runs["batch"] = _batch_evaluation(cons["onnx"], source, never)
-    eval_times = _interleaved(runs, repeats)
+    with stage(console, f"model rows/s: torch UDF, ONNX UDF, batch evaluation (x{repeats})"):
+        eval_times = _interleaved(runs, repeats)
     cons["mlskip"].sql(f"SELECT 1 FROM '{clustered}' WHERE {CALL} > {selective!r}")  # plan cache
-    e2e = _interleaved({k: query(con, clustered, selective) for k, con in cons.items()}, repeats)
+    with stage(console, f"selective query, end to end (x{repeats})"):
+        e2e = _interleaved(
+            {k: query(con, clustered, selective) for k, con in cons.items()}, repeats
+        )
     report = cons["mlskip"].explain_skipping(sql(clustered, selective))
     planning_cold, planning_warm = _planning_times(model_path, sql(clustered, selective))
     # nothing prunable: in natural order every row group holds rows above and below the median
-    nothing = _interleaved({k: query(cons[k], source, median) for k in ("onnx", "mlskip")}, repeats)
+    with stage(console, f"a query nothing can be pruned for (x{repeats})"):
+        nothing = _interleaved(
+            {k: query(cons[k], source, median) for k in ("onnx", "mlskip")}, repeats
+        )
     unprunable = cons["mlskip"].explain_skipping(sql(source, median))
     figures = {
         "rows": rows,

@@ -230,10 +230,13 @@ def run_bench(quick: bool = False, seed: int = 0, n_regions: int | None = None) 
     results = {}
     console = wide_console()
     load0 = os.getloadavg()[0]
+    from mlskip.progress import stage
+
     for k, sizes in enumerate(archs):
-        r = bench_one(
-            sizes, n, seed + k, milp_sample=40 if quick else 200, marabou_sample=5 if quick else 20
-        )
+        net = "-".join(map(str, sizes))
+        with stage(console, f"network {k + 1}/{len(archs)} ({net}): {n:,} boxes, every method"):
+            r = bench_one(sizes, n, seed + k, milp_sample=40 if quick else 200,
+                          marabou_sample=5 if quick else 20)  # fmt: skip
         results[r["net"]] = r
     load1 = os.getloadavg()[0]
     t = Table(
@@ -378,6 +381,8 @@ def bench_side_by_side(quick: bool = False, seed: int = 0) -> dict[str, Any] | N
                 net = sbs.network(sizes, kind, seed + k)
                 R = sbs.boxes(n, sizes[0], seed + 100 + k)
                 name = f"{'-'.join(map(str, sizes))} {kind}"
+                step = f"mlskip vs auto_LiRPA {2 * k + (kind == 'trained') + 1}/{2 * len(shapes)}"
+                console.print(f"{step}: {name}", markup=False, highlight=False)
                 for method in sbs.METHODS:
                     c = sbs.compare(net, R, method)  # also warms both sides up
                     with single_thread():

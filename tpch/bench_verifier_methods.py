@@ -156,17 +156,21 @@ def run_methods_bench(quick: bool = False, seed: int = 0) -> dict[str, Any]:
     console = wide_console()
     n = 2_000 if quick else 10_000
     load0 = os.getloadavg()[0]
+    from mlskip.progress import stage
+
     with single_thread():
-        ov = [
-            bench_overlap(s, n, seed + k, q, strip, 30 if quick else 100)
-            for strip in (False, True)
-            for q in (0.999, 0.9)
-            for k, s in enumerate([(4, 32, 1), (4, 32, 32, 1)])
-        ]
-        al = [
-            bench_alpha(s, n, seed + k, 100 if quick else 400)
-            for k, s in enumerate([(4, 32, 32, 1), (8, 32, 32, 1)])
-        ]
+        with stage(console, "overlapping polygons: greedy subset vs certified LP (8 settings)"):
+            ov = [
+                bench_overlap(s, n, seed + k, q, strip, 30 if quick else 100)
+                for strip in (False, True)
+                for q in (0.999, 0.9)
+                for k, s in enumerate([(4, 32, 1), (4, 32, 32, 1)])
+            ]
+        with stage(console, "alpha-CROWN: last / final / full slopes (2 networks)"):
+            al = [
+                bench_alpha(s, n, seed + k, 100 if quick else 400)
+                for k, s in enumerate([(4, 32, 32, 1), (8, 32, 32, 1)])
+            ]
     load1 = os.getloadavg()[0]
     cap = f"1-min load average {load0:.1f} at start, {load1:.1f} at end on {os.cpu_count()} cores"
     t = Table(

@@ -289,8 +289,9 @@ def network_to_torch(network: Network, dtype: str = "float32", runtime: bool = T
         if isinstance(step, Affine):
             linear = nn.Linear(step.in_features, step.out_features, dtype=tdtype)
             with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(np.asarray(step.W, dtype=dtype)))
-                linear.bias.copy_(torch.from_numpy(np.asarray(step.b, dtype=dtype)))
+                # copies: the network's arrays are read-only, which torch warns about
+                linear.weight.copy_(torch.from_numpy(np.array(step.W, dtype=dtype)))
+                linear.bias.copy_(torch.from_numpy(np.array(step.b, dtype=dtype)))
             modules.append(linear)
         elif step.name == "relu":
             modules.append(nn.ReLU())

@@ -7,6 +7,8 @@ whether it can be used; the bench and tests skip it otherwise.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from mlskip.errors import UnsupportedModelError
@@ -55,13 +57,16 @@ def auto_lirpa_bounds(
         model = network_to_torch(net, dtype="float64", runtime=False)
         lo = torch.tensor(np.array(regions.lower))
         hi = torch.tensor(np.array(regions.upper))
-        bm = BoundedModule(
-            model,
-            torch.zeros(1, net.num_inputs, dtype=torch.float64),
-            bound_opts={"compare_crown_with_ibp": compare_crown_with_ibp},
-        )
-        x = BoundedTensor((lo + hi) / 2, PerturbationLpNorm(x_L=lo, x_U=hi))
-        lb, ub = bm.compute_bounds(x=(x,), method=method)
+        with warnings.catch_warnings():  # its torch.jit use is deprecated in torch 2.13
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            bm = BoundedModule(
+                model,
+                torch.zeros(1, net.num_inputs, dtype=torch.float64),
+                bound_opts={"compare_crown_with_ibp": compare_crown_with_ibp},
+            )
+            x = BoundedTensor((lo + hi) / 2, PerturbationLpNorm(x_L=lo, x_U=hi))
+            lb, ub = bm.compute_bounds(x=(x,), method=method)
     finally:
         torch.set_default_dtype(previous)
     mg = bound_margin(
