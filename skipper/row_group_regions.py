@@ -100,6 +100,11 @@ def _rounding(duckdb_type: str) -> tuple[float, float]:
     return 2.0**-50, 1e-300  # DOUBLE; integers are exact (our ends still round)
 
 
+# DuckDB's DATE 'infinity' and '-infinity' as days since 1970 (what Parquet stores and
+# DATE - DATE gives); DATE 'infinity' + 1 is still 'infinity'
+INFINITE_DAYS = 2**31 - 1
+
+
 def _widen(lo: float, hi: float, duckdb_type: str) -> tuple[float, float]:
     rel, absolute = _rounding(duckdb_type)
     if math.isfinite(lo):
@@ -157,6 +162,12 @@ def expression_interval(
             if not len(products):
                 return -math.inf, math.inf, True
             lo, hi = float(products.min()), float(products.max())
+    if kind.upper() == "DATE":  # DATE +- days: DuckDB's infinite dates absorb the offset
+        date = ends[0] if str(expr[2][1]).upper() == "DATE" else ends[1]
+        if date[1] >= INFINITE_DAYS:
+            hi = max(hi, INFINITE_DAYS)
+        if date[0] <= -INFINITE_DAYS:
+            lo = min(lo, -INFINITE_DAYS)
     lo, hi = _widen(float(lo), float(hi), kind)
     if nan or math.isnan(lo) or math.isnan(hi):
         return -math.inf, math.inf, True

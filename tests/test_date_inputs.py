@@ -194,3 +194,34 @@ def test_zoo_exports_store_input_types(tmp_path):
         results.append(con.sql(f"SELECT linestatus_class(l_shipdate, l_commitdate) AS k, "
                                f"count(*) FROM '{data}' GROUP BY k ORDER BY k").fetchall())  # fmt: skip
     assert results[0] == results[1] and sum(n for _, n in results[0]) > 0
+
+
+def test_infinite_dates_absorb_day_offsets(tmp_path):
+    """DuckDB's DATE 'infinity' + n is still 'infinity' (day 2^31 - 1): a region of
+    ``d - 100000`` must keep that value for row groups holding infinite dates (found
+    when date arithmetic was first planned: 0 rows instead of 200)."""
+    path = tmp_path / "inf.parquet"
+    duckdb.sql(
+        "COPY (SELECT CASE WHEN i >= 19800 THEN DATE 'infinity' WHEN i < 200 "
+        "THEN DATE '-infinity' ELSE DATE '2000-01-01' + (i % 1000)::INTEGER END AS d, "
+        f"i::DOUBLE / 20000 AS x, i AS id FROM range(20000) t(i)) TO '{path}'"
+    )
+    rewritten = tmp_path / "inf_mlskip.parquet"
+    mlskip.write_parquet(duckdb.sql(f"SELECT * FROM '{path}'").to_arrow_table(), rewritten,
+                         row_group_size=1000, hulls=None)  # fmt: skip
+    late = Network.mlp([(np.array([[1.0, 0.0]]), np.array([-2_147_483_000.0]))])
+    early = Network.mlp([(np.array([[-1.0, 0.0]]), np.array([-2_147_483_000.0]))])
+    for where, types in [
+        ("m(d - 100000, x) > 0", ["DATE", "DOUBLE"]),
+        ("m(d + 30, x) > 0", ["DATE", "DOUBLE"]),
+        ("m((d - 100000) - DATE '1970-01-01', x) > 0", None),
+        ("e(d + 100000, x) > 0", ["DATE", "DOUBLE"]),
+    ]:
+        on, off = mlskip.connect(), mlskip.connect(skipping=False)
+        for con in (on, off):
+            con.register_model("m", late, input_types=types)
+            con.register_model("e", early, input_types=types)
+        sql = f"SELECT count(*), sum(id) FROM '{rewritten}' WHERE {where}"
+        got = on.sql(sql).fetchall()
+        assert got == off.sql(sql).fetchall() and got[0][0] == 200, where
+        assert on.explain_skipping(sql).pruned > 0, where  # the finite row groups
