@@ -84,6 +84,9 @@ def _values(
         days = nrng.integers(9_000, 11_000, n).astype(np.int64)
         mask = nrng.random(n) < (0.05 if specials else 0.0)
         if typ == "DATE":
+            if specials:  # DuckDB's DATE 'infinity' / '-infinity' (days +-(2^31 - 1))
+                infinite = nrng.random(n) < 0.02
+                days = np.where(infinite, np.where(nrng.random(n) < 0.5, 1, -1) * (2**31 - 1), days)
             return pa.array(days.astype(np.int32), mask=mask).cast(pa.date32())
         micros = days * 86_400_000_000 + nrng.integers(0, 86_400, n) * 1_000_000
         return pa.array(micros, mask=mask).cast(pa.timestamp("us"))
