@@ -20,6 +20,16 @@ from typing import Any
 import duckdb
 
 _LOCAL = threading.local()
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    """This thread's own in-memory DuckDB connection, for asking DuckDB how it reads SQL."""
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _LOCAL.con = duckdb.connect()
+    return con
+
+
 _IGNORED_KEYS = {"query_location"}
 
 
@@ -38,9 +48,7 @@ def duckdb_tree(sql: str) -> Any | None:
 
 @functools.lru_cache(maxsize=1024)
 def _cached_tree(sql: str) -> Any | None:
-    con = getattr(_LOCAL, "con", None)
-    if con is None:
-        con = _LOCAL.con = duckdb.connect()
+    con = _connection()
     try:
         row = con.execute(f"SELECT json_serialize_sql({sql_literal(sql)})").fetchone()
         tree = json.loads(row[0])
@@ -63,9 +71,7 @@ def _strip(node: Any) -> Any:
 def duckdb_double(literal_sql: str) -> float | None:
     """The DOUBLE DuckDB compares a DOUBLE expression with, for a constant as written
     (DuckDB reads ``0.3`` as DECIMAL and converts it itself), or None if it is not one."""
-    con = getattr(_LOCAL, "con", None)
-    if con is None:
-        con = _LOCAL.con = duckdb.connect()
+    con = _connection()
     try:
         value = con.execute(f"SELECT CAST(({literal_sql}) AS DOUBLE)").fetchone()[0]
     except duckdb.Error:
@@ -76,9 +82,7 @@ def duckdb_double(literal_sql: str) -> float | None:
 def duckdb_days(literal_sql: str) -> int | None:
     """Days since 1970-01-01 of a DATE constant as DuckDB reads it (``infinity`` included,
     as DuckDB's own date arithmetic sees it), or None if it is not a DATE constant."""
-    con = getattr(_LOCAL, "con", None)
-    if con is None:
-        con = _LOCAL.con = duckdb.connect()
+    con = _connection()
     try:
         kind, days = con.execute(
             f"SELECT typeof(({literal_sql})), ({literal_sql}) - DATE '1970-01-01'"
