@@ -12,7 +12,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -77,18 +77,18 @@ def _footer_hash(source: Any, filesystem: Any) -> tuple[str, int | None, float |
         st = os.stat(source)
         size, mtime = st.st_size, st.st_mtime
         with open(source, "rb") as f:
-            return _hash_open(f, size), size, mtime
+            return footer_hash_of(f, size), size, mtime
     if isinstance(source, (str, os.PathLike)):
         info = filesystem.get_file_info(os.fspath(source))
         size = info.size
         mtime = info.mtime.timestamp() if info.mtime is not None else None
         with filesystem.open_input_file(os.fspath(source)) as f:
-            return _hash_open(f, size), size, mtime
+            return footer_hash_of(f, size), size, mtime
     pos = source.tell()
     try:
         source.seek(0, 2)
         size = source.tell()
-        return _hash_open(source, size), size, None
+        return footer_hash_of(source, size), size, None
     finally:
         source.seek(pos)
 
@@ -99,7 +99,8 @@ def footer_hash(path: str | os.PathLike) -> str:
     return _footer_hash(path, None)[0]
 
 
-def _hash_open(f: Any, size: int) -> str:
+def footer_hash_of(f: Any, size: int) -> str:
+    """blake2b of the Parquet footer of an open file of ``size`` bytes."""
     if size < 12:
         raise MetadataError("file too small to be Parquet")
     f.seek(size - 8)
@@ -117,7 +118,27 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _boxes(pf: pq.ParquetFile) -> tuple[list[str], list[dict], list[dict], list[frozenset]]:
+@dataclass(frozen=True)
+class ParquetFacts:
+    """What the reader takes from a Parquet footer besides mlskip's own value: enough to
+    check and decode that value. A skip index stores these per file, so that planning
+    from the index never opens the file."""
+
+    numeric: tuple[str, ...]  # top-level numeric columns (those with a box)
+    floats: frozenset[str]  # floating-point ones among them (may hold NaN)
+    boxes: tuple[dict, ...]  # per row group {column: (lo, hi)}, (-inf, inf) unknown
+    nulls: tuple[dict, ...]  # per row group {column: NULL count | None}, every leaf
+    row_counts: tuple[int, ...]
+    sizes: tuple[int, ...]  # compressed bytes per row group (integrity.row_group_sizes)
+    schema: tuple[str, ...]  # integrity.schema_entries of the Arrow schema
+
+    @property
+    def num_rows(self) -> int:
+        return sum(self.row_counts)
+
+
+def parquet_facts(pf: pq.ParquetFile) -> ParquetFacts:
+    """Boxes, NULL counts, row counts, sizes and schema entries of an open Parquet file."""
     meta = pf.metadata
     schema = pf.schema_arrow
     pschema = pf.schema
@@ -133,7 +154,7 @@ def _boxes(pf: pq.ParquetFile) -> tuple[list[str], list[dict], list[dict], list[
             names.append(f.name)
             if str(f.type).startswith(("float", "double", "halffloat")):
                 floats.add(f.name)
-    boxes, nulls, nans = [], [], []
+    boxes, nulls = [], []
     for r in range(meta.num_row_groups):
         rg = meta.row_group(r)
         box, nc = {}, {}
@@ -145,29 +166,35 @@ def _boxes(pf: pq.ParquetFile) -> tuple[list[str], list[dict], list[dict], list[
             nc[name] = stats_null_count(rg.column(i))
         boxes.append(box)
         nulls.append(nc)
-        nans.append(frozenset(floats))
-    return names, boxes, nulls, nans
+    return ParquetFacts(
+        tuple(names),
+        frozenset(floats),
+        tuple(boxes),
+        tuple(nulls),
+        tuple(meta.row_group(r).num_rows for r in range(meta.num_row_groups)),
+        tuple(row_group_sizes(meta)),
+        tuple(schema_entries(schema)),
+    )
 
 
-def _check_footer(fp: Footer, pf: pq.ParquetFile, names: list[str], boxes, nulls) -> None:
+def _check_footer(fp: Footer, facts: ParquetFacts) -> None:
     """Row-group count, row counts and column names (all versions); v3 also the
     row groups' byte sizes; v1 its stored NULL counts and ranges against Parquet's
     statistics."""
-    meta = pf.metadata
-    if len(fp.row_groups) != meta.num_row_groups:
+    names, boxes, nulls = facts.numeric, facts.boxes, facts.nulls
+    if len(fp.row_groups) != len(facts.row_counts):
         raise MetadataError(
-            f"footer describes {len(fp.row_groups)} row groups, file has {meta.num_row_groups} (stale or foreign metadata)"
+            f"footer describes {len(fp.row_groups)} row groups, file has {len(facts.row_counts)} (stale or foreign metadata)"
         )
     for r, rg in enumerate(fp.row_groups):
-        if rg.num_rows != meta.row_group(r).num_rows:
+        if rg.num_rows != facts.row_counts[r]:
             raise MetadataError(
-                f"row group {r}: footer says {rg.num_rows} rows, file has {meta.row_group(r).num_rows} (stale or foreign metadata)"
+                f"row group {r}: footer says {rg.num_rows} rows, file has {facts.row_counts[r]} (stale or foreign metadata)"
             )
-    sizes = row_group_sizes(meta)
     # files written before the digest covered column names carry the sizes-only digest
     if fp.layout is not None and fp.layout not in (
-        layout_digest(sizes, schema_entries(pf.schema_arrow)),
-        layout_digest(sizes),
+        layout_digest(facts.sizes, facts.schema),
+        layout_digest(facts.sizes),
     ):
         raise MetadataError(
             "the file's row groups or columns are not those the footer was written for "
@@ -225,32 +252,57 @@ def read_skip_metadata(
         fhash, size, mtime = _footer_hash(path_or_file, filesystem)
     except (MetadataError, OSError, AttributeError, ValueError):
         fhash, size, mtime = "", None, None
-    names, boxes, nulls, nans = _boxes(pf)
     kv = pf.metadata.metadata or {}
+    found = next((k for k in KEYS if k.encode() in kv), None)
+    others = tuple(k.decode("utf-8", "replace") for k in kv if k.startswith(KEY_PREFIX.encode()))
+    result = skip_metadata_from(
+        parquet_facts(pf),
+        kv[found.encode()] if found is not None else None,
+        found,
+        label=label,
+        footer_key=trusted_key,
+        other_keys=others,
+    )
+    for m in result.warnings:
+        warnings.warn(m, SkippingFallbackWarning, stacklevel=2)
+    path = label if isinstance(path_or_file, (str, os.PathLike)) else None
+    return replace(result, path=path, size=size, mtime=mtime, footer_hash=fhash)
+
+
+def skip_metadata_from(
+    facts: ParquetFacts,
+    raw: bytes | str | None,
+    found: str | None,
+    *,
+    label: str,
+    footer_key: bytes | None,
+    other_keys: Sequence[str] = (),
+) -> FileSkipMetadata:
+    """A file's summaries from its Parquet facts and its mlskip value ``raw`` (stored under
+    key ``found``; None: the file has none), checked exactly as when read from the file
+    (a skip index gives both without opening it). Warnings are returned, not issued."""
     problems: list[str] = []
     footer = None
-    found = next((k for k in KEYS if k.encode() in kv), None)
-    raw = kv[found.encode()] if found is not None else None
     if raw is None:
-        others = sorted(
-            k.decode("utf-8", "replace") for k in kv if k.startswith(KEY_PREFIX.encode())
-        )
+        others = sorted(other_keys)
         if others:
             problems.append(
                 f"unknown skipping metadata version(s) {others}; this reader knows {list(KEYS)}"
             )
     else:
         try:
-            footer = decode_footer(raw, key=trusted_key)
+            footer = decode_footer(raw, key=footer_key)
             if found != f"{KEY_PREFIX}{footer.version}":
                 raise MetadataError(f"key {found!r} holds a format v{footer.version} value")
-            _check_footer(footer, pf, names, boxes, nulls)
+            _check_footer(footer, facts)
         except MetadataError as exc:
             problems.append(str(exc))
             footer = None
         except Exception as exc:  # never let corrupt metadata escape
             problems.append(f"unreadable skipping metadata ({type(exc).__name__}: {exc})")
             footer = None
+    boxes, nulls = facts.boxes, facts.nulls
+    nans = [facts.floats] * len(facts.row_counts)
     row_groups = []
     pairs: tuple[tuple[str, str], ...] = ()
     if footer is not None:
@@ -267,16 +319,13 @@ def read_skip_metadata(
         row_groups = [
             RowGroupSummary(
                 r,
-                pf.metadata.row_group(r).num_rows,
+                n,
                 MappingProxyType(boxes[r]),
                 MappingProxyType(nulls[r]),
                 may_have_nan=nans[r],
             )
-            for r in range(pf.metadata.num_row_groups)
+            for r, n in enumerate(facts.row_counts)
         ]
-    msgs = tuple(f"{label}: {p}; using min-max boxes only" for p in problems)
-    for m in msgs:
-        warnings.warn(m, SkippingFallbackWarning, stacklevel=2)
     if footer is not None:
         status = "ok"
     elif raw is not None or problems:
@@ -284,18 +333,18 @@ def read_skip_metadata(
     else:
         status = "no-summaries"
     return FileSkipMetadata(
-        path=label if isinstance(path_or_file, (str, os.PathLike)) else None,
-        size=size,
-        mtime=mtime,
-        footer_hash=fhash,
-        num_rows=pf.metadata.num_rows,
-        columns=tuple(names),
+        path=label,
+        size=None,
+        mtime=None,
+        footer_hash="",
+        num_rows=facts.num_rows,
+        columns=facts.numeric,
         pairs=pairs,
         hull_budget=footer.hull_bytes if footer is not None else None,
         row_groups=tuple(row_groups),
         status=status,
-        warnings=msgs,
-        key_id=key_id(trusted_key),
+        warnings=tuple(f"{label}: {p}; using min-max boxes only" for p in problems),
+        key_id=key_id(footer_key),
     )
 
 

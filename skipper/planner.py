@@ -9,26 +9,31 @@ the row group is read and the model evaluated, so results never change.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlskip.errors import MlskipError, SkippingFallbackWarning
 from mlskip.metadata import (
     FileSkipMetadata,
+    RowGroupSummary,
     footer_hash,
     key_id,
     read_skip_metadata,
     resolve_key,
 )
+from mlskip.metadata.file_index import file_schema
+from mlskip.metadata.index_table import IndexTable
+from mlskip.metadata.reader import skip_metadata_from
+from mlskip.skipper.identity import local_identity, stat_identity
 from mlskip.skipper.plan import FilePlan
 from mlskip.skipper.remote import (
     S3Options,
@@ -39,6 +44,7 @@ from mlskip.skipper.remote import (
 )
 from mlskip.skipper.row_group_regions import build_regions
 from mlskip.skipper.rules.predicates import AffineArg, MLPredicate
+from mlskip.skipper.skip_index import SkipIndex, index_key
 from mlskip.verifier import UNKNOWN, Network, Predicate, RegionBatch
 from mlskip.verifier.cascade import Verifier
 
@@ -101,30 +107,34 @@ def verifier_predicate(ml: MLPredicate) -> Predicate:
     return Predicate.comparison(ml.kind, ml.values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FileFacts:
     """A file's summaries plus compressed bytes per row group, for one identity
-    (everything here was read from the file that identity names)."""
+    (everything here was read from the file that identity names, or from a skip-index
+    entry checked against it).
+
+    ``metadata`` (the row groups' summaries) is built on first use: planning from an
+    index builds it only for files that survive file-level pruning (``whole``, the
+    union of the file's row groups, given by an index). ``notes`` say where the facts
+    came from when that limits skipping (a stale index entry).
+    """
 
     path: str
     identity: tuple
-    metadata: FileSkipMetadata
     row_group_bytes: np.ndarray
     column_names: tuple[str, ...]
     numeric_columns: frozenset[str]
-    parquet_schema: tuple = ()  # names, physical and logical types of every leaf column
+    parquet_schema: tuple  # names, physical and logical types of every leaf column
+    footer_hash: str
+    key_id: str
+    row_counts: np.ndarray
+    load: Callable[[], FileSkipMetadata] = field(repr=False)
+    whole: RowGroupSummary | None = None
+    notes: tuple[str, ...] = ()
 
-
-def _identity_of(path: str, st: os.stat_result) -> tuple:
-    return (
-        os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
-    )  # fmt: skip
-
-
-def stat_identity(path: str) -> tuple:
-    """Cheap identity of a local file: every write changes its ctime (which, unlike the
-    mtime, no tool can set back); size, mtime and inode change when it is replaced."""
-    return _identity_of(path, os.stat(path))
+    @functools.cached_property
+    def metadata(self) -> FileSkipMetadata:
+        return self.load()
 
 
 class Planner:
@@ -136,7 +146,9 @@ class Planner:
     ``s3`` (or an explicit pyarrow ``filesystem``) is used to read the
     footers of ``s3://`` files; without either, pyarrow's default S3 chain.
     ``footer_key`` (default ``$MLSKIP_FOOTER_KEY``, read at each footer read):
-    when set, only footers signed with it are trusted.
+    when set, only footers signed with it are trusted. ``index``: a skip index
+    (``mlskip index build``) that files are planned from instead of their footers,
+    wherever its entry still matches the file.
     """
 
     def __init__(
@@ -149,6 +161,7 @@ class Planner:
         s3: S3Options | Mapping | None = None,
         filesystem: object | None = None,
         footer_key: str | bytes | None = None,
+        index: str | os.PathLike | None = None,
     ) -> None:
         # without an explicit verifier, the expensive methods get a work budget that
         # follows the rows at stake (planning must stay cheap next to the scan), and a
@@ -163,6 +176,12 @@ class Planner:
         self.s3 = S3Options.coerce(s3)
         self._filesystem = filesystem
         self._footer_key = footer_key
+        self.index = (
+            SkipIndex(os.fspath(index), lambda: self.filesystem, self.s3)
+            if index is not None
+            else None
+        )
+        self._indexed: OrderedDict[tuple, FileFacts] = OrderedDict()
 
     @property
     def filesystem(self) -> object:
@@ -194,7 +213,7 @@ class Planner:
             cached = self._files.get(key)
         if (
             cached is not None
-            and cached.metadata.key_id == key_id(trusted)
+            and cached.key_id == key_id(trusted)
             and cached.identity == self.identity(path)
             and (is_s3(path) or _same_footer(path, cached))
         ):
@@ -204,12 +223,77 @@ class Planner:
             facts = self._read_facts(path, identity, tail, trusted)
         else:
             with open(path, "rb") as handle:
-                identity = _identity_of(path, os.fstat(handle.fileno()))
+                identity = local_identity(path, os.fstat(handle.fileno()))
                 facts = self._read_facts(path, identity, handle, trusted)
         with self._lock:
             self._files[key] = facts
             self._files.move_to_end(key)
             self._trim(self._files)
+        return facts
+
+    def files_facts(self, paths: Sequence[str]) -> list[FileFacts | Exception]:
+        """Facts of every path (an exception where a footer cannot be read): from the
+        skip index where its entry matches the file, else from the file's footer."""
+        out: list[FileFacts | Exception] = []
+        found: dict[str, tuple] = {}
+        notes: dict[str, str] = {}
+        table = None
+        if self.index is not None:
+            try:
+                table, found, notes = self.index.lookup(paths)
+            except (OSError, MlskipError) as error:
+                warnings.warn(
+                    f"skip index {self.index.location} unusable ({error}); planning from footers",
+                    SkippingFallbackWarning,
+                    stacklevel=3,
+                )
+                notes = {p: f"skip index unusable: {error}" for p in paths}
+        for path in paths:
+            try:
+                if path in found:
+                    out.append(self._from_index(table, path, found[path]))
+                    continue
+                facts = self.file_facts(path)
+                if path in notes:
+                    facts = replace(facts, notes=(notes[path],))
+                out.append(facts)
+            except (OSError, MlskipError, ValueError) as error:
+                out.append(error)
+        return out
+
+    def _from_index(self, table: IndexTable, path: str, identity: tuple) -> FileFacts:
+        """A file's facts from its (checked) index entry; its row groups' summaries are
+        decoded only if it is planned past file-level pruning."""
+        trusted = resolve_key(self._footer_key)
+        key = index_key(path)
+        cache_key = (key, identity, key_id(trusted), id(table))
+        with self._lock:
+            hit = self._indexed.get(cache_key)
+        if hit is not None:
+            return hit
+        info = table.schema_info(key)
+        fhash = table.value(key, "footer_hash")
+        footer, found = table.value(key, "mlskip_footer"), table.value(key, "mlskip_key")
+
+        def load() -> FileSkipMetadata:
+            meta = skip_metadata_from(
+                table.parquet_facts(key), footer, found, label=path, footer_key=trusted
+            )
+            for message in meta.warnings:
+                warnings.warn(message, SkippingFallbackWarning, stacklevel=2)
+            return replace(meta, path=path, footer_hash=fhash)
+
+        trust_nan = (
+            table.meta.get("key_id", "") == key_id(trusted) and table.value(key, "status") == "ok"
+        )
+        facts = FileFacts(
+            path, identity, table.row_group_bytes(key), tuple(info["names"]),
+            frozenset(info["numeric"]), tuple(map(tuple, info["leaves"])), fhash,
+            key_id(trusted), table.row_counts(key), load, table.whole_file(key, trust_nan),
+        )  # fmt: skip
+        with self._lock:
+            self._indexed[cache_key] = facts
+            self._trim(self._indexed)
         return facts
 
     def _read_facts(
@@ -222,19 +306,12 @@ class Planner:
             [parquet.row_group(i).total_byte_size for i in range(parquet.num_row_groups)],
             dtype=np.int64,
         )
-        schema = parquet.schema.to_arrow_schema()
-        numeric = frozenset(
-            f.name
-            for f in schema
-            if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
-            or pa.types.is_decimal(f.type)
+        rows = np.array([g.num_rows for g in meta.row_groups], dtype=np.int64)
+        names = file_schema(parquet)
+        return FileFacts(
+            path, identity, sizes, names.column_names, names.numeric_columns, names.leaves,
+            meta.footer_hash, meta.key_id, rows, lambda: meta,
         )  # fmt: skip
-        leaves = tuple(
-            (c.path, c.physical_type, str(c.logical_type), c.max_definition_level,
-             c.max_repetition_level)
-            for c in parquet.schema
-        )  # fmt: skip
-        return FileFacts(path, identity, meta, sizes, tuple(schema.names), numeric, leaves)
 
     def verifier_for(self, regions: int, rows: int = 0) -> Verifier:
         """The verifier used for a batch of ``regions`` row groups holding ``rows`` rows
@@ -268,25 +345,27 @@ class Planner:
         ``read`` are the files' facts when the caller has just read them."""
         facts: list[FileFacts] = list(read) if read is not None else []
         plans: dict[int, FilePlan] = {}
-        for i, path in enumerate(paths if read is None else ()):
-            try:
-                facts.append(self.file_facts(path))
-            except (OSError, MlskipError, ValueError) as error:
+        for i, (path, got) in enumerate(
+            zip(paths, self.files_facts(paths), strict=True) if read is None else ()
+        ):
+            if isinstance(got, Exception):
                 # unreadable here: DuckDB will read it (or report the error) as usual
                 warnings.warn(
-                    f"{path}: cannot read its footer ({error}); reading it in full",
+                    f"{path}: cannot read its footer ({got}); reading it in full",
                     SkippingFallbackWarning,
                     stacklevel=3,
                 )
                 facts.append(None)  # type: ignore[arg-type]
-                plans[i] = _full_read(path, f"footer unreadable: {error}", len(predicates))
+                plans[i] = _full_read(path, f"footer unreadable: {got}", len(predicates))
+            else:
+                facts.append(got)
         bounds_key = tuple(sorted(bounds.items()))
         pred_key = tuple(p.key for p in predicates)
         todo: list[int] = []
         for i, f in enumerate(facts):
             if f is None:
                 continue
-            key = (f.metadata.footer_hash, f.metadata.key_id, f.identity, pred_key, bounds_key)
+            key = (f.footer_hash, f.key_id, f.identity, pred_key, bounds_key)
             with self._lock:
                 hit = self._plans.get(key)
             if hit is not None:
@@ -299,8 +378,8 @@ class Planner:
                 for i, plan in zip(todo, fresh, strict=True):
                     f = facts[i]
                     key = (
-                        f.metadata.footer_hash,
-                        f.metadata.key_id,
+                        f.footer_hash,
+                        f.key_id,
                         f.identity,
                         pred_key,
                         bounds_key,
@@ -316,39 +395,73 @@ class Planner:
         predicates: Sequence[BoundPredicate],
         bounds: Mapping[str, tuple[float, float]],
     ) -> list[FilePlan]:
-        groups = [g for f in files for g in f.metadata.row_groups]
-        starts = np.cumsum([0] + [len(f.metadata.row_groups) for f in files])
-        verdicts: list[np.ndarray] = []
-        methods: list[np.ndarray] = []
+        """Plans for ``files``: files an index summarizes whole are verified first, and
+        the row groups of files decided whole (for a predicate) are not verified for it."""
+        start = time.perf_counter()
+        whole, whole_methods = self._verify_whole(files, predicates, bounds)
+        pruned_whole = (whole == 0).any(axis=0)
+        verdicts: list[list[np.ndarray]] = []
+        methods: list[list[np.ndarray]] = []
         budgets: list[int] = []
-        seconds = 0.0
-        for bound in predicates:
-            start = time.perf_counter()
+        for p, bound in enumerate(predicates):
+            open_files = {
+                k for k, f in enumerate(files) if whole[p, k] == UNKNOWN and not pruned_whole[k]
+            }
+            groups = [g for k in sorted(open_files) for g in files[k].metadata.row_groups]
             verdict, method, budget = self._verify_one(groups, bound, bounds)
             if budget is not None:
                 budgets.append(budget)
-            seconds += time.perf_counter() - start
-            verdicts.append(verdict)
-            methods.append(method)
-        total = max(len(groups), 1)
-        plans = []
-        for k, f in enumerate(files):
-            lo, hi = starts[k], starts[k + 1]
-            plans.append(
-                FilePlan(
-                    path=f.path,
-                    num_rows=np.array([g.num_rows for g in f.metadata.row_groups], dtype=np.int64),
-                    row_group_bytes=f.row_group_bytes,
-                    verdicts=tuple(v[lo:hi] for v in verdicts),
-                    methods=tuple(tuple(m[lo:hi].tolist()) for m in methods),
-                    seconds=seconds * (hi - lo) / total,
-                    reason=None,
-                    identity=f.identity,
-                    limits=file_limits(f, predicates),
-                    budget=max(budgets) if budgets else None,
-                )
+            per_v, per_m = [], []
+            at = 0
+            for k, f in enumerate(files):
+                n = len(f.row_counts)
+                if k in open_files:
+                    per_v.append(verdict[at : at + n])
+                    per_m.append(method[at : at + n])
+                    at += n
+                else:  # decided for the whole file (or pruned whole by another predicate)
+                    label = whole_methods[p][k] if whole[p, k] != UNKNOWN else "file-pruned"
+                    per_v.append(np.full(n, whole[p, k], dtype=np.int8))
+                    per_m.append(np.full(n, label, dtype=object))
+            verdicts.append(per_v)
+            methods.append(per_m)
+        seconds = time.perf_counter() - start
+        total = max(sum(len(f.row_counts) for f in files), 1)
+        return [
+            FilePlan(
+                path=f.path,
+                num_rows=f.row_counts,
+                row_group_bytes=f.row_group_bytes,
+                verdicts=tuple(v[k] for v in verdicts),
+                methods=tuple(tuple(m[k].tolist()) for m in methods),
+                seconds=seconds * len(f.row_counts) / total,
+                reason=None,
+                identity=f.identity,
+                limits=() if pruned_whole[k] else file_limits(f, predicates),
+                budget=max(budgets) if budgets else None,
             )
-        return plans
+            for k, f in enumerate(files)
+        ]
+
+    def _verify_whole(
+        self,
+        files: Sequence[FileFacts],
+        predicates: Sequence[BoundPredicate],
+        bounds: Mapping[str, tuple[float, float]],
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Verdicts (predicate x file) for the files an index summarizes whole, UNKNOWN
+        for the others, and what decided them ("file-level <method>")."""
+        whole = np.full((len(predicates), len(files)), UNKNOWN, dtype=np.int8)
+        labels = [np.full(len(files), "", dtype=object) for _ in predicates]
+        summarized = [k for k, f in enumerate(files) if f.whole is not None and len(f.row_counts)]
+        if not summarized:
+            return whole, labels
+        summaries = [files[k].whole for k in summarized]
+        for p, bound in enumerate(predicates):
+            verdict, method, _ = self._verify_one(summaries, bound, bounds)
+            whole[p, summarized] = verdict
+            labels[p][summarized] = ["file-level " + str(m) for m in method]
+        return whole, labels
 
     def _verify_one(
         self,
@@ -397,14 +510,14 @@ def file_limits(facts: FileFacts, predicates: Sequence[BoundPredicate]) -> tuple
     """What limits skipping in one file, in words for ``explain_skipping``."""
     meta = facts.metadata
     if meta.status == "no-summaries":
-        return (
+        return facts.notes + (
             "no mlskip summaries (plain Parquet): Parquet's min-max only, and float "
             "columns without NaN counts cannot be used",
         )
     if meta.status != "ok":
         prefix = f"{facts.path}: "
         why = "; ".join(w.removeprefix(prefix) for w in meta.warnings) or "footer not trusted"
-        return (f"mlskip summaries not trusted ({why})",)
+        return (*facts.notes, f"mlskip summaries not trusted ({why})")
     out = []
     for bound in predicates:
         columns = sorted({c for arg in bound.args for c, _ in arg.coeffs})
@@ -414,13 +527,13 @@ def file_limits(facts: FileFacts, predicates: Sequence[BoundPredicate]) -> tuple
                 f"no polygon for the model's columns {columns}: boxes only (write with "
                 "hulls='auto' or hulls=[(a, b), ...] naming them)"
             )
-    return tuple(dict.fromkeys(out))
+    return tuple(dict.fromkeys([*facts.notes, *out]))
 
 
 def _same_footer(path: str, cached: FileFacts) -> bool:
     """Whether a local file still ends in the footer its cached facts were read from."""
     try:
-        return footer_hash(path) == cached.metadata.footer_hash
+        return footer_hash(path) == cached.footer_hash
     except (OSError, MlskipError):
         return False
 

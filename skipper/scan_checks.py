@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from mlskip.errors import MlskipError
 from mlskip.skipper.binder import Binder, Lookups, Schema, has_glob
 from mlskip.skipper.explain import FileReport
 from mlskip.skipper.model_args import step_texts
@@ -224,11 +223,10 @@ def _describe_key(
 
 def read_footers(paths: Sequence[str], planner: Planner) -> tuple[list[FileFacts], str | None]:
     facts = []
-    for path in paths:
-        try:
-            facts.append(planner.file_facts(path))
-        except (OSError, ValueError, MlskipError) as error:
-            return [], f"{path}: cannot read its footer ({error})"
+    for path, got in zip(paths, planner.files_facts(paths), strict=True):
+        if isinstance(got, Exception):
+            return [], f"{path}: cannot read its footer ({got})"
+        facts.append(got)
     return facts, None
 
 

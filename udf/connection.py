@@ -76,7 +76,9 @@ class Connection:
     ``mlskip_s3``) and the planner; without it, DuckDB uses the secrets you
     create and the planner pyarrow's default AWS chain. ``footer_key`` (default
     ``$MLSKIP_FOOTER_KEY``) makes the planner trust only footers signed with it
-    (see ``mlskip.write_parquet(key=...)``). Attributes this class
+    (see ``mlskip.write_parquet(key=...)``). ``index`` (a skip index written by
+    ``mlskip index build``, local or ``s3://``) plans files from the index instead
+    of their footers wherever its entry still matches the file. Attributes this class
     does not define are DuckDB's (``con.table``, ``con.read_parquet``, ...).
     """
 
@@ -94,6 +96,7 @@ class Connection:
         batch_evaluation: bool = True,
         s3: S3Options | Mapping[str, Any] | None = None,
         footer_key: str | bytes | None = None,
+        index: str | os.PathLike | None = None,
         _parent: Connection | None = None,
     ) -> None:
         if isinstance(database, duckdb.DuckDBPyConnection):
@@ -118,7 +121,7 @@ class Connection:
             self._httpfs = _parent._httpfs
             self._generation = _parent._generation
             return
-        self.planner = Planner(verifier, s3=s3, footer_key=footer_key)
+        self.planner = Planner(verifier, s3=s3, footer_key=footer_key, index=index)
         self.models: dict[str, SqlModel] = {}
         self._functions: dict[str, ModelBinding] = {}
         self._runners: dict[str, Runner] = {}
@@ -498,7 +501,7 @@ def _with_names(relation: duckdb.DuckDBPyRelation, names: Sequence[str]) -> duck
 def connect(database: str | duckdb.DuckDBPyConnection = ":memory:", **options: Any) -> Connection:
     """Open a DuckDB connection (or wrap an existing one) with ML functions and skipping;
     ``options`` are those of ``Connection`` (models_dir, skipping, backend, threads,
-    verifier, batch_evaluation, s3, footer_key) and DuckDB's own ``read_only`` and
+    verifier, batch_evaluation, s3, footer_key, index) and DuckDB's own ``read_only`` and
     ``config``. One thread per connection: use ``con.cursor()``
     in other threads."""
     return Connection(database, **options)

@@ -1,0 +1,176 @@
+"""One Parquet file as a skip index holds it: its Parquet facts plus an mlskip footer value.
+
+A file that carries an mlskip footer is indexed from its footer alone (no row is
+read). A plain file (written by Spark, DuckDB, Polars, pyarrow ...) gets the very
+value ``write_parquet`` would have stored in it: its row groups are read one at a
+time, only the columns the summaries need, and summarized with the writer's code
+under the same byte budget and codec, bound to the file's own layout digest. The
+reader later checks that value against the stored facts exactly as it checks a
+footer against its file (``reader.skip_metadata_from``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .encoding import is_numeric
+from .footer import KEY, KEY_PREFIX, KEYS, Footer, encode_footer
+from .grid import FINE_BITS
+from .integrity import layout_digest
+from .reader import ParquetFacts, parquet_facts, skip_metadata_from
+
+
+@dataclass(frozen=True)
+class FileSchema:
+    """The schema facts the planner checks a scan against (names, numeric columns, and
+    every leaf's path, physical and logical type and levels), from Parquet's footer."""
+
+    column_names: tuple[str, ...]
+    numeric_columns: frozenset[str]
+    leaves: tuple[tuple, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "names": list(self.column_names),
+                "numeric": sorted(self.numeric_columns),
+                "leaves": [list(leaf) for leaf in self.leaves],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> FileSchema:
+        data = json.loads(text)
+        return cls(
+            tuple(data["names"]),
+            frozenset(data["numeric"]),
+            tuple(tuple(leaf) for leaf in data["leaves"]),
+        )
+
+    @property
+    def digest(self) -> str:
+        return hashlib.blake2b(self.to_json().encode(), digest_size=8).hexdigest()
+
+
+def file_schema(parquet: pq.FileMetaData) -> FileSchema:
+    """The planner's schema facts of one file, from its Parquet metadata."""
+    schema = parquet.schema.to_arrow_schema()
+    numeric = frozenset(
+        f.name
+        for f in schema
+        if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+        or pa.types.is_decimal(f.type)
+    )  # fmt: skip
+    leaves = tuple(
+        (c.path, c.physical_type, str(c.logical_type), c.max_definition_level,
+         c.max_repetition_level)
+        for c in parquet.schema
+    )  # fmt: skip
+    return FileSchema(tuple(schema.names), numeric, leaves)
+
+
+@dataclass(frozen=True)
+class IndexedFile:
+    """What a skip index stores of one file (identity aside).
+
+    ``footer`` is an mlskip footer value under key ``key`` (the file's own when
+    ``origin`` is "footer", computed from its rows when "rows"); ``status`` and
+    ``may_have_nan`` (per row group) are what that value gave when decoded and checked
+    against ``facts`` under the key the index was built with.
+    """
+
+    facts: ParquetFacts
+    schema: FileSchema
+    row_group_bytes: tuple[int, ...]  # uncompressed bytes per row group (Parquet's)
+    footer: str | None
+    key: str | None
+    origin: str
+    footer_hash: str
+    status: str
+    may_have_nan: tuple[frozenset[str], ...]
+
+
+def index_file(
+    source: Any,
+    label: str,
+    footer_hash: str,
+    *,
+    hulls: str | Sequence[tuple[str, str]] | None = "auto",
+    hull_bytes: int = 45,
+    footer_key: bytes | None = None,
+) -> IndexedFile:
+    """Index one open Parquet file (``label`` names it in messages).
+
+    ``hulls``: "auto" (pairs chosen on the first row group, as the streaming writer
+    does), explicit pairs (those whose columns this file lacks are left out), or
+    None. The computed value is signed with ``footer_key`` when given.
+    """
+    from .writer import _summary_columns, summarize_row_group
+
+    pf = pq.ParquetFile(source)
+    meta = pf.metadata
+    facts = parquet_facts(pf)
+    kv = meta.metadata or {}
+    found = next((k for k in KEYS if k.encode() in kv), None)
+    if found is not None:
+        footer, origin = kv[found.encode()].decode("ascii", "replace"), "footer"
+    else:
+        schema = pf.schema_arrow
+        groups = meta.num_row_groups
+        pairs = _pairs_for(hulls, schema, pf if groups else None)
+        columns, pair_idx = _summary_columns(schema, pairs)
+        summaries = [
+            summarize_row_group(
+                pf.read_row_group(r, columns=columns), columns, pair_idx, hull_bytes
+            )
+            for r in range(groups)
+        ]
+        value = Footer(
+            FINE_BITS,
+            hull_bytes,
+            tuple(columns),
+            tuple(pair_idx),
+            tuple(summaries),
+            layout=layout_digest(facts.sizes, facts.schema),
+        )
+        footer, found, origin = encode_footer(value, key=footer_key), KEY, "rows"
+    others = tuple(k.decode("utf-8", "replace") for k in kv if k.startswith(KEY_PREFIX.encode()))
+    decoded = skip_metadata_from(
+        facts, footer, found, label=label, footer_key=footer_key, other_keys=others
+    )
+    return IndexedFile(
+        facts=facts,
+        schema=file_schema(meta),
+        row_group_bytes=tuple(
+            meta.row_group(r).total_byte_size for r in range(meta.num_row_groups)
+        ),
+        footer=footer,
+        key=found,
+        origin=origin,
+        footer_hash=footer_hash,
+        status=decoded.status,
+        may_have_nan=tuple(g.may_have_nan for g in decoded.row_groups),
+    )
+
+
+def _pairs_for(
+    hulls: str | Sequence[tuple[str, str]] | None, schema: pa.Schema, pf: pq.ParquetFile | None
+) -> list[tuple[str, str]]:
+    """The pairs one file gets: chosen on its first row group, or the given ones it has."""
+    from .writer import select_pairs
+
+    if hulls is None or pf is None:
+        return []
+    if hulls == "auto":
+        numeric = [f.name for f in schema if is_numeric(f.type)]
+        return select_pairs(pf.read_row_group(0, columns=numeric)) if len(numeric) > 1 else []
+    numeric = {f.name for f in schema if is_numeric(f.type)}
+    return [(a, b) for a, b in hulls if a in numeric and b in numeric and a != b]

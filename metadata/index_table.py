@@ -1,0 +1,275 @@
+"""The skip index as a Parquet table: one row per file, then one per row group of it.
+
+Columns (INDEX.md in this folder holds the full description):
+
+* ``path``, ``row_group`` (NULL on a file's own row), ``num_rows``, ``total_bytes``
+  (uncompressed, Parquet's), ``compressed_bytes`` (per row group);
+* on file rows: its identity (``size``, ``mtime_ns`` for a local file, ``etag`` for an
+  object), ``footer_hash``, ``schema`` (JSON) and ``schema_hash``, ``origin``
+  ("footer": the file's own mlskip footer; "rows": computed from its rows),
+  ``status`` (how that value decoded when indexed), ``mlskip_key`` and
+  ``mlskip_footer`` (the value, checked again whenever it is used);
+* per numeric column ``c``: ``min:c``, ``max:c`` (float64, rounded outward, Parquet's
+  statistics in the numeric encoding), ``nulls:c``; per float column ``nan:c``
+  (may hold NaN). On a file row these are the union over its row groups, which is
+  what prunes whole files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+import pyarrow as pa
+
+from .file_index import FileSchema, IndexedFile
+from .reader import ParquetFacts, RowGroupSummary
+
+FORMAT = "mlskip.index.v1"
+_FIXED = {
+    "path": pa.string(),
+    "row_group": pa.int32(),
+    "num_rows": pa.int64(),
+    "total_bytes": pa.int64(),
+    "compressed_bytes": pa.int64(),
+    "size": pa.int64(),
+    "mtime_ns": pa.int64(),
+    "etag": pa.string(),
+    "footer_hash": pa.string(),
+    "schema": pa.string(),
+    "schema_hash": pa.string(),
+    "origin": pa.string(),
+    "status": pa.string(),
+    "mlskip_key": pa.string(),
+    "mlskip_footer": pa.string(),
+}
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What says a file is still the one indexed: size plus modification time (local,
+    with the footer hash checked too) or ETag (object storage)."""
+
+    size: int
+    mtime_ns: int | None = None
+    etag: str | None = None
+
+
+def _facts_json(facts: ParquetFacts, schema: FileSchema) -> str:
+    data = json.loads(schema.to_json())
+    data.update(
+        numeric_stats=list(facts.numeric),
+        floats=sorted(facts.floats),
+        null_columns=list(facts.nulls[0]) if facts.nulls else [],
+        entries=list(facts.schema),
+    )
+    return json.dumps(data, separators=(",", ":"))
+
+
+def to_table(files: Sequence[tuple[str, FileIdentity, IndexedFile]], meta: dict) -> pa.Table:
+    """The index table of ``files`` (path, identity, what was indexed), with ``meta``
+    (build options) in the table's key-value metadata."""
+    columns: dict[str, list] = {name: [] for name in _FIXED}
+    stats: dict[str, list] = {}
+    n = 0
+
+    def put(row: dict) -> None:
+        nonlocal n
+        for name in columns:
+            columns[name].append(row.get(name))
+        for name, value in row.items():
+            if name in columns:
+                continue
+            if name not in stats:
+                stats[name] = [None] * n
+            stats[name].append(value)
+        n += 1
+        for values in stats.values():
+            if len(values) < n:
+                values.append(None)
+
+    for path, identity, entry in sorted(files, key=lambda f: f[0]):
+        facts = entry.facts
+        whole: dict = {}
+        for c in facts.numeric:
+            los = [b[c][0] for b in facts.boxes]
+            his = [b[c][1] for b in facts.boxes]
+            whole[f"min:{c}"] = min(los) if los else math.inf
+            whole[f"max:{c}"] = max(his) if his else -math.inf
+        for c in facts.nulls[0] if facts.nulls else ():
+            counts = [nc.get(c) for nc in facts.nulls]
+            whole[f"nulls:{c}"] = None if None in counts else int(sum(counts))
+        for c in facts.floats:
+            whole[f"nan:{c}"] = any(c in nan for nan in entry.may_have_nan)
+        put(
+            {
+                "path": path,
+                "num_rows": facts.num_rows,
+                "total_bytes": int(sum(entry.row_group_bytes)),
+                "compressed_bytes": int(sum(facts.sizes)),
+                "size": identity.size,
+                "mtime_ns": identity.mtime_ns,
+                "etag": identity.etag,
+                "footer_hash": entry.footer_hash,
+                "schema": _facts_json(facts, entry.schema),
+                "schema_hash": entry.schema.digest,
+                "origin": entry.origin,
+                "status": entry.status,
+                "mlskip_key": entry.key,
+                "mlskip_footer": entry.footer,
+                **whole,
+            }
+        )
+        for r, rows in enumerate(facts.row_counts):
+            row = {
+                "path": path,
+                "row_group": r,
+                "num_rows": rows,
+                "total_bytes": entry.row_group_bytes[r],
+                "compressed_bytes": facts.sizes[r],
+            }
+            for c in facts.numeric:
+                row[f"min:{c}"], row[f"max:{c}"] = facts.boxes[r][c]
+            for c, count in facts.nulls[r].items():
+                row[f"nulls:{c}"] = count
+            for c in facts.floats:
+                row[f"nan:{c}"] = c in entry.may_have_nan[r]
+            put(row)
+    arrays = [pa.array(columns[name], type) for name, type in _FIXED.items()]
+    names = list(_FIXED)
+    for name in sorted(stats):
+        kind = name.split(":", 1)[0]
+        type_ = {"min": pa.float64(), "max": pa.float64(), "nulls": pa.int64()}.get(
+            kind, pa.bool_()
+        )
+        arrays.append(pa.array(stats[name], type_))
+        names.append(name)
+    table = pa.table(arrays, names=names)
+    return table.replace_schema_metadata({"mlskip.index": json.dumps({"format": FORMAT, **meta})})
+
+
+class IndexTable:
+    """A loaded index: per file, its row and the range of its row-group rows, with the
+    columns held as arrays (a file's summaries are built only when it is planned)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        raw = (table.schema.metadata or {}).get(b"mlskip.index")
+        info = json.loads(raw) if raw else {}
+        if info.get("format") != FORMAT:
+            raise ValueError(f"not an mlskip skip index (format {info.get('format')!r})")
+        self.meta = info
+        self.table = table
+        self.num_row_groups = table.num_rows - table.column("row_group").null_count
+        paths = table.column("path").to_pylist()
+        is_file = table.column("row_group").is_null().to_numpy(zero_copy_only=False)
+        starts = np.flatnonzero(is_file)
+        ends = np.append(starts[1:], len(paths))
+        self._rows = {paths[s]: (int(s), int(e)) for s, e in zip(starts, ends, strict=True)}
+        self._columns: dict[str, np.ndarray] = {}
+        self._lists: dict[str, list] = {}
+
+    @property
+    def paths(self) -> list[str]:
+        return list(self._rows)
+
+    def __contains__(self, path: str) -> bool:
+        return path in self._rows
+
+    def _numbers(self, name: str) -> np.ndarray:
+        """A numeric column as float64 (NULL as NaN), converted once."""
+        got = self._columns.get(name)
+        if got is None:
+            column = self.table.column(name)
+            got = column.to_numpy(zero_copy_only=False).astype(np.float64)
+            if column.null_count:
+                got[column.is_null().to_numpy(zero_copy_only=False)] = np.nan
+            self._columns[name] = got
+        return got
+
+    def _values(self, name: str) -> list:
+        got = self._lists.get(name)
+        if got is None:
+            got = self._lists[name] = self.table.column(name).to_pylist()
+        return got
+
+    def rows(self, path: str) -> tuple[int, int]:
+        """The file's own row and the end of its row-group rows."""
+        return self._rows[path]
+
+    def value(self, path: str, name: str):
+        """One column's value on a file's own row."""
+        return self._values(name)[self._rows[path][0]]
+
+    def identity(self, path: str) -> FileIdentity:
+        row = self._rows[path][0]
+        mtime, etag = self._values("mtime_ns")[row], self._values("etag")[row]
+        return FileIdentity(int(self._values("size")[row]), mtime, etag)
+
+    def schema_info(self, path: str) -> dict:
+        return json.loads(self.value(path, "schema"))
+
+    def row_counts(self, path: str) -> np.ndarray:
+        start, end = self._rows[path]
+        return self._numbers("num_rows")[start + 1 : end].astype(np.int64)
+
+    def row_group_bytes(self, path: str) -> np.ndarray:
+        start, end = self._rows[path]
+        return self._numbers("total_bytes")[start + 1 : end].astype(np.int64)
+
+    def parquet_facts(self, path: str) -> ParquetFacts:
+        """The file's Parquet facts as indexed."""
+        info = self.schema_info(path)
+        start, end = self._rows[path]
+        rows = range(start + 1, end)
+        boxes = [{} for _ in rows]
+        for c in info["numeric_stats"]:
+            lo, hi = self._numbers(f"min:{c}"), self._numbers(f"max:{c}")
+            for k, r in enumerate(rows):
+                boxes[k][c] = (float(lo[r]), float(hi[r]))
+        nulls = [{} for _ in rows]
+        for c in info["null_columns"]:
+            counts = self._numbers(f"nulls:{c}")
+            for k, r in enumerate(rows):
+                v = counts[r]
+                nulls[k][c] = None if math.isnan(v) else int(v)
+        sizes = self._numbers("compressed_bytes")[start + 1 : end].astype(np.int64)
+        return ParquetFacts(
+            tuple(info["numeric_stats"]),
+            frozenset(info["floats"]),
+            tuple(boxes),
+            tuple(nulls),
+            tuple(self.row_counts(path).tolist()),
+            tuple(sizes.tolist()),
+            tuple(info["entries"]),
+        )
+
+    def whole_file(self, path: str, trust_nan_flags: bool) -> RowGroupSummary:
+        """The file's own row as one summary: the union of its row groups (polygons
+        aside). NaN flags are used only when ``trust_nan_flags`` (the stored value was
+        checked under the key planning trusts)."""
+        info = self.schema_info(path)
+        row = self._rows[path][0]
+        box = {
+            c: (float(self._numbers(f"min:{c}")[row]), float(self._numbers(f"max:{c}")[row]))
+            for c in info["numeric_stats"]
+        }
+        nulls = {}
+        for c in info["null_columns"]:
+            v = self._numbers(f"nulls:{c}")[row]
+            nulls[c] = None if math.isnan(v) else int(v)
+        nan = {
+            c
+            for c in info["floats"]
+            if not trust_nan_flags or self._values(f"nan:{c}")[row] is not False
+        }
+        return RowGroupSummary(
+            -1,
+            int(self._numbers("num_rows")[row]),
+            MappingProxyType(box),
+            MappingProxyType(nulls),
+            may_have_nan=frozenset(nan),
+        )
