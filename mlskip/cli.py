@@ -30,6 +30,11 @@ bench_app = typer.Typer(help="Benchmarks that print measured figures.", no_args_
 app.add_typer(bench_app, name="bench")
 zoo_app = typer.Typer(help="Filter models and their compressed variants.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
+index_app = typer.Typer(
+    help="Skip indexes: summaries of Parquet files mlskip did not write, kept apart.",
+    no_args_is_help=True,
+)
+app.add_typer(index_app, name="index")
 
 console = Console()
 
@@ -159,10 +164,10 @@ def demo(
         raise typer.Exit(1)
 
 
-def _connection(models: list[str], models_dir: Path | None):
+def _connection(models: list[str], models_dir: Path | None, index: str | None = None):
     import mlskip
 
-    con = mlskip.connect(models_dir=models_dir)
+    con = mlskip.connect(models_dir=models_dir, index=index)
     for item in models:
         name, sep, path = item.partition("=")
         if not sep:
@@ -173,6 +178,9 @@ def _connection(models: list[str], models_dir: Path | None):
 
 _MODEL_OPTION = typer.Option([], "--model", "-m", help="NAME=PATH of an ONNX model (repeatable)")
 _MODELS_DIR_OPTION = typer.Option(None, help="register every *.onnx file here under its stem")
+_INDEX_OPTION = typer.Option(
+    None, "--index", help="a skip index (mlskip index build) to plan from instead of footers"
+)
 
 
 @app.command()
@@ -181,6 +189,7 @@ def explain(
     model: list[str] = _MODEL_OPTION,
     models_dir: Path | None = _MODELS_DIR_OPTION,
     show_sql: bool = typer.Option(False, help="also print the rewritten SQL"),
+    index: str | None = _INDEX_OPTION,
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON (for scripts)"),
     as_csv: bool = typer.Option(False, "--csv", help="print one CSV line per file (for scripts)"),
 ) -> None:
@@ -188,7 +197,7 @@ def explain(
     import duckdb
 
     try:
-        con = _connection(model, models_dir)
+        con = _connection(model, models_dir, index)
         report = con.explain_skipping(sql)
         # a query DuckDB rejects (a typo, a missing file or column) is an error, as
         # running it would be; binding it reads footers only
@@ -215,6 +224,7 @@ def query(
     model: list[str] = _MODEL_OPTION,
     models_dir: Path | None = _MODELS_DIR_OPTION,
     skipping: bool = typer.Option(True, help="plan and skip (off: evaluate every row)"),
+    index: str | None = _INDEX_OPTION,
     limit: int = typer.Option(50, help="rows to print"),
     as_json: bool = typer.Option(
         False, "--json", help="print the rows as JSON lines, one object per row (for scripts)"
@@ -228,7 +238,7 @@ def query(
     import duckdb
 
     try:
-        con = _connection(model, models_dir)
+        con = _connection(model, models_dir, index)
         con.skipping = skipping
         start = time.perf_counter()
         relation = con.sql(sql)
@@ -299,6 +309,104 @@ def write(
             soft_wrap=True,
             highlight=False,
         )
+
+
+def _index_report_line(report: Any) -> str:
+    parts = [f"{report.files:,} file(s), {report.row_groups:,} row group(s)"]
+    if report.kept or report.dropped:
+        parts.append(
+            f"{report.indexed:,} (re)indexed, {report.kept:,} unchanged, {report.dropped:,} dropped"
+        )
+    parts.append(f"{report.from_footers:,} from their own mlskip footers")
+    parts.append(f"index {report.index_bytes:,} bytes")
+    return f"{report.index}: " + "; ".join(parts) + f"; in {report.seconds:.1f} s"
+
+
+@index_app.command("build")
+def index_build(
+    paths: list[str] = typer.Argument(..., help="Parquet files, globs or s3:// URLs to index"),
+    index: str = typer.Option(..., "--index", help="the index to write (local or s3://)"),
+    hulls: str = typer.Option(
+        "auto", help="'auto', 'none', or column pairs a:b,c:d to summarize with polygons"
+    ),
+    hull_bytes: int = typer.Option(45, help="byte budget per row group and pair"),
+    workers: int = typer.Option(1, help="processes that read files (Dask), 1: this one"),
+    as_json: bool = typer.Option(False, "--json", help="print the build report as JSON"),
+) -> None:
+    """Index Parquet files that carry no mlskip summaries (any writer, any store)."""
+    from mlskip.skipper.skip_index import build_index, warn_failed
+
+    try:
+        report = build_index(
+            paths, index, hulls=_hulls_option(hulls), hull_bytes=hull_bytes, workers=workers
+        )
+    except _user_errors() as error:
+        _fail(error)
+    warn_failed(report)
+    if as_json:
+        print(json.dumps(dataclasses.asdict(report), default=_jsonable))
+    else:
+        console.print(_index_report_line(report), soft_wrap=True, highlight=False)
+
+
+def _hulls_option(text: str) -> Any:
+    if text == "auto":
+        return "auto"
+    if text.lower() == "none":
+        return None
+    pairs = [tuple(p.split(":", 1)) for p in text.split(",") if p]
+    if any(len(p) != 2 for p in pairs):
+        raise typer.BadParameter(f"--hulls takes auto, none or a:b,c:d; got {text!r}")
+    return pairs
+
+
+@index_app.command("refresh")
+def index_refresh(
+    index: str = typer.Option(..., "--index", help="the index to bring up to date"),
+    workers: int = typer.Option(1, help="processes that read files (Dask), 1: this one"),
+    as_json: bool = typer.Option(False, "--json", help="print the refresh report as JSON"),
+) -> None:
+    """Re-index changed and new files of an index's sources and drop removed ones."""
+    from mlskip.skipper.skip_index import refresh_index, warn_failed
+
+    try:
+        report = refresh_index(index, workers=workers)
+    except _user_errors() as error:
+        _fail(error)
+    warn_failed(report)
+    if as_json:
+        print(json.dumps(dataclasses.asdict(report), default=_jsonable))
+    else:
+        console.print(_index_report_line(report), soft_wrap=True, highlight=False)
+
+
+@index_app.command("show")
+def index_show(
+    index: str = typer.Option(..., "--index", help="the index to describe"),
+    as_json: bool = typer.Option(False, "--json", help="print the coverage as JSON"),
+) -> None:
+    """What an index covers: files, row groups, rows, bytes and polygon pairs."""
+    from mlskip.skipper.skip_index import show_index
+
+    try:
+        coverage = show_index(index)
+    except _user_errors() as error:
+        _fail(error)
+    if as_json:
+        print(json.dumps(dataclasses.asdict(coverage), default=_jsonable))
+        return
+    console.print(
+        f"{coverage.index}: {coverage.files:,} file(s), {coverage.row_groups:,} row group(s), "
+        f"{coverage.rows:,} rows, {coverage.bytes:,} bytes; {coverage.from_footers:,} "
+        f"indexed from their own footers; built {coverage.built}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    console.print(f"sources: {', '.join(coverage.sources)}", soft_wrap=True, highlight=False)
+    for pair, files in sorted(coverage.pairs.items(), key=lambda kv: -kv[1]):
+        console.print(f"  polygons for ({pair.replace('|', ', ')}) in {files:,} file(s)")
+    if not coverage.pairs:
+        console.print("  no polygons (boxes and NaN flags only)")
 
 
 @app.command()

@@ -136,6 +136,12 @@ class FileFacts:
     def metadata(self) -> FileSkipMetadata:
         return self.load()
 
+    @property
+    def cache_key(self) -> tuple:
+        """What a plan of this file depends on besides the query: the facts' content and
+        where they came from (an index entry plans differently from the footer)."""
+        return (self.footer_hash, self.key_id, self.identity, self.whole is not None, self.notes)
+
 
 class Planner:
     """Plans scans; caches footers by file identity and plans by
@@ -365,7 +371,7 @@ class Planner:
         for i, f in enumerate(facts):
             if f is None:
                 continue
-            key = (f.footer_hash, f.key_id, f.identity, pred_key, bounds_key)
+            key = (f.cache_key, pred_key, bounds_key)
             with self._lock:
                 hit = self._plans.get(key)
             if hit is not None:
@@ -377,13 +383,7 @@ class Planner:
             with self._lock:
                 for i, plan in zip(todo, fresh, strict=True):
                     f = facts[i]
-                    key = (
-                        f.footer_hash,
-                        f.key_id,
-                        f.identity,
-                        pred_key,
-                        bounds_key,
-                    )
+                    key = (f.cache_key, pred_key, bounds_key)
                     self._plans[key] = plan
                     plans[i] = plan
                 self._trim(self._plans)

@@ -193,7 +193,8 @@ def build_index(
     Parquet object ``index`` (local or ``s3://``), replacing it atomically."""
     start = time.perf_counter()
     sources = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
-    sources = [os.fspath(s) for s in sources]
+    # local sources as absolute paths: a refresh from another folder lists the same files
+    sources = [s if is_s3(s) else os.path.abspath(s) for s in map(os.fspath, sources)]
     options = S3Options.coerce(s3)
     fs = _Filesystem(options)
     files = _expand(sources, fs)

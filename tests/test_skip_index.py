@@ -1,0 +1,308 @@
+"""Skip indexes for Parquet mlskip did not write: build, plan, stale entries, refresh.
+
+The backbone is differential: every query over indexed files returns what the same
+query returns without skipping, whether the index is fresh, stale, partial, replaced
+while queries run, or unreadable.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+import mlskip
+from mlskip.cli import app
+from mlskip.errors import MlskipError, SkippingFallbackWarning
+from mlskip.metadata.file_index import index_file
+from mlskip.metadata.reader import footer_hash_of, read_skip_metadata
+from mlskip.skipper.skip_index import build_index, refresh_index, show_index
+from tests.test_skipping_e2e import make_net, make_table
+
+N_FILES = 6
+ROWS = 6_000
+
+
+def _table(rng: np.random.Generator, part: int) -> pa.Table:
+    table = make_table(rng, ROWS)
+    ids = pa.array(np.arange(ROWS) + part * ROWS)
+    return table.append_column("id", ids).sort_by("a")
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    """Plain Parquet files written by pyarrow (p*) and DuckDB (d*), and files with mlskip
+    footers (m*). DuckDB's files differ from pyarrow's in their Parquet types, so a scan
+    of both runs unplanned: queries scan GLOBS, each one writer's files."""
+    rng = np.random.default_rng(11)
+    root = tmp_path_factory.mktemp("lake")
+    tables = []
+    for i in range(N_FILES):
+        table = _table(rng, i)
+        tables.append(table)
+        if i % 3 == 0:
+            pq.write_table(table, root / f"p{i}.parquet", row_group_size=1_000)
+        elif i % 3 == 1:
+            con = duckdb.connect()
+            con.register("t", table)
+            con.execute(
+                f"COPY t TO '{root / f'd{i}.parquet'}' (FORMAT parquet, ROW_GROUP_SIZE 1000)"
+            )
+            con.close()
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mlskip.write_parquet(
+                    table, root / f"m{i}.parquet", row_group_size=1_000, hulls=[("a", "b")]
+                )
+    return root, pa.concat_tables(tables)
+
+
+@pytest.fixture(scope="module")
+def index(lake, tmp_path_factory):
+    root, _ = lake
+    path = tmp_path_factory.mktemp("index") / "lake.index.parquet"
+    report = build_index(str(root / "*.parquet"), str(path))
+    assert report.files == N_FILES and report.failed == ()
+    return str(path)
+
+
+NET = make_net(np.random.default_rng(5), 2)
+GLOBS = ["[pm]*.parquet", "d*.parquet"]
+QUERIES = [
+    "SELECT count(*), sum(id) FROM '{g}' WHERE f(a, b) > {hi}",
+    "SELECT id FROM '{g}' WHERE f(a, b) < {lo} ORDER BY id",
+    "SELECT count(*) FROM '{g}' WHERE f(a, b) BETWEEN {lo} AND {hi}",
+    "SELECT count(*), sum(id) FROM '{g}' WHERE f(a, d) > {hi}",  # d holds NaN
+    "SELECT count(*) FROM '{g}' WHERE f(a_null, b) > {hi}",  # NULLs
+]
+
+
+def _thresholds(table: pa.Table) -> tuple[float, float]:
+    from mlskip.udf.model import prepare_model
+    from mlskip.udf.runtime import make_runner
+
+    x = np.column_stack([table.column(c).to_numpy() for c in ("a", "b")]).astype(np.float32)
+    y = make_runner(prepare_model(NET))(x).ravel()
+    return float(np.quantile(y, 0.05)), float(np.quantile(y, 0.95))
+
+
+def _cons(index: str | None) -> list:
+    cons = [mlskip.connect(index=index), mlskip.connect(skipping=False)]
+    for con in cons:
+        con.register_model("f", NET)
+    return cons
+
+
+def test_index_results_equal_unskipped_and_prune_more_than_footers(lake, index):
+    root, table = lake
+    lo, hi = _thresholds(table)
+    with_index, plain = _cons(index)
+    footers = _cons(None)[0]
+    pruned = {"index": 0, "footers": 0}
+    for q, glob in ((q, g) for q in QUERIES for g in GLOBS):
+        sql = q.format(g=root / glob, lo=lo, hi=hi)
+        expected = plain.sql(sql).fetchall()
+        assert with_index.sql(sql).fetchall() == expected, sql
+        assert footers.sql(sql).fetchall() == expected, sql
+        pruned["index"] += with_index.explain_skipping(sql).pruned
+        pruned["footers"] += footers.explain_skipping(sql).pruned
+    # plain files have no NaN counts or polygons in their footers: only the index prunes them
+    assert pruned["index"] > pruned["footers"]
+
+
+def test_whole_files_are_pruned_from_the_index(lake, index):
+    root, table = lake
+    _, hi = _thresholds(table)
+    con, plain = _cons(index)
+    sql = f"SELECT count(*) FROM '{root / GLOBS[0]}' WHERE f(a, b) > {hi * 10 + 100}"
+    report = con.explain_skipping(sql)
+    assert report.pruned == report.row_groups > 0
+    assert all(m.startswith("file-level") for f in report.files for m, _ in f.methods)
+    assert con.sql(sql).fetchall() == plain.sql(sql).fetchall()
+
+
+def test_files_with_mlskip_footers_are_indexed_from_their_footers(lake, index):
+    coverage = show_index(index)
+    assert coverage.files == N_FILES
+    assert coverage.from_footers == N_FILES // 3
+    root, _ = lake
+    groups = sum(pq.ParquetFile(f).metadata.num_row_groups for f in root.glob("*.parquet"))
+    assert coverage.row_groups == groups
+    assert coverage.rows == N_FILES * ROWS
+
+
+def test_index_of_a_plain_file_holds_the_writers_polygons(tmp_path):
+    """The summaries computed for a plain file are those write_parquet stores for the
+    same row groups."""
+    table = _table(np.random.default_rng(4), 0)
+    pq.write_table(table, tmp_path / "plain.parquet", row_group_size=1_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlskip.write_parquet(table, tmp_path / "own.parquet", row_group_size=1_000,
+                             hulls=[("a", "b"), ("a", "c")])  # fmt: skip
+    own = read_skip_metadata(tmp_path / "own.parquet")
+    with open(tmp_path / "plain.parquet", "rb") as handle:
+        fhash = footer_hash_of(handle, os.fstat(handle.fileno()).st_size)
+        handle.seek(0)
+        entry = index_file(handle, "plain.parquet", fhash, hulls=[("a", "b"), ("a", "c")])
+    assert entry.origin == "rows" and entry.status == "ok"
+    from mlskip.metadata.reader import skip_metadata_from
+
+    got = skip_metadata_from(entry.facts, entry.footer, entry.key, label="x", footer_key=None)
+    assert got.pairs == own.pairs
+    for mine, theirs in zip(got.row_groups, own.row_groups, strict=True):
+        for pair in own.pairs:
+            np.testing.assert_array_equal(mine.hulls[pair], theirs.hulls[pair])
+        assert mine.may_have_nan == theirs.may_have_nan
+
+
+def _rewrite(path, table: pa.Table) -> None:
+    """Replace a file in place with other rows (same name, new content)."""
+    tmp = str(path) + ".new"
+    pq.write_table(table, tmp, row_group_size=1_000)
+    os.replace(tmp, path)
+
+
+def test_stale_entries_are_never_used_and_refresh_fixes_them(tmp_path):
+    rng = np.random.default_rng(21)
+    for i in range(3):
+        pq.write_table(_table(rng, i), tmp_path / f"p{i}.parquet", row_group_size=1_000)
+    index = str(tmp_path / "idx" / "i.parquet")
+    build_index(str(tmp_path / "p*.parquet"), index)
+    glob = tmp_path / "p*.parquet"
+    # p1 now holds rows the index does not describe (values far above the old ones)
+    shifted = _table(rng, 1)
+    shifted = shifted.set_column(0, "a", pa.compute.add(shifted.column("a"), 1000.0))
+    _rewrite(tmp_path / "p1.parquet", shifted)
+    con, plain = _cons(index)
+    lo, hi = _thresholds(pa.concat_tables([_table(np.random.default_rng(0), 0)]))
+    for q in QUERIES:
+        sql = q.format(g=glob, lo=lo, hi=hi)
+        assert con.sql(sql).fetchall() == plain.sql(sql).fetchall(), sql
+    report = con.explain_skipping(QUERIES[0].format(g=glob, lo=lo, hi=hi))
+    stale = [f for f in report.files if any("stale" in limit for limit in f.limits)]
+    assert [os.path.basename(f.path) for f in stale] == ["p1.parquet"]
+    # a new file is planned from its footer; a removed one simply is not scanned
+    pq.write_table(_table(rng, 3), tmp_path / "p3.parquet", row_group_size=1_000)
+    os.remove(tmp_path / "p0.parquet")
+    sql = QUERIES[0].format(g=glob, lo=lo, hi=hi)
+    assert con.sql(sql).fetchall() == plain.sql(sql).fetchall()
+    refreshed = refresh_index(index)
+    assert (refreshed.files, refreshed.indexed, refreshed.kept, refreshed.dropped) == (3, 2, 1, 1)
+    report = con.explain_skipping(sql)
+    assert not any("index" in limit for f in report.files for limit in f.limits)
+    assert con.sql(sql).fetchall() == plain.sql(sql).fetchall()
+
+
+def test_same_size_same_mtime_rewrite_is_caught_by_the_footer_hash(tmp_path):
+    """A rewrite that keeps size and modification time still changes the footer."""
+    rng = np.random.default_rng(8)
+    table = _table(rng, 0)
+    path = tmp_path / "p.parquet"
+    pq.write_table(table, path, row_group_size=1_000, compression="none")
+    index = str(tmp_path / "i.parquet")
+    build_index(str(path), index)
+    st = os.stat(path)
+    flipped = table.set_column(0, "a", pa.compute.multiply(table.column("a"), -1.0))
+    pq.write_table(flipped, path, row_group_size=1_000, compression="none")
+    os.truncate(path, st.st_size) if os.stat(path).st_size > st.st_size else None
+    if os.stat(path).st_size != st.st_size:
+        pytest.skip("the rewrite changed the file size; the size check covers it")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    con, plain = _cons(index)
+    lo, hi = _thresholds(table)
+    for q in QUERIES[:3]:
+        sql = q.format(g=path, lo=lo, hi=hi)
+        assert con.sql(sql).fetchall() == plain.sql(sql).fetchall()
+
+
+def test_queries_during_refresh_always_see_a_whole_index(tmp_path):
+    rng = np.random.default_rng(31)
+    tables = [_table(rng, i) for i in range(4)]
+    for i, t in enumerate(tables):
+        pq.write_table(t, tmp_path / f"p{i}.parquet", row_group_size=1_000)
+    index = str(tmp_path / "i.parquet")
+    build_index(str(tmp_path / "p*.parquet"), index)
+    lo, hi = _thresholds(tables[0])
+    sql = QUERIES[0].format(g=tmp_path / "p*.parquet", lo=lo, hi=hi)
+    con, plain = _cons(index)
+    expected = plain.sql(sql).fetchall()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def refresher() -> None:
+        try:
+            for k in range(1_000):
+                if stop.is_set():
+                    return
+                # another index over the same files, then a refresh of it: each replaces it
+                build_index(str(tmp_path / "p*.parquet"), index, hulls=None if k % 2 else "auto")
+                refresh_index(index)
+        except BaseException as error:  # noqa: BLE001 (reported by the test)
+            errors.append(error)
+
+    thread = threading.Thread(target=refresher)
+    thread.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SkippingFallbackWarning)  # never a torn index
+            for _ in range(15):
+                assert con.sql(sql).fetchall() == expected
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors
+
+
+def test_unreadable_index_falls_back_to_footers_with_a_warning(lake, tmp_path):
+    root, table = lake
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not an index")
+    con, plain = _cons(str(bad))
+    lo, hi = _thresholds(table)
+    sql = QUERIES[0].format(g=root / "*.parquet", lo=lo, hi=hi)
+    with pytest.warns(SkippingFallbackWarning, match="skip index"):
+        got = con.sql(sql).fetchall()
+    assert got == plain.sql(sql).fetchall()
+
+
+def test_index_under_another_footer_key_plans_soundly(lake, index, monkeypatch):
+    """Planning that trusts only footers signed with a key gets boxes from the unsigned
+    index values, and the same results."""
+    root, table = lake
+    lo, hi = _thresholds(table)
+    con = mlskip.connect(index=index, footer_key="secret")
+    con.register_model("f", NET)
+    plain = _cons(None)[1]
+    for q in QUERIES:
+        sql = q.format(g=root / GLOBS[0], lo=lo, hi=hi)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SkippingFallbackWarning)
+            assert con.sql(sql).fetchall() == plain.sql(sql).fetchall()
+    with pytest.raises(MlskipError, match="footer key"):
+        refresh_index(index, footer_key="secret")
+
+
+def test_index_cli_build_show_refresh(lake, tmp_path):
+    root, _ = lake
+    index = str(tmp_path / "cli.parquet")
+    runner = CliRunner()
+    built = runner.invoke(app, ["index", "build", str(root / "*.parquet"), "--index", index,
+                                "--hulls", "a:b"])  # fmt: skip
+    assert built.exit_code == 0, built.output
+    assert f"{N_FILES} file(s)" in built.output
+    shown = runner.invoke(app, ["index", "show", "--index", index])
+    assert shown.exit_code == 0 and "polygons for (a, b)" in shown.output
+    again = runner.invoke(app, ["index", "refresh", "--index", index, "--json"])
+    assert again.exit_code == 0 and '"kept": 6' in again.output
+    missing = runner.invoke(app, ["index", "build", str(tmp_path / "none*.parquet"),
+                                  "--index", index])  # fmt: skip
+    assert missing.exit_code == 2 and "no Parquet file matches" in missing.output
