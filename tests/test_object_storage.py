@@ -380,3 +380,55 @@ def test_arrow_scan_over_s3(store, server):
     dataset = mlskip.scan_dataset("s3://data/x.parquet", NET, "> 4.0", inputs=["a", "b"], s3=opts)
     kept = dataset.to_table(columns=["id"]).num_rows
     assert 0 < kept < N_ROWS and dataset.count_rows() == kept
+
+
+@pytest.fixture(scope="module")
+def plain_lake(store, tmp_path_factory):
+    """Plain pyarrow-written objects (no mlskip footers) under s3://data/plain/."""
+    import pyarrow.parquet as pq
+
+    _, opts, fs, upload = store
+    root = tmp_path_factory.mktemp("plain")
+    for i in range(4):
+        table = make_table(40 + i, 20_000).sort_by("a")
+        pq.write_table(table, root / f"q{i}.parquet", row_group_size=2_000)
+        upload(root / f"q{i}.parquet", f"plain/q{i}.parquet")
+    return root, opts, fs, upload
+
+
+def test_index_on_s3_plans_from_one_object_and_listing(plain_lake, server):
+    """An index of plain objects, itself an object: planning reads it and lists the folder
+    (no footer GET, no HEAD per file); results equal those without skipping; a replaced
+    object's entry is not used."""
+    import pyarrow.parquet as pq
+
+    from mlskip.skipper.skip_index import build_index
+
+    root, opts, _, upload = plain_lake
+    index = "s3://data/indexes/plain.idx"
+    report = build_index("s3://data/plain/*.parquet", index, s3=opts)
+    assert report.files == 4 and not report.failed
+    on = mlskip.connect(s3=opts, index=index)
+    off = mlskip.connect(s3=opts, skipping=False)
+    footers = mlskip.connect(s3=opts)
+    for con in (on, off, footers):
+        con.register_model("f", NET)
+    sql = "SELECT id, a FROM read_parquet('s3://data/plain/*.parquet') WHERE f(a, b) > 4.0"
+    want = rows(off, sql)
+    assert rows(on, sql) == want and rows(footers, sql) == want
+    planner = on.planner
+    paths = [f"s3://data/plain/q{i}.parquet" for i in range(4)]
+    planner.files_facts(paths)  # the index object is loaded once
+    server.reset()
+    facts = planner.files_facts(paths)
+    assert all(f.whole is not None for f in facts)
+    assert server.get_bytes == 0 and server.heads <= 1  # one LIST (and the index's HEAD)
+    assert on.explain_skipping(sql).pruned > footers.explain_skipping(sql).pruned
+    # q1 replaced by other rows: its entry is stale, results still equal
+    changed = make_table(99, 20_000).sort_by("b")
+    pq.write_table(changed, root / "q1.parquet", row_group_size=2_000)
+    upload(root / "q1.parquet", "plain/q1.parquet")
+    want = rows(off, sql)
+    assert rows(on, sql) == want
+    stale = [f.path for f in on.explain_skipping(sql).files if any("stale" in x for x in f.limits)]
+    assert stale == ["s3://data/plain/q1.parquet"]
