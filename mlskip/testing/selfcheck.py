@@ -15,6 +15,11 @@ then checks:
 Qualification is decided by brute force: the model is run on every row by the
 same runtime the SQL function uses, with DuckDB's comparison semantics.
 
+Skip indexes: every trial also plans through a skip index built for its file
+(``mlskip index build``; connection ``index``), and from a stream of its own 30% of
+trials write the file as plain Parquet (pyarrow, no mlskip footer), so the index
+computes its summaries from the rows. The index's plan is checked like the footer's.
+
 Footer keys: from a random stream of its own (the trial's other draws do not
 change), 30% of trials write a signed footer and/or plan under a footer key
 (``MLSKIP_FOOTER_KEY`` set while the trial queries): the right key (polygons
@@ -69,17 +74,21 @@ class TrialSession:
         import mlskip
 
         self.probe = duckdb.connect()
+        self._folder = tempfile.TemporaryDirectory(prefix="mlskip-selfcheck-index-")
+        self.index = str(Path(self._folder.name) / "trial.index.parquet")  # rebuilt per trial
         self.recorder = RecordingVerifier(verifier) if oracle == "marabou" else None
         self.cons = {
             "off": mlskip.connect(skipping=False),
             "batch": mlskip.connect(verifier=self.recorder or verifier),
             "udf": mlskip.connect(verifier=verifier, batch_evaluation=False),
+            "index": mlskip.connect(verifier=verifier, index=self.index),
         }
 
     def close(self) -> None:
         for con in self.cons.values():
             con.close()
         self.probe.close()
+        self._folder.cleanup()
 
 
 FOOTER_KEY_CASES = (  # (share, writer key, reader key)
@@ -119,6 +128,9 @@ def footer_key_env(key: str | None):
             os.environ[KEY_ENV] = before
 
 
+PLAIN_SHARE = 0.3  # trials whose file is plain Parquet, summarized by the index alone
+
+
 def run_trial(
     seed: int,
     workdir: Path,
@@ -139,6 +151,7 @@ def run_trial(
         finally:
             session.close()
     import mlskip
+    from mlskip.skipper.skip_index import build_index
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 3000))
@@ -148,12 +161,23 @@ def run_trial(
     hulls = [None, "auto", pairs[: int(rng.integers(1, len(pairs) + 1))]][int(rng.integers(0, 3))]
     cluster = None if rng.random() < 0.5 else [str(rng.choice(numeric))]
     writer_key, planner_key = footer_keys(seed)
+    row_group_size, hull_bytes = int(rng.integers(1, 600)), int(rng.integers(12, 80))
+    plain = np.random.default_rng([seed, 0x706C61]).random() < PLAIN_SHARE
     with warnings.catch_warnings(), footer_key_env(writer_key):
         warnings.simplefilter("ignore")
-        mlskip.write_parquet(
-            table, path, row_group_size=int(rng.integers(1, 600)), hulls=hulls,
-            hull_bytes=int(rng.integers(12, 80)), cluster_by=cluster,
-        )  # fmt: skip
+        if plain:
+            import pyarrow.parquet as pq
+
+            from mlskip.metadata import cluster_order
+
+            ordered = table.take(cluster_order(table, cluster)) if cluster else table
+            pq.write_table(ordered, path, row_group_size=row_group_size)
+        else:
+            mlskip.write_parquet(
+                table, path, row_group_size=row_group_size, hulls=hulls,
+                hull_bytes=hull_bytes, cluster_by=cluster,
+            )  # fmt: skip
+        build_index(str(path), session.index, hulls=hulls, hull_bytes=hull_bytes)
     with footer_key_env(planner_key):
         return _query_and_check(
             seed, rng, table, numeric, path, verifier, oracle, oracle_samples, session,
@@ -195,13 +219,15 @@ def _query_and_check(
         for name, con in cons.items():
             answers[name] = sorted(r[0] for r in con.sql(sql).fetchall())
         report = cons["batch"].explain_skipping(sql)
+        indexed = cons["index"].explain_skipping(sql)
     result.details["report"] = report
-    for name in ("batch", "udf"):
+    for name in ("batch", "udf", "index"):
         if answers[name] != answers["off"]:
             result.problems.append(
                 f"{name}: {len(answers[name])} rows vs {len(answers['off'])} without skipping"
             )
     _check_row_groups(result, report, path, holds, passes_extra)
+    _check_row_groups(result, indexed, path, holds, passes_extra, "index: ", count=False)
     if oracle == "marabou":
         counts, refuted = marabou_oracle(
             recorder.calls, runner, np.random.default_rng([seed, 7]), oracle_samples
@@ -278,9 +304,12 @@ def _draw_conjunct(rng, probe, numeric, path, num_rows: int) -> tuple[str, np.nd
     return f" AND {col} {op} {bound!r}", np.asarray(next(iter(passes.values())), dtype=bool)
 
 
-def _check_row_groups(result: TrialResult, report, path, holds, passes_extra) -> None:
+def _check_row_groups(
+    result: TrialResult, report, path, holds, passes_extra, label: str = "", count: bool = True
+) -> None:
     """No pruned row group holds a qualifying row; every row of an all-match row group
-    that passes the ordinary conjunct satisfies the ML predicate."""
+    that passes the ordinary conjunct satisfies the ML predicate (``label`` names the plan
+    in problems; ``count``: add its row groups to the trial's totals)."""
     import pyarrow.parquet as pq
 
     meta = pq.ParquetFile(path).metadata
@@ -290,13 +319,15 @@ def _check_row_groups(result: TrialResult, report, path, holds, passes_extra) ->
     for f in report.files:
         for g in f.pruned_groups:
             if qualifying[starts[g] : starts[g + 1]].any():
-                result.problems.append(f"row group {g} pruned but holds a qualifying row")
+                result.problems.append(f"{label}row group {g} pruned but holds a qualifying row")
         for g in f.all_match_groups:
             sl = slice(starts[g], starts[g + 1])
             if (passes_extra[sl] & ~holds[sl]).any():
                 result.problems.append(
-                    f"row group {g} judged all-match but a row fails the predicate"
+                    f"{label}row group {g} judged all-match but a row fails the predicate"
                 )
+        if not count:
+            continue
         result.row_groups += f.row_groups
         result.pruned += f.pruned
         result.all_match += f.all_match
