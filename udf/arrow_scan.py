@@ -33,7 +33,7 @@ from mlskip.skipper.remote import S3Options, is_s3, s3_key
 from mlskip.skipper.rules.predicates import AffineArg
 from mlskip.udf.inputs import model_rows
 from mlskip.udf.model import SqlModel, prepare_model
-from mlskip.udf.runtime import make_runner
+from mlskip.udf.runtime import Runner, make_runner
 from mlskip.udf.skip_dataset import SkipDataset
 from mlskip.verifier import Predicate
 from mlskip.verifier.predicate import KIND_OF_OP
@@ -108,11 +108,32 @@ def plan_scan(
 ) -> ScanPlan:
     """Plan ``model(inputs) <predicate>`` over the files (globs allowed)."""
     planner = _planner(planner, s3)
+    prepared, names, pred, defaulted = prepare_predicate(model, predicate, inputs)
+    files = expand_files(paths, planner)
+    _check_inputs_are_columns(files[0], names, defaulted, planner)
+    plans = planner.plan_files(files, [bind_predicate(prepared, pred, names)], {})
+    return ScanPlan(prepared, pred, names, plans, planner)
+
+
+def prepare_predicate(
+    model: Any, predicate: str | Predicate, inputs: Sequence[str] | None
+) -> tuple[SqlModel, tuple[str, ...], Predicate, bool]:
+    """The prepared model, its input columns, the parsed predicate, and whether the
+    columns are the defaults x0, x1, ... of a model that stores no names."""
     prepared = model if isinstance(model, SqlModel) else prepare_model(model, inputs)
     names = tuple(inputs) if inputs is not None else prepared.input_names
     if len(names) != prepared.num_inputs:
         raise ModelInputError(f"the model takes {prepared.num_inputs} inputs, got columns {names}")
     pred = parse_predicate(predicate, prepared.is_classifier)
+    defaulted = inputs is None and names == tuple(f"x{i}" for i in range(len(names)))
+    return prepared, names, pred, defaulted
+
+
+def expand_files(
+    paths: str | os.PathLike | Sequence[str | os.PathLike], planner: Planner
+) -> list[str]:
+    """The files that paths and globs name (``s3://`` globs listed with the planner's
+    filesystem); ``ModelInputError`` when none."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files = [
@@ -122,17 +143,20 @@ def plan_scan(
     ]
     if not files:
         raise ModelInputError(f"no Parquet file matches {[os.fspath(p) for p in paths]}")
-    defaulted = inputs is None and names == tuple(f"x{i}" for i in range(len(names)))
-    _check_inputs_are_columns(files[0], names, defaulted, planner)
-    bound = BoundPredicate(
+    return files
+
+
+def bind_predicate(
+    prepared: SqlModel, predicate: Predicate, names: Sequence[str]
+) -> BoundPredicate:
+    """The planner's form of ``model(names) <predicate>``."""
+    return BoundPredicate(
         network=prepared.network,
-        predicate=pred,
+        predicate=predicate,
         args=tuple(AffineArg(((c, 1.0),), 0.0) for c in names),
         digest=prepared.digest,
-        sql=repr(pred),
+        sql=repr(predicate),
     )
-    plans = planner.plan_files(files, [bound], {})
-    return ScanPlan(prepared, pred, names, plans, planner)
 
 
 def _check_inputs_are_columns(
@@ -251,16 +275,39 @@ def planned_tables(
     wanted = _wanted(plan, columns)
     for file in plan.files:
         if file.reason is not None:  # not planned: read everything, evaluate every row
-            table = _read_groups(file, None, wanted, plan.planner)
-            yield table.filter(pa.array(_holds(plan, runner, table)))
+            yield qualifying_rows(plan, file, None, wanted, runner)
             continue
         for groups in _chunks(np.flatnonzero(~file.pruned), file.num_rows, chunk_rows):
-            table = _read_groups(file, groups, wanted, plan.planner)
-            keep = np.repeat(file.all_match(0)[groups], file.num_rows[groups])
-            if not keep.all():
-                rest = np.flatnonzero(~keep)
-                keep[rest] = _holds(plan, runner, table.take(pa.array(rest)))
-            yield table.filter(pa.array(keep))
+            yield qualifying_rows(plan, file, groups, wanted, runner)
+
+
+def qualifying_rows(
+    plan: ScanPlan,
+    file: FilePlan,
+    groups: np.ndarray | None,
+    wanted: Sequence[str] | None,
+    runner: Runner,
+) -> pa.Table:
+    """The rows of row groups ``groups`` of one planned file where the predicate holds
+    (``groups`` None: the whole file, every row evaluated): all-match row groups are
+    kept without the model, the model is run on the rest. ``_FileChanged`` if the file
+    is no longer the one planned."""
+    table = _read_groups(file, groups, wanted, plan.planner)
+    if groups is None:
+        keep = np.zeros(table.num_rows, dtype=bool)
+    else:
+        keep = np.repeat(file.all_match(0)[groups], file.num_rows[groups])
+    if not keep.all():
+        missing = [n for n in plan.inputs if n not in table.column_names]
+        if missing:
+            raise ModelInputError(
+                f"model input {missing[0]!r} is not a column of {file.path} "
+                f"(columns: {table.column_names})"
+            )
+        rest = np.flatnonzero(~keep)
+        evaluated = table if len(rest) == table.num_rows else table.take(pa.array(rest))
+        keep[rest] = _holds(plan, runner, evaluated)
+    return table.filter(pa.array(keep))
 
 
 def _chunks(groups: np.ndarray, num_rows: np.ndarray, chunk_rows: int | None) -> list[np.ndarray]:
@@ -381,16 +428,18 @@ def scan_polars(
 
 def _unified_schema(plan: ScanPlan) -> pa.Schema:
     """The files' Arrow schemas combined as ``scan`` combines their tables."""
+    schemas = [file_schema(file.path, plan.planner) for file in plan.files]
+    return pa.unify_schemas(schemas, promote_options="default")
+
+
+def file_schema(path: str, planner: Planner) -> pa.Schema:
+    """The Arrow schema of one file (``s3://`` read with the planner's filesystem)."""
     import pyarrow.parquet as pq
 
-    schemas = []
-    for file in plan.files:
-        if is_s3(file.path):
-            with plan.planner.filesystem.open_input_file(s3_key(file.path)) as source:
-                schemas.append(pq.read_schema(source))
-        else:
-            schemas.append(pq.read_schema(file.path))
-    return pa.unify_schemas(schemas, promote_options="default")
+    if is_s3(path):
+        with planner.filesystem.open_input_file(s3_key(path)) as source:
+            return pq.read_schema(source)
+    return pq.read_schema(path)
 
 
 def _conform(table: pa.Table, schema: pa.Schema, names: Sequence[str]) -> pa.Table:
