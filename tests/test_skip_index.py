@@ -306,3 +306,22 @@ def test_index_cli_build_show_refresh(lake, tmp_path):
     missing = runner.invoke(app, ["index", "build", str(tmp_path / "none*.parquet"),
                                   "--index", index])  # fmt: skip
     assert missing.exit_code == 2 and "no Parquet file matches" in missing.output
+
+
+def test_arrow_and_polars_scans_plan_from_the_index(lake, index):
+    root, table = lake
+    _, hi = _thresholds(table)
+    glob = str(root / GLOBS[0])
+    plain = mlskip.scan(glob, NET, f"> {hi}", inputs=["a", "b"])
+    indexed = mlskip.scan(glob, NET, f"> {hi}", inputs=["a", "b"], index=index)
+    assert sorted(indexed.column("id").to_pylist()) == sorted(plain.column("id").to_pylist())
+    by_index = mlskip.plan_scan(glob, NET, f"> {hi}", inputs=["a", "b"], index=index)
+    by_footers = mlskip.plan_scan(glob, NET, f"> {hi}", inputs=["a", "b"])
+    assert sum(f.pruned.sum() for f in by_index.files) > sum(
+        f.pruned.sum() for f in by_footers.files
+    )
+    lazy = mlskip.scan_polars(glob, NET, f"> {hi}", inputs=["a", "b"], index=index)
+    assert sorted(lazy.collect()["id"].to_list()) == sorted(plain.column("id").to_pylist())
+    dataset = mlskip.scan_dataset(glob, NET, f"> {hi}", inputs=["a", "b"], index=index)
+    assert dataset.count_rows() <= mlskip.scan_dataset(glob, NET, f"> {hi}",
+                                                       inputs=["a", "b"]).count_rows()  # fmt: skip

@@ -8,6 +8,7 @@ row groups to read as a ``SkipDataset`` (unfiltered; its methods agree, where
 pyarrow's ``count_rows`` on row-group subsets does not), and
 ``scan_polars`` a Polars LazyFrame of ``scan``'s result.
 
+``index=`` plans from a skip index (``mlskip index build``) instead of footers.
 ``s3://`` paths (and globs, listed with the filesystem) are read through
 pyarrow's S3 filesystem: pass ``s3=S3Options(...)`` (or a dict of its fields),
 or a ``planner`` made with them; otherwise pyarrow's default AWS chain.
@@ -82,20 +83,25 @@ class ScanPlan:
     planner: Planner
 
 
-_PLANNER = Planner()
-_S3_PLANNERS: dict[S3Options, Planner] = {}
-_S3_LOCK = threading.Lock()
+_PLANNERS: dict[tuple[S3Options | None, str | None], Planner] = {}
+_PLANNERS_LOCK = threading.Lock()
 
 
-def _planner(planner: Planner | None, s3: S3Options | dict | None) -> Planner:
-    """The planner to use: the given one, one per distinct ``s3`` options, or the default."""
+def _planner(
+    planner: Planner | None, s3: S3Options | dict | None, index: str | os.PathLike | None = None
+) -> Planner:
+    """The planner to use: the given one, else one per distinct ``s3`` options and skip
+    index (kept for the process: its caches serve every later scan)."""
     if planner is not None:
         return planner
     options = S3Options.coerce(s3)
-    if options is None:
-        return _PLANNER
-    with _S3_LOCK:
-        return _S3_PLANNERS.setdefault(options, Planner(s3=options))
+    if index is not None and not is_s3(os.fspath(index)):
+        index = os.path.abspath(index)
+    key = (options, os.fspath(index) if index is not None else None)
+    with _PLANNERS_LOCK:
+        if key not in _PLANNERS:
+            _PLANNERS[key] = Planner(s3=options, index=key[1])
+        return _PLANNERS[key]
 
 
 def plan_scan(
@@ -105,9 +111,11 @@ def plan_scan(
     inputs: Sequence[str] | None = None,
     planner: Planner | None = None,
     s3: S3Options | dict | None = None,
+    index: str | os.PathLike | None = None,
 ) -> ScanPlan:
-    """Plan ``model(inputs) <predicate>`` over the files (globs allowed)."""
-    planner = _planner(planner, s3)
+    """Plan ``model(inputs) <predicate>`` over the files (globs allowed); ``index``: a skip
+    index to plan from (``mlskip index build``)."""
+    planner = _planner(planner, s3, index)
     prepared, names, pred, defaulted = prepare_predicate(model, predicate, inputs)
     files = expand_files(paths, planner)
     _check_inputs_are_columns(files[0], names, defaulted, planner)
@@ -234,6 +242,7 @@ def scan(
     columns: Sequence[str] | None = None,
     planner: Planner | None = None,
     s3: S3Options | dict | None = None,
+    index: str | os.PathLike | None = None,
 ) -> pa.Table:
     """The rows where ``model(inputs) <predicate>`` holds, reading only what the plan keeps.
 
@@ -241,7 +250,7 @@ def scan(
     replaced meanwhile the scan is planned again (``MlskipError`` after three
     tries). A file whose footer could not be planned is read in full."""
     for _ in range(3):
-        plan = plan_scan(paths, model, predicate, inputs, planner, s3)
+        plan = plan_scan(paths, model, predicate, inputs, planner, s3, index)
         try:
             return _scan_planned(plan, columns)
         except _FileChanged as changed:
@@ -341,12 +350,13 @@ def scan_dataset(
     inputs: Sequence[str] | None = None,
     planner: Planner | None = None,
     s3: S3Options | dict | None = None,
+    index: str | os.PathLike | None = None,
 ) -> SkipDataset:
     """The row groups that are not pruned (rows unfiltered), as a ``SkipDataset``: read
     with ``to_table``/``to_batches``/``to_reader``, counted with ``count_rows``."""
     import pyarrow.dataset as ds
 
-    plan = plan_scan(paths, model, predicate, inputs, planner, s3)
+    plan = plan_scan(paths, model, predicate, inputs, planner, s3, index)
     fragments, unplanned, schema = [], [], None
     for file in plan.files:
         if is_s3(file.path):
@@ -376,6 +386,7 @@ def scan_polars(
     inputs: Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
     s3: S3Options | dict | None = None,
+    index: str | os.PathLike | None = None,
 ) -> Any:
     """``scan`` as a lazy Polars source (a ``LazyFrame``): planned once when called (footers
     only); rows are read and the model run at ``collect`` time, for the columns, filters
@@ -383,7 +394,7 @@ def scan_polars(
     import polars as pl
     from polars.io.plugins import register_io_source
 
-    plan = plan_scan(paths, model, predicate, inputs, s3=s3)
+    plan = plan_scan(paths, model, predicate, inputs, s3=s3, index=index)
     arrow_schema = _unified_schema(plan)
     if columns is not None:
         missing = [c for c in columns if c not in arrow_schema.names]

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
 PLAN_CHUNK_FILES = 64  # files per planning task at most (one batched verifier call each)
 PARTITION_ROWS = 1 << 20  # rows per output partition at most (unless one row group has more)
-KEEP = 8  # models, runners and indexed planners kept per process
+KEEP = 8  # models and runners kept per process
 
 Paths = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -85,7 +85,7 @@ class _Lru:
             return value
 
 
-_MODELS, _RUNNERS, _PLANNERS = _Lru(), _Lru(), _Lru()
+_MODELS, _RUNNERS = _Lru(), _Lru()
 
 
 @dataclass(frozen=True)
@@ -114,10 +114,8 @@ def _runner(model: SqlModel) -> Runner:
 
 
 def _worker_planner(s3: S3Options | None, index: str | None) -> Planner:
-    """This process's planner for ``s3`` (shared with ``mlskip.scan``) and skip index."""
-    if index is None:
-        return _planner(None, s3)
-    return _PLANNERS.get((s3, index), lambda: Planner(s3=s3, index=index))
+    """This process's planner for ``s3`` and skip index (shared with ``mlskip.scan``)."""
+    return _planner(None, s3, index)
 
 
 def _plan_chunk(
