@@ -169,8 +169,10 @@ def _pairs_for(
 
     if hulls is None or pf is None:
         return []
+    # INT96 timestamps: pyarrow reads nanoseconds, DuckDB truncates them to microseconds;
+    # a polygon over pyarrow's values could exclude DuckDB's, so they get none
+    int96 = {c.path for c in pf.schema if c.physical_type == "INT96"}
+    numeric = [f.name for f in schema if is_numeric(f.type) and f.name not in int96]
     if hulls == "auto":
-        numeric = [f.name for f in schema if is_numeric(f.type)]
         return select_pairs(pf.read_row_group(0, columns=numeric)) if len(numeric) > 1 else []
-    numeric = {f.name for f in schema if is_numeric(f.type)}
     return [(a, b) for a, b in hulls if a in numeric and b in numeric and a != b]

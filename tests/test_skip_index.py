@@ -325,3 +325,21 @@ def test_arrow_and_polars_scans_plan_from_the_index(lake, index):
     dataset = mlskip.scan_dataset(glob, NET, f"> {hi}", inputs=["a", "b"], index=index)
     assert dataset.count_rows() <= mlskip.scan_dataset(glob, NET, f"> {hi}",
                                                        inputs=["a", "b"]).count_rows()  # fmt: skip
+
+
+def test_int96_timestamps_get_no_polygon(tmp_path):
+    """pyarrow reads INT96 as nanoseconds where DuckDB truncates to microseconds: a polygon
+    over pyarrow's values could exclude DuckDB's, so such columns get none."""
+    n = 2_000
+    ts = pa.array(np.arange(n) * 1_000_000_777 + 1_700_000_000_000_000_999, pa.timestamp("ns"))
+    table = pa.table({"ts": ts, "a": np.linspace(0, 1, n), "b": np.linspace(1, 2, n)})
+    path = tmp_path / "int96.parquet"
+    pq.write_table(table, path, row_group_size=500, use_deprecated_int96_timestamps=True)
+    with open(path, "rb") as handle:
+        fhash = footer_hash_of(handle, os.fstat(handle.fileno()).st_size)
+        handle.seek(0)
+        entry = index_file(handle, str(path), fhash, hulls=[("ts", "a"), ("a", "b")])
+    from mlskip.metadata.reader import skip_metadata_from
+
+    got = skip_metadata_from(entry.facts, entry.footer, entry.key, label="x", footer_key=None)
+    assert got.pairs == (("a", "b"),)
