@@ -43,6 +43,9 @@ _LAZY: dict[str, str] = {
     "Predicate": "mlskip.verifier",
     "load_model": "mlskip.verifier",
     "generate_tpc": "mlskip.tpch.generate",
+    "build_index": "mlskip.skipper.skip_index",
+    "refresh_index": "mlskip.skipper.skip_index",
+    "show_index": "mlskip.skipper.skip_index",
 }
 
 if TYPE_CHECKING:  # what editors and type checkers see; at run time, _LAZY and __getattr__
@@ -54,6 +57,9 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time, _LAZY and 
     from mlskip.skipper.explain import SkippingReport as SkippingReport
     from mlskip.skipper.plan import FilePlan as FilePlan
     from mlskip.skipper.remote import S3Options as S3Options
+    from mlskip.skipper.skip_index import build_index as build_index
+    from mlskip.skipper.skip_index import refresh_index as refresh_index
+    from mlskip.skipper.skip_index import show_index as show_index
     from mlskip.tpch.generate import generate_tpc as generate_tpc
     from mlskip.udf.arrow_scan import ScanPlan as ScanPlan
     from mlskip.udf.arrow_scan import plan_scan as plan_scan

@@ -27,6 +27,7 @@ class FileReport:
     all_match_groups: tuple[int, ...] = ()
     limits: tuple[str, ...] = ()  # what limits skipping in this file
     budget: int | None = None  # branch-and-bound pieces per row group (the cost model)
+    indexed: bool = False  # planned from a skip-index entry
 
     @classmethod
     def from_plan(cls, plan: FilePlan) -> FileReport:
@@ -47,6 +48,7 @@ class FileReport:
             all_match_groups=tuple(np.flatnonzero(plan.all_match_everywhere).tolist()),
             limits=plan.limits,
             budget=plan.budget,
+            indexed=plan.indexed,
         )
 
 
@@ -130,6 +132,9 @@ class SkippingReport:
             f"planning {self.planning_seconds * 1e3:.1f} ms; "
             f"query {'rewritten' if self.rewritten else 'run unmodified'}"
         )
+        index_line = _index_text(self.files)
+        if index_line:
+            yield Text(index_line)
         budgets = sorted({f.budget for f in self.files if f.budget is not None})
         if budgets:
             yield Text(_budget_text(budgets), style="dim")
@@ -150,6 +155,21 @@ class SkippingReport:
         width = shutil.get_terminal_size().columns
         Console(file=buffer, width=width, force_terminal=False).print(self)
         return buffer.getvalue()
+
+
+def _index_text(files: tuple[FileReport, ...]) -> str:
+    """What a skip index did, in one line (empty when none was used)."""
+    indexed = [f for f in files if f.indexed]
+    fallback = [f for f in files if any("skip index" in limit for limit in f.limits)]
+    if not indexed and not fallback:
+        return ""
+    whole = [f for f in indexed if all(m.startswith("file-level") for m, _ in f.methods)]
+    pruned = sum(1 for f in whole if f.pruned == f.row_groups)
+    return (
+        f"skip index: {len(indexed)} file(s) planned from it, {pruned} pruned whole and "
+        f"{len(whole) - pruned} decided whole; {len(fallback)} planned from their own "
+        "footers (stale or not indexed)"
+    )
 
 
 def _budget_text(budgets: list[int]) -> str:

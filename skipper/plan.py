@@ -53,6 +53,7 @@ class FilePlan:
     # the planner's cost model: branch-and-bound pieces allowed per row group (what
     # reading and evaluating its rows would cost; see planner.work_budget), None if unused
     budget: int | None = None
+    indexed: bool = False  # planned from a skip-index entry (not the file's footer)
 
     @property
     def num_row_groups(self) -> int:

@@ -439,6 +439,7 @@ class Planner:
                 identity=f.identity,
                 limits=() if pruned_whole[k] else file_limits(f, predicates),
                 budget=max(budgets) if budgets else None,
+                indexed=f.whole is not None,
             )
             for k, f in enumerate(files)
         ]

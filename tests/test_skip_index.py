@@ -343,3 +343,14 @@ def test_int96_timestamps_get_no_polygon(tmp_path):
 
     got = skip_metadata_from(entry.facts, entry.footer, entry.key, label="x", footer_key=None)
     assert got.pairs == (("a", "b"),)
+
+
+def test_explain_says_what_the_index_did(lake, index, tmp_path):
+    root, table = lake
+    con, _ = _cons(index)
+    _, hi = _thresholds(table)
+    sql = f"SELECT count(*) FROM '{root / GLOBS[0]}' WHERE f(a, b) > {hi * 10 + 100}"
+    text = " ".join(str(con.explain_skipping(sql)).split())  # unwrapped
+    files = len(list(root.glob("[pm]*.parquet")))
+    assert f"skip index: {files} file(s) planned from it, {files} pruned whole" in text
+    assert "0 planned from their own footers" in text
