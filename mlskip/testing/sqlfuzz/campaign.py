@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 import tempfile
@@ -40,10 +41,15 @@ def _fuzz_verifier():
     return Verifier(methods=("ibp", "crown"), sample_points=0)
 
 
-def _connections(models: list[Model], threads: int, verifier) -> tuple[Any, Any]:
+INDEXED_SHARE = 0.5  # trials whose skipping connection plans from a skip index
+
+
+def _connections(
+    models: list[Model], threads: int, verifier, index: str | None = None
+) -> tuple[Any, Any]:
     import mlskip
 
-    on = mlskip.connect(verifier=verifier)
+    on = mlskip.connect(verifier=verifier, index=index)
     off = mlskip.connect(skipping=False)
     for con in (on, off):
         con.execute(f"SET threads = {threads}")
@@ -105,7 +111,8 @@ def run_trial(
             notes += [f"seed {seed}: {f}" for f in data.failures]
         if not data.sources:
             return []
-        on, off = _connections(models, threads, verifier or _fuzz_verifier())
+        index = _index_of(seed, root, workdir)
+        on, off = _connections(models, threads, verifier or _fuzz_verifier(), index)
         reports = _recorder(on)
         gen = QueryGen(rnd, data, models, off, forms)
         results = []
@@ -157,6 +164,23 @@ def run_trial(
                 with contextlib.suppress(Exception):
                     con.close()
         shutil.rmtree(root, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.remove(workdir / f"s{seed}.index")
+
+
+def _index_of(seed: int, root: Path, workdir: Path) -> str | None:
+    """For INDEXED_SHARE of the trials (a stream of their own), a skip index of every
+    Parquet file of the dataset, kept outside it so that no query's glob reads it."""
+    if np.random.default_rng([seed, 0x696478]).random() >= INDEXED_SHARE:
+        return None
+    from mlskip.skipper.skip_index import build_index
+
+    index = str(workdir / f"s{seed}.index")
+    try:
+        build_index(str(root / "**" / "*.parquet"), index)
+    except Exception:  # no Parquet file in this dataset: plan from footers
+        return None
+    return index
 
 
 def replay(seed: int, index: int, **options: Any) -> QueryResult | None:
