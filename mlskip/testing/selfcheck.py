@@ -19,6 +19,9 @@ Skip indexes: every trial also plans through a skip index built for its file
 (``mlskip index build``; connection ``index``), and from a stream of its own 30% of
 trials write the file as plain Parquet (pyarrow, no mlskip footer), so the index
 computes its summaries from the rows. The index's plan is checked like the footer's.
+From another stream, 20% of trials also scan the file with ``mlskip.dask.read_parquet``
+(planned from the index, Dask's threaded scheduler): its rows must be those where the
+predicate holds on every row's model output, and no row group its plan prunes may hold one.
 
 Footer keys: from a random stream of its own (the trial's other draws do not
 change), 30% of trials write a signed footer and/or plan under a footer key
@@ -129,6 +132,7 @@ def footer_key_env(key: str | None):
 
 
 PLAIN_SHARE = 0.3  # trials whose file is plain Parquet, summarized by the index alone
+DASK_SHARE = 0.2  # trials whose file is also scanned by mlskip.dask (planned from the index)
 
 
 def run_trial(
@@ -228,6 +232,8 @@ def _query_and_check(
             )
     _check_row_groups(result, report, path, holds, passes_extra)
     _check_row_groups(result, indexed, path, holds, passes_extra, "index: ", count=False)
+    if np.random.default_rng([seed, 0x64736B]).random() < DASK_SHARE:
+        result.problems += _dask_problems(path, net, kind, values, inputs, runner, session.index)
     if oracle == "marabou":
         counts, refuted = marabou_oracle(
             recorder.calls, runner, np.random.default_rng([seed, 7]), oracle_samples
@@ -236,6 +242,42 @@ def _query_and_check(
         result.problems += refuted
     result.ok = not result.problems
     return result
+
+
+def _dask_problems(path, net, kind, values, inputs, runner, index) -> list[str]:
+    """``mlskip.dask.read_parquet`` of the file (planned from the index) against every
+    row evaluated as the Arrow and Dask scans evaluate it; its plan's pruned row groups
+    must hold no qualifying row."""
+    import dask
+    import pyarrow.parquet as pq
+
+    import mlskip.dask
+    from mlskip.udf.inputs import model_rows
+    from mlskip.verifier import Predicate
+
+    predicate = Predicate.argmax(values[0]) if kind == "argmax" else Predicate.comparison(
+        kind, values
+    )  # fmt: skip
+    table = pq.read_table(path)
+    x, valid = model_rows([table.column(c) for c in inputs])
+    holds = np.asarray(predicate.holds(runner(x).astype(np.float64)), bool) & valid
+    want = sorted(table.column("rid").to_numpy()[holds].tolist())
+    with dask.config.set(scheduler="threads"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = mlskip.dask.read_parquet(
+            str(path), net, predicate, columns=["rid"], inputs=inputs, index=index
+        )
+        got = sorted(frame.compute()["rid"].tolist())
+        plan = mlskip.dask.plan(str(path), net, predicate, inputs=inputs, index=index)
+    problems = []
+    if got != want:
+        problems.append(f"dask: {len(got)} rows vs {len(want)} evaluated on every row")
+    file = plan.files[0]
+    starts = np.concatenate([[0], np.cumsum(file.num_rows)])
+    for g in np.flatnonzero(file.pruned):
+        if holds[starts[g] : starts[g + 1]].any():
+            problems.append(f"dask: row group {g} pruned but holds a qualifying row")
+    return problems
 
 
 def _model_outputs(probe, path, inputs, runner, n: int, classes: int):
