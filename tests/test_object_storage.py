@@ -432,3 +432,15 @@ def test_index_on_s3_plans_from_one_object_and_listing(plain_lake, server):
     assert rows(on, sql) == want
     stale = [f.path for f in on.explain_skipping(sql).files if any("stale" in x for x in f.limits)]
     assert stale == ["s3://data/plain/q1.parquet"]
+    # the same lake through Dask (planned from the index on the workers, read from S3)
+    import dask
+
+    from mlskip.udf.dask_scan import read_parquet as dask_read_parquet
+
+    with dask.config.set(scheduler="threads"):
+        frame = dask_read_parquet(
+            "s3://data/plain/*.parquet", NET, "> 4.0", inputs=["a", "b"], columns=["id", "a"],
+            index=index, s3=opts,
+        )  # fmt: skip
+        got = sorted(frame.compute().itertuples(index=False, name=None))
+    assert got == want
