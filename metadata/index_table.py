@@ -17,6 +17,7 @@ Columns (INDEX.md in this folder holds the full description):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -152,6 +153,11 @@ def to_table(files: Sequence[tuple[str, FileIdentity, IndexedFile]], meta: dict)
     return table.replace_schema_metadata({"mlskip.index": json.dumps({"format": FORMAT, **meta})})
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str) -> dict:
+    return json.loads(text)
+
+
 class IndexTable:
     """A loaded index: per file, its row and the range of its row-group rows, with the
     columns held as arrays (a file's summaries are built only when it is planned)."""
@@ -210,7 +216,8 @@ class IndexTable:
         return FileIdentity(int(self._values("size")[row]), mtime, etag)
 
     def schema_info(self, path: str) -> dict:
-        return json.loads(self.value(path, "schema"))
+        """The file's schema facts (parsed once per distinct schema: read-only)."""
+        return _parsed(self.value(path, "schema"))
 
     def row_counts(self, path: str) -> np.ndarray:
         start, end = self._rows[path]
