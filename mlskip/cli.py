@@ -588,6 +588,58 @@ def bench_sql(
     )
 
 
+@bench_app.command("index")
+def bench_index(
+    part: str = typer.Option("all", help="planning, e2e or all"),
+    row_groups: str = typer.Option(
+        "1000,10000,100000,1000000", help="planning: lake sizes in row groups"
+    ),
+    models: str = typer.Option("4-32-1,4-32-32-1", help="planning: random MLPs to plan"),
+    hulls: str = typer.Option(
+        "auto,none", help="planning: indexes built with polygons (auto), without (none)"
+    ),
+    real_row_groups: int = typer.Option(
+        10_000, help="planning: larger lakes are hard links to the files of this one"
+    ),
+    dask: bool = typer.Option(True, help="planning: the index on a 2-worker LocalCluster"),
+    s3_files: int = typer.Option(10_000, help="planning: objects on moto S3 (0: no S3)"),
+    budget: float = typer.Option(
+        300.0,
+        help="planning: skip a planner where its cost per row group on a smaller lake "
+        "predicts more seconds than this",
+    ),
+    sf: float = typer.Option(1.0, help="e2e: TPC-H / TPC-DS scale factor"),
+    files: int = typer.Option(100, help="e2e: files each table is split into"),
+    row_group_size: int = typer.Option(10_000, help="e2e: rows per row group"),
+    repeats: int = typer.Option(3, help="repetitions (planning: cold; e2e: warm runs)"),
+    work: Path | None = typer.Option(None, help="keep lakes and files here (default: a temp dir)"),
+    as_json: bool = typer.Option(
+        False, "--json", help="tables on stderr, the figures as JSON on stdout (for scripts)"
+    ),
+) -> None:
+    """Skip index: planning time over lakes of 1k-1M row groups (footers, index, Dask,
+    S3) and end-to-end scans of TPC-H / TPC-DS with mlskip.dask, Dask and mlskip SQL."""
+    from mlskip.tpch.bench_index import HULLS, MODELS, E2eConfig, PlanningConfig, run
+
+    def names(text: str, known: Any = None) -> tuple[str, ...]:
+        got = tuple(x.strip() for x in text.split(",") if x.strip())
+        unknown = [x for x in got if known is not None and x not in known]
+        if unknown:
+            raise typer.BadParameter(f"{unknown[0]!r} is not one of {', '.join(known)}")
+        return got
+
+    if part not in ("planning", "e2e", "all"):
+        raise typer.BadParameter(f"--part takes planning, e2e or all; got {part!r}")
+
+    planning = PlanningConfig(
+        row_groups=tuple(int(x) for x in names(row_groups)), models=names(models, MODELS),
+        hulls=names(hulls, HULLS), real_row_groups=real_row_groups, dask=dask, s3_files=s3_files,
+        budget=budget, repeats=repeats,
+    )  # fmt: skip
+    e2e = E2eConfig(sf=sf, files=files, row_group_size=row_group_size, repeats=repeats)
+    _scripted(lambda: run(part, planning, e2e, work), as_json)
+
+
 @bench_app.command(
     "paper",
     context_settings={

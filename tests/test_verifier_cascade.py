@@ -516,6 +516,18 @@ def test_every_cascade_method_is_registered():
     assert set(DEFAULT_METHODS) <= set(METHODS) <= set(METHOD_NAMES)
 
 
+def test_plain_python_kernels_give_way_to_compiled_ones_after_enough_work(monkeypatch):
+    from mlskip.verifier import _kernels, _kernels_py
+
+    monkeypatch.setattr(_kernels_py, "_plain_work", 0)
+    monkeypatch.setattr(_kernels_py, "PLAIN_PYTHON_WORK", 1_000)
+    assert _kernels_py.kernels(200) is _kernels_py.PLAIN
+    assert _kernels_py.kernels(257) is _kernels  # large batches: always compiled
+    for _ in range(4):
+        _kernels_py.kernels(200)
+    assert _kernels_py.kernels(10) is _kernels  # 1,000 regions done in plain Python
+
+
 def test_plain_python_kernels_equal_the_compiled_ones(monkeypatch):
     """Small batches run the polygon kernels as plain Python (no numba to load for a first
     query), large ones compiled: the same vertices, tightened boxes and certified minima,
@@ -533,6 +545,7 @@ def test_plain_python_kernels_equal_the_compiled_ones(monkeypatch):
     R = RegionBatch(lo, hi, R.pairs, R.halfspaces)
     a = rng.normal(size=(80, 4, 3))
     got = []
+    monkeypatch.setattr(_kernels_py, "PLAIN_PYTHON_WORK", 10**9)  # whatever ran before
     for limit in (10**9, 0):  # plain Python, then numba
         monkeypatch.setattr(_kernels_py, "PLAIN_PYTHON_REGIONS", limit)
         fresh = RegionBatch(R.lower, R.upper, R.pairs, R.halfspaces)
