@@ -5,7 +5,8 @@ not checked."""
 
 from __future__ import annotations
 
-from mlskip.tpch.bench_index import PlanningConfig, run_planning
+from mlskip.tpch.bench_index import PlanningConfig
+from mlskip.tpch.bench_index_planning import run_planning
 
 
 def test_planning_figures_are_consistent(tmp_path):
