@@ -23,7 +23,17 @@ def call_args(ml: MLPredicate, types: Sequence[str]) -> tuple[str, ...]:
     return tuple(_AS_NUMBER[t].format(a) for a, t in zip(args, types, strict=True))
 
 
-_AS_NUMBER = {"DOUBLE": "{}", "DATE": "(({}) - DATE '1970-01-01')", "TIMESTAMP": "epoch_us({})"}
+# ... as the SQL function reads them (udf/inputs.numbers): a DATE's days, a TIMESTAMP's
+# stored microseconds, which for 'infinity' / '-infinity' are +-(2^63 - 1) where DuckDB's
+# epoch_us gives NULL (a NULL input never qualifies: those rows would be lost)
+_AS_NUMBER = {
+    "DOUBLE": "{0}",
+    "DATE": "(({0}) - DATE '1970-01-01')",
+    "TIMESTAMP": (
+        "(CASE WHEN isinf({0}) THEN (CASE WHEN ({0}) > TIMESTAMP '1970-01-01' "
+        "THEN 9223372036854775807 ELSE -9223372036854775807 END) ELSE epoch_us({0}) END)"
+    ),
+}
 
 
 def file_columns_arg(arg: AffineArg, names: Mapping[str, str]) -> AffineArg:

@@ -427,6 +427,8 @@ class Planner:
             methods.append(per_m)
         seconds = time.perf_counter() - start
         total = max(sum(len(f.row_counts) for f in files), 1)
+        # a file decided whole needs no row-group summaries, nor words on what limits them
+        decided = pruned_whole | (whole != UNKNOWN).all(axis=0)
         return [
             FilePlan(
                 path=f.path,
@@ -437,7 +439,7 @@ class Planner:
                 seconds=seconds * len(f.row_counts) / total,
                 reason=None,
                 identity=f.identity,
-                limits=() if pruned_whole[k] else file_limits(f, predicates),
+                limits=f.notes if decided[k] else file_limits(f, predicates),
                 budget=max(budgets) if budgets else None,
                 indexed=f.whole is not None,
             )

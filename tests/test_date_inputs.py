@@ -9,11 +9,12 @@ import warnings
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import mlskip
 from mlskip.errors import ModelInputError
-from mlskip.verifier import Network
+from mlskip.verifier import Network, ReLU
 
 N = 20_000
 
@@ -225,3 +226,23 @@ def test_infinite_dates_absorb_day_offsets(tmp_path):
         got = on.sql(sql).fetchall()
         assert got == off.sql(sql).fetchall() and got[0][0] == 200, where
         assert on.explain_skipping(sql).pruned > 0, where  # the finite row groups
+
+
+def test_infinite_timestamps_reach_the_model_as_the_sql_function_reads_them(tmp_path):
+    """TIMESTAMP 'infinity' is stored as 2^63 - 1 microseconds, which the SQL function
+    reads; DuckDB's epoch_us gives NULL there, so batch evaluation must not use it alone
+    (found by adversarial testing: 0 rows instead of 1, with or without a skip index)."""
+    n = 1000
+    ts = np.sort(np.random.default_rng(2).integers(0, 10**15, n))
+    ts[-1], ts[0] = 2**63 - 1, -(2**63 - 1)  # 'infinity', '-infinity'
+    path = tmp_path / "ts.parquet"
+    pq.write_table(pa.table({"t": pa.array(ts, pa.timestamp("us")), "y": np.linspace(0, 1, n)}),
+                   path, row_group_size=100)  # fmt: skip
+    net = Network.mlp([(np.array([[1e-15, 0.0], [-1e-15, 0.0]]), np.zeros(2)),
+                       (np.array([[1.0, -1.0]]), np.zeros(1))], ReLU())  # fmt: skip
+    on, off = mlskip.connect(), mlskip.connect(skipping=False)
+    for con in (on, off):
+        con.register_model("f", net, input_types=["TIMESTAMP", "DOUBLE"])
+    for where in ("f(t, y) > 2000", "f(t, y) < -2000"):
+        sql = f"SELECT count(*) FROM '{path}' WHERE {where}"
+        assert on.sql(sql).fetchall() == off.sql(sql).fetchall() == [(1,)], where
