@@ -39,6 +39,9 @@ _FIXED = {
     "compressed_bytes": pa.int64(),
     "size": pa.int64(),
     "mtime_ns": pa.int64(),
+    "ctime_ns": pa.int64(),
+    "inode": pa.int64(),
+    "device": pa.int64(),
     "etag": pa.string(),
     "footer_hash": pa.string(),
     "schema": pa.string(),
@@ -52,12 +55,17 @@ _FIXED = {
 
 @dataclass(frozen=True)
 class FileIdentity:
-    """What says a file is still the one indexed: size plus modification time (local,
-    with the footer hash checked too) or ETag (object storage)."""
+    """What says a file is still the one indexed. Local: size, modification and change
+    times, inode and device (every write changes the change time, which no tool can set
+    back; a rename swap changes the inode), the footer hash checked too. Object storage:
+    size and ETag (a hash of the content)."""
 
     size: int
     mtime_ns: int | None = None
     etag: str | None = None
+    ctime_ns: int | None = None
+    inode: int | None = None
+    device: int | None = None
 
 
 def _facts_json(facts: ParquetFacts, schema: FileSchema) -> str:
@@ -114,6 +122,9 @@ def to_table(files: Sequence[tuple[str, FileIdentity, IndexedFile]], meta: dict)
                 "compressed_bytes": int(sum(facts.sizes)),
                 "size": identity.size,
                 "mtime_ns": identity.mtime_ns,
+                "ctime_ns": identity.ctime_ns,
+                "inode": identity.inode,
+                "device": identity.device,
                 "etag": identity.etag,
                 "footer_hash": entry.footer_hash,
                 "schema": _facts_json(facts, entry.schema),
@@ -165,15 +176,21 @@ class IndexTable:
     def __init__(self, table: pa.Table) -> None:
         raw = (table.schema.metadata or {}).get(b"mlskip.index")
         info = json.loads(raw) if raw else {}
-        if info.get("format") != FORMAT:
-            raise ValueError(f"not an mlskip skip index (format {info.get('format')!r})")
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            found = info.get("format") if isinstance(info, dict) else info
+            raise ValueError(f"not an mlskip skip index (format {found!r})")
+        missing = [c for c, t in _FIXED.items() if table.schema.field(c).type != t] if all(
+            c in table.column_names for c in _FIXED
+        ) else [c for c in _FIXED if c not in table.column_names]  # fmt: skip
+        if missing:
+            raise ValueError(f"skip index columns missing or mistyped: {missing}")
         self.meta = info
         self.table = table
         self.num_row_groups = table.num_rows - table.column("row_group").null_count
         paths = table.column("path").to_pylist()
         is_file = table.column("row_group").is_null().to_numpy(zero_copy_only=False)
         starts = np.flatnonzero(is_file)
-        ends = np.append(starts[1:], len(paths))
+        ends = np.append(starts[1:], len(paths))[: len(starts)]
         self._rows = {paths[s]: (int(s), int(e)) for s, e in zip(starts, ends, strict=True)}
         self._columns: dict[str, np.ndarray] = {}
         self._lists: dict[str, list] = {}
@@ -212,8 +229,29 @@ class IndexTable:
 
     def identity(self, path: str) -> FileIdentity:
         row = self._rows[path][0]
-        mtime, etag = self._values("mtime_ns")[row], self._values("etag")[row]
-        return FileIdentity(int(self._values("size")[row]), mtime, etag)
+        value = {name: self._values(name)[row] for name in
+                 ("size", "mtime_ns", "etag", "ctime_ns", "inode", "device")}  # fmt: skip
+        if value["size"] is None:
+            raise ValueError(f"skip index entry of {path} has no size")
+        return FileIdentity(**value)
+
+    def check_entry(self, path: str) -> None:
+        """Raise ``ValueError`` naming what is wrong if the file's entry cannot be read
+        (a damaged index: every column its summaries need, of the right kind)."""
+        info = self.schema_info(path)
+        lists = ("names", "numeric", "leaves", "numeric_stats", "floats", "null_columns", "entries")
+        if not isinstance(info, dict) or any(not isinstance(info.get(k), list) for k in lists):
+            raise ValueError(f"skip index entry of {path}: schema facts incomplete")
+        names = set(self.table.column_names)
+        needed = [f"{kind}:{c}" for c in info["numeric_stats"] for kind in ("min", "max")]
+        needed += [f"nulls:{c}" for c in info["null_columns"]]
+        needed += [f"nan:{c}" for c in info["floats"]]
+        absent = [n for n in needed if n not in names]
+        if absent:
+            raise ValueError(f"skip index entry of {path}: columns {absent[:3]} missing")
+        for value in (self.value(path, "mlskip_footer"), self.value(path, "mlskip_key")):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"skip index entry of {path}: footer value not text")
 
     def schema_info(self, path: str) -> dict:
         """The file's schema facts (parsed once per distinct schema: read-only)."""

@@ -599,7 +599,7 @@ def bench_index(
         "auto,none", help="planning: indexes built with polygons (auto), without (none)"
     ),
     real_row_groups: int = typer.Option(
-        10_000, help="planning: larger lakes are hard links to the files of this one"
+        10_000, help="planning: larger lakes are copies of the files of this one"
     ),
     dask: bool = typer.Option(True, help="planning: the index on a 2-worker LocalCluster"),
     s3_files: int = typer.Option(10_000, help="planning: objects on moto S3 (0: no S3)"),

@@ -257,8 +257,13 @@ class Planner:
         for path in paths:
             try:
                 if path in found:
-                    out.append(self._from_index(table, path, found[path]))
-                    continue
+                    try:
+                        out.append(self._from_index(table, path, found[path]))
+                        continue
+                    except (ValueError, KeyError, TypeError, AttributeError) as error:
+                        notes[path] = (
+                            f"skip index entry unreadable ({error}): planned from its own footer"
+                        )
                 facts = self.file_facts(path)
                 if path in notes:
                     facts = replace(facts, notes=(notes[path],))
@@ -277,6 +282,7 @@ class Planner:
             hit = self._indexed.get(cache_key)
         if hit is not None:
             return hit
+        table.check_entry(key)
         info = table.schema_info(key)
         fhash = table.value(key, "footer_hash")
         footer, found = table.value(key, "mlskip_footer"), table.value(key, "mlskip_key")

@@ -122,7 +122,14 @@ def _read_one(
         fhash = footer_hash_of(handle, st.st_size)
         handle.seek(0)
         entry = index_file(handle, path, fhash, **kwargs)
-    return index_key(path), FileIdentity(st.st_size, st.st_mtime_ns, None), entry
+    return index_key(path), local_file_identity(st), entry
+
+
+def local_file_identity(st: os.stat_result) -> FileIdentity:
+    """What an index stores of a local file's ``stat`` (see ``FileIdentity``)."""
+    return FileIdentity(
+        st.st_size, st.st_mtime_ns, None, st.st_ctime_ns, st.st_ino, st.st_dev
+    )  # fmt: skip
 
 
 def _index_many(
@@ -315,7 +322,7 @@ def _load(index: str, fs: _Filesystem) -> IndexTable:
         else:
             table = pq.read_table(index)
         return IndexTable(table)
-    except (OSError, ValueError, KeyError, pa.ArrowException) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException) as error:
         raise MlskipError(f"cannot read skip index {index}: {error}") from error
 
 
@@ -336,7 +343,10 @@ def _valid_entries(
                     now = remote_identity(fs(), path)
                 except OSError:
                     continue
-            stored = table.identity(path)
+            try:
+                stored = table.identity(path)
+            except ValueError:  # a damaged entry: never used
+                continue
             if now[2] and (now[1], now[2]) == (stored.size, stored.etag):
                 out[path] = now
     for path in listed:
@@ -346,8 +356,10 @@ def _valid_entries(
             st = os.stat(path)
         except OSError:
             continue
-        stored = table.identity(path)
-        if (st.st_size, st.st_mtime_ns) != (stored.size, stored.mtime_ns):
+        try:
+            if local_file_identity(st) != table.identity(path):
+                continue
+        except ValueError:  # a damaged entry: never used
             continue
         try:
             if footer_hash(path) != table.value(path, "footer_hash"):

@@ -1,6 +1,6 @@
 """``mlskip bench index`` at a tiny size: the planning part runs and its figures agree
 (the index prunes at least what footers prune; counts add up), also on a synthetic lake
-(hard links, re-pathed index entries, which must be used, not found stale). Times are
+(copied files, re-pathed index entries, which must be used, not found stale). Times are
 not checked."""
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from mlskip.errors import MlskipError, SkippingFallbackWarning
 from mlskip.metadata.file_index import index_file
 from mlskip.metadata.reader import footer_hash_of, read_skip_metadata
 from mlskip.skipper.skip_index import build_index, refresh_index, show_index
+from mlskip.verifier import Network, ReLU
 from tests.test_skipping_e2e import make_net, make_table
 
 N_FILES = 6
@@ -354,3 +355,113 @@ def test_explain_says_what_the_index_did(lake, index, tmp_path):
     files = len(list(root.glob("[pm]*.parquet")))
     assert f"skip index: {files} file(s) planned from it, {files} pruned whole" in text
     assert "0 planned from their own footers" in text
+
+
+# f(a, b) = a - b
+DIFF = Network.mlp([(np.array([[1.0, -1.0], [-1.0, 1.0]]), np.zeros(2)),
+                    (np.array([[1.0, -1.0]]), np.zeros(1))], ReLU())  # fmt: skip
+PLAIN = {"compression": "none", "use_dictionary": False, "write_statistics": False}
+
+
+def _diff_results(index: str, glob: str, threshold: float) -> tuple[list, list]:
+    con, ref = mlskip.connect(index=index), mlskip.connect(skipping=False)
+    for c in (con, ref):
+        c.register_model("f", DIFF)
+    sql = f"SELECT a, b FROM '{glob}' WHERE f(a, b) > {threshold}"
+    assert con.explain_skipping(sql).pruned > 0
+    return con, ref, sql
+
+
+def test_rewrites_that_keep_size_mtime_and_footer_are_caught(tmp_path):
+    """Without statistics the footer does not depend on the values: a value rewritten in
+    place (mtime restored) and two look-alike files swapped by rename keep size, mtime and
+    footer bytes; the change time and inode still tell (found by adversarial testing:
+    0 rows instead of 1, and instead of 1,000)."""
+    import struct
+
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0, 1, 1000)
+    path = tmp_path / "part.parquet"
+    pq.write_table(pa.table({"a": a, "b": a + rng.uniform(0, 0.01, 1000)}), path,
+                   row_group_size=100, **PLAIN)  # fmt: skip
+    build_index(str(path), str(tmp_path / "i1"), hulls=[("a", "b")])
+    con, ref, sql = _diff_results(str(tmp_path / "i1"), str(path), 0.5)
+    st = os.stat(path)
+    data = bytearray(path.read_bytes())
+    at = data.index(struct.pack("<d", a[5]))
+    data[at : at + 8] = struct.pack("<d", 3.0)  # f = 3 - b > 0.5 on that row
+    with open(path, "r+b") as out:
+        out.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert con.sql(sql).fetchall() == ref.sql(sql).fetchall() != []
+    # two files alike but for their values, same mtime, swapped by rename
+    for name, shift in (("p1", 0.0), ("p2", 0.55)):
+        x = rng.uniform(0, 1, 1000)
+        pq.write_table(pa.table({"a": x, "b": x - shift + rng.uniform(0, 0.01, 1000)}),
+                       tmp_path / f"{name}.parquet", row_group_size=100, **PLAIN)  # fmt: skip
+        os.utime(tmp_path / f"{name}.parquet", ns=(1_700_000_000 * 10**9,) * 2)
+    build_index(str(tmp_path / "p1.parquet"), str(tmp_path / "i2"), hulls=[("a", "b")])
+    con, ref, sql = _diff_results(str(tmp_path / "i2"), str(tmp_path / "p1.parquet"), 0.4)
+    os.rename(tmp_path / "p1.parquet", tmp_path / "tmp")
+    os.rename(tmp_path / "p2.parquet", tmp_path / "p1.parquet")
+    os.rename(tmp_path / "tmp", tmp_path / "p2.parquet")
+    assert len(con.sql(sql).fetchall()) == len(ref.sql(sql).fetchall()) == 1000
+
+
+def _damaged(index: str, target: str, damage) -> None:
+    table = pq.read_table(index)
+    pq.write_table(damage(table).replace_schema_metadata(table.schema.metadata), target)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda t: t.drop_columns(["status"]),
+        lambda t: t.drop_columns([c for c in t.column_names if c.startswith("min:")][:1]),
+        lambda t: t.set_column(
+            t.schema.get_field_index("size"), "size", pa.nulls(t.num_rows, pa.int64())
+        ),  # fmt: skip
+        lambda t: t.set_column(
+            t.schema.get_field_index("schema"), "schema", pa.array(['{"names": []}'] * t.num_rows)
+        ),  # fmt: skip
+    ],
+    ids=["column missing", "stats column missing", "size NULL", "schema facts incomplete"],
+)
+def test_a_damaged_index_falls_back_to_footers(lake, index, tmp_path, damage):
+    root, table = lake
+    bad = str(tmp_path / "damaged.index")
+    _damaged(index, bad, damage)
+    con, plain = _cons(bad)
+    lo, hi = _thresholds(table)
+    sql = QUERIES[0].format(g=root / GLOBS[0], lo=lo, hi=hi)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippingFallbackWarning)
+        assert con.sql(sql).fetchall() == plain.sql(sql).fetchall()
+    assert not con.explain_skipping(sql).files[0].indexed
+
+
+def test_an_index_of_no_files_is_readable_and_refreshable(tmp_path):
+    """A refresh while the lake is empty writes an index of no entries; it is read (every
+    file then plans from its footer) and the next refresh fills it."""
+    rng = np.random.default_rng(3)
+    pq.write_table(_table(rng, 0), tmp_path / "p0.parquet", row_group_size=1_000)
+    index = str(tmp_path / "i.parquet")
+    build_index(str(tmp_path / "p*.parquet"), index)
+    os.rename(tmp_path / "p0.parquet", tmp_path / "away")
+    assert refresh_index(index).files == 0
+    assert show_index(index).files == 0
+    os.rename(tmp_path / "away", tmp_path / "p0.parquet")
+    assert refresh_index(index).files == 1
+
+
+def test_arrow_scans_combine_files_whose_types_differ(tmp_path):
+    """A column int64 in one file and double in another reads as double, as DuckDB reads
+    them, whatever the plan prunes."""
+    pq.write_table(pa.table({"a": np.arange(100, dtype=np.int64), "b": np.zeros(100)}),
+                   tmp_path / "p1.parquet", row_group_size=10)  # fmt: skip
+    pq.write_table(pa.table({"a": np.linspace(0, 99, 100), "b": np.zeros(100)}),
+                   tmp_path / "p2.parquet", row_group_size=10)  # fmt: skip
+    glob = str(tmp_path / "p*.parquet")
+    got = mlskip.scan(glob, DIFF, "> 50", inputs=["a", "b"])
+    assert got.schema.field("a").type == pa.float64() and got.num_rows == 98
+    assert mlskip.scan_polars(glob, DIFF, "> 50", inputs=["a", "b"]).collect().height == 98

@@ -30,7 +30,7 @@ may be planned by the other worker, so warm on Dask is only partly warm (not mea
 above 100k row groups). The operating system's file cache is warm throughout. Next to
 the cost: files and row groups left after file-level pruning (footers have no file-level
 summary: every file is left) and row groups pruned, since the cost follows what is left.
-Lakes above ``--real-row-groups`` (10k) row groups are synthetic: hard links to the files
+Lakes above ``--real-row-groups`` (10k) row groups are synthetic: copies of the files
 of the real lake of that size, with indexes made from its index by replacing the paths
 (``metadata/index_table.py``: the index is a Parquet table with a ``path`` column). A
 planner whose cost per row group on a smaller lake predicts more than ``--budget``
@@ -97,7 +97,7 @@ class PlanningConfig:
     hulls: tuple[str, ...] = tuple(HULLS)
     groups_per_file: int = 10
     rows_per_group: int = 50
-    real_row_groups: int = 10_000  # larger lakes are hard links to this one's files
+    real_row_groups: int = 10_000  # larger lakes are copies of this one's files
     dask: bool = True
     s3_files: int = 10_000  # 0: no S3
     budget: float = 300.0  # seconds: a planner estimated to take longer is skipped

@@ -83,14 +83,16 @@ def write_lake(folder: Path, files: int, cfg: PlanningConfig) -> list[str]:
 
 
 def link_lake(folder: Path, real: Sequence[str], files: int) -> list[str]:
-    """A synthetic lake of ``files`` hard links to the files of ``real``, in copies."""
+    """A synthetic lake of ``files`` copies of the files of ``real``, in folders (copies,
+    not hard links: a link changes its file's change time, which makes every index entry
+    of the real lake stale)."""
     paths = []
     for j in range(files):
         copy = folder / f"c{j // len(real):04d}"
         if j % len(real) == 0:
             copy.mkdir(parents=True, exist_ok=True)
         path = str(copy / os.path.basename(real[j % len(real)]))
-        os.link(real[j % len(real)], path)
+        shutil.copyfile(real[j % len(real)], path)
         paths.append(path)
     return paths
 
@@ -111,6 +113,8 @@ def repath_index(
         keep = np.flatnonzero(rows < len(names))
         part = table.take(pa.array(keep))
         part = part.set_column(0, "path", pa.array(names).take(pa.array(rows[keep])))
+        if etags is None:  # copies: each has its own identity
+            part = _with_identities(part, rows[keep], names)
         if etags is not None:
             etag = pa.array(etags[copy * len(real) : (copy + 1) * len(real)]).take(
                 pa.array(rows[keep])
@@ -125,6 +129,19 @@ def repath_index(
             )  # fmt: skip
         parts.append(part)
     return pa.concat_tables(parts)
+
+
+def _with_identities(part: pa.Table, rows: np.ndarray, names: Sequence[str]) -> pa.Table:
+    """``part`` with each file row's identity columns those of its path now."""
+    from mlskip.skipper.skip_index import local_file_identity
+
+    ids = [local_file_identity(os.stat(n)) for n in names]
+    is_file = part.column("row_group").is_null()
+    for column in ("size", "mtime_ns", "ctime_ns", "inode", "device"):
+        values = pa.array([getattr(i, column) for i in ids], pa.int64()).take(pa.array(rows))
+        at = part.schema.get_field_index(column)
+        part = part.set_column(at, column, pc.if_else(is_file, values, None))
+    return part
 
 
 def write_index(table: pa.Table, index: str) -> int:
@@ -153,10 +170,10 @@ def real_lake(work: Path, size: int, cfg: PlanningConfig, say: Callable[[str], N
 def synthetic_lake(
     work: Path, size: int, base: Lake, cfg: PlanningConfig, say: Callable[[str], None]
 ) -> Lake:
-    """A lake of ``size`` row groups: hard links to ``base``'s files, indexed by
+    """A lake of ``size`` row groups: copies of ``base``'s files, indexed by
     re-pathing ``base``'s indexes."""
     files = math.ceil(size / cfg.groups_per_file)
-    say(f"lake of {size:,} row groups: {files:,} hard links to {len(base.files):,} files")
+    say(f"lake of {size:,} row groups: {files:,} copies of {len(base.files):,} files")
     start = time.perf_counter()
     paths = link_lake(work / f"lake{size}", base.files, files)
     lake = Lake(size, paths, {}, True, time.perf_counter() - start)
@@ -516,7 +533,7 @@ def print_planning(figures: dict[str, Any], console: Any) -> None:
 
     lakes = Table(
         title="planning lakes (plain pyarrow files, clustered by x0)",
-        caption="hard links: the index is the real lake's with paths replaced (seconds: "
+        caption="copies: the index is the real lake's with paths replaced (seconds: "
         "that rewrite; bytes: copies compress better than distinct files)",
     )
     for col in ("row groups", "files", "made", "seconds", "index build s", "index bytes / RG"):
@@ -524,7 +541,7 @@ def print_planning(figures: dict[str, Any], console: Any) -> None:
     for x in figures["lakes"]:
         lakes.add_row(
             f"{x['row_groups']:,}", f"{x['files']:,}",
-            "hard links" if x["synthetic"] else "written", f"{x['write_s']:.1f}",
+            "copies" if x["synthetic"] else "written", f"{x['write_s']:.1f}",
             ", ".join(f"{HULLS[h]} {s:.1f}" for h, s in x["index_s"].items()),
             ", ".join(f"{HULLS[h]} {b:.0f}" for h, b in x["index_bytes_per_row_group"].items()),
         )  # fmt: skip

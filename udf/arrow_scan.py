@@ -264,7 +264,7 @@ def _scan_planned(plan: ScanPlan, columns: Sequence[str] | None) -> pa.Table:
         first = plan.files[0]
         wanted = _wanted(plan, columns)
         parts.append(_read_groups(first, np.zeros(0, dtype=int), wanted, plan.planner))
-    result = pa.concat_tables(parts, promote_options="default")
+    result = pa.concat_tables(parts, promote_options="permissive")
     return result.select(list(columns)) if columns else result
 
 
@@ -440,7 +440,7 @@ def scan_polars(
 def _unified_schema(plan: ScanPlan) -> pa.Schema:
     """The files' Arrow schemas combined as ``scan`` combines their tables."""
     schemas = [file_schema(file.path, plan.planner) for file in plan.files]
-    return pa.unify_schemas(schemas, promote_options="default")
+    return pa.unify_schemas(schemas, promote_options="permissive")
 
 
 def file_schema(path: str, planner: Planner) -> pa.Schema:

@@ -142,7 +142,7 @@ def _plan_chunk(
         except (OSError, ValueError):
             if file.reason is None:
                 raise
-    schema = pa.unify_schemas(schemas, promote_options="default") if schemas else None
+    schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
     return plans, schema
 
 
@@ -195,7 +195,7 @@ def _plan(
     schemas = [schema for _, schema in results if schema is not None]
     if not schemas:  # no file could be read: reading the first reports why
         schemas = [file_schema(files[0], client_planner)]
-    schema = pa.unify_schemas(schemas, promote_options="default").remove_metadata()
+    schema = pa.unify_schemas(schemas, promote_options="permissive").remove_metadata()
     return ScanPlan(prepared, pred, names, plans, client_planner), schema
 
 
