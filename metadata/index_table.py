@@ -169,6 +169,12 @@ def _parsed(text: str) -> dict:
     return json.loads(text)
 
 
+@functools.lru_cache(maxsize=1024)
+def _planner_schema(text: str) -> tuple[tuple[str, ...], frozenset[str], tuple]:
+    info = _parsed(text)
+    return tuple(info["names"]), frozenset(info["numeric"]), tuple(map(tuple, info["leaves"]))
+
+
 class IndexTable:
     """A loaded index: per file, its row and the range of its row-group rows, with the
     columns held as arrays (a file's summaries are built only when it is planned)."""
@@ -194,6 +200,13 @@ class IndexTable:
         self._rows = {paths[s]: (int(s), int(e)) for s, e in zip(starts, ends, strict=True)}
         self._columns: dict[str, np.ndarray] = {}
         self._lists: dict[str, list] = {}
+        self._schemas_checked: set[int] = set()  # distinct schemas whose columns are present
+        self._whole: dict[int, tuple] = {}  # distinct schema -> the columns it reads
+        self._parsed: dict[int, dict] = {}
+        # each row's schema as an index into its distinct texts (files share schemas)
+        encoded = table.column("schema").combine_chunks().dictionary_encode()
+        self._schema_of = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        self._schema_texts = encoded.dictionary.to_pylist()
 
     @property
     def paths(self) -> list[str]:
@@ -238,24 +251,43 @@ class IndexTable:
     def check_entry(self, path: str) -> None:
         """Raise ``ValueError`` naming what is wrong if the file's entry cannot be read
         (a damaged index: every column its summaries need, of the right kind)."""
-        info = self.schema_info(path)
-        lists = ("names", "numeric", "leaves", "numeric_stats", "floats", "null_columns", "entries")
-        if not isinstance(info, dict) or any(not isinstance(info.get(k), list) for k in lists):
-            raise ValueError(f"skip index entry of {path}: schema facts incomplete")
-        names = set(self.table.column_names)
-        needed = [f"{kind}:{c}" for c in info["numeric_stats"] for kind in ("min", "max")]
-        needed += [f"nulls:{c}" for c in info["null_columns"]]
-        needed += [f"nan:{c}" for c in info["floats"]]
-        absent = [n for n in needed if n not in names]
-        if absent:
-            raise ValueError(f"skip index entry of {path}: columns {absent[:3]} missing")
+        which = int(self._schema_of[self._rows[path][0]])
+        text = self._schema_texts[which] if which >= 0 else None
+        if which not in self._schemas_checked:  # once per distinct schema
+            info = _parsed(text) if isinstance(text, str) else None
+            lists = ("names", "numeric", "leaves", "numeric_stats", "floats", "null_columns",
+                     "entries")  # fmt: skip
+            if not isinstance(info, dict) or any(not isinstance(info.get(k), list) for k in lists):
+                raise ValueError(f"skip index entry of {path}: schema facts incomplete")
+            names = set(self.table.column_names)
+            needed = [f"{kind}:{c}" for c in info["numeric_stats"] for kind in ("min", "max")]
+            needed += [f"nulls:{c}" for c in info["null_columns"]]
+            needed += [f"nan:{c}" for c in info["floats"]]
+            absent = [n for n in needed if n not in names]
+            if absent:
+                raise ValueError(f"skip index entry of {path}: columns {absent[:3]} missing")
+            self._schemas_checked.add(which)
         for value in (self.value(path, "mlskip_footer"), self.value(path, "mlskip_key")):
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"skip index entry of {path}: footer value not text")
 
+    def _schema_text(self, path: str) -> str:
+        which = int(self._schema_of[self._rows[path][0]])
+        if which < 0:
+            raise ValueError(f"skip index entry of {path}: no schema facts")
+        return self._schema_texts[which]
+
     def schema_info(self, path: str) -> dict:
         """The file's schema facts (parsed once per distinct schema: read-only)."""
-        return _parsed(self.value(path, "schema"))
+        which = int(self._schema_of[self._rows[path][0]])
+        got = self._parsed.get(which)
+        if got is None:
+            got = self._parsed[which] = _parsed(self._schema_text(path))
+        return got
+
+    def planner_schema(self, path: str) -> tuple[tuple[str, ...], frozenset[str], tuple]:
+        """Column names, numeric columns and Parquet leaves, as the planner holds them."""
+        return _planner_schema(self._schema_text(path))
 
     def row_counts(self, path: str) -> np.ndarray:
         start, end = self._rows[path]
@@ -292,25 +324,30 @@ class IndexTable:
             tuple(info["entries"]),
         )
 
+    def _whole_columns(self, path: str) -> tuple[list, list, list]:
+        """The columns a file's summaries read, per distinct schema: (name, min, max),
+        (name, NULL counts), (name, NaN flags)."""
+        which = int(self._schema_of[self._rows[path][0]])
+        got = self._whole.get(which)
+        if got is None:
+            info = self.schema_info(path)
+            got = self._whole[which] = (
+                [(c, self._numbers(f"min:{c}"), self._numbers(f"max:{c}"))
+                 for c in info["numeric_stats"]],
+                [(c, self._numbers(f"nulls:{c}")) for c in info["null_columns"]],
+                [(c, self._values(f"nan:{c}")) for c in info["floats"]],
+            )  # fmt: skip
+        return got
+
     def whole_file(self, path: str, trust_nan_flags: bool) -> RowGroupSummary:
         """The file's own row as one summary: the union of its row groups (polygons
         aside). NaN flags are used only when ``trust_nan_flags`` (the stored value was
         checked under the key planning trusts)."""
-        info = self.schema_info(path)
+        boxes, counts, flags = self._whole_columns(path)
         row = self._rows[path][0]
-        box = {
-            c: (float(self._numbers(f"min:{c}")[row]), float(self._numbers(f"max:{c}")[row]))
-            for c in info["numeric_stats"]
-        }
-        nulls = {}
-        for c in info["null_columns"]:
-            v = self._numbers(f"nulls:{c}")[row]
-            nulls[c] = None if math.isnan(v) else int(v)
-        nan = {
-            c
-            for c in info["floats"]
-            if not trust_nan_flags or self._values(f"nan:{c}")[row] is not False
-        }
+        box = {c: (float(lo[row]), float(hi[row])) for c, lo, hi in boxes}
+        nulls = {c: None if math.isnan(v[row]) else int(v[row]) for c, v in counts}
+        nan = {c for c, v in flags if not trust_nan_flags or v[row] is not False}
         return RowGroupSummary(
             -1,
             int(self._numbers("num_rows")[row]),

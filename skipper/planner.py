@@ -254,11 +254,13 @@ class Planner:
                     stacklevel=3,
                 )
                 notes = {p: f"skip index unusable: {error}" for p in paths}
+        trusted = resolve_key(self._footer_key)
+        trusted_id = key_id(trusted)
         for path in paths:
             try:
                 if path in found:
                     try:
-                        out.append(self._from_index(table, path, found[path]))
+                        out.append(self._from_index(table, path, found[path], trusted, trusted_id))
                         continue
                     except (ValueError, KeyError, TypeError, AttributeError) as error:
                         notes[path] = (
@@ -272,18 +274,19 @@ class Planner:
                 out.append(error)
         return out
 
-    def _from_index(self, table: IndexTable, path: str, identity: tuple) -> FileFacts:
+    def _from_index(
+        self, table: IndexTable, path: str, identity: tuple, trusted: bytes | None, trusted_id: str
+    ) -> FileFacts:
         """A file's facts from its (checked) index entry; its row groups' summaries are
         decoded only if it is planned past file-level pruning."""
-        trusted = resolve_key(self._footer_key)
         key = index_key(path)
-        cache_key = (key, identity, key_id(trusted), id(table))
+        cache_key = (key, identity, trusted_id, id(table))
         with self._lock:
             hit = self._indexed.get(cache_key)
         if hit is not None:
             return hit
         table.check_entry(key)
-        info = table.schema_info(key)
+        names, numeric, leaves = table.planner_schema(key)
         fhash = table.value(key, "footer_hash")
         footer, found = table.value(key, "mlskip_footer"), table.value(key, "mlskip_key")
 
@@ -296,12 +299,11 @@ class Planner:
             return replace(meta, path=path, footer_hash=fhash)
 
         trust_nan = (
-            table.meta.get("key_id", "") == key_id(trusted) and table.value(key, "status") == "ok"
+            table.meta.get("key_id", "") == trusted_id and table.value(key, "status") == "ok"
         )
         facts = FileFacts(
-            path, identity, table.row_group_bytes(key), tuple(info["names"]),
-            frozenset(info["numeric"]), tuple(map(tuple, info["leaves"])), fhash,
-            key_id(trusted), table.row_counts(key), load, table.whole_file(key, trust_nan),
+            path, identity, table.row_group_bytes(key), names, numeric, leaves, fhash,
+            trusted_id, table.row_counts(key), load, table.whole_file(key, trust_nan),
         )  # fmt: skip
         with self._lock:
             self._indexed[cache_key] = facts
