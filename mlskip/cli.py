@@ -334,12 +334,22 @@ def index_build(
     as_json: bool = typer.Option(False, "--json", help="print the build report as JSON"),
 ) -> None:
     """Index Parquet files that carry no mlskip summaries (any writer, any store)."""
-    from mlskip.skipper.skip_index import build_index, warn_failed
+    from mlskip.skipper.skip_index import build_index
+
+    pairs = _hulls_option(hulls)
+    _index_job(
+        lambda: build_index(paths, index, hulls=pairs, hull_bytes=hull_bytes, workers=workers),
+        as_json,
+    )
+
+
+def _index_job(run: Any, as_json: bool) -> None:
+    """Run an index build or refresh; print its report (a line, or JSON) and warn about
+    the files it could not read."""
+    from mlskip.skipper.skip_index import warn_failed
 
     try:
-        report = build_index(
-            paths, index, hulls=_hulls_option(hulls), hull_bytes=hull_bytes, workers=workers
-        )
+        report = run()
     except _user_errors() as error:
         _fail(error)
     warn_failed(report)
@@ -367,17 +377,9 @@ def index_refresh(
     as_json: bool = typer.Option(False, "--json", help="print the refresh report as JSON"),
 ) -> None:
     """Re-index changed and new files of an index's sources and drop removed ones."""
-    from mlskip.skipper.skip_index import refresh_index, warn_failed
+    from mlskip.skipper.skip_index import refresh_index
 
-    try:
-        report = refresh_index(index, workers=workers)
-    except _user_errors() as error:
-        _fail(error)
-    warn_failed(report)
-    if as_json:
-        print(json.dumps(dataclasses.asdict(report), default=_jsonable))
-    else:
-        console.print(_index_report_line(report), soft_wrap=True, highlight=False)
+    _index_job(lambda: refresh_index(index, workers=workers), as_json)
 
 
 @index_app.command("show")
