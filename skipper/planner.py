@@ -39,6 +39,7 @@ from mlskip.skipper.remote import (
     S3Options,
     default_filesystem,
     is_s3,
+    list_identities,
     read_remote_tail,
     remote_identity,
 )
@@ -205,6 +206,19 @@ class Planner:
         if is_s3(path):
             return remote_identity(self.filesystem, path)
         return stat_identity(path)
+
+    def identities(self, paths: Sequence[str]) -> list[tuple | None]:
+        """``identity`` of each path (None where it cannot be had): ``s3://`` objects from
+        one LIST per folder rather than a HEAD each when there are several."""
+        remote = [p for p in paths if is_s3(p)]
+        listed = list_identities(self.s3, remote) if len(remote) > 1 else {}
+        out: list[tuple | None] = []
+        for path in paths:
+            try:
+                out.append(listed[path] if path in listed else self.identity(path))
+            except (OSError, ValueError):
+                out.append(None)
+        return out
 
     def file_facts(self, path: str) -> FileFacts:
         """Footer summaries of ``path``, re-read whenever the file changed.

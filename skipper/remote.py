@@ -264,7 +264,7 @@ def epoch_seconds(value: Any) -> int | str:
 def list_identities(options: S3Options | None, paths: list[str]) -> dict[str, tuple]:
     """``remote_identity`` of many objects from LIST requests (one per 1,000 objects of a
     folder) instead of a HEAD each; {} when boto3 is not installed. Objects not listed
-    are absent from the result."""
+    (a folder that could not be listed included) are absent: callers HEAD them."""
     try:
         import boto3
         from botocore import UNSIGNED
@@ -296,18 +296,21 @@ def list_identities(options: S3Options | None, paths: list[str]) -> dict[str, tu
     scheme = {p.split("://", 1)[0] for p in paths}
     for (bucket, folder), wanted in folders.items():
         prefix = folder + "/" if folder else ""
-        pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=prefix, Delimiter="/"
-        )
-        for page in pages:
-            for item in page.get("Contents", ()):
-                for s in scheme:
-                    path = f"{s}://{bucket}/{item['Key']}"
-                    if path in wanted:
-                        found[path] = (
-                            path, int(item["Size"]), str(item.get("ETag", "")).strip('"'),
-                            epoch_seconds(item["LastModified"]),
-                        )  # fmt: skip
+        try:
+            pages = client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix, Delimiter="/"
+            )
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    for s in scheme:
+                        path = f"{s}://{bucket}/{item['Key']}"
+                        if path in wanted:
+                            found[path] = (
+                                path, int(item["Size"]), str(item.get("ETag", "")).strip('"'),
+                                epoch_seconds(item["LastModified"]),
+                            )  # fmt: skip
+        except Exception:  # noqa: BLE001 - a folder that cannot be listed: a HEAD each
+            continue
     return found
 
 

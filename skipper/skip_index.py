@@ -21,6 +21,7 @@ import os
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -401,36 +402,65 @@ def show_index(index: str, s3: S3Options | dict | None = None) -> IndexCoverage:
 
 
 class SkipIndex:
-    """An index used for planning, reloaded when the index object changes."""
+    """An index used for planning, reloaded when the index object changes.
+
+    A lookup reads only the index's row groups (Parquet's, 65,536 index rows each) whose
+    paths can hold the files asked for: the index is sorted by path, so a planner given
+    a slice of a lake (a Dask planning task) reads about that slice of the index.
+    """
 
     def __init__(self, location: str, filesystem: Callable[[], Any], s3: S3Options | None):
         self.location = location
         self._filesystem = filesystem  # the planner's, made on first use
         self.s3 = s3
-        self._table: IndexTable | None = None
-        self._identity: tuple | None = None
+        self._tables: OrderedDict[tuple, IndexTable] = OrderedDict()  # (identity, span)
+        self._spans: dict[tuple, list] = {}  # identity -> each row group's path range
         self._lock = threading.Lock()
 
-    def table(self) -> IndexTable:
-        """The loaded index, read again if its object changed."""
+    def _identity(self) -> tuple:
         if is_s3(self.location):
-            now = remote_identity(self._filesystem(), self.location)
-        else:
-            st = os.stat(self.location)
-            now = (st.st_size, st.st_mtime_ns, st.st_ino)
+            return remote_identity(self._filesystem(), self.location)
+        st = os.stat(self.location)
+        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+    def _open(self) -> Any:
+        if is_s3(self.location):
+            return self._filesystem().open_input_file(s3_key(self.location))
+        return open(self.location, "rb")
+
+    def table(self, keys: Sequence[str] | None = None) -> IndexTable:
+        """The index rows that can hold ``keys`` (all of them for None), read again if the
+        index object changed (one HEAD or ``stat`` when nothing needs reading)."""
+        now = self._identity()
+        try:
+            with self._lock:
+                ranges = self._spans.get(now)
+            if ranges is not None:
+                with self._lock:
+                    hit = self._tables.get((now, _span(ranges, keys)))
+                if hit is not None:
+                    return hit
+            with self._open() as source:
+                parquet = pq.ParquetFile(source)
+                ranges = _path_ranges(parquet)
+                span = _span(ranges, keys)
+                whole = span == (0, len(ranges))
+                table = parquet.read() if whole else parquet.read_row_groups(range(*span))
+                loaded = IndexTable(table)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException) as e:
+            raise MlskipError(f"cannot read skip index {self.location}: {e}") from e
         with self._lock:
-            if self._table is not None and self._identity == now:
-                return self._table
-        loaded = _load(self.location, _Filesystem(self.s3, self._filesystem()))
-        with self._lock:
-            self._table, self._identity = loaded, now
+            self._spans[now] = ranges
+            self._tables[(now, span)] = loaded
+            while len(self._tables) > 4:
+                self._tables.popitem(last=False)
         return loaded
 
     def lookup(self, paths: Sequence[str]) -> tuple[IndexTable, dict[str, tuple], dict[str, str]]:
         """The index, the planner identity of every path whose entry is valid, and for the
         others why the index was not used (not indexed, or changed since)."""
-        table = self.table()
         keys = [index_key(p) for p in paths]
+        table = self.table(keys)
         valid = _valid_entries(table, keys, self.s3, _Filesystem(self.s3, self._filesystem()))
         notes = {}
         for path, key in zip(paths, keys, strict=True):
@@ -442,6 +472,29 @@ class SkipIndex:
                     else "not in the skip index: planned from its own footer"
                 )
         return table, {p: valid[k] for p, k in zip(paths, keys, strict=True) if k in valid}, notes
+
+
+def _path_ranges(parquet: pq.ParquetFile) -> list[tuple[str, str] | None]:
+    """Each index row group's (first path, last path), None where not known."""
+    meta = parquet.metadata
+    column = parquet.schema_arrow.get_field_index("path")
+    ranges: list[tuple[str, str] | None] = []
+    for r in range(meta.num_row_groups):
+        stats = meta.row_group(r).column(column).statistics
+        known = stats is not None and stats.has_min_max
+        ranges.append((stats.min, stats.max) if known else None)
+    return ranges
+
+
+def _span(ranges: list, keys: Sequence[str] | None) -> tuple[int, int]:
+    """The index row groups [first, end) whose paths can hold ``keys``: every row group
+    whose path range meets [min key, max key] (one without path statistics always does).
+    The index is sorted by path, so a file's rows lie in that span."""
+    if not keys or len(ranges) <= 1:
+        return (0, len(ranges))
+    low, high = min(keys), max(keys)
+    meets = [r for r, got in enumerate(ranges) if got is None or (got[0] <= high and got[1] >= low)]
+    return (meets[0], meets[-1] + 1) if meets else (0, 0)
 
 
 def warn_failed(report: IndexReport) -> None:

@@ -423,6 +423,9 @@ def test_index_on_s3_plans_from_one_object_and_listing(plain_lake, server):
     facts = planner.files_facts(paths)
     assert all(f.whole is not None for f in facts)
     assert server.get_bytes == 0 and server.heads <= 1  # one LIST (and the index's HEAD)
+    report = on.explain_skipping(sql)
+    server.reset()
+    assert on.changed_files(report) == [] and server.heads == 0  # after a query: one LIST
     assert on.explain_skipping(sql).pruned > footers.explain_skipping(sql).pruned
     # q1 replaced by other rows: its entry is stale, results still equal
     changed = make_table(99, 20_000).sort_by("b")

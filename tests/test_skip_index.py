@@ -465,3 +465,53 @@ def test_arrow_scans_combine_files_whose_types_differ(tmp_path):
     got = mlskip.scan(glob, DIFF, "> 50", inputs=["a", "b"])
     assert got.schema.field("a").type == pa.float64() and got.num_rows == 98
     assert mlskip.scan_polars(glob, DIFF, "> 50", inputs=["a", "b"]).collect().height == 98
+
+
+def test_build_on_dask_processes_gives_the_same_index(lake, index, tmp_path):
+    """``workers=2`` reads the files on two Dask processes: the same entries."""
+    root, _ = lake
+    parallel = str(tmp_path / "parallel.index")
+    report = build_index(str(root / "*.parquet"), parallel, workers=2)
+    assert report.files == N_FILES and not report.failed
+    one, two = pq.read_table(index), pq.read_table(parallel)
+    assert one.drop_columns(["schema_hash"]).equals(two.drop_columns(["schema_hash"]))
+
+
+def test_post_query_identity_checks_see_a_changed_file(tmp_path):
+    """After a planned query every planned file's identity is checked in one call (local
+    ``stat``; S3 LISTs: tests/test_object_storage.py): unchanged files pass, a touched one
+    is reported."""
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        pq.write_table(_table(rng, i), tmp_path / f"p{i}.parquet", row_group_size=1_000)
+    index = str(tmp_path / "i.parquet")
+    build_index(str(tmp_path / "p*.parquet"), index)
+    con, _ = _cons(index)
+    lo, hi = _thresholds(_table(np.random.default_rng(0), 0))
+    report = con.explain_skipping(QUERIES[0].format(g=tmp_path / "p*.parquet", lo=lo, hi=hi))
+    assert len(report.identities) == 3 and con.changed_files(report) == []
+    os.utime(tmp_path / "p1.parquet")
+    assert [os.path.basename(p) for p in con.changed_files(report)] == ["p1.parquet"]
+
+
+def test_planning_a_slice_reads_only_its_part_of_the_index(lake, index, tmp_path):
+    """The index is sorted by path: planning some files reads only the index row groups
+    whose path range meets theirs (a Dask planning task reads its slice), and plans them
+    as the whole index does."""
+    from mlskip.skipper.planner import Planner
+
+    root, table = lake
+    small = str(tmp_path / "small-row-groups.index")
+    whole = pq.read_table(index)
+    pq.write_table(whole, small, row_group_size=4)  # many index row groups
+    files = sorted(str(p) for p in root.glob("*.parquet"))
+    planner = Planner(index=small)
+    one = planner.index.table([os.path.abspath(files[0])])
+    assert 0 < one.table.num_rows < whole.num_rows and os.path.abspath(files[0]) in one
+    assert planner.index.table(None).table.num_rows == whole.num_rows
+    lo, hi = _thresholds(table)
+    sql = QUERIES[0].format(g=root / GLOBS[0], lo=lo, hi=hi)
+    sliced, full = _cons(small)[0], _cons(index)[0]
+    a, b = sliced.explain_skipping(sql), full.explain_skipping(sql)
+    assert (a.pruned, a.all_match, a.evaluated) == (b.pruned, b.all_match, b.evaluated)
+    assert sliced.sql(sql).fetchall() == full.sql(sql).fetchall()

@@ -290,15 +290,9 @@ class Connection:
 
     def changed_files(self, report: SkippingReport) -> list[str]:
         """Planned files whose identity is no longer the one they were planned for."""
-        changed = []
-        for path, identity in report.identities:
-            try:
-                now = self.planner.identity(path)
-            except (OSError, ValueError):
-                now = None
-            if now != identity:
-                changed.append(path)
-        return changed
+        paths = [path for path, _ in report.identities]
+        now = self.planner.identities(paths)
+        return [p for (p, then), n in zip(report.identities, now, strict=True) if n != then]
 
     def sql(self, query: str, *, params: Any = None) -> duckdb.DuckDBPyRelation | None:
         """Like ``duckdb.sql``: a relation for a SELECT, None for a statement without result.
