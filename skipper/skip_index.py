@@ -401,6 +401,9 @@ def show_index(index: str, s3: S3Options | dict | None = None) -> IndexCoverage:
     )
 
 
+SLICES_KEPT = 64  # index slices a planner keeps (at 65,536 rows a slice: 4M index rows)
+
+
 class SkipIndex:
     """An index used for planning, reloaded when the index object changes.
 
@@ -452,7 +455,7 @@ class SkipIndex:
         with self._lock:
             self._spans[now] = ranges
             self._tables[(now, span)] = loaded
-            while len(self._tables) > 4:
+            while len(self._tables) > SLICES_KEPT:
                 self._tables.popitem(last=False)
         return loaded
 

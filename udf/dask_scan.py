@@ -24,6 +24,7 @@ import os
 import pickle
 import sys
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -185,9 +186,21 @@ def _plan(
     # local paths absolute: a worker's working folder need not be the client's
     files = [f if is_s3(f) else os.path.abspath(f) for f in expand_files(paths, client_planner)]
     ref = dask.delayed(_ModelRef.of(prepared, "plan"), pure=True, traverse=False)
-    plan_chunk = dask.delayed(_plan_chunk, pure=False)  # files may change
+    # keys in file order, so workers take chunks in the index's order (a skip index is
+    # read a slice at a time: neighbouring chunks share its slices); files may change
+    run = uuid.uuid4().hex[:12]
     tasks = [
-        plan_chunk(chunk, ref, pred, names, defaulted, k == 0, options, index)
+        dask.delayed(_plan_chunk, pure=False)(
+            chunk,
+            ref,
+            pred,
+            names,
+            defaulted,
+            k == 0,
+            options,
+            index,
+            dask_key_name=f"mlskip-plan-{run}-{k:08d}",
+        )  # fmt: skip
         for k, chunk in enumerate(_file_chunks(files))
     ]
     results = dask.compute(*tasks)
