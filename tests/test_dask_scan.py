@@ -347,7 +347,7 @@ def test_distributed_client(files, net, client):
         )
         got = frame.compute()
     names = [str(t["key"]) for t in stream.data]
-    assert sum("_plan_chunk" in n for n in names) == 3  # 3 files, 2 threads: a file a task
+    assert sum("mlskip-plan-" in n for n in names) == 3  # 3 files, 2 threads: a file a task
     reads = [t for t in stream.data if "mlskip-read-parquet" in str(t["key"])]
     assert len(reads) >= frame.npartitions > 3
     held = client.run(cached_models)
