@@ -16,6 +16,7 @@ footer, and ``explain_skipping`` says so.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import threading
@@ -99,6 +100,12 @@ class _Filesystem:
             return self._fs
 
 
+@functools.lru_cache(maxsize=8)
+def _s3_filesystem(s3: S3Options | None) -> Any:
+    """One S3 filesystem per options and process, for the files an index build reads."""
+    return _Filesystem(s3)()
+
+
 def _read_one(
     path: str, options: dict, s3: S3Options | None
 ) -> tuple[str, FileIdentity, IndexedFile]:
@@ -106,7 +113,7 @@ def _read_one(
     key = resolve_key(options.get("footer_key"))
     kwargs = {"hulls": options["hulls"], "hull_bytes": options["hull_bytes"], "footer_key": key}
     if is_s3(path):
-        fs = _Filesystem(s3)()
+        fs = _s3_filesystem(s3)
         tail, identity = read_remote_tail(fs, path)
         fhash = footer_hash_of(tail, identity[1])
         tail.seek(0)
