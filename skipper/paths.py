@@ -41,13 +41,13 @@ def _s3_glob(pattern: str, filesystem: Any) -> list[str]:
     fixed = key[: min(key.index(c) for c in "*?[" if c in key)]
     base = fixed.rsplit("/", 1)[0]
     infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
-    regex = _glob_regex(key)
+    regex = glob_regex(key)
     return sorted(
         scheme + i.path for i in infos if i.type == pafs.FileType.File and regex.match(i.path)
     )
 
 
-def _glob_regex(pattern: str) -> re.Pattern:
+def glob_regex(pattern: str) -> re.Pattern:
     """DuckDB-style glob for object stores listed by pyarrow: ``**`` crosses folders,
     ``*`` and ``?`` do not."""
     out, i = [], 0

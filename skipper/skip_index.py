@@ -36,8 +36,9 @@ from mlskip.metadata import footer_hash, key_id, resolve_key
 from mlskip.metadata.file_index import FileSchema, IndexedFile, index_file
 from mlskip.metadata.index_table import FileIdentity, IndexTable, to_table
 from mlskip.metadata.reader import footer_hash_of, skip_metadata_from
+from mlskip.skipper.binder import has_glob
 from mlskip.skipper.identity import local_identity
-from mlskip.skipper.paths import expand_paths
+from mlskip.skipper.paths import expand_paths, glob_regex
 from mlskip.skipper.remote import (
     S3Options,
     default_filesystem,
@@ -212,6 +213,7 @@ def build_index(
     sources = [s if is_s3(s) else os.path.abspath(s) for s in map(os.fspath, sources)]
     options = S3Options.coerce(s3)
     fs = _Filesystem(options)
+    _check_apart(index, sources)
     files = _expand(sources, fs)
     if not files:
         raise MlskipError(f"no Parquet file matches {sources}")
@@ -224,6 +226,18 @@ def build_index(
         sum(e.origin == "footer" for _, _, e in done), time.perf_counter() - start, size,
         tuple(failed),
     )  # fmt: skip
+
+
+def _check_apart(index: str, sources: Sequence[str]) -> None:
+    """Refuse an index that its own sources name: a query over them would read it as
+    data (and a refresh would index it)."""
+    key = index_key(os.fspath(index))
+    for source in sources:
+        if source == key or (has_glob(source) and glob_regex(source).match(key)):
+            raise MlskipError(
+                f"the index {index} is among the files {source} names: a query over them "
+                "would read it as data; write the index elsewhere"
+            )
 
 
 def _meta(sources: list[str], opts: dict, footer_key: Any) -> dict:

@@ -515,3 +515,12 @@ def test_planning_a_slice_reads_only_its_part_of_the_index(lake, index, tmp_path
     a, b = sliced.explain_skipping(sql), full.explain_skipping(sql)
     assert (a.pruned, a.all_match, a.evaluated) == (b.pruned, b.all_match, b.evaluated)
     assert sliced.sql(sql).fetchall() == full.sql(sql).fetchall()
+
+
+def test_an_index_among_its_own_sources_is_refused(tmp_path):
+    pq.write_table(_table(np.random.default_rng(1), 0), tmp_path / "p0.parquet")
+    with pytest.raises(MlskipError, match="among the files"):
+        build_index(str(tmp_path / "*.parquet"), str(tmp_path / "lake.index.parquet"))
+    with pytest.raises(MlskipError, match="among the files"):
+        build_index(str(tmp_path / "**"), str(tmp_path / "sub" / "lake.index"))
+    build_index(str(tmp_path / "*.parquet"), str(tmp_path / "lake.index"))  # apart: fine
