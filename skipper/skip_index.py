@@ -275,8 +275,7 @@ def refresh_index(
     valid = _valid_entries(loaded, current, options, fs)
     kept = [(p, loaded.identity(p), _entry_of(loaded, p)) for p in current if p in valid]
     todo = [f for f, p in zip(files, current, strict=True) if p not in valid]
-    hulls = meta["hulls"] if meta["hulls"] in ("auto", None) else [tuple(p) for p in meta["hulls"]]
-    opts = {"hulls": hulls, "hull_bytes": meta["hull_bytes"], "footer_key": footer_key}
+    opts = _options(meta["hulls"], meta["hull_bytes"], footer_key)
     done, failed = _index_many(todo, opts, options, workers)
     entries = kept + done
     meta = {**meta, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -291,14 +290,10 @@ def refresh_index(
 
 def _entry_of(table: IndexTable, path: str) -> IndexedFile:
     """An entry carried over by a refresh, rebuilt from its stored columns."""
-    facts = table.parquet_facts(path)
-    info = table.schema_info(path)
-    nan = _stored_nan_flags(table, path, info["floats"])
+    nan = _stored_nan_flags(table, path, table.schema_info(path)["floats"])
     return IndexedFile(
-        facts=facts,
-        schema=FileSchema(
-            tuple(info["names"]), frozenset(info["numeric"]), tuple(map(tuple, info["leaves"]))
-        ),
+        facts=table.parquet_facts(path),
+        schema=FileSchema(*table.planner_schema(path)),
         row_group_bytes=tuple(table.row_group_bytes(path).tolist()),
         footer=table.value(path, "mlskip_footer"),
         key=table.value(path, "mlskip_key"),
