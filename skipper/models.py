@@ -13,6 +13,7 @@ from mlskip.skipper.rules.rewrite import (
     Ranges,
 )
 from mlskip.verifier import Network
+from mlskip.verifier.trees import TreeEnsemble
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,10 +27,11 @@ class SqlModel:
     onnx_bytes: bytes
     input_names: tuple[str, ...]
     num_outputs: int
-    network: Network | None
+    network: Network | TreeEnsemble | None
     unverifiable: str | None
     digest: str
     input_types: tuple[str, ...] = ()  # DuckDB type per input (mlskip.udf.inputs); () all DOUBLE
+    input_dtype: str = "float32"  # what the ONNX graph reads: float32, or float64 (trees)
 
     @property
     def sql_types(self) -> tuple[str, ...]:
@@ -55,7 +57,7 @@ class ModelBinding:
     model: SqlModel
 
     @property
-    def network(self) -> Network | None:
+    def network(self) -> Network | TreeEnsemble | None:
         return self.model.network
 
     @property

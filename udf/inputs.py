@@ -4,7 +4,8 @@ timestamp as microseconds since 1970-01-01 (``docs/CONTRACTS.md``).
 A model's SQL function declares one DuckDB type per input (``INPUT_TYPES``):
 DOUBLE (any number DuckDB casts to it), DATE or TIMESTAMP. Every evaluator (the
 SQL function, batch evaluation, ``mlskip.scan``) turns Arrow columns into the
-model's float32 inputs through ``model_rows``, so all see the same numbers.
+model's inputs through ``model_rows`` (float64; the runner casts them to what the
+model reads), so all see the same numbers.
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ def numbers(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def model_rows(columns: Sequence[pa.Array | pa.ChunkedArray]) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of ``columns`` as the model's [N, d] float32 inputs, and which rows have
+    """The rows of ``columns`` as the model's [N, d] inputs (float64), and which rows have
     no NULL input (a NULL never satisfies a predicate; its inputs read as 0)."""
     n = len(columns[0]) if columns else 0
-    x = np.empty((n, len(columns)), dtype=np.float32)
+    x = np.empty((n, len(columns)), dtype=np.float64)
     valid = np.ones(n, dtype=bool)
     for j, column in enumerate(columns):
         values = numbers(column)
@@ -66,6 +67,6 @@ def model_rows(columns: Sequence[pa.Array | pa.ChunkedArray]) -> tuple[np.ndarra
 
 
 def model_inputs(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
-    """The rows of ``columns`` as the model's [N, d] float32 inputs (the SQL function's:
+    """The rows of ``columns`` as the model's [N, d] inputs (float64; the SQL function's:
     DuckDB never passes it a NULL row)."""
     return model_rows(columns)[0]

@@ -45,6 +45,13 @@ def _onnx_bytes(src: Any, inputs: Sequence[str] | None = None) -> bytes:
         return read_onnx_file(src)
     if isinstance(src, Network):
         return to_onnx(src)
+    from mlskip.verifier.estimators import is_estimator
+    from mlskip.verifier.trees import TreeEnsemble
+
+    if isinstance(src, TreeEnsemble) or is_estimator(src):
+        from mlskip.udf.estimator_onnx import estimator_onnx, model_onnx
+
+        return model_onnx(src) if isinstance(src, TreeEnsemble) else estimator_onnx(src, inputs)
     if is_torch_module(src):
         return torch_to_onnx(src, inputs)
     if isinstance(src, (bytes, bytearray, memoryview)):
@@ -58,7 +65,8 @@ def _onnx_bytes(src: Any, inputs: Sequence[str] | None = None) -> bytes:
     else:
         raise ModelInputError(
             f"cannot use a {type(src).__name__} as a model; pass an ONNX path, ONNX bytes, "
-            "an onnx.ModelProto, a torch nn.Module or an mlskip Network"
+            "an onnx.ModelProto, a torch nn.Module, a fitted scikit-learn, XGBoost or "
+            "LightGBM model, or an mlskip Network"
         )
     external = external_tensors(model.graph)
     if external:
@@ -250,10 +258,22 @@ def prepare_model(
             f"{network.num_outputs}: its declared output shape is wrong"
         )
     digest = hashlib.sha256(data).hexdigest()
-    prepared = SqlModel(data, names, k, network, reason, digest, types)
+    prepared = SqlModel(data, names, k, network, reason, digest, types, _input_dtype(data))
     if cache_key is not None and self_contained:
         model_cache.store(cache_key, prepared)
     return prepared
+
+
+def _input_dtype(data: bytes) -> str:
+    """The element type the graph reads its input in: ``float64`` for DOUBLE inputs
+    (LightGBM-style tree ensembles, which compare doubles), else ``float32``."""
+    import onnx
+
+    model = onnx.load_model_from_string(data)
+    initializers = {init.name for init in model.graph.initializer}
+    x = next(i for i in model.graph.input if i.name not in initializers)
+    double = x.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    return "float64" if double else "float32"
 
 
 def _raw_model_bytes(src: Any) -> bytes | None:

@@ -1,8 +1,9 @@
-"""Backends that evaluate a model on a float32 batch [n, d] -> [n, k].
+"""Backends that evaluate a model on a batch [n, d] -> [n, k].
 
-ONNX Runtime is the default; torch is an alternative (the paper's baseline).
-Both run the same ONNX-derived computation in float32, the precision the
-verifier's error margins are derived for.
+ONNX Runtime is the default; torch is an alternative (the paper's baseline, networks
+only). Rows arrive as float64 and are cast to what the model reads: float32 for
+networks and most tree ensembles, float64 for those that compare doubles (LightGBM,
+HistGradientBoosting); the verifier's margins are derived for exactly that.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 
 from mlskip.errors import ModelInputError
 from mlskip.udf.model import SqlModel
+from mlskip.verifier import Network
 
 BACKENDS = ("onnx", "torch")
 
@@ -36,8 +38,9 @@ class OnnxRunner:
                 model.onnx_bytes, options, providers=["CPUExecutionProvider"]
             )
             self._input = self._session.get_inputs()[0].name
+            self._dtype = np.float64 if model.input_dtype == "float64" else np.float32
             probe = self._session.run(
-                None, {self._input: np.zeros((1, model.num_inputs), np.float32)}
+                None, {self._input: np.zeros((1, model.num_inputs), self._dtype)}
             )
         except (
             Exception
@@ -53,7 +56,9 @@ class OnnxRunner:
             )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: x})[0]
+        """Outputs for rows ``x`` [n, d], cast to what the graph reads (numpy's cast: the
+        one the verifier's tree ensembles assume)."""
+        return self._session.run(None, {self._input: x.astype(self._dtype, copy=False)})[0]
 
 
 class TorchRunner:
@@ -68,6 +73,8 @@ class TorchRunner:
             raise ModelInputError(
                 f"the torch backend needs a model the verifier can read ({model.unverifiable})"
             )
+        if not isinstance(model.network, Network):
+            raise ModelInputError("the torch backend runs networks; use backend='onnx' for trees")
         self._torch = torch
         self._module = network_to_torch(model.network).eval()
         self._threads = threads
@@ -75,7 +82,8 @@ class TorchRunner:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
-            return self._module(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+            x = np.ascontiguousarray(x, dtype=np.float32)
+            return self._module(torch.from_numpy(x)).numpy()
 
 
 def make_runner(model: SqlModel, backend: str = "onnx", threads: int = 1) -> Runner:

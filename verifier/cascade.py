@@ -33,6 +33,7 @@ from .methods import METHODS, MethodRun
 from .network import Network
 from .predicate import ALL, NONE, UNKNOWN, Predicate, Spec
 from .regions import RegionBatch
+from .trees import TreeEnsemble
 from .witness import mixed_witness
 
 METHOD_NAMES: tuple[str, ...] = (
@@ -47,6 +48,7 @@ METHOD_NAMES: tuple[str, ...] = (
     "sampling",
     "empty",
     "lp",
+    "leaves",
 )
 METHOD_CODE = {name: np.int8(i) for i, name in enumerate(METHOD_NAMES)}
 AVAILABLE = ("ibp", "crown", "alpha_crown", "bab", "lp", "milp", "marabou", "auto_lirpa")
@@ -220,6 +222,11 @@ class Verifier:
         self, network: Any, regions: RegionBatch, predicate: Predicate
     ) -> VerificationResult:
         """Verdicts for ``predicate`` on ``network`` over every region of ``regions``."""
+        network = load_model(network)
+        if isinstance(network, TreeEnsemble):
+            from .tree_verify import verify_trees
+
+            return verify_trees(self, network, regions, predicate)
         with single_thread():
             if self.box_first and isinstance(regions, RegionBatch) and regions.has_polygons:
                 return self._box_then_polygons(network, regions, predicate)

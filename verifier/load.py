@@ -9,14 +9,16 @@ from typing import Any
 from mlskip.errors import UnsupportedModelError
 
 from .network import Network
+from .trees import TreeEnsemble
 
 
-def load_model(src: Any, input_names: Sequence[str] | None = None) -> Network:
-    """A ``Network`` from an ONNX path / bytes / ``onnx.ModelProto``, a torch module, or a Network.
+def load_model(src: Any, input_names: Sequence[str] | None = None) -> Network | TreeEnsemble:
+    """A ``Network`` from an ONNX path / bytes / ``onnx.ModelProto``, a torch module, or a
+    Network; a ``TreeEnsemble`` from a tree-ensemble graph or a TreeEnsemble.
 
     Raises ``UnsupportedModelError`` (op or layer named) or ``ModelInputError``.
     """
-    if isinstance(src, Network):
+    if isinstance(src, (Network, TreeEnsemble)):
         return src
     from .torch_loader import is_torch_module
 

@@ -23,6 +23,9 @@ from mlskip.errors import MlskipError, ModelInputError, UnsupportedModelError
 from .layers import Affine, Sigmoid
 from .network import Network, Step
 from .onnx_ops import chain
+from .tree_onnx import from_onnx as tree_from_onnx
+from .tree_onnx import has_tree_ops
+from .trees import TreeEnsemble
 
 MAX_INITIALIZER_ELEMENTS = 50_000_000  # ~200 MB of float32: far beyond any filter model
 
@@ -252,10 +255,15 @@ def _dims(value_info: Any) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
 
 
-def load_onnx(src: Any, input_names: list[str] | tuple[str, ...] | None = None) -> Network:
-    """Load an ONNX path, bytes or ``ModelProto`` into a ``Network``."""
+def load_onnx(
+    src: Any, input_names: list[str] | tuple[str, ...] | None = None
+) -> Network | TreeEnsemble:
+    """Load an ONNX path, bytes or ``ModelProto`` into a ``Network``, or a
+    ``TreeEnsemble`` for mlskip's canonical tree graph (tree_onnx.py)."""
     model, where = _as_model(src)
     try:
+        if has_tree_ops(model.graph):
+            return _trees(model, where, input_names)
         return _network(model, where, input_names)
     except MlskipError:
         raise
@@ -304,6 +312,17 @@ def _network(model: Any, where: str, input_names: Any) -> Network:
         return Network.from_steps(steps, final, names)
     except (ValueError, FloatingPointError) as exc:
         raise UnsupportedModelError(f"{where}: {exc}") from None
+
+
+def _trees(model: Any, where: str, input_names: Any) -> TreeEnsemble:
+    graph = model.graph
+    _check_initializers(graph, where)
+    from onnx import numpy_helper
+
+    consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    _, width = _graph_input(graph, where, consts)
+    names = _input_names(model, where, width_in=width, given=input_names)
+    return tree_from_onnx(model, names, where)
 
 
 def _first_width(steps: list[Step]) -> int:
