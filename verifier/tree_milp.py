@@ -81,7 +81,7 @@ class TreeMilp:
         x_col = {f: cols + k for k, f in enumerate(pair_inputs)}
         cols += len(pair_inputs)
         self.nvar = cols
-        rows, data, lb, ub = [], [], [], []
+        rows, lb, ub = [], [], []
         r = 0
 
         def add(coefs: dict[int, float], lo: float, hi: float) -> None:
@@ -108,7 +108,7 @@ class TreeMilp:
         by_feature: dict[int, list[tuple[float, int]]] = {}
         for (f, t), p in split.items():
             by_feature.setdefault(f, []).append((t, p))
-        for f, items in by_feature.items():
+        for items in by_feature.values():
             items.sort()
             for (_, p1), (_, p2) in zip(items[:-1], items[1:], strict=False):
                 add({p1: 1.0, p2: -1.0}, -np.inf, 0.0)  # x <= t1 implies x <= t2
