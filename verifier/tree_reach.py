@@ -3,8 +3,9 @@
 A leaf is reachable from a region when some point of the region, cast to the
 ensemble's precision as the runtime casts it, ends there. On boxes this is exact:
 the cast is monotone and its image of ``[lo, hi]`` is every value of the
-precision's grid in ``[cast(lo), cast(hi)]`` (trees.py), so a node can send the
-region left iff ``cast(lo) <= left_max`` and right iff ``cast(hi) > left_max``.
+precision's grid in ``[cast(lo), cast(hi)]`` (trees.py), so a node is reachable iff
+its parent is and the cast box meets the node's own path box on the feature its
+parent splits (its other features were checked at the ancestors).
 With polygons a reachable leaf is dropped only when a polygon edge separates the
 polygon from the leaf's box ∩ the region's box, certified in float64 with outward
 rounding (for convex sets, that and the box test are exact up to the relaxation of
@@ -40,12 +41,14 @@ def reachable_leaves(ens: TreeEnsemble, regions: RegionBatch) -> np.ndarray:
         lo, hi = domain_box(ens, regions.lower[idx], regions.upper[idx])
         reach = np.zeros((ens.num_nodes, len(idx)), dtype=bool)
         reach[ens.roots] = True
+        box_lo, box_hi = ens.node_boxes()
+        possible = (box_lo <= box_hi).all(axis=1)  # a path may contradict itself
         for level in ens.levels:
             f = ens.feature[level]
-            t = ens.left_max[level][:, None]
-            here = reach[level]
-            reach[ens.left[level]] = here & (lo[:, f].T <= t)
-            reach[ens.right[level]] = here & (hi[:, f].T > t)
+            lo_f, hi_f = lo[:, f].T, hi[:, f].T  # [level nodes, chunk]
+            for child in (ens.left[level], ens.right[level]):
+                meets = (lo_f <= box_hi[child, f][:, None]) & (hi_f >= box_lo[child, f][:, None])
+                reach[child] = reach[level] & meets & possible[child][:, None]
         out[idx] = reach[ens.leaves].T
     if regions.has_polygons:
         out &= ~separated(ens, regions, out)

@@ -218,8 +218,9 @@ class TreeEnsemble:
             z = e / e.sum(axis=1, keepdims=True)
         return z.astype(dtype)
 
-    def leaf_boxes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each leaf's box on the precision's grid: closed ``[lo, hi]`` [leaves, d]."""
+    def node_boxes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each node's box on the precision's grid, the values its path lets through:
+        closed ``[lo, hi]`` [nodes, d]."""
         if "boxes" not in self._cache:
             d = self.num_features
             lo = np.full((self.num_nodes, d), -np.inf)
@@ -234,8 +235,13 @@ class TreeEnsemble:
                         hi[child, f] = np.minimum(hi[level, f], self.left_max[level])
                     else:
                         lo[child, f] = np.maximum(lo[level, f], above[level])
-            self._cache["boxes"] = (lo[self.leaves], hi[self.leaves])
+            self._cache["boxes"] = (lo, hi)
         return self._cache["boxes"]
+
+    def leaf_boxes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each leaf's box on the precision's grid: closed ``[lo, hi]`` [leaves, d]."""
+        lo, hi = self.node_boxes()
+        return lo[self.leaves], hi[self.leaves]
 
     def __repr__(self) -> str:
         fin = f", final={self.final}" if self.final else ""
