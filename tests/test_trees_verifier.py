@@ -244,7 +244,7 @@ def test_cascade_decides_more_with_milp_and_never_wrongly():
     full = Verifier().verify(ens, regions, pred)
     decided = lambda res: (res.verdicts != UNKNOWN).sum()  # noqa: E731
     assert decided(full) > decided(cheap)
-    assert set(full.decided_by()) <= {"leaves", "milp", "sampling", "undecided", "empty"}
+    assert set(full.decided_by()) <= {"leaves", "bab", "milp", "sampling", "undecided", "empty"}
     for r in range(n):
         y = ens.evaluate(cell_points(ens, regions.lower[r], regions.upper[r]))
         holds = pred.holds(y)
@@ -252,3 +252,39 @@ def test_cascade_decides_more_with_milp_and_never_wrongly():
         assert full.verdicts[r] != ALL or holds.all()
         if full.mixed[r]:
             assert holds.any() and not holds.all()
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_split_point_partitions_the_line(precision):
+    from mlskip.verifier.tree_bab import split_point
+
+    rng = np.random.default_rng(23)
+    ens = random_ensemble(rng, precision)
+    dtype = DT[precision]
+    t = np.concatenate([rng.normal(size=500), [0.0, 1e-40, -1e-40, 3e38]]).astype(dtype)
+    upper, lower = split_point(ens, t.astype(np.float64))
+    assert (np.nextafter(upper, np.inf) == lower).all()
+    assert (ens.cast(upper) <= t).all() and (ens.cast(lower) > t).all()
+
+
+def test_branch_and_bound_reaches_the_milp_verdicts():
+    """With pieces enough to isolate cells, branch and bound decides what the MILP
+    decides (both exact), and never against the cells."""
+    rng = np.random.default_rng(29)
+    ens = random_ensemble(rng, "float32", trees=10, depth=3, d=2)
+    n = 40
+    centre = rng.normal(size=(n, 2)) * 2
+    width = rng.random((n, 2)) * 1.0
+    regions = RegionBatch(centre - width, centre + width)
+    t = float(np.quantile(ens.evaluate(rng.normal(size=(4000, 2)) * 2), 0.8))
+    pred = Predicate.gt(t)
+    bab = Verifier(methods=("ibp", "bab"), bab_max_pieces=4096, sample_points=0).verify(
+        ens, regions, pred
+    )
+    milp = Verifier(methods=("ibp", "milp"), sample_points=0).verify(ens, regions, pred)
+    assert np.array_equal(bab.verdicts, milp.verdicts)
+    assert "bab" in bab.decided_by()
+    for r in range(n):
+        holds = pred.holds(ens.evaluate(cell_points(ens, regions.lower[r], regions.upper[r])))
+        assert bab.verdicts[r] != NONE or not holds.any()
+        assert bab.verdicts[r] != ALL or holds.all()

@@ -4,8 +4,10 @@
    reach (exact per tree), then again over the leaves its polygons leave
    (tree_reach.py). Widened by the runtime's rounding margin, the predicate decides.
 2. ``sampling``: points of each open region are evaluated; one clearly qualifying and
-   one clearly not prove it mixed (never NONE or ALL), so the MILP skips it.
-3. ``milp``: exact row bounds (tree_milp.py) for what is left, within the budget.
+   one clearly not prove it mixed (never NONE or ALL), so the costly steps skip it.
+3. ``bab``: branch and bound on split thresholds (tree_bab.py), within the verifier's
+   pieces per region (work units: the planner's budget, deterministic).
+4. ``milp``: exact row bounds (tree_milp.py) for what is left, within the time budget.
 
 Spec rows, the final sigmoid/softmax and the decision rules are the networks'
 (predicate.py): a ``TreeEnsemble`` has the ``num_outputs`` and ``final`` they read.
@@ -23,6 +25,7 @@ from mlskip.errors import ModelInputError
 from .concretize import tighten_boxes
 from .predicate import ALL, NONE, UNKNOWN, Predicate, Spec
 from .regions import RegionBatch
+from .tree_bab import tree_bab
 from .tree_milp import milp_bounds
 from .tree_reach import interval, reachable_leaves, row_margin
 from .trees import TreeEnsemble
@@ -77,12 +80,23 @@ def verify_trees(
             _decide(spec, ens, reach, open_, margin, verdicts, method, METHOD_CODE["leaves"])
     book("leaves", live, time.perf_counter() - t0)
 
+    expensive = {"bab", "milp"} & set(verifier.methods)
     open_ = np.flatnonzero((verdicts == UNKNOWN) & ~mixed)
-    if len(open_) and verifier.sample_points and "milp" in verifier.methods:
+    if len(open_) and verifier.sample_points and expensive:
         t1 = time.perf_counter()
         mixed[open_] = _mixed(spec, ens, regions.subset(open_), margin, verifier.seed)
         method[open_[mixed[open_]]] = METHOD_CODE["sampling"]
         book("sampling", open_, time.perf_counter() - t1)
+
+    open_ = np.flatnonzero((verdicts == UNKNOWN) & ~mixed)
+    if len(open_) and "bab" in verifier.methods:
+        t1 = time.perf_counter()
+        pieces = verifier.bab_pieces_per_region or verifier.bab_max_pieces
+        got, _ = tree_bab(ens, spec, regions.subset(open_), margin, pieces)
+        decided = got != UNKNOWN
+        verdicts[open_[decided]] = got[decided]
+        method[open_[decided]] = METHOD_CODE["bab"]
+        book("bab", open_, time.perf_counter() - t1)
 
     open_ = np.flatnonzero((verdicts == UNKNOWN) & ~mixed)
     if len(open_) and "milp" in verifier.methods:
