@@ -4,6 +4,7 @@ every `mlskip ...` command line is parsed by the CLI (cheap ones are also run)."
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import socket
@@ -75,12 +76,31 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_python_snippets_run_as_written(tmp_path, monkeypatch):
-    python = blocks("python")
-    assert len(python) >= 2 and "S3Options" in python[1]
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": "readme"}
-    exec(compile(python[0], "README.md (Python)", "exec"), namespace)  # noqa: S102
+def _block(marker: str) -> str:
+    """The README's Python block that holds ``marker``."""
+    found = [body for body in blocks("python") if marker in body]
+    assert len(found) == 1, f"one README block with {marker!r}, found {len(found)}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def first_block(tmp_path_factory):
+    """The namespace and folder after the README's first Python block."""
+    folder = tmp_path_factory.mktemp("readme")
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        namespace: dict = {"__name__": "readme"}
+        exec(compile(blocks("python")[0], "README.md (Python)", "exec"), namespace)  # noqa: S102
+        yield namespace, folder
+    finally:
+        os.chdir(before)
+
+
+def test_python_snippets_run_as_written(first_block, monkeypatch):
+    namespace, folder = dict(first_block[0]), first_block[1]
+    monkeypatch.chdir(folder)
+    python = [blocks("python")[0], _block("S3Options")]
     con, sql = namespace["con"], namespace["sql"]
     rows = con.sql(sql).fetchall()
     assert rows[0][0] > 0 and con.explain_skipping(sql).pruned > 0
@@ -120,3 +140,23 @@ def test_python_snippets_run_as_written(tmp_path, monkeypatch):
         assert remote.fetchall() == rows
     finally:
         server.shutdown()
+
+
+def test_tree_snippet_runs_and_skips(first_block, monkeypatch):
+    """The tree-ensemble block: both models register, prune, and count as without skipping."""
+    namespace, folder = dict(first_block[0]), first_block[1]
+    monkeypatch.chdir(folder)
+    exec(compile(_block("XGBRegressor"), "README.md (trees)", "exec"), namespace)  # noqa: S102
+    con, sql = namespace["con"], namespace["tree_sql"]
+    assert con.explain_skipping(sql).pruned > 0
+    plain = namespace["mlskip"].connect(skipping=False)
+    plain.register_model("net_price", namespace["net_price"])
+    assert con.sql(sql).fetchall() == plain.sql(sql).fetchall()
+
+
+def test_lake_snippet_runs(first_block, monkeypatch):
+    namespace, folder = dict(first_block[0]), first_block[1]
+    monkeypatch.chdir(folder)
+    exec(compile(_block("build_index"), "README.md (lake)", "exec"), namespace)  # noqa: S102
+    con, sql = namespace["con"], namespace["lake_sql"]
+    assert con.sql(sql).fetchall()[0][0] == len(namespace["frame"].compute())
