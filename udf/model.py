@@ -221,6 +221,7 @@ def prepare_model(
     model, else DOUBLE)."""
     from mlskip.udf import model_cache
     from mlskip.udf.inputs import check_input_types
+    from mlskip.udf.onnx_ml import ml_graph_onnx
     from mlskip.verifier import load_model
 
     raw = _raw_model_bytes(src) if model_cache.enabled() else None
@@ -236,6 +237,7 @@ def prepare_model(
     where = f"model {name!r}"
     try:
         data = _onnx_bytes(src, inputs)
+        data = ml_graph_onnx(data, inputs, where)
     except MlskipError as error:
         raise type(error)(f"{where}: {error}") from None
     self_contained = raw is not None and data == raw  # no weights in external files

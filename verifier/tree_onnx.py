@@ -193,7 +193,7 @@ def read_tree_node(
         base = _listed(a, "base_values", np.float64)
     else:
         base = np.zeros(k)
-    if len(base) != k:
+    if len(base) != k and not (classifier and k == 2 and len(base) == 1):
         raise UnsupportedModelError(f"{what}: {len(base)} base values for {k} outputs")
     aggregate = str(a.get("aggregate_function", "SUM"))
     post = str(a.get("post_transform", "NONE"))
