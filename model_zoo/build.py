@@ -125,8 +125,11 @@ def build_spec(
     hidden: Sequence[int] = (32, 32),
     sf: float = DEFAULT_SF,
     on_variant: Callable[[str], None] | None = None,
+    trees: bool = True,
 ) -> list[dict]:
-    """Train one spec's dense (and deep) model, build its variants, write their ONNX files."""
+    """Train one spec's dense (and deep) model, build its variants, write their ONNX files;
+    with ``trees`` (and ``mlskip[trees]`` installed) its tree ensembles and their variants
+    too (model_zoo/trees.py)."""
     torch.set_num_threads(1)
     epochs = 60 if quick else 150
     data = load_dataset(
@@ -177,6 +180,10 @@ def build_spec(
         )
         if on_variant:
             on_variant(name)
+    from mlskip.model_zoo import trees as tree_zoo
+
+    if trees and tree_zoo.available():
+        records += tree_zoo.build_tree_records(spec, data, out_dir, types, quick, on_variant)
     return records
 
 
@@ -186,6 +193,7 @@ def build_zoo(
     progress: bool = True,
     specs: Sequence[str] | None = None,
     sf: float = DEFAULT_SF,
+    trees: bool = True,
 ) -> Path:
     """Train and compress the default set (``quick``: 3 specs, fewer settings); returns the manifest path."""
     out = Path(out_dir)
@@ -203,7 +211,7 @@ def build_zoo(
         for spec in chosen:
             sub = bar.add_task(f"  {spec.name}", total=None) if bar else None
             tick = (lambda _n, sub=sub: bar.advance(sub)) if bar else None
-            done = build_spec(spec, out, quick=quick, sf=sf, on_variant=tick)
+            done = build_spec(spec, out, quick=quick, sf=sf, on_variant=tick, trees=trees)
             records += done
             if bar:
                 bar.update(sub, total=len(done))

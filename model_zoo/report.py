@@ -40,6 +40,10 @@ REGRESSION_PREDICATES = (
 # would dominate build time over hundreds of variants x blocks)
 VERIFIER_METHODS: tuple[str, ...] = ("ibp", "crown")
 VERIFIER_TIME_BUDGET = 10.0
+# tree ensembles: leaf intervals, then branch and bound on split thresholds with the
+# planner's smallest work budget (deterministic)
+TREE_VERIFIER_METHODS: tuple[str, ...] = ("ibp", "bab")
+TREE_PIECES = 64
 
 
 class VerifierUnavailable(RuntimeError):
@@ -48,7 +52,8 @@ class VerifierUnavailable(RuntimeError):
 
 def _outputs(path: Path, x: np.ndarray) -> np.ndarray:
     sess = session(path)
-    xs = x.astype(np.float32)
+    double = sess.get_inputs()[0].type == "tensor(double)"  # trees that compare doubles
+    xs = x.astype(np.float64 if double else np.float32)
     return np.concatenate(
         [sess.run(None, {"input": xs[i : i + 65536]})[0] for i in range(0, len(xs), 65536)]
     )
@@ -100,9 +105,13 @@ def verification_metrics(
         }[kind](threshold)
         regions = RegionBatch.boxes(boxes[:, :, 0], boxes[:, :, 1])
         t0 = time.perf_counter()
-        result = Verifier(methods=methods, time_budget=VERIFIER_TIME_BUDGET).verify(
-            net, regions, pred
+        trees = type(net).__name__ == "TreeEnsemble"
+        verifier = Verifier(
+            methods=TREE_VERIFIER_METHODS if trees else methods,
+            time_budget=VERIFIER_TIME_BUDGET,
+            bab_pieces_per_region=TREE_PIECES if trees else None,
         )
+        result = verifier.verify(net, regions, pred)
         seconds = time.perf_counter() - t0
     except Exception as exc:
         raise VerifierUnavailable(f"{type(exc).__name__}: {exc}") from exc

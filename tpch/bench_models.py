@@ -78,22 +78,41 @@ REFERENCE_MODELS: tuple[str, ...] = (
 )
 
 
+def is_trees(hidden: tuple[int, ...] | str) -> bool:
+    """Whether a model setting names a tree-ensemble family (``xgb_t50_d4``, ...) rather
+    than the hidden layers of a network."""
+    return isinstance(hidden, str)
+
+
 @dataclass(frozen=True)
 class BenchModel:
-    """One trained regressor: its spec, hidden layers, held-out R2 and ONNX file."""
+    """One trained regressor: its spec, hidden layers (or tree family), held-out R2 and
+    ONNX file."""
 
     spec: ModelSpec
-    hidden: tuple[int, ...]
+    hidden: tuple[int, ...] | str
     score: float
     onnx_path: Path
 
     @property
     def key(self) -> str:
+        if is_trees(self.hidden):
+            return f"{self.spec.name}/{self.hidden}"
         return f"{self.spec.name}/{'x'.join(map(str, self.hidden))}"
 
     @property
     def sql_name(self) -> str:
-        return f"{self.spec.name}_h{len(self.hidden)}"
+        return model_sql_name(self.spec.name, self.hidden)
+
+
+def model_sql_name(spec_name: str, hidden: tuple[int, ...] | str | list) -> str:
+    """The SQL function name of a benchmark model (``<spec>_h<depth>``, or
+    ``<spec>_<family>`` for tree ensembles)."""
+    if isinstance(hidden, str) or (
+        isinstance(hidden, list) and hidden and isinstance(hidden[0], str)
+    ):
+        return f"{spec_name}_{hidden if isinstance(hidden, str) else hidden[0]}"
+    return f"{spec_name}_h{len(hidden)}"
 
 
 def regressor_specs(names: Sequence[str] | None = None) -> list[ModelSpec]:
@@ -109,11 +128,15 @@ def regressor_specs(names: Sequence[str] | None = None) -> list[ModelSpec]:
 
 
 def train_model(
-    spec: ModelSpec, hidden: tuple[int, ...], out_dir: Path, sf: float, epochs: int = 150
+    spec: ModelSpec, hidden: tuple[int, ...] | str, out_dir: Path, sf: float, epochs: int = 150
 ) -> BenchModel:
-    """Train a dense regressor on a sample of its table and write it as ONNX."""
+    """Train a dense regressor (or, for a family name, a tree ensemble) on a sample of its
+    table and write it as ONNX."""
     from mlskip.model_zoo.export import to_onnx
     from mlskip.model_zoo.train import train_dense
+
+    if is_trees(hidden):
+        return train_tree_model(spec, str(hidden), out_dir, sf)
 
     trained = train_dense(spec, hidden=hidden, sf=sf, epochs=epochs)
     path = out_dir / f"{spec.name}_h{len(hidden)}.onnx"
@@ -122,15 +145,47 @@ def train_model(
     return BenchModel(spec, tuple(hidden), float(trained.score), path)
 
 
+TREE_FAMILIES = ("xgb_t50_d4", "xgb_t200_d6", "lgb_t100_l31", "rf_t50_d8")
+
+
+def train_tree_model(spec: ModelSpec, family: str, out_dir: Path, sf: float) -> BenchModel:
+    """Fit one of the zoo's tree families (model_zoo/trees.py) on the spec's training
+    sample; writes its canonical ONNX graph and, beside it, the fitted estimator (pickle:
+    the library-predict UDF baseline of the end-to-end runs)."""
+    import pickle
+    import warnings
+
+    from mlskip.model_zoo import trees as tree_zoo
+    from mlskip.model_zoo.train import load_dataset
+    from mlskip.verifier.estimators import from_estimator
+
+    builders = tree_zoo.dense_builders(spec.task, quick=False)
+    if family not in builders:
+        raise KeyError(f"unknown tree family {family!r}; known: {sorted(builders)}")
+    data = load_dataset(spec, sf=sf)
+    make, _ = builders[family]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = make().fit(data.x_train, data.y_train)
+    ens = from_estimator(est, list(spec.inputs)).model
+    path = out_dir / f"{model_sql_name(spec.name, family)}.onnx"
+    tree_zoo.save_trees(ens, path, spec, None)
+    path.with_suffix(".pkl").write_bytes(pickle.dumps(est))
+    score = tree_zoo.tree_score(ens, data.x_test, data.y_test, spec.task)
+    return BenchModel(spec, family, score, path)
+
+
 def evaluate_rows(onnx_path: Path, x: np.ndarray) -> np.ndarray:
-    """The model's first output on every row of ``x`` [n, d] in float32 (ONNX Runtime, 1 thread)."""
+    """The model's first output on every row of ``x`` [n, d] as ONNX Runtime computes it
+    (inputs cast as the model reads them: float32, or float64 for double trees; 1 thread)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    xs = np.nan_to_num(x, nan=0.0).astype(np.float32)
+    double = session.get_inputs()[0].type == "tensor(double)"
+    xs = np.nan_to_num(x, nan=0.0).astype(np.float64 if double else np.float32)
     parts = [
         session.run(None, {name: xs[i : i + ONNX_BATCH]})[0][:, 0]
         for i in range(0, len(xs), ONNX_BATCH)

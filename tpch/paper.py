@@ -98,11 +98,14 @@ def run_paper(cfg: PaperConfig, out: Path, command: str = "") -> Path:
     started = time.perf_counter()
     info = machine_info()
     records: list[dict[str, Any]] = []
+    tree_records: list[dict[str, Any]] = []  # --trees: their own figures (paper_trees.py)
     load_by_model: dict[str, tuple] = {}
     results_path = out / "results.json"
 
-    def save(e2e: list | None = None) -> None:
+    def save(e2e: list | None = None, tree_e2e: list | None = None) -> None:
         payload = {
+            "tree_records": tree_records,
+            "tree_e2e": tree_e2e or [],
             "config": asdict(cfg),
             "command": command,
             "machine": info,
@@ -120,21 +123,29 @@ def run_paper(cfg: PaperConfig, out: Path, command: str = "") -> Path:
         task = progress.add_task("filters", total=None)
         for spec in specs:
             for hidden in cfg.hidden:
-                if cfg.pairs and (spec.name, tuple(hidden)) not in cfg.pairs:
+                trees = isinstance(hidden, str)
+                if cfg.pairs and not trees and (spec.name, tuple(hidden)) not in cfg.pairs:
                     continue
                 progress.update(task, description=f"training {spec.name} {hidden}")
-                first = not records
+                first = not records and not trees
                 draw = out / "row_groups.png" if first else None
-                records.extend(run_model(cfg, spec, hidden, work, progress, task, draw))
-                load_by_model[f"{spec.name}/{'x'.join(map(str, hidden))}"] = os.getloadavg()
+                got = run_model(cfg, spec, hidden, work, progress, task, draw)
+                (tree_records if trees else records).extend(got)
+                tag = hidden if isinstance(hidden, str) else "x".join(map(str, hidden))
+                load_by_model[f"{spec.name}/{tag}"] = os.getloadavg()
                 progress.advance(task_models)
                 save()
         e2e: list[dict[str, Any]] = []
+        tree_e2e: list[dict[str, Any]] = []
         if cfg.e2e:
             from mlskip.tpch import e2e as e2e_mod
+            from mlskip.tpch.paper_trees import run_tree_e2e
 
-            e2e = e2e_mod.run_e2e(cfg, records, work, progress)
-    save(e2e)
+            if records:
+                e2e = e2e_mod.run_e2e(cfg, records, work, progress)
+            if tree_records:
+                tree_e2e = run_tree_e2e(cfg, tree_records, work, progress)
+    save(e2e, tree_e2e)
     path = report.write_report(out, json.loads(results_path.read_text()))
     console.print(f"[bold]results[/] {results_path}\n[bold]report[/] {path}")
     return path
@@ -225,6 +236,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m mlskip.tpch.paper
     p.add_argument("--sf", type=float)
     p.add_argument("--model", action="append", default=[], help="regressor (repeatable)")
     p.add_argument("--hidden", action="append", default=[], help="e.g. 32 or 32x32 (repeatable)")
+    p.add_argument(
+        "--trees", action="append", default=[], choices=bench_models.TREE_FAMILIES,
+        help="also a tree-ensemble family per model (repeatable; needs mlskip[trees])",
+    )  # fmt: skip
+    p.add_argument("--no-networks", action="store_true", help="tree ensembles only")
     p.add_argument("--block", action="append", type=int, default=[], help="row-group size")
     p.add_argument("--max-blocks", type=int)
     p.add_argument("--setting", action="append", default=[], choices=SETTINGS)
@@ -280,6 +296,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m mlskip.tpch.paper
         changes["hidden"] = tuple(tuple(int(h) for h in x.split("x")) for x in a.hidden)
     if a.model or a.hidden:
         changes["pairs"] = ()
+    if a.trees or a.no_networks:
+        nets = () if a.no_networks else changes.get("hidden", cfg.hidden)
+        changes["hidden"] = (*nets, *a.trees)
     if a.block:
         changes["block_sizes"] = tuple(a.block)
     if a.setting:

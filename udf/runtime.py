@@ -58,7 +58,9 @@ class OnnxRunner:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Outputs for rows ``x`` [n, d], cast to what the graph reads (numpy's cast: the
         one the verifier's tree ensembles assume)."""
-        return self._session.run(None, {self._input: x.astype(self._dtype, copy=False)})[0]
+        with np.errstate(over="ignore"):  # doubles beyond float32 read as +-inf, as in SQL
+            x = x.astype(self._dtype, copy=False)
+        return self._session.run(None, {self._input: x})[0]
 
 
 class TorchRunner:

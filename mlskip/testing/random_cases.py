@@ -93,3 +93,64 @@ def random_network(rng: np.random.Generator, d: int, classes: int):
         for i in range(len(widths) - 1)
     ]
     return Network.mlp(weights, act)
+
+
+def random_ensemble(
+    rng: np.random.Generator, d: int, classes: int, samples: np.ndarray | None = None
+):
+    """A random tree ensemble (1-12 trees of depth up to 4, either precision, any final
+    op): split thresholds are values of ``samples`` [n, d] (finite ones), sometimes one
+    grid step off, so rows sit on both sides of and exactly at them."""
+    from mlskip.verifier.trees import concatenate, tree_from_arrays
+
+    precision = str(rng.choice(["float32", "float64"]))
+    dtype = np.float32 if precision == "float32" else np.float64
+    scale = float(rng.choice([0.01, 1.0, 100.0]))
+    if classes == 1:
+        final = [None, None, "sigmoid"][int(rng.integers(0, 3))]
+    else:
+        final = [None, "softmax"][int(rng.integers(0, 2))]
+
+    def threshold(f: int) -> float:
+        column = samples[:, f] if samples is not None else np.zeros(0)
+        column = column[np.isfinite(column)]
+        t = float(rng.choice(column)) if len(column) and rng.random() < 0.9 else rng.normal() * 10
+        with np.errstate(over="ignore"):
+            v = dtype(t)
+        if not np.isfinite(v):
+            v = dtype(np.sign(t) * np.finfo(dtype).max)
+        step = int(rng.integers(-1, 2))
+        if step:
+            v = np.nextafter(v, dtype(step * np.inf))
+        return float(v)
+
+    trees = []
+    for _ in range(int(rng.integers(1, 13))):
+        feature, thr, left, right, value = [], [], [], [], []
+
+        def grow(depth: int) -> int:
+            node = len(feature)
+            feature.append(-1)
+            thr.append(0.0)
+            left.append(-1)
+            right.append(-1)
+            value.append(rng.normal(size=classes) * scale)
+            if depth < 4 and rng.random() < 0.75:
+                f = int(rng.integers(0, d))
+                feature[node], thr[node] = f, threshold(f)
+                left[node] = grow(depth + 1)
+                right[node] = grow(depth + 1)
+            return node
+
+        grow(0)
+        n = len(feature)
+        trees.append(
+            tree_from_arrays(
+                feature, thr, rng.random(n) < 0.5, left, right, rng.random(n) < 0.5,
+                np.array(value),
+            )
+        )  # fmt: skip
+    return concatenate(
+        trees, base=rng.normal(size=classes) * scale, num_features=d, final=final,
+        precision=precision,
+    )  # fmt: skip

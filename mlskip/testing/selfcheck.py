@@ -48,7 +48,7 @@ import numpy as np
 from mlskip.verifier.predicate import OP_OF_KIND
 
 from .marabou_oracle import ORACLE_OUTCOMES, ORACLE_SAMPLES, RecordingVerifier, marabou_oracle
-from .random_cases import random_network, random_table
+from .random_cases import random_ensemble, random_network, random_table
 
 
 @dataclass
@@ -133,6 +133,7 @@ def footer_key_env(key: str | None):
 
 PLAIN_SHARE = 0.3  # trials whose file is plain Parquet, summarized by the index alone
 DASK_SHARE = 0.2  # trials whose file is also scanned by mlskip.dask (planned from the index)
+TREE_SHARE = 0.3  # trials whose model is a random tree ensemble (random_cases.random_ensemble)
 
 
 def run_trial(
@@ -202,6 +203,12 @@ def _query_and_check(
     inputs = [str(c) for c in rng.choice(numeric, size=d, replace=False)]
     classes = 1 if rng.random() < 0.7 else int(rng.integers(2, 5))
     net = random_network(rng, d, classes)
+    trees = np.random.default_rng([seed, 0x7472]) if TREE_SHARE else None
+    if trees is not None and trees.random() < TREE_SHARE:  # its own stream: same draws below
+        from mlskip.udf.inputs import model_rows
+
+        samples, _ = model_rows([table.column(c) for c in inputs])
+        net = random_ensemble(trees, d, classes, samples)
     runner = make_runner(prepare_model(net))
     out, valid = _model_outputs(session.probe, path, inputs, runner, n, classes)
     kind, values, condition = _draw_predicate(rng, out, valid, inputs, classes)
@@ -295,7 +302,7 @@ def _model_outputs(probe, path, inputs, runner, n: int, classes: int):
     valid = np.ones(rows.num_rows, dtype=bool)
     for j in range(d):
         valid &= ~rows.column(j + 1).is_null().to_numpy(zero_copy_only=False)
-    out = runner(x.astype(np.float32)) if n else np.zeros((0, classes), np.float32)
+    out = runner(x) if n else np.zeros((0, classes), np.float32)  # it casts as the model reads
     return out, valid
 
 

@@ -95,7 +95,13 @@ def render(results: dict[str, Any], plot_names: list[str]) -> str:
 
 def write_report(out: Path, results: dict[str, Any]) -> Path:
     """Render plots and REPORT.md into ``out``."""
-    names = plots.write_plots(out, results)
+    from mlskip.tpch.paper_trees import tree_section
+
     path = out / "REPORT.md"
-    path.write_text(render(results, names))
+    if not results["records"]:  # a run of tree ensembles only (--no-networks)
+        head = f"# mlskip bench paper\n\nCommand: `{results.get('command', '')}`\n\n"
+        path.write_text(head + tree_section(results))
+        return path
+    names = plots.write_plots(out, results)
+    path.write_text(render(results, names) + tree_section(results))
     return path

@@ -57,7 +57,10 @@ def _maraboupy():
 
 
 def supports(net: Network) -> bool:
-    """Whether ``marabou_query`` can encode every activation of ``net``."""
+    """Whether ``marabou_query`` can encode every activation of ``net`` (a network;
+    tree ensembles are checked against their MILP and brute force instead)."""
+    if not isinstance(net, Network):
+        return False
     return all(isinstance(a, (LeakyReLU, Sigmoid, Tanh, Identity)) for a in net.activations)
 
 

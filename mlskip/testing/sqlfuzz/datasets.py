@@ -311,9 +311,18 @@ def draw_models(
         hidden = [rnd.randint(2, 8) for _ in range(rnd.randint(1, 2))]
         act = rnd.choice(["relu", "relu", "sigmoid", "tanh"])
         scale = rnd.choice([0.02, 0.2, 1.0])
-        if rnd.random() < 0.2:
+        draw = rnd.random()
+        if draw < 0.2:
             obj = _torch_mlp(seed * 7 + len(models), d, hidden, classes, act, final, scale)
             kind = "torch"
+        elif draw < 0.45:  # a tree ensemble, thresholds where the datasets' values are
+            from mlskip.testing.random_cases import random_ensemble
+
+            samples = nrng.normal(size=(64, d)) * nrng.choice([1.0, 10.0, 100.0], size=(64, 1))
+            obj = random_ensemble(nrng, d, classes, samples)
+            final = obj.final
+            kind = f"TreeEnsemble {obj.num_trees} trees {obj.precision}"
+            types = ["DOUBLE"] * d
         else:
             widths = [d, *hidden, classes]
             weights = [
