@@ -101,7 +101,7 @@ def random_ensemble(
     """A random tree ensemble (1-12 trees of depth up to 4, either precision, any final
     op): split thresholds are values of ``samples`` [n, d] (finite ones), sometimes one
     grid step off, so rows sit on both sides of and exactly at them."""
-    from mlskip.verifier.trees import concatenate, tree_from_arrays
+    from mlskip.verifier.trees import concatenate
 
     precision = str(rng.choice(["float32", "float64"]))
     dtype = np.float32 if precision == "float32" else np.float64
@@ -124,33 +124,41 @@ def random_ensemble(
             v = np.nextafter(v, dtype(step * np.inf))
         return float(v)
 
-    trees = []
-    for _ in range(int(rng.integers(1, 13))):
-        feature, thr, left, right, value = [], [], [], [], []
-
-        def grow(depth: int) -> int:
-            node = len(feature)
-            feature.append(-1)
-            thr.append(0.0)
-            left.append(-1)
-            right.append(-1)
-            value.append(rng.normal(size=classes) * scale)
-            if depth < 4 and rng.random() < 0.75:
-                f = int(rng.integers(0, d))
-                feature[node], thr[node] = f, threshold(f)
-                left[node] = grow(depth + 1)
-                right[node] = grow(depth + 1)
-            return node
-
-        grow(0)
-        n = len(feature)
-        trees.append(
-            tree_from_arrays(
-                feature, thr, rng.random(n) < 0.5, left, right, rng.random(n) < 0.5,
-                np.array(value),
-            )
-        )  # fmt: skip
+    trees = [
+        _random_tree(rng, d, classes, scale, threshold) for _ in range(int(rng.integers(1, 13)))
+    ]
     return concatenate(
         trees, base=rng.normal(size=classes) * scale, num_features=d, final=final,
         precision=precision,
     )  # fmt: skip
+
+
+def _random_tree(rng: np.random.Generator, d: int, classes: int, scale: float, threshold) -> dict:
+    """One tree of depth up to 4 (trees.concatenate's node dict)."""
+    from mlskip.verifier.trees import tree_from_arrays
+
+    feature: list[int] = []
+    thr: list[float] = []
+    left: list[int] = []
+    right: list[int] = []
+    value: list[np.ndarray] = []
+
+    def grow(depth: int) -> int:
+        node = len(feature)
+        feature.append(-1)
+        thr.append(0.0)
+        left.append(-1)
+        right.append(-1)
+        value.append(rng.normal(size=classes) * scale)
+        if depth < 4 and rng.random() < 0.75:
+            f = int(rng.integers(0, d))
+            feature[node], thr[node] = f, threshold(f)
+            left[node] = grow(depth + 1)
+            right[node] = grow(depth + 1)
+        return node
+
+    grow(0)
+    n = len(feature)
+    return tree_from_arrays(
+        feature, thr, rng.random(n) < 0.5, left, right, rng.random(n) < 0.5, np.array(value)
+    )
