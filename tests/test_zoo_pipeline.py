@@ -84,7 +84,9 @@ def test_build_and_report_tiny(tmp_path, monkeypatch):
         return [v for v in full(dense, None, x_cal, task, quick=True) if v[0] in keep]
 
     monkeypatch.setattr(build, "variants", few)
-    recs = build.build_spec(get_spec("lineitem_linestatus"), tmp_path, quick=True, sf=0.01)
+    recs = build.build_spec(
+        get_spec("lineitem_linestatus"), tmp_path, quick=True, sf=0.01, trees=False
+    )
     assert {r["variant"] for r in recs} == {"dense", "l2_r50", "lump_e0", "moe_top1_e4"}
     lump = next(r for r in recs if r["variant"] == "lump_e0")
     dense = next(r for r in recs if r["variant"] == "dense")
@@ -100,3 +102,39 @@ def test_build_and_report_tiny(tmp_path, monkeypatch):
     assert (tmp_path / "zoo.png").stat().st_size > 0 and "## lumping" in (
         tmp_path / "zoo.md"
     ).read_text()
+
+
+def test_tree_zoo_variants_and_report(tmp_path, monkeypatch):
+    """The zoo's tree family on a regressor and a classifier: each variant is what its
+    method says, scores near its dense ensemble, and is measured like the networks."""
+    pytest.importorskip("xgboost")
+    from mlskip.model_zoo import build
+    from mlskip.model_zoo import trees as tree_zoo
+    from mlskip.verifier import load_model
+
+    only_dense = lambda dense, *a, **k: [("dense", "dense", "dense", lambda: dense)]  # noqa: E731
+    monkeypatch.setattr(build, "variants", only_dense)  # networks: the dense reference only
+    recs = []
+    for name in ("lineitem_disc_price", "lineitem_linestatus"):
+        recs += build.build_spec(get_spec(name), tmp_path, quick=True, sf=0.01)
+    by = {(r["spec"], r["variant"]): r for r in recs}
+    dense = by[("lineitem_disc_price", "xgb_t50_d4")]
+    assert dense["method"] == "trees" and dense["trees"] == 50 and dense["score"] > 0.9
+    assert by[("lineitem_disc_price", "xgb_t50_d4_drop50")]["trees"] == 25
+    cut = load_model(str(tmp_path / by[("lineitem_disc_price", "xgb_t50_d4_depth2")]["onnx"]))
+    assert len(cut.levels) <= 2
+    merged = load_model(str(tmp_path / by[("lineitem_disc_price", "xgb_t50_d4_merge8")]["onnx"]))
+    inner = merged.feature >= 0
+    for f in range(merged.num_inputs):
+        assert len(np.unique(merged.threshold[inner & (merged.feature == f)])) <= 8
+    assert by[("lineitem_linestatus", "xgb_t50_d4")]["score"] > 0.9  # accuracy
+    monkeypatch.setattr(report, "rows_per_second", lambda *a, **k: 1e6)
+    measured = report.measure(tmp_path, recs, sf=0.01, progress=False)
+    for r in measured:
+        if r.get("kind") != "trees":
+            continue
+        for entry in r["skipping"].values():
+            assert "verifier_skip" in entry, entry.get("verifier_missing")
+            # sound: the verifier never prunes more blocks than hold no qualifying row
+            assert entry["verifier_skip"] <= entry["data_skip"] + 1e-12
+    assert tree_zoo.available()
