@@ -31,9 +31,14 @@ def library_udf(name: str, estimator: Any, d: int):
             np.asarray(estimator.predict(x.astype(np.float64)), dtype=np.float64).ravel()
         )
 
+    import inspect
+
+    predict.__signature__ = inspect.Signature(  # DuckDB checks the callable's arity
+        [inspect.Parameter(f"x{i}", inspect.Parameter.POSITIONAL_ONLY) for i in range(d)]
+    )
     con = duckdb.connect()
     con.create_function(
-        name, predict, [duckdb.typing.DOUBLE] * d, duckdb.typing.DOUBLE, type="arrow"
+        name, predict, [duckdb.sqltype("DOUBLE")] * d, duckdb.sqltype("DOUBLE"), type="arrow"
     )
     return con
 

@@ -20,8 +20,7 @@ from mlskip.errors import UnsupportedModelError
 from .estimators import Converted, binary_logits, feature_names, unfitted
 from .layers import Affine, ReLU, Sigmoid, Tanh
 from .network import Network
-from .tree_milp import _boundary
-from .trees import TreeEnsemble, concatenate, float32_at_most, tree_from_arrays
+from .trees import TreeEnsemble, concatenate, float32_at_most, split_boundary, tree_from_arrays
 
 SCALERS = ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler")
 
@@ -281,7 +280,7 @@ def _fold_into_thresholds(ens: TreeEnsemble, scale: np.ndarray, offset: np.ndarr
         raise UnsupportedModelError("a scaler in front of trees needs positive, finite scales")
     inner = ens.feature >= 0
     f = np.where(inner, ens.feature, 0)
-    edge = _boundary(ens, ens.left_max)  # last scaled value still going left
+    edge = split_boundary(ens.precision, ens.left_max)  # last scaled value still going left
     with np.errstate(over="ignore", invalid="ignore"):
         t = np.where(inner, (edge - offset[f]) / scale[f], 0.0)
     return TreeEnsemble(

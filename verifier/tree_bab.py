@@ -4,10 +4,11 @@ intervals decide.
 On a box no split threshold cuts, every tree is constant, so the leaf interval
 (tree_reach.py) is exact there: splitting at thresholds makes the interval converge to
 the exact range, one cell at a time. Each open region is cut into pieces, at most
-``pieces`` per region (work units, not seconds: the same plan on any machine), the
-feature with the most thresholds inside the piece split at their median. The two
-halves partition the piece exactly in the ensemble's grid (``split_point``), polygons
-stay with every piece. A region is NONE when every piece is, ALL when every piece is
+``pieces`` per region (work units, not seconds: the same plan on any machine); a piece
+is split where the bound is loosest: in the tree whose reachable leaves spread the spec
+rows most, at the shallowest node that sends the piece both ways. The two
+halves partition the piece exactly in the ensemble's grid (``split_point``); polygons,
+if any, stay with every piece (the cascade passes boxes the polygons already tightened). A region is NONE when every piece is, ALL when every piece is
 ALL or empty, and left open as soon as one piece is ALL and another one NONE with
 points in it.
 """
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .concretize import tighten_or_empty
 from .predicate import ALL, NONE, UNKNOWN, Spec
 from .regions import RegionBatch
-from .tree_reach import interval, reachable_leaves
+from .tree_reach import bounding_leaves, interval, reachable_nodes, row_values
 from .trees import TreeEnsemble
 
 
@@ -37,26 +39,53 @@ def split_point(ens: TreeEnsemble, t: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return upper, lower
 
 
-def _thresholds(ens: TreeEnsemble) -> list[np.ndarray]:
-    if "split_values" not in ens._cache:
-        inner = ens.feature >= 0
-        ens._cache["split_values"] = [
-            np.unique(ens.left_max[inner & (ens.feature == f)]) for f in range(ens.num_inputs)
-        ]
-    return ens._cache["split_values"]
+POLYGON_ROUNDS = 2  # rounds of bounding-leaf tests per piece (tree_reach.bounding_leaves)
+
+
+def _node_tree(ens: TreeEnsemble) -> np.ndarray:
+    if "node_tree" not in ens._cache:
+        tree = np.zeros(ens.num_nodes, dtype=np.int64)
+        bounds = np.r_[ens.roots, ens.num_nodes]
+        for t in range(ens.num_trees):
+            tree[bounds[t] : bounds[t + 1]] = t
+        ens._cache["node_tree"] = tree
+    return ens._cache["node_tree"]
 
 
 def _pieces_verdicts(
     ens: TreeEnsemble, spec: Spec, pieces: RegionBatch, margin: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Verdicts of each piece and whether it holds no point (some tree reaches nothing)."""
-    reach = reachable_leaves(ens, pieces)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Verdicts of each piece, whether it holds no point (some tree reaches nothing), and
+    the node to split it at (-1: none): in the tree whose reachable leaves spread the
+    spec rows most, the shallowest node both of whose children are reachable."""
+    void = np.zeros(pieces.n, dtype=bool)
+    if pieces.has_polygons:  # each piece shrunk to its polygons' certified bounding box
+        pieces, void = tighten_or_empty(pieces)
+    nodes = reachable_nodes(ens, pieces)
+    reach = nodes[:, ens.leaves]
+    if pieces.has_polygons:  # the leaves that set the bounds, tested against the polygons
+        reach = bounding_leaves(ens, spec.C, pieces, reach, rounds=POLYGON_ROUNDS)
+        nodes = nodes.copy()
+        nodes[:, ens.leaves] = reach
     starts = np.flatnonzero(np.r_[True, np.diff(ens.leaf_tree) != 0])
     empty = ~np.logical_or.reduceat(reach, starts, axis=1).all(axis=1)
     L, U = interval(ens, spec.C, reach)
     got = spec.verdicts(L - margin, U + margin, "float32")
+    empty |= void
     got[empty] = NONE
-    return got, empty
+    S = row_values(ens, spec.C)  # [leaves, m]
+    spread = np.zeros((pieces.n, ens.num_trees))
+    for k in range(S.shape[1]):
+        hi = np.maximum.reduceat(np.where(reach, S[:, k], -np.inf), starts, axis=1)
+        lo = np.minimum.reduceat(np.where(reach, S[:, k], np.inf), starts, axis=1)
+        spread += np.where(hi > lo, hi - lo, 0.0)
+    tree = spread.argmax(axis=1)
+    inner = np.flatnonzero(ens.feature >= 0)
+    both = nodes[:, ens.left[inner]] & nodes[:, ens.right[inner]]
+    both &= _node_tree(ens)[inner][None, :] == tree[:, None]
+    has = both.any(axis=1) & (spread.max(axis=1) > 0)
+    split = np.where(has, inner[both.argmax(axis=1)], -1)
+    return got, empty, split
 
 
 def tree_bab(
@@ -68,7 +97,7 @@ def tree_bab(
 ) -> tuple[np.ndarray, int]:
     """Verdicts [n] of branch and bound with at most ``pieces`` pieces per region, and the
     number of pieces bounded in all."""
-    n, d = regions.n, regions.d
+    n = regions.n
     verdicts = np.full(n, UNKNOWN, dtype=np.int8)
     lo, hi = regions.lower.copy(), regions.upper.copy()
     owner = np.arange(n)
@@ -76,13 +105,10 @@ def tree_bab(
     has_all = np.zeros(n, bool)
     has_none = np.zeros(n, bool)
     done = np.zeros(n, bool)
-    values = _thresholds(ens)
     total = 0
     while len(owner):
-        batch = RegionBatch(
-            lo, hi, regions.pairs, tuple((A[owner], b[owner]) for A, b in regions.halfspaces)
-        )
-        got, empty = _pieces_verdicts(ens, spec, batch, margin)
+        batch = regions.with_boxes(lo, hi, owner)  # the root's polygon cycles are reused
+        got, empty, split_node = _pieces_verdicts(ens, spec, batch, margin)
         total += len(owner)
         np.logical_or.at(has_all, owner, got == ALL)
         np.logical_or.at(has_none, owner, (got == NONE) & ~empty)
@@ -103,17 +129,10 @@ def tree_bab(
             done[r] = True
         keep = open_piece & ~done[owner]
         # split the open pieces of regions with budget left
-        dlo, dhi = ens.cast(lo[keep]), ens.cast(hi[keep])
-        counts = np.zeros((int(keep.sum()), d), dtype=np.int64)
-        first = np.zeros_like(counts)
-        for f, tv in enumerate(values):
-            a = np.searchsorted(tv, dlo[:, f], side="left")
-            b = np.searchsorted(tv, dhi[:, f], side="left")  # t < dhi: the piece spans t
-            counts[:, f], first[:, f] = b - a, a
         own = owner[keep]
-        room = used[own] < pieces
-        cut = (counts.max(axis=1) > 0) & room
-        # an open piece no threshold cuts, or with no budget: its region stays open
+        node = split_node[keep]
+        cut = (node >= 0) & (used[own] < pieces)
+        # an open piece with nothing to split, or with no budget: its region stays open
         stuck = np.zeros(n, bool)
         np.logical_or.at(stuck, own, ~cut)
         done |= stuck
@@ -123,10 +142,9 @@ def tree_bab(
         sel, cut_owner = sel[alive], cut_owner[alive]
         if not len(sel):
             break
-        rows = np.flatnonzero(cut)[alive]
-        f = counts[rows].argmax(axis=1)
-        k = first[rows, f] + counts[rows, f] // 2
-        t = np.array([values[ff][kk] for ff, kk in zip(f, k, strict=True)])
+        chosen = node[cut][alive]
+        f = ens.feature[chosen]
+        t = ens.left_max[chosen]
         upper, lower = split_point(ens, t)
         lo_a, hi_a = lo[sel].copy(), hi[sel].copy()
         lo_b, hi_b = lo[sel].copy(), hi[sel].copy()

@@ -27,20 +27,11 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from .trees import TreeEnsemble
+from .trees import TreeEnsemble, split_boundary
 
 INTEGRALITY_EPS = 2e-6
 DUAL_TOL = 2e-7
 HIGHS_OPTIONS = {"mip_rel_gap": 1e-9, "disp": False, "simplex_scale_strategy": 0}
-
-
-def _boundary(ens: TreeEnsemble, t: np.ndarray) -> np.ndarray:
-    """The float64 value between "cast <= t" and "cast > t" (relaxed: both sides closed)."""
-    if ens.precision == "float64":
-        return t
-    f32 = np.float32
-    above = np.nextafter(t.astype(f32), f32(np.inf)).astype(np.float64)
-    return np.where(np.isfinite(above), (t + above) / 2, t)
 
 
 class TreeMilp:
@@ -120,7 +111,7 @@ class TreeMilp:
             for (g, t), p in split.items():
                 if g != f:
                     continue
-                m = float(_boundary(ens, np.array([t]))[0])
+                m = float(split_boundary(ens.precision, np.array([t]))[0])
                 # p = 1: x <= m  ->  half u + (upper - m) p <= upper - cen
                 add({c: half, p: upper[f] - m}, -np.inf, upper[f] - cen)
                 # p = 0: x >= m  ->  half u + (m - lower) p >= m - cen

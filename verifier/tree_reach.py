@@ -33,9 +33,19 @@ def domain_box(ens: TreeEnsemble, lower: np.ndarray, upper: np.ndarray):
     return ens.cast(lower), ens.cast(upper)
 
 
-def reachable_leaves(ens: TreeEnsemble, regions: RegionBatch) -> np.ndarray:
-    """bool [n, leaves]: leaves each region may reach (boxes, then polygons)."""
-    out = np.zeros((regions.n, len(ens.leaves)), dtype=bool)
+def reachable_leaves(ens: TreeEnsemble, regions: RegionBatch, polygons: bool = True) -> np.ndarray:
+    """bool [n, leaves]: leaves each region may reach (its box, then, with ``polygons``,
+    every leaf tested against its polygons; ``bounding_leaves`` tests only the leaves
+    that set the bounds)."""
+    out = reachable_nodes(ens, regions)[:, ens.leaves]
+    if polygons and regions.has_polygons:
+        out &= ~separated(ens, regions, out)
+    return out
+
+
+def reachable_nodes(ens: TreeEnsemble, regions: RegionBatch) -> np.ndarray:
+    """bool [n, nodes]: nodes each region's box may reach (exact, see module docstring)."""
+    out = np.zeros((regions.n, ens.num_nodes), dtype=bool)
     for start in range(0, regions.n, CHUNK):
         idx = np.arange(start, min(start + CHUNK, regions.n))
         lo, hi = domain_box(ens, regions.lower[idx], regions.upper[idx])
@@ -49,10 +59,65 @@ def reachable_leaves(ens: TreeEnsemble, regions: RegionBatch) -> np.ndarray:
             for child in (ens.left[level], ens.right[level]):
                 meets = (lo_f <= box_hi[child, f][:, None]) & (hi_f >= box_lo[child, f][:, None])
                 reach[child] = reach[level] & meets & possible[child][:, None]
-        out[idx] = reach[ens.leaves].T
-    if regions.has_polygons:
-        out &= ~separated(ens, regions, out)
+        out[idx] = reach.T
     return out
+
+
+def bounding_leaves(
+    ens: TreeEnsemble, C: np.ndarray, regions: RegionBatch, reach: np.ndarray, rounds: int = 4
+) -> np.ndarray:
+    """``reach`` with polygon-separated leaves dropped where they set a bound: per tree
+    and spec row, the leaf of the largest and of the smallest value is tested against
+    the polygons and dropped if separated, for up to ``rounds`` rounds. The interval over
+    the result is the one over all polygon-reachable leaves whenever the rounds suffice,
+    and sound (looser) otherwise; it costs a few leaves per tree instead of all."""
+    if not regions.has_polygons:
+        return reach
+    cut = np.flatnonzero(~inside_polygons(regions))  # elsewhere polygons cut nothing
+    if not len(cut):
+        return reach
+    out = reach.copy()
+    out[cut] = _bounding(ens, C, regions.subset(cut), reach[cut], rounds)
+    return out
+
+
+def inside_polygons(regions: RegionBatch) -> np.ndarray:
+    """bool [n]: regions whose box lies inside every polygon (all four corners of each
+    pair's rectangle satisfy its rows, with a rounding allowance): there the polygons
+    exclude nothing the box holds."""
+    inside = np.ones(regions.n, dtype=bool)
+    for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
+        lo, hi = regions.lower[:, [i, j]], regions.upper[:, [i, j]]
+        with np.errstate(invalid="ignore", over="ignore"):
+            terms = np.where(A > 0, A * hi[:, None, :], A * lo[:, None, :])  # the max corner
+            terms = np.where(A == 0, 0.0, terms)
+            top = terms.sum(axis=2) + 4 * UNIT["float64"] * np.abs(terms).sum(axis=2)
+            ok = (top <= b) | (np.isinf(b) & (b > 0))
+        inside &= ok.all(axis=1) & np.isfinite(lo).all(axis=1) & np.isfinite(hi).all(axis=1)
+    return inside
+
+
+def _bounding(
+    ens: TreeEnsemble, C: np.ndarray, regions: RegionBatch, reach: np.ndarray, rounds: int
+) -> np.ndarray:
+    reach = reach.copy()
+    S = row_values(ens, C)  # [leaves, m]
+    starts = np.flatnonzero(np.r_[True, np.diff(ens.leaf_tree) != 0])
+    tested = np.zeros_like(reach)
+    for _ in range(rounds):
+        pick = np.zeros_like(reach)
+        for k in range(S.shape[1]):
+            for sign in (1.0, -1.0):
+                v = np.where(reach, sign * S[:, k], -np.inf)  # [n, leaves]
+                best = np.maximum.reduceat(v, starts, axis=1)  # [n, trees]
+                at = v == np.repeat(best, np.diff(np.r_[starts, v.shape[1]]), axis=1)
+                pick |= at & reach & np.isfinite(v)
+        pick &= ~tested
+        if not pick.any():
+            break
+        tested |= pick
+        reach &= ~separated(ens, regions, pick)
+    return reach
 
 
 def _double_box(ens: TreeEnsemble) -> tuple[np.ndarray, np.ndarray]:
@@ -74,48 +139,67 @@ def _double_box(ens: TreeEnsemble) -> tuple[np.ndarray, np.ndarray]:
     return dlo, dhi
 
 
+KERNEL_PAIRS = 2_000  # (leaf, region) pairs from which the compiled kernel runs
+
+
 def separated(ens: TreeEnsemble, regions: RegionBatch, reach: np.ndarray) -> np.ndarray:
     """bool [n, leaves]: reachable leaves whose box ∩ the region's box misses a polygon.
 
     A polygon row ``a . (x_i, x_j) <= b`` separates when its minimum over the
     rectangle exceeds ``b``; the minimum is computed in float64 and lowered by a
-    rounding allowance, so a separation is never claimed wrongly.
+    rounding allowance, so a separation is never claimed wrongly. Large batches run the
+    same arithmetic compiled (_tree_kernels.py; equal bit for bit).
     """
     out = np.zeros_like(reach)
     dlo, dhi = _double_box(ens)
     rows, leaves = np.nonzero(reach)
     if not len(rows):
         return out
+    hit = np.zeros(len(rows), dtype=bool)
     for (i, j), (A, b) in zip(regions.pairs, regions.halfspaces, strict=True):
-        for start in range(0, len(rows), 1 << 16):
-            r, lf = rows[start : start + (1 << 16)], leaves[start : start + (1 << 16)]
-            lo = np.stack(
-                [
-                    np.maximum(dlo[lf, i], regions.lower[r, i]),
-                    np.maximum(dlo[lf, j], regions.lower[r, j]),
-                ],
-                axis=1,
-            )
-            hi = np.stack(
-                [
-                    np.minimum(dhi[lf, i], regions.upper[r, i]),
-                    np.minimum(dhi[lf, j], regions.upper[r, j]),
-                ],
-                axis=1,
-            )
-            if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-                keep = np.isfinite(lo).all(axis=1) & np.isfinite(hi).all(axis=1)
-            else:
-                keep = np.ones(len(r), dtype=bool)
-            Ar, br = A[r], b[r]  # [p, m, 2], [p, m]
-            with np.errstate(invalid="ignore", over="ignore"):
-                terms = np.where(Ar > 0, Ar * lo[:, None, :], Ar * hi[:, None, :])
-                terms = np.where(Ar == 0, 0.0, terms)
-                low = terms.sum(axis=2)
-                low -= 4 * UNIT["float64"] * np.abs(terms).sum(axis=2) + 1e-300
-                cut = (low > br) & np.isfinite(br) & np.isfinite(low)
-            out[r, lf] |= cut.any(axis=1) & keep
+        if len(rows) >= KERNEL_PAIRS:
+            from ._tree_kernels import separated_pairs
+
+            separated_pairs(rows, leaves, i, j, dlo, dhi, regions.lower, regions.upper,
+                            np.ascontiguousarray(A, dtype=np.float64),
+                            np.ascontiguousarray(b, dtype=np.float64), hit)  # fmt: skip
+        else:
+            hit |= _separated_numpy(rows, leaves, i, j, dlo, dhi, regions, A, b)
+    out[rows, leaves] = hit
     return out
+
+
+def _separated_numpy(rows, leaves, i, j, dlo, dhi, regions, A, b) -> np.ndarray:
+    """The separation test of one polygon for (region, leaf) pairs, in numpy."""
+    hit = np.zeros(len(rows), dtype=bool)
+    for start in range(0, len(rows), 1 << 16):
+        sl = slice(start, start + (1 << 16))
+        r, lf = rows[sl], leaves[sl]
+        lo = np.stack(
+            [
+                np.maximum(dlo[lf, i], regions.lower[r, i]),
+                np.maximum(dlo[lf, j], regions.lower[r, j]),
+            ],
+            axis=1,
+        )
+        hi = np.stack(
+            [
+                np.minimum(dhi[lf, i], regions.upper[r, i]),
+                np.minimum(dhi[lf, j], regions.upper[r, j]),
+            ],
+            axis=1,
+        )
+        keep = np.isfinite(lo).all(axis=1) & np.isfinite(hi).all(axis=1)
+        Ar, br = A[r], b[r]  # [p, m, 2], [p, m]
+        with np.errstate(invalid="ignore", over="ignore"):
+            terms = np.where(Ar > 0, Ar * lo[:, None, :], Ar * hi[:, None, :])
+            terms = np.where(Ar == 0, 0.0, terms)
+            low = terms[:, :, 0] + terms[:, :, 1]
+            low -= 4 * UNIT["float64"] * (np.abs(terms[:, :, 0]) + np.abs(terms[:, :, 1])) + 1e-300
+            usable = np.isfinite(br) & ~np.isnan(Ar).any(axis=2)
+            cut = (low > br) & usable & np.isfinite(low)
+        hit[sl] = cut.any(axis=1) & keep
+    return hit
 
 
 def row_values(ens: TreeEnsemble, C: np.ndarray) -> np.ndarray:

@@ -334,3 +334,13 @@ def float32_at_most(t: np.ndarray) -> np.ndarray:
         t32 = t.astype(np.float32)
     t32 = np.where(t32.astype(np.float64) > t, np.nextafter(t32, np.float32(-np.inf)), t32)
     return t32.astype(np.float64)
+
+
+def split_boundary(precision: str, t: np.ndarray) -> np.ndarray:
+    """The float64 value between "cast <= t" and "cast > t", both sides closed (a
+    relaxation): ``t`` itself for float64, the midpoint to the next float32 for float32."""
+    if precision == "float64":
+        return t
+    f32 = np.float32
+    above = np.nextafter(t.astype(f32), f32(np.inf)).astype(np.float64)
+    return np.where(np.isfinite(above), (t + above) / 2, t)
