@@ -37,7 +37,7 @@ SAMPLES = 32  # points per open region tried as witnesses of a mixed region
 # interval) costs several times a network's CROWN piece: the verifier's pieces per region
 # (the planner's work budget) are divided by this, with at least TREE_MIN_PIECES. On the
 # quick paper files 16 pieces per 1,000-row row group decided what 64 did, within 1%.
-TREE_PIECE_COST = 4
+TREE_PIECE_COST = 2
 TREE_MIN_PIECES = 8
 
 
