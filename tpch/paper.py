@@ -196,9 +196,7 @@ def run_e2e_only(
     from mlskip.tpch.paper_trees import run_tree_e2e
 
     with _progress() as progress:
-        e2e = e2e_mod.run_e2e(cfg, results["records"], out / "work", progress) if results[
-            "records"
-        ] else []
+        e2e = e2e_mod.run_e2e(cfg, results["records"], out / "work", progress)
         if results.get("tree_records"):
             results["tree_e2e"] = run_tree_e2e(cfg, results["tree_records"], out / "work", progress)
     # the run's config stays as it was: options given here apply to this stage only

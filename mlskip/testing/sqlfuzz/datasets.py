@@ -292,6 +292,9 @@ class Model:
         return self.types[i] if self.types else "DOUBLE"
 
 
+TREE_SHARE = 0.3  # of the network models, drawn as random tree ensembles instead
+
+
 def draw_models(
     rnd: random.Random, nrng: np.random.Generator, seed: int, temporal: Sequence[str] = ()
 ) -> list[Model]:
@@ -311,18 +314,9 @@ def draw_models(
         hidden = [rnd.randint(2, 8) for _ in range(rnd.randint(1, 2))]
         act = rnd.choice(["relu", "relu", "sigmoid", "tanh"])
         scale = rnd.choice([0.02, 0.2, 1.0])
-        draw = rnd.random()
-        if draw < 0.2:
+        if rnd.random() < 0.2:
             obj = _torch_mlp(seed * 7 + len(models), d, hidden, classes, act, final, scale)
             kind = "torch"
-        elif draw < 0.45:  # a tree ensemble, thresholds where the datasets' values are
-            from mlskip.testing.random_cases import random_ensemble
-
-            samples = nrng.normal(size=(64, d)) * nrng.choice([1.0, 10.0, 100.0], size=(64, 1))
-            obj = random_ensemble(nrng, d, classes, samples)
-            final = obj.final
-            kind = f"TreeEnsemble {obj.num_trees} trees {obj.precision}"
-            types = ["DOUBLE"] * d
         else:
             widths = [d, *hidden, classes]
             weights = [
@@ -340,6 +334,19 @@ def draw_models(
             activation = {"relu": ReLU(), "sigmoid": Sigmoid(), "tanh": Tanh()}[act]
             obj = Network.mlp(weights, activation, final=final)
             kind = "Network" + ("" if set(types) == {"DOUBLE"} else f" inputs {types}")
+            # a tree ensemble instead, decided and drawn from streams of their own (the
+            # draws above, and so every earlier seed's other models and queries, stay)
+            if (
+                set(types) == {"DOUBLE"}
+                and random.Random(f"trees/{seed}/{len(models)}").random() < TREE_SHARE
+            ):
+                from mlskip.testing.random_cases import random_ensemble
+
+                trng = np.random.default_rng([seed, len(models), 0x7472])
+                samples = trng.normal(size=(64, d)) * trng.choice([1.0, 10.0, 100.0], size=(64, 1))
+                obj = random_ensemble(trng, d, classes, samples)
+                final = obj.final
+                kind = f"TreeEnsemble {obj.num_trees} trees {obj.precision}"
         shape = "-".join(map(str, [d, *hidden, classes]))
         models.append(
             Model(
