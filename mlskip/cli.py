@@ -664,11 +664,18 @@ def bench_paper(ctx: typer.Context) -> None:
 def zoo_build(
     out: Path = typer.Option(Path("zoo"), help="output directory"),
     quick: bool = typer.Option(False, help="3 models, fewer settings"),
+    trees: bool = typer.Option(
+        True,
+        help="also XGBoost, LightGBM and random-forest models and their variants "
+        "(needs mlskip[trees])",
+    ),
+    spec: list[str] = typer.Option([], help="only these models (repeatable)"),
 ) -> None:
     """Train the filter models and derive their compressed variants (ONNX)."""
     from mlskip.model_zoo.build import build_zoo
 
-    console.print(f"manifest: {build_zoo(out, quick=quick, progress=True)}")
+    path = build_zoo(out, quick=quick, progress=True, trees=trees, specs=spec or None)
+    console.print(f"manifest: {path}")
 
 
 @zoo_app.command("report")

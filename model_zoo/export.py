@@ -134,8 +134,10 @@ def rows_per_second(
     """ONNX Runtime throughput at a fixed batch size (best of 5 timed rounds, 1 thread)."""
     sess = session(proto_or_path)
     double = sess.get_inputs()[0].type == "tensor(double)"  # trees that compare doubles
-    x = np.random.default_rng(seed).normal(size=(batch, d_in)).astype(
-        np.float64 if double else np.float32
+    x = (
+        np.random.default_rng(seed)
+        .normal(size=(batch, d_in))
+        .astype(np.float64 if double else np.float32)
     )
     feed = {INPUT: x}
     sess.run(None, feed)
