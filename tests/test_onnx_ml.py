@@ -180,3 +180,87 @@ def test_greater_than_modes_keep_missing_values_on_their_side():
                 None, {"x": x.astype(np.float32)})[0]  # fmt: skip
             assert np.array_equal(model.network.evaluate(x), want.astype(np.float64))
     assert onnx  # the module is used to build graphs above
+
+
+def _tree_ensemble5(ens, double: bool) -> bytes:
+    """``ens`` as one ai.onnx.ml opset-5 ``TreeEnsemble`` node (interior nodes and
+    leaves in separate arrays; a leaf per (leaf, output) pair would need one tree per
+    output, so ``ens`` has one output)."""
+    from onnx import numpy_helper
+
+    feats, splits, modes, tids, fids, tleaf, fleaf, miss, roots = [], [], [], [], [], [], [], [], []
+    weights, targets = [], []
+    bounds = list(ens.roots) + [ens.num_nodes]
+    for t in range(ens.num_trees):
+        a, b = bounds[t], bounds[t + 1]
+        index = {}
+        for i in range(a, b):  # interior nodes first, leaves apart
+            if ens.feature[i] >= 0:
+                index[i] = ("node", len(feats) + len(index))
+        for i in range(a, b):
+            if ens.feature[i] < 0:
+                index[i] = ("leaf", len(weights))
+                weights.append(float(ens.value[i, 0]))
+                targets.append(0)
+        inner = [i for i in range(a, b) if ens.feature[i] >= 0]
+        if not inner:  # one leaf: a node whose branches both name it
+            roots.append(len(feats))
+            feats.append(0), splits.append(0.0), modes.append(0), miss.append(0)
+            tids.append(index[a][1]), fids.append(index[a][1]), tleaf.append(1), fleaf.append(1)
+            continue
+        roots.append(index[a][1])
+        for i in inner:
+            feats.append(int(ens.feature[i]))
+            splits.append(float(ens.threshold[i]))
+            modes.append(1 if ens.strict[i] else 0)
+            miss.append(int(ens.missing_left[i]))
+            for _kind, child, ids, leaf in (
+                ("t", ens.left[i], tids, tleaf),
+                ("f", ens.right[i], fids, fleaf),
+            ):
+                ids.append(index[int(child)][1])
+                leaf.append(int(index[int(child)][0] == "leaf"))
+    dtype = np.float64 if double else np.float32
+    node = helper.make_node(
+        "TreeEnsemble", ["x"], ["y"], domain="ai.onnx.ml", n_targets=1, aggregate_function=1,
+        post_transform=0, tree_roots=roots, nodes_featureids=feats,
+        nodes_splits=numpy_helper.from_array(np.array(splits, dtype)),
+        nodes_modes=numpy_helper.from_array(np.array(modes, np.uint8)),
+        nodes_truenodeids=tids, nodes_falsenodeids=fids, nodes_trueleafs=tleaf,
+        nodes_falseleafs=fleaf, nodes_missing_value_tracks_true=miss, leaf_targetids=targets,
+        leaf_weights=numpy_helper.from_array(np.array(weights, dtype)),
+    )  # fmt: skip
+    elem = TensorProto.DOUBLE if double else TensorProto.FLOAT
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", elem, ["N", ens.num_inputs])],
+        [helper.make_tensor_value_info("y", elem, ["N", 1])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21),
+                                                    helper.make_opsetid("ai.onnx.ml", 5)])  # fmt: skip
+    model.ir_version = 10
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_tree_ensemble_opset5_reads_as_onnx_runtime_runs_it(double):
+    """ai.onnx.ml opset 5's ``TreeEnsemble`` (leaves apart from interior nodes, one-leaf
+    trees as a node naming one leaf twice) registers, answers as the original graph, and
+    is bounded like any tree ensemble."""
+    import onnxruntime as ort
+
+    from mlskip.testing.random_cases import random_ensemble
+
+    rng = np.random.default_rng(8)
+    ens = random_ensemble(rng, 2, 1, rng.normal(size=(64, 2)) * 10)
+    ens = type(ens)(ens.feature, ens.threshold.astype(np.float64 if double else np.float32),
+                    ens.strict, ens.left, ens.right, ens.missing_left, ens.value, ens.roots,
+                    ens.base * 0, 2, None, "float64" if double else "float32")  # fmt: skip
+    data = _tree_ensemble5(ens, double)
+    model = mlskip.connect().register_model("m", data)
+    assert isinstance(model.network, TreeEnsemble)
+    x = rng.normal(size=(500, 2)) * 10
+    t = ens.threshold[ens.feature >= 0]
+    x[:200, 0] = rng.choice(t, 200)
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    want = session.run(None, {"x": x.astype(np.float64 if double else np.float32)})[0]
+    assert np.allclose(model.network.evaluate(x), want, rtol=1e-5, atol=1e-5)

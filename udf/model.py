@@ -237,7 +237,7 @@ def prepare_model(
     where = f"model {name!r}"
     try:
         data = _onnx_bytes(src, inputs)
-        data = ml_graph_onnx(data, inputs, where)
+        data = ml_graph_onnx(data, inputs, "its ONNX-ML graph")
     except MlskipError as error:
         raise type(error)(f"{where}: {error}") from None
     self_contained = raw is not None and data == raw  # no weights in external files

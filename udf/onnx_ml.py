@@ -27,12 +27,13 @@ from mlskip.errors import ModelInputError, UnsupportedModelError
 from mlskip.verifier.estimators import Converted
 from mlskip.verifier.layers import Affine
 from mlskip.verifier.network import Network
-from mlskip.verifier.tree_onnx import ML_DOMAIN, _attrs, read_tree_node
+from mlskip.verifier.tree_onnx import ML_DOMAIN, _attrs, read_tree_ensemble5, read_tree_node
 from mlskip.verifier.trees import TreeEnsemble, concatenate
 
 MODEL_OPS = (
     "TreeEnsembleRegressor",
     "TreeEnsembleClassifier",
+    "TreeEnsemble",
     "LinearRegressor",
     "LinearClassifier",
 )
@@ -87,14 +88,23 @@ def _runner(data: bytes):
 
 
 def _scores_graph(model: Any, scores: str) -> bytes:
-    """The original graph with the scores tensor as its only output."""
+    """The original graph with the scores tensor as its only output (of the element type
+    ONNX's shape inference gives it: TreeEnsemble on doubles returns doubles)."""
     import onnx
     from onnx import helper
 
+    elem = onnx.TensorProto.FLOAT
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        for info in [*inferred.graph.value_info, *inferred.graph.output]:
+            if info.name == scores and info.type.tensor_type.elem_type:
+                elem = info.type.tensor_type.elem_type
+    except Exception:  # inference is a hint here; ONNX Runtime reports a wrong type
+        pass
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     del copy.graph.output[:]
-    copy.graph.output.append(helper.make_tensor_value_info(scores, onnx.TensorProto.FLOAT, None))
+    copy.graph.output.append(helper.make_tensor_value_info(scores, elem, None))
     return copy.SerializeToString()
 
 
@@ -240,7 +250,8 @@ def _stored_names(model: Any, d: int) -> tuple[str, ...]:
 
 def _tree_readings(node, precision, d, names, prefix, where) -> list[TreeEnsemble]:
     what = f"{where}: ONNX node {node.name or node.op_type!r} ({node.op_type})"
-    trees, base, k, aggregate, post, labels = read_tree_node(node, precision, where)
+    reader = read_tree_ensemble5 if node.op_type == "TreeEnsemble" else read_tree_node
+    trees, base, k, aggregate, post, labels = reader(node, precision, where)
     if aggregate not in ("SUM", "AVERAGE"):
         raise UnsupportedModelError(f"{what}: aggregate_function {aggregate} is not supported")
     finals = {"NONE": None, "LOGISTIC": "sigmoid", "SOFTMAX": "softmax"}

@@ -117,10 +117,8 @@ def to_onnx(ens: TreeEnsemble, opset: int = 17) -> bytes:
 
 def has_tree_ops(graph: Any) -> bool:
     """Whether an ONNX graph holds a tree-ensemble operator."""
-    return any(
-        n.domain == ML_DOMAIN and n.op_type in ("TreeEnsembleRegressor", "TreeEnsembleClassifier")
-        for n in graph.node
-    )
+    ops = ("TreeEnsembleRegressor", "TreeEnsembleClassifier", "TreeEnsemble")
+    return any(n.domain == ML_DOMAIN and n.op_type in ops for n in graph.node)
 
 
 def _attrs(node: Any) -> dict[str, Any]:
@@ -221,6 +219,103 @@ def read_tree_node(
             )
         )  # fmt: skip
     return trees, base, k, aggregate, post, labels
+
+
+_AGGREGATE5 = {0: "AVERAGE", 1: "SUM", 2: "MIN", 3: "MAX"}
+_POST5 = {0: "NONE", 1: "SOFTMAX", 2: "LOGISTIC", 3: "SOFTMAX_ZERO", 4: "PROBIT"}
+_MODES5 = {0: "BRANCH_LEQ", 1: "BRANCH_LT", 2: "BRANCH_GTE", 3: "BRANCH_GT", 4: "BRANCH_EQ",
+           5: "BRANCH_NEQ", 6: "BRANCH_MEMBER"}  # fmt: skip
+
+
+def read_tree_ensemble5(
+    node: Any, precision: str, where: str
+) -> tuple[list[dict], np.ndarray, int, str, str, None]:
+    """The trees of one ``TreeEnsemble`` node (ai.onnx.ml opset 5), as ``read_tree_node``
+    returns them: interior nodes in ``nodes_*``, leaves in ``leaf_*``, each branch naming
+    one or the other (``nodes_trueleafs`` / ``nodes_falseleafs``)."""
+    a = _attrs(node)
+    what = f"{where}: ONNX node {node.name or node.op_type!r} (TreeEnsemble)"
+    known = {
+        "aggregate_function", "post_transform", "tree_roots", "nodes_hitrates",
+        "nodes_missing_value_tracks_true", "nodes_modes", "leaf_weights", "leaf_targetids",
+        "nodes_falsenodeids", "n_targets", "nodes_trueleafs", "nodes_featureids",
+        "nodes_splits", "nodes_falseleafs", "nodes_truenodeids", "membership_values",
+    }  # fmt: skip
+    unknown = sorted(set(a) - known)
+    if unknown:
+        raise UnsupportedModelError(f"{what}: attribute {unknown[0]!r} is not supported")
+    k = int(a.get("n_targets", 1))
+    feats = np.asarray(a.get("nodes_featureids", []), dtype=np.int64)
+    modes = np.asarray(a.get("nodes_modes", []), dtype=np.int64).reshape(-1)
+    splits = np.asarray(a.get("nodes_splits", []), dtype=np.float64).reshape(-1)
+    if precision == "float32":
+        splits = splits.astype(np.float32).astype(np.float64)
+    true_ids = np.asarray(a.get("nodes_truenodeids", []), dtype=np.int64)
+    false_ids = np.asarray(a.get("nodes_falsenodeids", []), dtype=np.int64)
+    true_leaf = np.asarray(a.get("nodes_trueleafs", []), dtype=bool)
+    false_leaf = np.asarray(a.get("nodes_falseleafs", []), dtype=bool)
+    miss = np.asarray(a.get("nodes_missing_value_tracks_true", [0] * len(feats)), dtype=bool)
+    weights = np.asarray(a.get("leaf_weights", []), dtype=np.float64).reshape(-1)
+    targets = np.asarray(a.get("leaf_targetids", []), dtype=np.int64)
+    n = len(feats)
+    if not all(
+        len(x) == n for x in (modes, splits, true_ids, false_ids, true_leaf, false_leaf, miss)
+    ):
+        raise UnsupportedModelError(f"{what}: its node attributes have different lengths")
+    if len(weights) != len(targets) or (
+        len(targets) and not (0 <= targets).all() & (targets < k).all()
+    ):
+        raise UnsupportedModelError(f"{what}: leaf weights and targets do not fit {k} outputs")
+    trees = []
+    for root in np.asarray(a.get("tree_roots", []), dtype=np.int64):
+        out = {
+            key: [] for key in ("feature", "threshold", "strict", "left", "right", "missing_left")
+        }
+        values: list[np.ndarray] = []
+        order = [("node", int(root))]
+        i = 0
+        while i < len(order):
+            kind, idx = order[i]
+            if kind == "leaf":
+                if not 0 <= idx < len(weights):
+                    raise UnsupportedModelError(f"{what}: a branch names a missing leaf {idx}")
+                v = np.zeros(k)
+                v[targets[idx]] = weights[idx]
+                for key, val in (("feature", -1), ("threshold", 0.0), ("strict", False),
+                                 ("left", -1), ("right", -1), ("missing_left", False)):  # fmt: skip
+                    out[key].append(val)
+                values.append(v)
+            else:
+                if not 0 <= idx < n:
+                    raise UnsupportedModelError(f"{what}: a branch names a missing node {idx}")
+                mode = _MODES5.get(int(modes[idx]), str(modes[idx]))
+                yes = ("leaf" if true_leaf[idx] else "node", int(true_ids[idx]))
+                no = ("leaf" if false_leaf[idx] else "node", int(false_ids[idx]))
+                m = bool(miss[idx])
+                if mode in _SWAPPED:
+                    yes, no, m = no, yes, not m
+                    mode = _SWAPPED[mode]
+                if mode not in ("BRANCH_LEQ", "BRANCH_LT"):
+                    raise UnsupportedModelError(f"{what}: node mode {mode} is not supported")
+                if yes == no:  # a one-leaf tree: both branches name the same leaf
+                    order[i] = yes
+                    continue
+                out["feature"].append(int(feats[idx]))
+                out["threshold"].append(float(splits[idx]))
+                out["strict"].append(mode == "BRANCH_LT")
+                out["left"].append(len(order))
+                out["right"].append(len(order) + 1)
+                out["missing_left"].append(m)
+                values.append(np.zeros(k))
+                order += [yes, no]
+                if len(order) > 2 * (n + len(weights)) + 2:
+                    raise UnsupportedModelError(f"{what}: its branches do not form trees")
+            i += 1
+        trees.append({**{key: np.array(v) for key, v in out.items()},
+                      "value": np.array(values).reshape(-1, k)})  # fmt: skip
+    aggregate = _AGGREGATE5.get(int(a.get("aggregate_function", 1)), "?")
+    post = _POST5.get(int(a.get("post_transform", 0)), "?")
+    return trees, np.zeros(k), k, aggregate, post, None
 
 
 def _one_tree(t, rows, node_ids, feats, modes, vals, true_ids, false_ids, miss, weights, k, what):
