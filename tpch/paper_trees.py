@@ -26,6 +26,8 @@ def library_udf(name: str, estimator: Any, d: int):
     import pyarrow as pa
 
     def predict(*columns):
+        if not len(columns[0]):  # DuckDB may call with an empty chunk; predict refuses it
+            return pa.array(np.zeros(0))
         x = np.column_stack([c.to_numpy(zero_copy_only=False) for c in columns])
         return pa.array(
             np.asarray(estimator.predict(x.astype(np.float64)), dtype=np.float64).ravel()
