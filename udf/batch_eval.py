@@ -3,8 +3,8 @@
 DuckDB calls a Python scalar function once per 2,048-row chunk, and that call
 costs more than the model itself. For the scans the skipper plans, the model
 is instead run here on the rows still to evaluate (arguments computed by
-DuckDB exactly as for the SQL function, then float32 ONNX Runtime in batches
-of 8,192 rows), and the query selects the qualifying rows by
+DuckDB exactly as for the SQL function, then ONNX Runtime in batches of 8,192
+rows, two at a time), and the query selects the qualifying rows by
 ``file_row_number``. Comparisons follow DuckDB's semantics: NULL arguments
 never qualify, and NaN is greater than every number (so ``NaN > t`` holds).
 """
@@ -12,6 +12,7 @@ never qualify, and NaN is greater than every number (so ``NaN > t`` holds).
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -31,6 +32,10 @@ from mlskip.verifier import Predicate
 BATCH_ROWS = 1 << 16  # rows fetched from DuckDB at a time
 MODEL_ROWS = 8192  # rows per model call: larger batches fall out of cache and run slower
 MAX_SELECTIVITY = 0.05  # above this share of qualifying rows, the SQL function is cheaper
+# model calls of one batch run side by side (ONNX Runtime releases the GIL; DuckDB runs
+# the SQL function on its worker threads too): a tree ensemble's rows cost microseconds
+# each, so one thread made batch evaluation slower than the SQL function
+EVAL_THREADS = max(1, min(2, os.cpu_count() or 1))
 _names = itertools.count()
 
 
@@ -100,12 +105,12 @@ class BatchEvaluator:
         try:
             reader = cursor.execute(sql).to_arrow_reader(BATCH_ROWS)
             # DuckDB reads the next batch while the model runs on this one (both release the GIL)
-            with ThreadPoolExecutor(1) as prefetch:
+            with ThreadPoolExecutor(1) as prefetch, ThreadPoolExecutor(EVAL_THREADS) as pool:
                 pending = prefetch.submit(_next_batch, reader)
                 seen = 0
                 while (batch := pending.result()) is not None:
                     pending = prefetch.submit(_next_batch, reader)
-                    rows = self._qualifying_rows(batch, task, runner, d)
+                    rows = self._qualifying_rows(batch, task, runner, d, pool)
                     seen += batch.num_rows
                     if rows.size:
                         found.append(rows)
@@ -120,13 +125,23 @@ class BatchEvaluator:
 
     @staticmethod
     def _qualifying_rows(
-        batch: pa.RecordBatch, task: EvaluationTask, runner: Runner, d: int
+        batch: pa.RecordBatch,
+        task: EvaluationTask,
+        runner: Runner,
+        d: int,
+        pool: ThreadPoolExecutor | None = None,
     ) -> np.ndarray:
         """``file_row_number`` of the batch's rows that satisfy the predicate."""
         if batch.num_rows == 0:
             return np.zeros(0, dtype=np.int64)
         x, valid = model_rows([batch.column(j + 1) for j in range(d)])
-        out = np.concatenate([runner(x[i : i + MODEL_ROWS]) for i in range(0, len(x), MODEL_ROWS)])
+        chunks = [x[i : i + MODEL_ROWS] for i in range(0, len(x), MODEL_ROWS)]
+        outs = (
+            pool.map(runner, chunks)
+            if pool is not None and len(chunks) > 1
+            else map(runner, chunks)
+        )
+        out = np.concatenate(list(outs))
         keep = qualifies(out, task.kind, task.values) & valid
         return batch.column(0).to_numpy(zero_copy_only=False)[keep]
 
