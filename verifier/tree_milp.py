@@ -31,6 +31,7 @@ from .trees import TreeEnsemble, split_boundary
 
 INTEGRALITY_EPS = 2e-6
 DUAL_TOL = 2e-7
+MAX_INPUT = 1e9  # inputs under polygons beyond this: no MILP (HiGHS's tolerances leak)
 HIGHS_OPTIONS = {"mip_rel_gap": 1e-9, "disp": False, "simplex_scale_strategy": 0}
 
 
@@ -172,8 +173,9 @@ class TreeMilp:
             )
         timed_out = res.status == 1
         dual = res.get("mip_dual_bound")
-        if res.status == 2:  # infeasible: no leaf combination fits the region
-            return (np.inf if sense > 0 else -np.inf), False
+        # "infeasible" is never taken as an empty region: HiGHS's tolerances can declare
+        # feasible systems infeasible (inputs near 1e64 under polygons: lost rows in the
+        # self-check, seed 11539); emptiness is proven elsewhere, with certificates
         if dual is None or not np.isfinite(dual) or res.status not in (0, 1):
             return (-np.inf if sense > 0 else np.inf), timed_out
         value = sense * float(dual) * scale
@@ -204,11 +206,15 @@ def milp_bounds(
     """Sound bounds ``[m]`` of each row ``C z`` over one region, and whether time ran
     out (bounds are still sound then, just looser)."""
     t0 = time.perf_counter()
+    m = C.shape[0]
+    pair_inputs = sorted({k for (i, j), _, _ in polygons for k in (i, j)})
+    if pair_inputs and not (np.abs(np.r_[lower[pair_inputs], upper[pair_inputs]]) <= MAX_INPUT).all():
+        # LP tolerances on inputs this large are not covered (as in decide_milp.py)
+        return np.full(m, -np.inf), np.full(m, np.inf), False
     dlo, dhi = ens.cast(lower), ens.cast(upper)
     model = TreeMilp(ens, reach, lower, upper, dlo, dhi, polygons)
     S = ens.value[ens.leaves[reach]] @ C.T  # [reachable, m]
     const = C @ ens.base
-    m = C.shape[0]
     lo, hi = np.full(m, -np.inf), np.full(m, np.inf)
     capped = False
     for k in range(m):
