@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mlskip.model_zoo.specs import CLASSIFICATION, ModelSpec
-from mlskip.verifier.trees import TreeEnsemble, concatenate
+from mlskip.verifier.trees import TreeEnsemble, concatenate, tree_from_arrays
 
 _DTYPE = {"float32": np.float32, "float64": np.float64}
 
@@ -70,19 +70,30 @@ def dense_builders(task: str, quick: bool) -> dict[str, tuple[Callable[[], objec
 
 
 # ---------------------------------------------------------------------- variants
-def _trees_of(ens: TreeEnsemble) -> list[dict]:
-    """The ensemble's trees as node dicts (trees.concatenate's form)."""
+def _trees_of(
+    ens: TreeEnsemble,
+    feature: np.ndarray | None = None,
+    threshold: np.ndarray | None = None,
+    value: np.ndarray | None = None,
+) -> list[dict]:
+    """The ensemble's trees as node dicts (trees.concatenate's form), with ``feature``,
+    ``threshold`` and ``value`` [all nodes] in place of the ensemble's when given
+    (feature -1: a leaf)."""
+    feature = ens.feature if feature is None else feature
+    threshold = ens.threshold if threshold is None else threshold
+    value = ens.value if value is None else value
     bounds = np.r_[ens.roots, ens.num_nodes]
     out = []
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        tree = {
-            "feature": ens.feature[a:b], "threshold": ens.threshold[a:b],
-            "strict": ens.strict[a:b], "missing_left": ens.missing_left[a:b],
-            "left": np.where(ens.left[a:b] >= 0, ens.left[a:b] - a, -1),
-            "right": np.where(ens.right[a:b] >= 0, ens.right[a:b] - a, -1),
-            "value": ens.value[a:b],
-        }  # fmt: skip
-        out.append(tree)
+        inner = feature[a:b] >= 0
+        left = np.where(inner, ens.left[a:b] - a, -1)
+        right = np.where(inner, ens.right[a:b] - a, -1)
+        out.append(
+            tree_from_arrays(
+                feature[a:b], threshold[a:b], ens.strict[a:b], left, right,
+                ens.missing_left[a:b], value[a:b],
+            )
+        )  # fmt: skip
     return out
 
 
@@ -130,20 +141,7 @@ def truncate_depth(ens: TreeEnsemble, depth: int, x_cal: np.ndarray) -> TreeEnse
     cut = (node_depth >= depth) & (ens.feature >= 0)
     feature = np.where(cut, -1, ens.feature)
     value = np.where((feature < 0)[:, None], np.where(cut[:, None], mean, ens.value), 0.0)
-    from mlskip.verifier.trees import tree_from_arrays
-
-    out = []
-    bounds = np.r_[ens.roots, ens.num_nodes]
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        left = np.where((ens.left[a:b] >= 0) & (feature[a:b] >= 0), ens.left[a:b] - a, -1)
-        right = np.where((ens.right[a:b] >= 0) & (feature[a:b] >= 0), ens.right[a:b] - a, -1)
-        out.append(
-            tree_from_arrays(
-                feature[a:b], ens.threshold[a:b], ens.strict[a:b], left, right,
-                ens.missing_left[a:b], value[a:b],
-            )
-        )  # fmt: skip
-    return _rebuild(ens, out)
+    return _rebuild(ens, _trees_of(ens, feature=feature, value=value))
 
 
 def merge_thresholds(ens: TreeEnsemble, per_feature: int) -> TreeEnsemble:
@@ -159,11 +157,7 @@ def merge_thresholds(ens: TreeEnsemble, per_feature: int) -> TreeEnsemble:
         grid = np.unique(np.quantile(t, np.linspace(0, 1, per_feature)).astype(dtype))
         snap = grid[np.abs(t[:, None] - grid[None, :].astype(np.float64)).argmin(axis=1)]
         threshold[mine] = snap.astype(np.float64)
-    trees = _trees_of(ens)
-    bounds = np.r_[ens.roots, ens.num_nodes]
-    for tree, a, b in zip(trees, bounds[:-1], bounds[1:], strict=True):
-        tree["threshold"] = threshold[a:b]
-    return _rebuild(ens, trees)
+    return _rebuild(ens, _trees_of(ens, threshold=threshold))
 
 
 def variants(

@@ -157,6 +157,40 @@ def test_polygon_separation_never_drops_a_reached_leaf():
             assert reach[r, position[int(node)]]
 
 
+def test_compiled_separation_equals_numpy_bit_for_bit():
+    """The plan must not depend on the batch size: the compiled kernel that large batches
+    use answers exactly as numpy does, also on zero, NaN and infinite coefficients,
+    infinite bounds and huge or tiny coordinates."""
+    pytest.importorskip("numba")
+    from mlskip.verifier._tree_kernels import separated_pairs
+    from mlskip.verifier.tree_reach import _double_box, _separated_numpy
+
+    rng = np.random.default_rng(37)
+    ens = random_ensemble(rng, "float32", trees=6, depth=4, d=3)
+    n = 400
+    scale = 10.0 ** rng.integers(-30, 30, size=(n, 1))
+    centre = rng.normal(size=(n, 3)) * scale
+    width = rng.random((n, 3)) * scale
+    lower, upper = centre - width, centre + width
+    lower[rng.random((n, 3)) < 0.05] = -np.inf
+    upper[rng.random((n, 3)) < 0.05] = np.inf
+    A, b = zip(*[_polygon(rng, centre[r, :2], float(width[r, 0]), sides=6) for r in range(n)],
+               strict=True)  # fmt: skip
+    A, b = np.array(A), np.array(b)
+    A[rng.random(A.shape) < 0.05] = 0.0
+    A[rng.random(A.shape) < 0.01] = np.nan
+    A[rng.random(A.shape) < 0.01] = np.inf
+    b[rng.random(b.shape) < 0.02] = np.inf
+    regions = RegionBatch(lower, upper)  # the polygon goes in directly: RegionBatch refuses NaN
+    rows, leaves = np.nonzero(np.ones((n, len(ens.leaves)), dtype=bool))
+    dlo, dhi = _double_box(ens)
+    want = _separated_numpy(rows, leaves, 0, 1, dlo, dhi, regions, A, b)
+    got = np.zeros(len(rows), dtype=bool)
+    separated_pairs(rows, leaves, 0, 1, dlo, dhi, lower, upper, A, b, got)
+    assert want.any() and not want.all()
+    assert np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 @pytest.mark.parametrize("final", [None, "sigmoid", "softmax"])
 def test_verdicts_hold_on_every_cell(precision, final):
@@ -231,15 +265,20 @@ def test_milp_with_polygons_is_sound():
         assert L[0] <= z.min() and z.max() <= U[0]
 
 
+def _boxes_and_filter(rng, ens: TreeEnsemble, n: int, width: float, quantile: float):
+    """``n`` random boxes around the data and a filter ``> t`` at an output quantile."""
+    d = ens.num_features
+    centre = rng.normal(size=(n, d)) * 2
+    half = rng.random((n, d)) * width
+    t = float(np.quantile(ens.evaluate(rng.normal(size=(4000, d)) * 2), quantile))
+    return RegionBatch(centre - half, centre + half), Predicate.gt(t)
+
+
 def test_cascade_decides_more_with_milp_and_never_wrongly():
     rng = np.random.default_rng(19)
     ens = random_ensemble(rng, "float32", trees=15, depth=3, d=3)
     n = 80
-    centre = rng.normal(size=(n, 3)) * 2
-    width = rng.random((n, 3)) * 1.2
-    regions = RegionBatch(centre - width, centre + width)
-    t = float(np.quantile(ens.evaluate(rng.normal(size=(4000, 3)) * 2), 0.9))
-    pred = Predicate.gt(t)
+    regions, pred = _boxes_and_filter(rng, ens, n, 1.2, 0.9)
     cheap = Verifier(methods=("ibp",)).verify(ens, regions, pred)
     full = Verifier().verify(ens, regions, pred)
     decided = lambda res: (res.verdicts != UNKNOWN).sum()  # noqa: E731
@@ -273,11 +312,7 @@ def test_branch_and_bound_reaches_the_milp_verdicts():
     rng = np.random.default_rng(29)
     ens = random_ensemble(rng, "float32", trees=10, depth=3, d=2)
     n = 40
-    centre = rng.normal(size=(n, 2)) * 2
-    width = rng.random((n, 2)) * 1.0
-    regions = RegionBatch(centre - width, centre + width)
-    t = float(np.quantile(ens.evaluate(rng.normal(size=(4000, 2)) * 2), 0.8))
-    pred = Predicate.gt(t)
+    regions, pred = _boxes_and_filter(rng, ens, n, 1.0, 0.8)
     bab = Verifier(methods=("ibp", "bab"), bab_max_pieces=4096, sample_points=0).verify(
         ens, regions, pred
     )

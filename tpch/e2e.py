@@ -87,10 +87,29 @@ def _pick(records: list[dict[str, Any]], per_table: int) -> list[dict[str, Any]]
     return [r for lst in chosen.values() for r in lst]
 
 
+def measure_query(cons: dict[str, Any], sql: str, repeats: int) -> dict[str, Any]:
+    """One query on each connection: the skipping report of ``cons["mlskip"]`` with its
+    cold and warm planning time, each connection's count, and medians of interleaved
+    timed runs."""
+    from mlskip.tpch.bench_udf import _interleaved
+
+    start = time.perf_counter()
+    report = cons["mlskip"].explain_skipping(sql)
+    planning_cold = time.perf_counter() - start
+    start = time.perf_counter()
+    cons["mlskip"].explain_skipping(sql)
+    planning_warm = time.perf_counter() - start
+    counts = {k: c.sql(sql).fetchall()[0][0] for k, c in cons.items()}
+    runs = {k: (lambda c=c: c.sql(sql).fetchall()) for k, c in cons.items()}
+    return {
+        "report": report, "planning_cold_s": planning_cold, "planning_warm_s": planning_warm,
+        "counts": counts, "seconds": _interleaved(runs, repeats),
+    }  # fmt: skip
+
+
 def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[dict[str, Any]]:
     """Measure every chosen query; one record per (query, layout)."""
     import mlskip
-    from mlskip.tpch.bench_udf import _interleaved
 
     picks = _pick(records, cfg.e2e_queries_per_table)
     kinds = tuple(getattr(cfg, "e2e_layouts", ("natural", "layout", "hilbert", "pred")))
@@ -122,15 +141,8 @@ def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[di
             }
             for con in cons.values():
                 con.register_model(name, onnx)
-            start = time.perf_counter()
-            report = cons["mlskip"].explain_skipping(sql)
-            planning_cold = time.perf_counter() - start
-            start = time.perf_counter()
-            cons["mlskip"].explain_skipping(sql)
-            planning_warm = time.perf_counter() - start
-            counts = {k: c.sql(sql).fetchall()[0][0] for k, c in cons.items()}
-            med = _interleaved({k: (lambda c=c, q=sql: c.sql(q).fetchall()) for k, c in cons.items()},
-                               cfg.e2e_repeats)  # fmt: skip
+            m = measure_query(cons, sql, cfg.e2e_repeats)
+            report, counts, med = m["report"], m["counts"], m["seconds"]
             out.append({
                 "table": r["table"], "model": name, "fid": r["filter"]["fid"], "lo": lo, "hi": hi,
                 "selectivity": r["filter"]["selectivity"], "layout": tag, "sql": sql,
@@ -139,7 +151,7 @@ def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[di
                 "torch_s": med["torch"], "onnx_s": med["onnx"], "mlskip_s": med["mlskip"],
                 "torch_over_mlskip": med["torch"] / med["mlskip"],
                 "onnx_over_mlskip": med["onnx"] / med["mlskip"],
-                "planning_cold_s": planning_cold, "planning_warm_s": planning_warm,
+                "planning_cold_s": m["planning_cold_s"], "planning_warm_s": m["planning_warm_s"],
                 "counts": counts, "same_result": counts["mlskip"] == counts["onnx"],
                 "torch_same": counts["torch"] == counts["onnx"],
                 "repeats": cfg.e2e_repeats, "row_group_rows": row_group,

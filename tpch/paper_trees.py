@@ -11,7 +11,6 @@ without skipping, and mlskip with skipping. Interleaved repetitions, medians.
 from __future__ import annotations
 
 import pickle
-import time
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +61,7 @@ def _pick(records: list[dict[str, Any]], per_table: int) -> list[dict[str, Any]]
 def run_tree_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[dict[str, Any]]:
     """One record per (query, layout): library UDF, mlskip without and with skipping."""
     import mlskip
-    from mlskip.tpch.bench_udf import _interleaved
-    from mlskip.tpch.e2e import E2E_ROW_GROUP, _layouts, _write_full
+    from mlskip.tpch.e2e import E2E_ROW_GROUP, _layouts, _write_full, measure_query
 
     picks = _pick(records, cfg.e2e_queries_per_table)
     kinds = tuple(cfg.e2e_layouts)
@@ -92,14 +90,8 @@ def run_tree_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> li
             }
             cons["onnx"].register_model(name, onnx)
             cons["mlskip"].register_model(name, onnx)
-            start = time.perf_counter()
-            report = cons["mlskip"].explain_skipping(sql)
-            planning = time.perf_counter() - start
-            counts = {k: c.sql(sql).fetchall()[0][0] for k, c in cons.items()}
-            med = _interleaved(
-                {k: (lambda c=c, q=sql: c.sql(q).fetchall()) for k, c in cons.items()},
-                cfg.e2e_repeats,
-            )
+            m = measure_query(cons, sql, cfg.e2e_repeats)
+            report, counts, med = m["report"], m["counts"], m["seconds"]
             out.append({
                 "table": r["table"], "model": name, "family": r["hidden"][0],
                 "fid": r["filter"]["fid"], "lo": lo, "hi": hi,
@@ -109,7 +101,8 @@ def run_tree_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> li
                 "udf_s": med["udf"], "onnx_s": med["onnx"], "mlskip_s": med["mlskip"],
                 "udf_over_mlskip": med["udf"] / med["mlskip"],
                 "onnx_over_mlskip": med["onnx"] / med["mlskip"],
-                "planning_cold_s": planning, "counts": counts,
+                "planning_cold_s": m["planning_cold_s"], "planning_warm_s": m["planning_warm_s"],
+                "counts": counts,
                 "same_result": counts["mlskip"] == counts["onnx"],
                 "udf_same": counts["udf"] == counts["onnx"], "repeats": cfg.e2e_repeats,
             })  # fmt: skip

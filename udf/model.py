@@ -22,6 +22,13 @@ from mlskip.skipper.models import SqlModel
 from mlskip.verifier import Network
 
 
+def _given_as_onnx(src: Any) -> bool:
+    """Whether ``src`` is an ONNX graph from elsewhere (path, bytes or ModelProto)."""
+    import onnx
+
+    return isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview, onnx.ModelProto))
+
+
 def _onnx_bytes(src: Any, inputs: Sequence[str] | None = None) -> bytes:
     """Self-contained ONNX bytes for a path, bytes, ModelProto, torch module or Network.
 
@@ -237,7 +244,8 @@ def prepare_model(
     where = f"model {name!r}"
     try:
         data = _onnx_bytes(src, inputs)
-        data = ml_graph_onnx(data, inputs, "its ONNX-ML graph")
+        if _given_as_onnx(src):  # graphs built here are canonical already
+            data = ml_graph_onnx(data, inputs, "its ONNX-ML graph")
     except MlskipError as error:
         raise type(error)(f"{where}: {error}") from None
     self_contained = raw is not None and data == raw  # no weights in external files

@@ -42,16 +42,6 @@ def split_point(ens: TreeEnsemble, t: np.ndarray) -> tuple[np.ndarray, np.ndarra
 POLYGON_ROUNDS = 2  # rounds of bounding-leaf tests per piece (tree_reach.bounding_leaves)
 
 
-def _node_tree(ens: TreeEnsemble) -> np.ndarray:
-    if "node_tree" not in ens._cache:
-        tree = np.zeros(ens.num_nodes, dtype=np.int64)
-        bounds = np.r_[ens.roots, ens.num_nodes]
-        for t in range(ens.num_trees):
-            tree[bounds[t] : bounds[t + 1]] = t
-        ens._cache["node_tree"] = tree
-    return ens._cache["node_tree"]
-
-
 def _pieces_verdicts(
     ens: TreeEnsemble, spec: Spec, pieces: RegionBatch, margin: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,7 +72,7 @@ def _pieces_verdicts(
     tree = spread.argmax(axis=1)
     inner = np.flatnonzero(ens.feature >= 0)
     both = nodes[:, ens.left[inner]] & nodes[:, ens.right[inner]]
-    both &= _node_tree(ens)[inner][None, :] == tree[:, None]
+    both &= ens.node_tree[inner][None, :] == tree[:, None]
     has = both.any(axis=1) & (spread.max(axis=1) > 0)
     split = np.where(has, inner[both.argmax(axis=1)], -1)
     return got, empty, split

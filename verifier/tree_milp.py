@@ -139,18 +139,10 @@ class TreeMilp:
         self.tree_starts = starts
         self.internal_per_tree = np.array(
             [
-                int(((ens.feature >= 0) & (self._node_tree() == t)).sum())
+                int(((ens.feature >= 0) & (ens.node_tree == t)).sum())
                 for t in np.unique(ens.leaf_tree[reach])
             ]
         )
-
-    def _node_tree(self) -> np.ndarray:
-        ens = self.ens
-        tree = np.zeros(ens.num_nodes, dtype=np.int64)
-        bounds = np.r_[ens.roots, ens.num_nodes]
-        for t in range(ens.num_trees):
-            tree[bounds[t] : bounds[t + 1]] = t
-        return tree
 
     def bound(self, w: np.ndarray, sense: int, time_limit: float) -> tuple[float, bool]:
         """A sound bound of ``sense * min(sense * w . lam)`` over the region, i.e. the
@@ -208,7 +200,10 @@ def milp_bounds(
     t0 = time.perf_counter()
     m = C.shape[0]
     pair_inputs = sorted({k for (i, j), _, _ in polygons for k in (i, j)})
-    if pair_inputs and not (np.abs(np.r_[lower[pair_inputs], upper[pair_inputs]]) <= MAX_INPUT).all():
+    if (
+        pair_inputs
+        and not (np.abs(np.r_[lower[pair_inputs], upper[pair_inputs]]) <= MAX_INPUT).all()
+    ):
         # LP tolerances on inputs this large are not covered (as in decide_milp.py)
         return np.full(m, -np.inf), np.full(m, np.inf), False
     dlo, dhi = ens.cast(lower), ens.cast(upper)

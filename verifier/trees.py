@@ -141,6 +141,11 @@ class TreeEnsemble:
         return self._derived()["leaf_tree"]
 
     @property
+    def node_tree(self) -> np.ndarray:
+        """Per node, the index of its tree."""
+        return self._derived()["node_tree"]
+
+    @property
     def levels(self) -> tuple[np.ndarray, ...]:
         """Internal nodes by depth (all trees at once): parents come before children."""
         return self._derived()["levels"]
@@ -151,7 +156,7 @@ class TreeEnsemble:
         return self._derived()["left_max"]
 
     def _derived(self) -> dict:
-        if not self._cache:
+        if "leaves" not in self._cache:
             n = self.num_nodes
             tree = np.full(n, -1, dtype=np.int64)
             depth = np.full(n, -1, dtype=np.int64)
@@ -177,6 +182,7 @@ class TreeEnsemble:
             self._cache.update(
                 leaves=leaves,
                 leaf_tree=tree[leaves],
+                node_tree=tree,
                 levels=tuple(lv for lv in levels if len(lv)),
                 left_max=np.where(self.strict, below, self.threshold),
             )
