@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from .encoding import is_numeric
 from .footer import KEY, KEY_PREFIX, KEYS, Footer, encode_footer
 from .grid import FINE_BITS
 from .integrity import layout_digest
+from .model_summary import KEY as MODELS_KEY
 from .reader import ParquetFacts, parquet_facts, skip_metadata_from
 
 
@@ -96,6 +97,7 @@ class IndexedFile:
     footer_hash: str
     status: str
     may_have_nan: tuple[frozenset[str], ...]
+    models: str | None = None  # the model summaries' value (key mlskip.models.v1), if any
 
 
 def index_file(
@@ -106,12 +108,15 @@ def index_file(
     hulls: str | Sequence[tuple[str, str]] | None = "auto",
     hull_bytes: int = 45,
     footer_key: bytes | None = None,
+    footer_hooks: Callable[[pa.Schema], Sequence[Any]] | None = None,
 ) -> IndexedFile:
     """Index one open Parquet file (``label`` names it in messages).
 
     ``hulls``: "auto" (pairs chosen on the first row group, as the streaming writer
     does), explicit pairs (those whose columns this file lacks are left out), or
-    None. The computed value is signed with ``footer_key`` when given.
+    None. The computed value is signed with ``footer_key`` when given. ``footer_hooks``
+    (as ``write_parquet``'s) compute model summaries from the file's rows; without them a
+    file's own model summaries are carried over.
     """
     from .writer import _summary_columns, summarize_row_group
 
@@ -146,6 +151,11 @@ def index_file(
     decoded = skip_metadata_from(
         facts, footer, found, label=label, footer_key=footer_key, other_keys=others
     )
+    if footer_hooks is not None:
+        models = _hooked_value(pf, facts, footer_hooks, footer_key).get(MODELS_KEY)
+    else:
+        stored = kv.get(MODELS_KEY.encode())
+        models = stored.decode("ascii", "replace") if stored is not None else None
     return IndexedFile(
         facts=facts,
         schema=file_schema(meta),
@@ -158,7 +168,27 @@ def index_file(
         footer_hash=footer_hash,
         status=decoded.status,
         may_have_nan=tuple(g.may_have_nan for g in decoded.row_groups),
+        models=models,
     )
+
+
+def _hooked_value(
+    pf: pq.ParquetFile, facts: ParquetFacts, footer_hooks: Callable, key: bytes | None
+) -> dict[str, str]:
+    """The key-value entries footer hooks compute from a file's row groups, read one at a
+    time (only the columns the hooks name, when they do)."""
+    hooks = list(footer_hooks(pf.schema_arrow))
+    wanted = [c for h in hooks for c in getattr(h, "columns", ())]
+    columns = list(dict.fromkeys(wanted)) if all(hasattr(h, "columns") for h in hooks) else None
+    for r in range(pf.metadata.num_row_groups):
+        table = pf.read_row_group(r, columns=columns)
+        for hook in hooks:
+            hook.add(table)
+    out: dict[str, str] = {}
+    layout = layout_digest(facts.sizes, facts.schema)
+    for hook in hooks:
+        out.update(hook.finish(layout, key))
+    return out
 
 
 def _pairs_for(

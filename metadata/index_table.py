@@ -51,6 +51,7 @@ _FIXED = {
     "mlskip_key": pa.string(),
     "mlskip_footer": pa.string(),
 }
+_OPTIONAL = {"mlskip_models": pa.string()}  # indexes built before model summaries lack it
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def _facts_json(facts: ParquetFacts, schema: FileSchema) -> str:
 def to_table(files: Sequence[tuple[str, FileIdentity, IndexedFile]], meta: dict) -> pa.Table:
     """The index table of ``files`` (path, identity, what was indexed), with ``meta``
     (build options) in the table's key-value metadata."""
-    columns: dict[str, list] = {name: [] for name in _FIXED}
+    columns: dict[str, list] = {name: [] for name in (*_FIXED, *_OPTIONAL)}
     stats: dict[str, list] = {}
     n = 0
 
@@ -133,6 +134,7 @@ def to_table(files: Sequence[tuple[str, FileIdentity, IndexedFile]], meta: dict)
                 "status": entry.status,
                 "mlskip_key": entry.key,
                 "mlskip_footer": entry.footer,
+                "mlskip_models": entry.models,
                 **whole,
             }
         )
@@ -151,8 +153,9 @@ def to_table(files: Sequence[tuple[str, FileIdentity, IndexedFile]], meta: dict)
             for c in facts.floats:
                 row[f"nan:{c}"] = c in entry.may_have_nan[r]
             put(row)
-    arrays = [pa.array(columns[name], type) for name, type in _FIXED.items()]
-    names = list(_FIXED)
+    fixed = {**_FIXED, **_OPTIONAL}
+    arrays = [pa.array(columns[name], type) for name, type in fixed.items()]
+    names = list(fixed)
     for name in sorted(stats):
         kind = name.split(":", 1)[0]
         type_ = {"min": pa.float64(), "max": pa.float64(), "nulls": pa.int64()}.get(
@@ -237,7 +240,10 @@ class IndexTable:
         return self._rows[path]
 
     def value(self, path: str, name: str):
-        """One column's value on a file's own row."""
+        """One column's value on a file's own row (None for an optional column this
+        index lacks)."""
+        if name in _OPTIONAL and name not in self.table.column_names:
+            return None
         return self._values(name)[self._rows[path][0]]
 
     def identity(self, path: str) -> FileIdentity:

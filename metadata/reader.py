@@ -25,6 +25,8 @@ from .encoding import is_numeric
 from .footer import KEY_PREFIX, KEYS, Footer, decode_footer
 from .grid import QMAX
 from .integrity import key_id, layout_digest, resolve_key, row_group_sizes, schema_entries
+from .model_summary import KEY as MODELS_KEY
+from .model_summary import ModelSummary, RowGroupOutputs, decode_models
 from .parquet_stats import stats_box, stats_null_count
 from .polygon_codec import decode_many, decode_vertices, halfspaces_many
 
@@ -50,6 +52,7 @@ class RowGroupSummary:
         default_factory=lambda: _EMPTY
     )  # {(a, b): (A (m, 2), b (m,))}, A @ x <= b
     may_have_nan: frozenset[str] = frozenset()  # float columns that may hold NaN here
+    outputs: tuple = ()  # model_summary.RowGroupOutputs: registered models' outputs here
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class FileSkipMetadata:
     status: str  # "ok", "boxes-only" (footer rejected), "no-summaries" (plain Parquet)
     warnings: tuple[str, ...] = field(default=())
     key_id: str = ""  # which footer key the footer was checked against ("" = none)
+    models: tuple = ()  # model_summary.ModelSummary per summarized model (MODELS.md)
 
 
 def _footer_hash(source: Any, filesystem: Any) -> tuple[str, int | None, float | None]:
@@ -262,6 +266,7 @@ def read_skip_metadata(
         label=label,
         footer_key=trusted_key,
         other_keys=others,
+        models_raw=kv.get(MODELS_KEY.encode()),
     )
     for m in result.warnings:
         warnings.warn(m, SkippingFallbackWarning, stacklevel=2)
@@ -277,10 +282,12 @@ def skip_metadata_from(
     label: str,
     footer_key: bytes | None,
     other_keys: Sequence[str] = (),
+    models_raw: bytes | str | None = None,
 ) -> FileSkipMetadata:
     """A file's summaries from its Parquet facts and its mlskip value ``raw`` (stored under
-    key ``found``; None: the file has none), checked exactly as when read from the file
-    (a skip index gives both without opening it). Warnings are returned, not issued."""
+    key ``found``; None: the file has none) and model summaries ``models_raw`` (key
+    ``mlskip.models.v1``), checked exactly as when read from the file (a skip index gives
+    them without opening it). Warnings are returned, not issued."""
     problems: list[str] = []
     footer = None
     if raw is None:
@@ -326,6 +333,12 @@ def skip_metadata_from(
             )
             for r, n in enumerate(facts.row_counts)
         ]
+    models, model_problem = _model_summaries(models_raw, facts, footer_key)
+    if models:
+        row_groups = [
+            replace(rg, outputs=tuple(RowGroupOutputs(m, r) for m in models))
+            for r, rg in enumerate(row_groups)
+        ]
     if footer is not None:
         status = "ok"
     elif raw is not None or problems:
@@ -343,9 +356,26 @@ def skip_metadata_from(
         hull_budget=footer.hull_bytes if footer is not None else None,
         row_groups=tuple(row_groups),
         status=status,
-        warnings=tuple(f"{label}: {p}; using min-max boxes only" for p in problems),
+        warnings=tuple(f"{label}: {p}; using min-max boxes only" for p in problems)
+        + ((f"{label}: {model_problem}; model summaries not used",) if model_problem else ()),
         key_id=key_id(footer_key),
+        models=models,
     )
+
+
+def _model_summaries(
+    raw: bytes | str | None, facts: ParquetFacts, key: bytes | None
+) -> tuple[tuple[ModelSummary, ...], str | None]:
+    """The file's model summaries, or none and why they cannot be trusted."""
+    if raw is None:
+        return (), None
+    try:
+        layout = layout_digest(facts.sizes, facts.schema)
+        return decode_models(raw, layout=layout, num_rows=facts.row_counts, key=key), None
+    except MetadataError as exc:
+        return (), str(exc)
+    except Exception as exc:  # never let corrupt metadata escape
+        return (), f"unreadable model summaries ({type(exc).__name__}: {exc})"
 
 
 V1_MIN_TRUSTED_BYTES = 17

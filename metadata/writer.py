@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +40,16 @@ AUTO_MAX_RATIO = 0.9  # "auto" keeps pairs whose hull covers less than this shar
 AUTO_SAMPLE_ROWS = 32_768  # rows measured by "auto", over all sampled row groups
 AUTO_MIN_SAMPLE_ROWS = 4_096  # per sampled row group
 AUTO_SAMPLE_GROUPS = 8  # row groups "auto" measures, spread over an in-memory table
+
+
+class FooterHook(Protocol):
+    """Something more a footer stores about each row group (``write_parquet``'s
+    ``footer_hooks``): it sees every row group's rows in order, then returns its key-value
+    entries for a file of the given layout digest, signed with ``key`` when given."""
+
+    def add(self, table: pa.Table) -> None: ...
+
+    def finish(self, layout: int, key: bytes | None) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -258,6 +268,7 @@ def write_parquet(
     bits_choices: tuple[int, ...] = DEFAULT_BITS_CHOICES,
     footer_key: str | bytes | None = None,
     partition_by: Sequence[str] | None = None,
+    footer_hooks: Callable[[pa.Schema], Sequence[FooterHook]] | None = None,
     **parquet_options: Any,
 ) -> WriteReport | PartitionedWriteReport:
     """Write ``data`` as Parquet with skipping summaries in the footer (key ``mlskip.v3``).
@@ -268,8 +279,10 @@ def write_parquet(
     ``cluster_by`` reorders the rows first (this materializes the input).
     ``footer_key`` (default ``$MLSKIP_FOOTER_KEY``) signs the footer. ``partition_by``
     writes a hive-partitioned folder at ``path`` instead, one file with its own summaries
-    per partition (``metadata/partitioned.py``). Other keyword options go to pyarrow's
-    ParquetWriter.
+    per partition (``metadata/partitioned.py``). ``footer_hooks`` makes, per file written,
+    hooks that see every row group and add footer keys of their own (the model-aware
+    summaries of ``mlskip.write_parquet(models=...)``). Other keyword options go to
+    pyarrow's ParquetWriter.
     """
     _check_sizes(row_group_size, hull_bytes)
     schema, batches = _batches(data)
@@ -278,7 +291,7 @@ def write_parquet(
             row_group_size=row_group_size, hulls=hulls, hull_bytes=hull_bytes,
             max_auto_pairs=max_auto_pairs, cluster_by=cluster_by, curve=curve,
             compression=compression, bits_choices=bits_choices, footer_key=footer_key,
-            **parquet_options,
+            footer_hooks=footer_hooks, **parquet_options,
         )  # fmt: skip
         table = pa.Table.from_batches(list(batches), schema)
         return write_partitioned(
@@ -297,18 +310,20 @@ def write_parquet(
     signing_key = resolve_key(footer_key)
     path = os.fspath(path)
     filesystem = parquet_options.pop("filesystem", None)
+    hooks = list(footer_hooks(schema)) if footer_hooks is not None else []
+
+    def summarize(tbl: pa.Table) -> FooterRowGroup:
+        for hook in hooks:
+            hook.add(tbl)
+        return summarize_row_group(tbl, columns, pair_idx, hull_bytes, bits_choices)
+
     with (
         _atomic_target(path, filesystem) as target,
         _open_sink(target, filesystem) as sink,
         pq.ParquetWriter(sink, schema, compression=compression, **parquet_options) as writer,
     ):
         tables = itertools.chain([first] if first is not None else [], groups)
-        summaries, sizes, num_rows = _write_row_groups(
-            writer,
-            sink,
-            tables,
-            lambda tbl: summarize_row_group(tbl, columns, pair_idx, hull_bytes, bits_choices),
-        )
+        summaries, sizes, num_rows = _write_row_groups(writer, sink, tables, summarize)
         footer = Footer(
             FINE_BITS,
             hull_bytes,
@@ -318,7 +333,10 @@ def write_parquet(
             layout=layout_digest(sizes, schema_entries(writer.schema)),
         )
         value = encode_footer(footer, key=signing_key)
-        writer.add_key_value_metadata({KEY: value})
+        extra: dict[str, str] = {}
+        for hook in hooks:
+            extra.update(hook.finish(footer.layout, signing_key))
+        writer.add_key_value_metadata({KEY: value, **extra})
     return WriteReport(path, num_rows, len(summaries), tuple(pairs), hull_bytes, len(value))
 
 

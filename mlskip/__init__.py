@@ -26,8 +26,8 @@ _LAZY: dict[str, str] = {
     "connect": "mlskip.udf.connection",
     "Connection": "mlskip.udf.connection",
     "S3Options": "mlskip.skipper.remote",
-    "write_parquet": "mlskip.metadata",
-    "copy": "mlskip.metadata",
+    "write_parquet": "mlskip.udf.summarize_models",
+    "copy": "mlskip.udf.summarize_models",
     "read_skip_metadata": "mlskip.metadata",
     "audit_file": "mlskip.metadata",
     "scan": "mlskip.udf.arrow_scan",
@@ -43,22 +43,18 @@ _LAZY: dict[str, str] = {
     "Predicate": "mlskip.verifier",
     "load_model": "mlskip.verifier",
     "generate_tpc": "mlskip.tpch.generate",
-    "build_index": "mlskip.skipper.skip_index",
-    "refresh_index": "mlskip.skipper.skip_index",
+    "build_index": "mlskip.udf.summarize_models",
+    "refresh_index": "mlskip.udf.summarize_models",
     "show_index": "mlskip.skipper.skip_index",
 }
 
 if TYPE_CHECKING:  # what editors and type checkers see; at run time, _LAZY and __getattr__
     from mlskip.metadata import FileSkipMetadata as FileSkipMetadata
     from mlskip.metadata import audit_file as audit_file
-    from mlskip.metadata import copy as copy
     from mlskip.metadata import read_skip_metadata as read_skip_metadata
-    from mlskip.metadata import write_parquet as write_parquet
     from mlskip.skipper.explain import SkippingReport as SkippingReport
     from mlskip.skipper.plan import FilePlan as FilePlan
     from mlskip.skipper.remote import S3Options as S3Options
-    from mlskip.skipper.skip_index import build_index as build_index
-    from mlskip.skipper.skip_index import refresh_index as refresh_index
     from mlskip.skipper.skip_index import show_index as show_index
     from mlskip.tpch.generate import generate_tpc as generate_tpc
     from mlskip.udf.arrow_scan import ScanPlan as ScanPlan
@@ -69,6 +65,10 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time, _LAZY and 
     from mlskip.udf.connection import Connection as Connection
     from mlskip.udf.connection import connect as connect
     from mlskip.udf.skip_dataset import SkipDataset as SkipDataset
+    from mlskip.udf.summarize_models import build_index as build_index
+    from mlskip.udf.summarize_models import copy as copy
+    from mlskip.udf.summarize_models import refresh_index as refresh_index
+    from mlskip.udf.summarize_models import write_parquet as write_parquet
     from mlskip.verifier import Predicate as Predicate
     from mlskip.verifier import load_model as load_model
     from mlskip.verifier.cascade import Verifier as Verifier

@@ -17,6 +17,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -46,6 +47,7 @@ from mlskip.skipper.remote import (
 from mlskip.skipper.row_group_regions import build_regions
 from mlskip.skipper.rules.predicates import AffineArg, MLPredicate
 from mlskip.skipper.skip_index import SkipIndex, index_key
+from mlskip.skipper.summary_plan import summary_verdicts
 from mlskip.verifier import UNKNOWN, Network, Predicate, RegionBatch
 from mlskip.verifier.cascade import Verifier
 
@@ -97,10 +99,17 @@ class BoundPredicate:
     args: tuple[AffineArg, ...]
     digest: str
     sql: str
+    sql_types: tuple[str, ...] = ()  # the SQL function's input types ((): all DOUBLE)
+    # other models the connection knows, by digest: their summaries may serve this one
+    references: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.sql_types:
+            object.__setattr__(self, "sql_types", ("DOUBLE",) * len(self.args))
 
     @property
     def key(self) -> tuple:
-        return (self.digest, repr(self.predicate), self.args)
+        return (self.digest, repr(self.predicate), self.args, tuple(sorted(self.references)))
 
 
 def verifier_predicate(ml: MLPredicate) -> Predicate:
@@ -303,11 +312,13 @@ class Planner:
         names, numeric, leaves = table.planner_schema(key)
         fhash = table.value(key, "footer_hash")
         footer, found = table.value(key, "mlskip_footer"), table.value(key, "mlskip_key")
+        models = table.value(key, "mlskip_models")
 
         def load() -> FileSkipMetadata:
             meta = skip_metadata_from(
-                table.parquet_facts(key), footer, found, label=path, footer_key=trusted
-            )
+                table.parquet_facts(key), footer, found, label=path, footer_key=trusted,
+                models_raw=models,
+            )  # fmt: skip
             for message in meta.warnings:
                 warnings.warn(message, SkippingFallbackWarning, stacklevel=2)
             return replace(meta, path=path, footer_hash=fhash)
@@ -509,6 +520,16 @@ class Planner:
         todo = np.flatnonzero(~regions.empty & ~regions.all_null & ~regions.untrusted)
         if bound.network is None:
             todo = todo[:0]
+        # model-aware summaries first (a bitmap test per row group); they hold the outputs
+        # as computed, so also where a float input may be NaN (a box the verifier distrusts)
+        summarized = np.flatnonzero(~regions.empty & ~regions.all_null)
+        if bound.network is not None and len(summarized):
+            got, by = summary_verdicts(groups, summarized, bound, regions)
+            got[(got == 1) & regions.has_nulls[summarized]] = UNKNOWN
+            decided = got != UNKNOWN
+            verdicts[summarized[decided]] = got[decided]
+            methods[summarized[decided]] = by[decided]
+            todo = np.setdiff1d(todo, summarized[decided])
         if len(todo):
             batch = RegionBatch(
                 regions.lower[todo],

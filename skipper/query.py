@@ -397,6 +397,12 @@ def _bind_predicates(
                 args=tuple(file_columns_arg(a, column_map) for a in ml.args),
                 digest=binding.digest,
                 sql=ml.sql,
+                sql_types=tuple(binding.sql_types),
+                references={
+                    b.digest: b.network
+                    for b in context.functions.values()
+                    if b.network is not None and b.digest != binding.digest
+                },
             )
         )
     return usable, bound

@@ -112,7 +112,10 @@ def _read_one(
 ) -> tuple[str, FileIdentity, IndexedFile]:
     """Index one file: identity, then its summaries, read while that identity held."""
     key = resolve_key(options.get("footer_key"))
-    kwargs = {"hulls": options["hulls"], "hull_bytes": options["hull_bytes"], "footer_key": key}
+    kwargs = {
+        "hulls": options["hulls"], "hull_bytes": options["hull_bytes"], "footer_key": key,
+        "footer_hooks": options.get("footer_hooks"),
+    }  # fmt: skip
     if is_s3(path):
         fs = _s3_filesystem(s3)
         tail, identity = read_remote_tail(fs, path)
@@ -188,11 +191,16 @@ def _expand(sources: Sequence[str], fs: _Filesystem) -> list[str]:
     return list(dict.fromkeys(files))
 
 
-def _options(hulls: Any, hull_bytes: int, footer_key: str | bytes | None) -> dict:
+def _options(
+    hulls: Any, hull_bytes: int, footer_key: str | bytes | None, footer_hooks: Any = None
+) -> dict:
     if isinstance(hulls, str) and hulls != "auto":
         raise MlskipError(f"hulls must be 'auto', None or column pairs, got {hulls!r}")
     pairs = hulls if hulls in ("auto", None) else [tuple(p) for p in hulls]
-    return {"hulls": pairs, "hull_bytes": int(hull_bytes), "footer_key": footer_key}
+    return {
+        "hulls": pairs, "hull_bytes": int(hull_bytes), "footer_key": footer_key,
+        "footer_hooks": footer_hooks,
+    }  # fmt: skip
 
 
 def build_index(
@@ -204,9 +212,12 @@ def build_index(
     workers: int = 1,
     s3: S3Options | dict | None = None,
     footer_key: str | bytes | None = None,
+    footer_hooks: Any = None,
 ) -> IndexReport:
     """Index every Parquet file ``sources`` name (paths, globs, ``s3://`` URLs) into the
-    Parquet object ``index`` (local or ``s3://``), replacing it atomically."""
+    Parquet object ``index`` (local or ``s3://``), replacing it atomically.
+    ``footer_hooks`` (picklable, as ``write_parquet``'s) compute summaries of each file's
+    rows more (model summaries: ``mlskip.build_index(..., models=...)``)."""
     start = time.perf_counter()
     sources = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     # local sources as absolute paths: a refresh from another folder lists the same files
@@ -217,7 +228,7 @@ def build_index(
     files = _expand(sources, fs)
     if not files:
         raise MlskipError(f"no Parquet file matches {sources}")
-    opts = _options(hulls, hull_bytes, footer_key)
+    opts = _options(hulls, hull_bytes, footer_key, footer_hooks)
     done, failed = _index_many(files, opts, options, workers)
     meta = _meta(sources, opts, footer_key)
     size = _write(to_table(done, meta), index, fs)
@@ -248,6 +259,7 @@ def _meta(sources: list[str], opts: dict, footer_key: Any) -> dict:
         "hull_bytes": opts["hull_bytes"],
         "key_id": key_id(resolve_key(footer_key)),
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "models": list(getattr(opts.get("footer_hooks"), "describe", list)()),
     }
 
 
@@ -257,9 +269,11 @@ def refresh_index(
     workers: int = 1,
     s3: S3Options | dict | None = None,
     footer_key: str | bytes | None = None,
+    footer_hooks: Any = None,
 ) -> IndexReport:
     """Bring ``index`` up to date with its sources: keep the entries of unchanged files,
-    re-index changed and new files, drop removed ones; replace it atomically."""
+    re-index changed and new files, drop removed ones; replace it atomically. Files
+    re-indexed get model summaries only from ``footer_hooks`` (or their own footers)."""
     start = time.perf_counter()
     options = S3Options.coerce(s3)
     fs = _Filesystem(options)
@@ -275,10 +289,20 @@ def refresh_index(
     valid = _valid_entries(loaded, current, options, fs)
     kept = [(p, loaded.identity(p), _entry_of(loaded, p)) for p in current if p in valid]
     todo = [f for f, p in zip(files, current, strict=True) if p not in valid]
-    opts = _options(meta["hulls"], meta["hull_bytes"], footer_key)
+    opts = _options(meta["hulls"], meta["hull_bytes"], footer_key, footer_hooks)
+    if todo and meta.get("models") and footer_hooks is None:
+        warnings.warn(
+            f"{index}: built with model summaries ({[m.get('name') for m in meta['models']]}) "
+            "but refreshed without models: the re-indexed files get none (pass the same "
+            "models to refresh)",
+            SkippingFallbackWarning,
+            stacklevel=2,
+        )
     done, failed = _index_many(todo, opts, options, workers)
     entries = kept + done
     meta = {**meta, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if footer_hooks is not None:
+        meta["models"] = list(getattr(footer_hooks, "describe", list)())
     size = _write(to_table(entries, meta), index, fs)
     dropped = len(set(loaded.paths) - set(current))
     return IndexReport(
@@ -301,6 +325,7 @@ def _entry_of(table: IndexTable, path: str) -> IndexedFile:
         footer_hash=table.value(path, "footer_hash"),
         status=table.value(path, "status"),
         may_have_nan=nan,
+        models=table.value(path, "mlskip_models"),
     )
 
 

@@ -164,6 +164,7 @@ def bind_predicate(
         args=tuple(AffineArg(((c, 1.0),), 0.0) for c in names),
         digest=prepared.digest,
         sql=repr(predicate),
+        sql_types=tuple(prepared.sql_types),
     )
 
 

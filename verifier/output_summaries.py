@@ -1,0 +1,298 @@
+"""Verdicts from summaries of a model's outputs, for that model and for models near it.
+
+A model-aware summary says where a model f's outputs, as the runtime computed them when
+the file was written, lie in a row group: intervals of output values (value models) or
+the classes within a tolerance of the top score (classifiers). A query's runtime may sum
+in another order, so its outputs differ from the summarized ones by at most twice the
+evaluation error bound (``output_error``: each evaluation is within it of the exact
+value). For another model g over the same inputs (a compressed variant, a retrained
+version), ``deviation_bounds`` bounds ``f - g`` over the row group's region, and g's
+outputs lie in f's intervals shifted by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .fp_margin import UNIT, eval_error, final_op_error
+from .layers import Affine, LeakyReLU, linear_box_range
+from .network import Network
+from .predicate import ALL, NONE, UNKNOWN, Predicate
+from .regions import RegionBatch
+from .trees import TreeEnsemble
+
+# how much a final op can move an output per unit of change in its inputs (max norm):
+# sigmoid' <= 1/4; a softmax output moves at most half the largest change of a logit
+FINAL_LIPSCHITZ = {None: 1.0, "sigmoid": 0.25, "softmax": 0.5}
+
+
+def output_error(model: Network | TreeEnsemble, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Bound ``[n, k]`` on ``|computed - exact|`` of each output as SQL returns it (final op
+    included), for any IEEE evaluation order, at every input of the boxes."""
+    if isinstance(model, TreeEnsemble):
+        from .tree_reach import eval_margin
+
+        raw = np.broadcast_to(eval_margin(model), (lower.shape[0], model.num_outputs)).copy()
+    else:
+        raw = eval_error(model, lower, upper, "float32")
+    return _through_final(raw, model.final)
+
+
+def _through_final(raw: np.ndarray, final: str | None) -> np.ndarray:
+    if final is None:
+        return raw
+    lip = FINAL_LIPSCHITZ[final]
+    if final == "softmax":
+        raw = np.broadcast_to(raw.max(axis=1, keepdims=True), raw.shape)
+    with np.errstate(invalid="ignore"):
+        return lip * raw + final_op_error("float32")
+
+
+def _outward(v: np.ndarray, direction: float) -> np.ndarray:
+    return np.nextafter(v, direction)
+
+
+def value_verdicts(
+    intervals: Sequence[np.ndarray],
+    below: np.ndarray,
+    above: np.ndarray,
+    predicate: Predicate,
+) -> np.ndarray:
+    """Verdicts per row group whose outputs lie in ``[a - below, b + above]`` for one of
+    its ``intervals`` ``[m, 2]`` of ``(a, b)``; UNKNOWN where a widening is not finite or
+    the predicate is not a comparison of the single output."""
+    n = len(intervals)
+    out = np.full(n, UNKNOWN, dtype=np.int8)
+    if predicate.op == "argmax" or predicate.coef is not None or predicate.output != 0:
+        return out
+    t, h, op = predicate.threshold, predicate.high, predicate.op
+    for r, iv in enumerate(intervals):
+        if not (np.isfinite(below[r]) and np.isfinite(above[r])) or not len(iv):
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            a = _outward(iv[:, 0] - below[r], -np.inf)
+            b = _outward(iv[:, 1] + above[r], np.inf)
+        if not (np.isfinite(a).all() and np.isfinite(b).all()):
+            continue
+        lo, hi = float(a.min()), float(b.max())
+        if op == ">":
+            meets, inside = b > t, lo > t
+        elif op == ">=":
+            meets, inside = b >= t, lo >= t
+        elif op == "<":
+            meets, inside = a < t, hi < t
+        elif op == "<=":
+            meets, inside = a <= t, hi <= t
+        else:  # between
+            meets, inside = (a <= h) & (b >= t), lo >= t and hi <= h
+        if not np.any(meets):
+            out[r] = NONE
+        elif inside:
+            out[r] = ALL
+    return out
+
+
+def class_verdicts(classes: Sequence[frozenset[int]], predicate: Predicate) -> np.ndarray:
+    """Verdicts per row group of ``argmax = label`` from its possible classes."""
+    out = np.full(len(classes), UNKNOWN, dtype=np.int8)
+    if predicate.op != "argmax":
+        return out
+    for r, cs in enumerate(classes):
+        if predicate.label not in cs:
+            out[r] = NONE
+        elif cs == {predicate.label}:
+            out[r] = ALL
+    return out
+
+
+# ---------------------------------------------------------------------- deviation
+def deviation_bounds(
+    f: Network | TreeEnsemble, g: Network | TreeEnsemble, regions: RegionBatch
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Sound bounds ``[n]`` on ``f - g`` before their final ops (single-output models of
+    the same inputs and final op) over each region, or None where this module cannot
+    combine the two models (then g is verified on its own)."""
+    if f.num_inputs != g.num_inputs or f.num_outputs != 1 or g.num_outputs != 1:
+        return None
+    if f.final != g.final:
+        return None
+    if isinstance(f, TreeEnsemble) and isinstance(g, TreeEnsemble):
+        return _tree_deviation(f, g, regions)
+    if isinstance(f, Network) and isinstance(g, Network):
+        diff = difference_network(f, g)
+        if diff is None:
+            return None
+        from .crown import crown_bounds
+
+        lo, hi = crown_bounds(diff, regions)
+        lo, hi = lo[:, 0], hi[:, 0]
+        if _aligned(f, g):
+            alo, ahi = aligned_difference(f, g, regions)
+            lo, hi = np.fmax(lo, alo), np.fmin(hi, ahi)
+        return lo, hi
+    return None
+
+
+def _aligned(f: Network, g: Network) -> bool:
+    """Same layers and widths, ReLU between them: neuron i of f matches neuron i of g
+    (pruned weights, healed or fine-tuned copies)."""
+    return (
+        len(f.affines) == len(g.affines)
+        and all(a.W.shape == b.W.shape for a, b in zip(f.affines, g.affines, strict=True))
+        and _relu_only(f)
+        and _relu_only(g)
+    )
+
+
+def _affine_interval(W: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """Sound float64 bounds of ``W x + b`` over boxes: the exact range widened by the
+    rounding of its sums (and of ``W``, ``b`` themselves when they are differences)."""
+    from .fp_margin import gamma
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        l, h = linear_box_range(W, b, lo, hi)
+        mag = np.maximum(np.abs(lo), np.abs(hi)) @ np.abs(W).T + np.abs(b)
+        m = 2.0 * gamma(W.shape[1] + 4, UNIT["float64"]) * mag + 1e-300
+    return l - m, h + m
+
+
+def aligned_difference(
+    f: Network, g: Network, regions: RegionBatch
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds ``[n]`` on ``f - g`` for aligned ReLU networks, propagating the difference
+    layer by layer (as ReluDiff, Paulsen et al. 2020, does with intervals): where the two
+    differ little, their difference stays small even over wide boxes."""
+    from .ibp import ibp_layers
+
+    box = RegionBatch(regions.lower, regions.upper)
+    zf, zg = ibp_layers(f, box), ibp_layers(g, box)
+    fa, ga = f.affines, g.affines
+    dl, dh = _affine_interval(fa[0].W - ga[0].W, fa[0].b - ga[0].b, box.lower, box.upper)
+    for i in range(1, len(fa)):
+        (lf, uf), (lg, ug) = zf[i - 1], zg[i - 1]
+        dl, dh = np.fmax(dl, _down(lf - ug)), np.fmin(dh, _up(uf - lg))  # both sound
+        relu = lambda v: np.maximum(v, 0.0)  # noqa: E731
+        # relu(a) - relu(b): monotone and 1-Lipschitz, exact where both are active
+        hl = np.fmax(np.minimum(dl, 0.0), _down(relu(lf) - relu(ug)))
+        hh = np.fmin(np.maximum(dh, 0.0), _up(relu(uf) - relu(lg)))
+        both = (lf >= 0) & (lg >= 0)
+        hl, hh = np.where(both, dl, hl), np.where(both, dh, hh)
+        off = (uf <= 0) & (ug <= 0)
+        hl, hh = np.where(off, 0.0, hl), np.where(off, 0.0, hh)
+        Wd, bd = fa[i].W - ga[i].W, fa[i].b - ga[i].b
+        zero = np.zeros_like(bd)
+        # f - g = Wg (hf - hg) + (Wf - Wg) hf + (bf - bg) = Wf (hf - hg) + (Wf - Wg) hg + ...
+        a_l, a_h = _affine_interval(ga[i].W, zero, hl, hh)
+        b_l, b_h = _affine_interval(Wd, bd, relu(lf), relu(uf))
+        c_l, c_h = _affine_interval(fa[i].W, zero, hl, hh)
+        d_l, d_h = _affine_interval(Wd, bd, relu(lg), relu(ug))
+        with np.errstate(invalid="ignore"):
+            dl = np.fmax(_down(a_l + b_l), _down(c_l + d_l))
+            dh = np.fmin(_up(a_h + b_h), _up(c_h + d_h))
+    (lf, uf), (lg, ug) = zf[-1], zg[-1]
+    dl, dh = np.fmax(dl, _down(lf - ug)), np.fmin(dh, _up(uf - lg))
+    return dl[:, 0], dh[:, 0]
+
+
+def _down(v: np.ndarray) -> np.ndarray:
+    """One float64 step down: a rounded difference or sum becomes a lower bound."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.nextafter(v, -np.inf)
+
+
+def _up(v: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.nextafter(v, np.inf)
+
+
+def _relu_only(net: Network) -> bool:
+    return all(isinstance(a, LeakyReLU) and a.alpha == 0.0 for a in net.activations)
+
+
+def difference_network(f: Network, g: Network) -> Network | None:
+    """One ReLU network computing ``f - g`` (pre-final), or None unless both are ReLU
+    networks: the shallower one is carried through the extra layers as
+    ``x = relu(x) - relu(-x)``."""
+    if not (_relu_only(f) and _relu_only(g)):
+        return None
+    fa, ga = list(f.affines), list(g.affines)
+    depth = max(len(fa), len(ga))
+    fa, ga = _padded(fa, depth), _padded(ga, depth)
+    layers = []
+    for i, (a, b) in enumerate(zip(fa, ga, strict=True)):
+        if i == 0:
+            W = np.vstack([a.W, b.W])
+        else:
+            W = np.block(
+                [
+                    [a.W, np.zeros((a.W.shape[0], b.W.shape[1]))],
+                    [np.zeros((b.W.shape[0], a.W.shape[1])), b.W],
+                ]
+            )
+        layers.append((W, np.concatenate([a.b, b.b])))
+    W, b = layers[-1]
+    k = fa[-1].W.shape[0]
+    last = np.hstack([np.eye(k), -np.eye(k)])
+    layers[-1] = (last @ W, last @ b)  # exact: rows of +-1 picking one entry each
+    return Network.mlp(layers, input_names=f.input_names)
+
+
+def _padded(affines: list[Affine], depth: int) -> list[Affine]:
+    """``affines`` extended to ``depth`` maps with ReLU between them, same function."""
+    if len(affines) == depth:
+        return affines
+    last = affines[-1]
+    k = last.W.shape[0]
+    out = affines[:-1]
+    # last map split as relu(z) and relu(-z), then identity pairs, then recombined
+    out.append(Affine(np.vstack([last.W, -last.W]), np.concatenate([last.b, -last.b])))
+    for _ in range(depth - len(affines) - 1):
+        out.append(Affine(np.eye(2 * k), np.zeros(2 * k)))
+    out.append(Affine(np.hstack([np.eye(k), -np.eye(k)]), np.zeros(k)))
+    return out
+
+
+def _tree_deviation(
+    f: TreeEnsemble, g: TreeEnsemble, regions: RegionBatch
+) -> tuple[np.ndarray, np.ndarray] | None:
+    if f.precision != g.precision or f.num_features != g.num_features:
+        return None
+    from .tree_reach import interval, reachable_leaves
+    from .trees import concatenate
+
+    from_f, from_g = _tree_dicts(f), _tree_dicts(g)
+    diff = concatenate(
+        from_f + [dict(t, value=-t["value"]) for t in from_g],
+        base=f.base - g.base, num_features=f.num_features, final=None,
+        precision=f.precision, input_names=f.input_names,
+    )  # fmt: skip
+    reach = reachable_leaves(diff, regions)
+    lo, hi = interval(diff, np.eye(1), reach)
+    return lo[:, 0], hi[:, 0]
+
+
+def _tree_dicts(ens: TreeEnsemble) -> list[dict]:
+    bounds = np.r_[ens.roots, ens.num_nodes]
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        out.append({
+            "feature": ens.feature[a:b], "threshold": ens.threshold[a:b],
+            "strict": ens.strict[a:b], "missing_left": ens.missing_left[a:b],
+            "left": np.where(ens.left[a:b] >= 0, ens.left[a:b] - a, -1),
+            "right": np.where(ens.right[a:b] >= 0, ens.right[a:b] - a, -1),
+            "value": ens.value[a:b],
+        })  # fmt: skip
+    return out
+
+
+__all__ = [
+    "FINAL_LIPSCHITZ",
+    "UNIT",
+    "class_verdicts",
+    "deviation_bounds",
+    "difference_network",
+    "output_error",
+    "value_verdicts",
+]
