@@ -177,6 +177,26 @@ def _connection(models: list[str], models_dir: Path | None, index: str | None = 
 
 
 _MODEL_OPTION = typer.Option([], "--model", "-m", help="NAME=PATH of an ONNX model (repeatable)")
+_SUMMARY_MODEL_OPTION = typer.Option(
+    [], "--model", "-m",
+    help="NAME=PATH of an ONNX model whose outputs to summarize per row group (repeatable)",
+)  # fmt: skip
+_MODEL_BYTES_OPTION = typer.Option(32, help="bytes per row group and summarized model")
+
+
+def _summary_hooks(items: list[str], model_bytes: int) -> Any:
+    """The footer hooks of --model NAME=PATH options (None without any)."""
+    from mlskip.udf.summarize_models import model_hooks
+
+    models = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--model takes NAME=PATH, got {item!r}")
+        models[name] = path
+    return model_hooks(models, model_bytes)
+
+
 _MODELS_DIR_OPTION = typer.Option(None, help="register every *.onnx file here under its stem")
 _INDEX_OPTION = typer.Option(
     None, "--index", help="a skip index (mlskip index build) to plan from instead of footers"
@@ -275,6 +295,8 @@ def write(
     partition_by: list[str] = typer.Option(
         [], help="write a hive-partitioned folder at TARGET by these columns (repeatable)"
     ),
+    model: list[str] = _SUMMARY_MODEL_OPTION,
+    model_bytes: int = _MODEL_BYTES_OPTION,
     as_json: bool = typer.Option(False, "--json", help="print the write report as JSON"),
 ) -> None:
     """Rewrite a Parquet or CSV file with skipping summaries in its footer."""
@@ -287,6 +309,7 @@ def write(
             source, target, row_group_size=row_group_size, hulls=pairs,
             hull_bytes=hull_bytes, cluster_by=cluster_by or None,
             partition_by=partition_by or None,
+            footer_hooks=_summary_hooks(model, model_bytes),
         )  # fmt: skip
     except _user_errors() as error:
         _fail(f"{source}: {error}" if str(source) not in str(error) else error)
@@ -331,6 +354,8 @@ def index_build(
     ),
     hull_bytes: int = typer.Option(45, help="byte budget per row group and pair"),
     workers: int = typer.Option(1, help="processes that read files (Dask), 1: this one"),
+    model: list[str] = _SUMMARY_MODEL_OPTION,
+    model_bytes: int = _MODEL_BYTES_OPTION,
     as_json: bool = typer.Option(False, "--json", help="print the build report as JSON"),
 ) -> None:
     """Index Parquet files that carry no mlskip summaries (any writer, any store)."""
@@ -338,7 +363,14 @@ def index_build(
 
     pairs = _hulls_option(hulls)
     _index_job(
-        lambda: build_index(paths, index, hulls=pairs, hull_bytes=hull_bytes, workers=workers),
+        lambda: build_index(
+            paths,
+            index,
+            hulls=pairs,
+            hull_bytes=hull_bytes,
+            workers=workers,
+            footer_hooks=_summary_hooks(model, model_bytes),
+        ),  # fmt: skip
         as_json,
     )
 
@@ -374,12 +406,15 @@ def _hulls_option(text: str) -> Any:
 def index_refresh(
     index: str = typer.Option(..., "--index", help="the index to bring up to date"),
     workers: int = typer.Option(1, help="processes that read files (Dask), 1: this one"),
+    model: list[str] = _SUMMARY_MODEL_OPTION,
+    model_bytes: int = _MODEL_BYTES_OPTION,
     as_json: bool = typer.Option(False, "--json", help="print the refresh report as JSON"),
 ) -> None:
     """Re-index changed and new files of an index's sources and drop removed ones."""
     from mlskip.skipper.skip_index import refresh_index
 
-    _index_job(lambda: refresh_index(index, workers=workers), as_json)
+    hooks = _summary_hooks(model, model_bytes)
+    _index_job(lambda: refresh_index(index, workers=workers, footer_hooks=hooks), as_json)
 
 
 @index_app.command("show")
@@ -409,6 +444,8 @@ def index_show(
         console.print(f"  polygons for ({pair.replace('|', ', ')}) in {files:,} file(s)")
     if not coverage.pairs:
         console.print("  no polygons (boxes and NaN flags only)")
+    for name, files in sorted(coverage.models.items()):
+        console.print(f"  outputs of model {name} summarized in {files:,} file(s)")
 
 
 @app.command()

@@ -84,6 +84,7 @@ class IndexCoverage:
     pairs: dict[str, int] = field(default_factory=dict)  # "a|b" -> files with polygons
     sources: tuple[str, ...] = ()
     built: str = ""
+    models: dict[str, int] = field(default_factory=dict)  # model name -> files summarized
 
 
 class _Filesystem:
@@ -417,17 +418,20 @@ def show_index(index: str, s3: S3Options | dict | None = None) -> IndexCoverage:
     table = _load(index, _Filesystem(S3Options.coerce(s3)))
     pairs: dict[str, int] = {}
     origins = table.table.column("origin").to_pylist()
+    models: dict[str, int] = {}
     for path in table.paths:
-        footer = table.value(path, "mlskip_footer")
-        if footer is None:
+        footer, summaries = table.value(path, "mlskip_footer"), table.value(path, "mlskip_models")
+        if footer is None and summaries is None:
             continue
         facts = table.parquet_facts(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             meta = skip_metadata_from(facts, footer, table.value(path, "mlskip_key"),
-                                      label=path, footer_key=None)  # fmt: skip
+                                      label=path, footer_key=None, models_raw=summaries)  # fmt: skip
         for a, b in meta.pairs:
             pairs[f"{a}|{b}"] = pairs.get(f"{a}|{b}", 0) + 1
+        for m in meta.models:
+            models[m.header.name] = models.get(m.header.name, 0) + 1
     files = table.table.filter(table.table.column("row_group").is_null())
     return IndexCoverage(
         index=index,
@@ -439,6 +443,7 @@ def show_index(index: str, s3: S3Options | dict | None = None) -> IndexCoverage:
         pairs=pairs,
         sources=tuple(table.meta.get("sources", ())),
         built=table.meta.get("built", ""),
+        models=models,
     )
 
 

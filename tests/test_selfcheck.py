@@ -56,7 +56,14 @@ def test_campaign_long():
 # 10565, 11104, 11539: tree ensembles with inputs near 1e64-1e140 under polygons: HiGHS
 #      called the tree MILP "infeasible", taken as an empty region (lost rows); infeasibility
 #      is no longer read as emptiness, and the tree MILP skips inputs above 1e9.
-@pytest.mark.parametrize("seed", [146, 11057, 100517, 100814, 302298, 600641, 10565, 11104, 11539])
+# 829: a tree ensemble whose only tree is a single leaf: branch and bound looked for a node
+#      to split among none (a traceback, not a wrong answer).
+# 6282: a float32 tree split ``x < -inf`` (inputs near -6e256 cast to -inf): the node's
+#      right branch was taken to start at the lowest finite float32, so rows at -inf, which
+#      go right, were unreachable and their row group pruned (lost rows).
+@pytest.mark.parametrize(
+    "seed", [146, 11057, 100517, 100814, 302298, 600641, 10565, 11104, 11539, 829, 6282]
+)
 def test_regression_seeds(seed, tmp_path):
     from mlskip.testing.selfcheck import run_trial
     from mlskip.verifier.cascade import Verifier

@@ -60,12 +60,10 @@ def random_ensemble(rng, precision="float32", final=None, trees=8, depth=3, d=3)
 def cell_points(ens: TreeEnsemble, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """One point per end of every cell of the box (float64 values the cast maps onto the
     grid ends), covering every output the ensemble takes on the box."""
-    dtype = DT[ens.precision]
     axes = []
     for f in range(ens.num_inputs):
-        t = ens.left_max[(ens.feature == f)]
-        up = np.nextafter(t.astype(dtype), dtype(np.inf)).astype(np.float64)
-        cands = np.concatenate([[lo[f], hi[f]], t, up])
+        mine = ens.feature == f
+        cands = np.concatenate([[lo[f], hi[f]], ens.left_max[mine], ens.right_min[mine]])
         cands = cands[(cands >= lo[f]) & (cands <= hi[f])]
         axes.append(np.unique(cands))
     return np.array(list(itertools.product(*axes)))
@@ -323,3 +321,24 @@ def test_branch_and_bound_reaches_the_milp_verdicts():
         holds = pred.holds(ens.evaluate(cell_points(ens, regions.lower[r], regions.upper[r])))
         assert bab.verdicts[r] != NONE or not holds.any()
         assert bab.verdicts[r] != ALL or holds.all()
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("t", [-np.inf, np.inf])
+def test_infinite_thresholds_reach_what_they_send(strict, t):
+    """``x < -inf`` sends nothing left and -inf right; ``x <= inf`` sends inf left
+    (self-check seed 6282 lost rows: -inf was taken to go left of ``x < -inf``)."""
+    tree = {
+        "feature": np.array([0, -1, -1]), "threshold": np.array([t, 0.0, 0.0]),
+        "strict": np.array([strict, False, False]), "left": np.array([1, -1, -1]),
+        "right": np.array([2, -1, -1]), "missing_left": np.array([False, False, False]),
+        "value": np.array([[0.0], [1.0], [2.0]]),
+    }  # fmt: skip
+    ens = concatenate([tree], base=np.zeros(1), num_features=1)
+    points = np.array([[-np.inf], [-1e300], [-1.0], [0.0], [3e38], [1e300], [np.inf]])
+    reach = reachable_leaves(ens, RegionBatch(points, points))
+    position = {int(node): k for k, node in enumerate(ens.leaves)}
+    for r, leaf in enumerate(ens.apply(points)[:, 0]):
+        assert reach[r, position[int(leaf)]], (points[r], leaf)
+    wide = reachable_leaves(ens, RegionBatch(np.array([[-np.inf]]), np.array([[-1e300]])))
+    assert wide[0, position[int(ens.apply(np.array([[-np.inf]]))[0, 0])]]

@@ -291,7 +291,16 @@ def write_parquet(
     filtering on that model, or on a model near it, skip row groups from a bitmap test."""
     from mlskip.metadata.writer import write_parquet as write
 
-    return write(data, path, footer_hooks=model_hooks(models, model_bytes), **kwargs)
+    hooks = _with_models(kwargs.pop("footer_hooks", None), models, model_bytes)
+    return write(data, path, footer_hooks=hooks, **kwargs)
+
+
+def _with_models(given: Any, models: Mapping[str, Any] | None, model_bytes: int) -> Any:
+    """Footer hooks: those given, plus the model summaries of ``models``."""
+    ours = model_hooks(models, model_bytes)
+    if ours is None or given is None:
+        return ours if given is None else given
+    return lambda schema: [*given(schema), *ours(schema)]
 
 
 def copy(con: Any, sql: str, path: str | os.PathLike, **kwargs: Any):
@@ -314,7 +323,8 @@ def build_index(
     (``models`` as for ``write_parquet``), computed from the files' rows."""
     from mlskip.skipper.skip_index import build_index as build
 
-    return build(sources, index, footer_hooks=model_hooks(models, model_bytes), **kwargs)
+    hooks = _with_models(kwargs.pop("footer_hooks", None), models, model_bytes)
+    return build(sources, index, footer_hooks=hooks, **kwargs)
 
 
 def refresh_index(
@@ -328,4 +338,5 @@ def refresh_index(
     ``models`` (give the models the index was built with)."""
     from mlskip.skipper.skip_index import refresh_index as refresh
 
-    return refresh(index, footer_hooks=model_hooks(models, model_bytes), **kwargs)
+    hooks = _with_models(kwargs.pop("footer_hooks", None), models, model_bytes)
+    return refresh(index, footer_hooks=hooks, **kwargs)

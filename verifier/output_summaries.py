@@ -152,10 +152,10 @@ def _affine_interval(W: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarra
     from .fp_margin import gamma
 
     with np.errstate(over="ignore", invalid="ignore"):
-        l, h = linear_box_range(W, b, lo, hi)
+        low, high = linear_box_range(W, b, lo, hi)
         mag = np.maximum(np.abs(lo), np.abs(hi)) @ np.abs(W).T + np.abs(b)
         m = 2.0 * gamma(W.shape[1] + 4, UNIT["float64"]) * mag + 1e-300
-    return l - m, h + m
+    return low - m, high + m
 
 
 def aligned_difference(

@@ -71,6 +71,8 @@ def _pieces_verdicts(
         spread += np.where(hi > lo, hi - lo, 0.0)
     tree = spread.argmax(axis=1)
     inner = np.flatnonzero(ens.feature >= 0)
+    if not len(inner):  # every tree is a single leaf: nothing to split
+        return got, empty, np.full(pieces.n, -1)
     both = nodes[:, ens.left[inner]] & nodes[:, ens.right[inner]]
     both &= ens.node_tree[inner][None, :] == tree[:, None]
     has = both.any(axis=1) & (spread.max(axis=1) > 0)

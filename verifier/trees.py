@@ -152,8 +152,14 @@ class TreeEnsemble:
 
     @property
     def left_max(self) -> np.ndarray:
-        """Per node, the largest value of the precision's grid that goes left."""
+        """Per node, the largest value of the precision's grid that goes left (NaN where
+        none does: ``x < -inf``)."""
         return self._derived()["left_max"]
+
+    @property
+    def right_min(self) -> np.ndarray:
+        """Per node, the smallest value of the precision's grid that goes right."""
+        return self._derived()["right_min"]
 
     def _derived(self) -> dict:
         if "leaves" not in self._cache:
@@ -179,12 +185,15 @@ class TreeEnsemble:
             dtype = _DTYPE[self.precision]
             t = self.threshold.astype(dtype)
             below = np.nextafter(t, dtype(-np.inf)).astype(np.float64)
+            above = np.nextafter(t, dtype(np.inf)).astype(np.float64)
+            never_left = self.strict & (self.threshold == -np.inf)  # x < -inf: no x
             self._cache.update(
                 leaves=leaves,
                 leaf_tree=tree[leaves],
                 node_tree=tree,
                 levels=tuple(lv for lv in levels if len(lv)),
-                left_max=np.where(self.strict, below, self.threshold),
+                left_max=np.where(never_left, np.nan, np.where(self.strict, below, self.threshold)),
+                right_min=np.where(self.strict, self.threshold, above),
             )
         return self._cache
 
@@ -231,8 +240,6 @@ class TreeEnsemble:
             d = self.num_features
             lo = np.full((self.num_nodes, d), -np.inf)
             hi = np.full((self.num_nodes, d), np.inf)
-            dtype = _DTYPE[self.precision]
-            above = np.nextafter(self.left_max.astype(dtype), dtype(np.inf)).astype(np.float64)
             for level in self.levels:
                 f = self.feature[level]
                 for child, side in ((self.left[level], 0), (self.right[level], 1)):
@@ -240,7 +247,7 @@ class TreeEnsemble:
                     if side == 0:
                         hi[child, f] = np.minimum(hi[level, f], self.left_max[level])
                     else:
-                        lo[child, f] = np.maximum(lo[level, f], above[level])
+                        lo[child, f] = np.maximum(lo[level, f], self.right_min[level])
             self._cache["boxes"] = (lo, hi)
         return self._cache["boxes"]
 

@@ -60,6 +60,7 @@ class TrialResult:
     row_groups: int = 0
     pruned: int = 0
     all_match: int = 0
+    by_summary: int = 0  # row groups decided by model-aware summaries
     details: dict = field(default_factory=dict, repr=False)  # network, report, path: for debugging
     oracle: dict = field(default_factory=dict)  # outcome -> count (oracle="marabou")
 
@@ -134,6 +135,7 @@ def footer_key_env(key: str | None):
 PLAIN_SHARE = 0.3  # trials whose file is plain Parquet, summarized by the index alone
 DASK_SHARE = 0.2  # trials whose file is also scanned by mlskip.dask (planned from the index)
 TREE_SHARE = 0.3  # trials whose model is a random tree ensemble (random_cases.random_ensemble)
+SUMMARY_SHARE = 0.3  # trials whose file (and index) also summarize a model's outputs
 
 
 def run_trial(
@@ -168,30 +170,37 @@ def run_trial(
     writer_key, planner_key = footer_keys(seed)
     row_group_size, hull_bytes = int(rng.integers(1, 600)), int(rng.integers(12, 80))
     plain = np.random.default_rng([seed, 0x706C61]).random() < PLAIN_SHARE
-    with warnings.catch_warnings(), footer_key_env(writer_key):
-        warnings.simplefilter("ignore")
-        if plain:
-            import pyarrow.parquet as pq
 
-            from mlskip.metadata import cluster_order
+    def write(hooks=None) -> None:
+        """The trial's file and index (``hooks``: model summaries in both)."""
+        with warnings.catch_warnings(), footer_key_env(writer_key):
+            warnings.simplefilter("ignore")
+            if plain:
+                import pyarrow.parquet as pq
 
-            ordered = table.take(cluster_order(table, cluster)) if cluster else table
-            pq.write_table(ordered, path, row_group_size=row_group_size)
-        else:
-            mlskip.write_parquet(
-                table, path, row_group_size=row_group_size, hulls=hulls,
-                hull_bytes=hull_bytes, cluster_by=cluster,
-            )  # fmt: skip
-        build_index(str(path), session.index, hulls=hulls, hull_bytes=hull_bytes)
+                from mlskip.metadata import cluster_order
+
+                ordered = table.take(cluster_order(table, cluster)) if cluster else table
+                pq.write_table(ordered, path, row_group_size=row_group_size)
+            else:
+                mlskip.write_parquet(
+                    table, path, row_group_size=row_group_size, hulls=hulls,
+                    hull_bytes=hull_bytes, cluster_by=cluster, footer_hooks=hooks,
+                )  # fmt: skip
+            build_index(
+                str(path), session.index, hulls=hulls, hull_bytes=hull_bytes, footer_hooks=hooks
+            )
+
+    write()
     with footer_key_env(planner_key):
         return _query_and_check(
             seed, rng, table, numeric, path, verifier, oracle, oracle_samples, session,
-            keys=(writer_key, planner_key),
+            keys=(writer_key, planner_key), write=write,
         )  # fmt: skip
 
 
 def _query_and_check(
-    seed, rng, table, numeric, path, verifier, oracle, oracle_samples, session, keys
+    seed, rng, table, numeric, path, verifier, oracle, oracle_samples, session, keys, write
 ) -> TrialResult:
     """The rest of ``run_trial``: model, predicate, queries and checks on the written file."""
     from mlskip.udf.batch_eval import qualifies
@@ -210,6 +219,7 @@ def _query_and_check(
         samples, _ = model_rows([table.column(c) for c in inputs])
         net = random_ensemble(trees, d, classes, samples)
     runner = make_runner(prepare_model(net))
+    summarized = _summarize(seed, net, inputs, write)
     out, valid = _model_outputs(session.probe, path, inputs, runner, n, classes)
     kind, values, condition = _draw_predicate(rng, out, valid, inputs, classes)
     holds = qualifies(out, kind, values) & valid if n else np.zeros(0, bool)
@@ -217,13 +227,16 @@ def _query_and_check(
     sql = f"SELECT rid FROM '{path}' WHERE {condition}{extra}"
 
     result = TrialResult(
-        seed, sql, True, details={"network": net, "path": path, "footer_keys": keys}
-    )
+        seed, sql, True,
+        details={"network": net, "path": path, "footer_keys": keys, "summarized": summarized},
+    )  # fmt: skip
     recorder, cons = session.recorder, session.cons
     if recorder is not None:
         recorder.calls.clear()
     for con in cons.values():
         con.register_model("m", net, replace=True)  # one model per trial, same name
+        if summarized is not None and summarized is not net:  # its summaries serve m
+            con.register_model("ref", summarized, replace=True)
     answers = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -249,6 +262,49 @@ def _query_and_check(
         result.problems += refuted
     result.ok = not result.problems
     return result
+
+
+def _summarize(seed: int, net, inputs: list[str], write):
+    """From a stream of its own, for SUMMARY_SHARE of the trials: re-write the file and
+    index with summaries of the trial's model's outputs, or of a model near it (weights
+    perturbed, or trees dropped), in a random byte budget; returns the summarized model."""
+    from mlskip.udf.model import prepare_model
+    from mlskip.udf.summarize_models import ModelHooks, SummarizedModel
+
+    rng = np.random.default_rng([seed, 0x6D7331])
+    if rng.random() >= SUMMARY_SHARE:
+        return None
+    model = net if rng.random() < 0.5 else _nearby(rng, net)
+    prepared = prepare_model(model, inputs)
+    if prepared.network is None:
+        return None
+    least = 1 + (prepared.num_outputs + 7) // 8 if prepared.is_classifier else 5
+    budget = int(rng.integers(least, 64))
+    write(ModelHooks((SummarizedModel("ref", prepared, tuple(inputs), budget),)))
+    return model
+
+
+def _nearby(rng, net):
+    """A model near ``net``: its weights or leaf values perturbed by ~2%, or (trees) its
+    last trees dropped."""
+    import dataclasses
+
+    from mlskip.verifier import Network
+    from mlskip.verifier.trees import TreeEnsemble
+
+    if isinstance(net, TreeEnsemble):
+        if net.num_trees > 1 and rng.random() < 0.5:
+            from mlskip.model_zoo.trees import drop_trees
+
+            return drop_trees(net, 0.5, average=False)
+        noise = 1 + 0.02 * rng.normal(size=net.value.shape)
+        return dataclasses.replace(net, value=net.value * noise, _cache={})
+    weights = [
+        (a.W * (1 + 0.02 * rng.normal(size=a.W.shape)), a.b + 0.01 * rng.normal(size=a.b.shape))
+        for a in net.affines
+    ]
+    act = net.activations[0] if net.activations else None
+    return Network.mlp(weights, act, final=net.final)
 
 
 def _dask_problems(path, net, kind, values, inputs, runner, index) -> list[str]:
@@ -380,6 +436,7 @@ def _check_row_groups(
         result.row_groups += f.row_groups
         result.pruned += f.pruned
         result.all_match += f.all_match
+        result.by_summary += sum(n for m, n in f.methods if m.startswith("summary"))
 
 
 CHUNK = 25  # trials that share one TrialSession
@@ -462,7 +519,8 @@ def summarize(results: list[TrialResult], seconds: float) -> str:
     lines = [
         f"{len(results)} trials, {len(failed)} failed, {seconds:.1f} s; "
         f"{groups} row groups planned, {sum(r.pruned for r in results)} pruned, "
-        f"{sum(r.all_match for r in results)} all-match"
+        f"{sum(r.all_match for r in results)} all-match, "
+        f"{sum(r.by_summary for r in results)} decided by model summaries"
     ]
     oracle = [r.oracle for r in results if r.oracle]
     if oracle:
