@@ -184,8 +184,9 @@ _SUMMARY_MODEL_OPTION = typer.Option(
 _MODEL_BYTES_OPTION = typer.Option(32, help="bytes per row group and summarized model")
 
 
-def _summary_hooks(items: list[str], model_bytes: int) -> Any:
-    """The footer hooks of --model NAME=PATH options (None without any)."""
+def _summary_hooks(items: list[str], model_bytes: int, skip_missing: bool = False) -> Any:
+    """The footer hooks of --model NAME=PATH options (None without any; ``skip_missing``:
+    files lacking a model's columns get no summary of it, for index builds)."""
     from mlskip.udf.summarize_models import model_hooks
 
     models = {}
@@ -194,7 +195,7 @@ def _summary_hooks(items: list[str], model_bytes: int) -> Any:
         if not sep:
             raise typer.BadParameter(f"--model takes NAME=PATH, got {item!r}")
         models[name] = path
-    return model_hooks(models, model_bytes)
+    return model_hooks(models, model_bytes, skip_missing)
 
 
 _MODELS_DIR_OPTION = typer.Option(None, help="register every *.onnx file here under its stem")
@@ -369,7 +370,7 @@ def index_build(
             hulls=pairs,
             hull_bytes=hull_bytes,
             workers=workers,
-            footer_hooks=_summary_hooks(model, model_bytes),
+            footer_hooks=_summary_hooks(model, model_bytes, skip_missing=True),
         ),  # fmt: skip
         as_json,
     )
@@ -413,7 +414,7 @@ def index_refresh(
     """Re-index changed and new files of an index's sources and drop removed ones."""
     from mlskip.skipper.skip_index import refresh_index
 
-    hooks = _summary_hooks(model, model_bytes)
+    hooks = _summary_hooks(model, model_bytes, skip_missing=True)
     _index_job(lambda: refresh_index(index, workers=workers, footer_hooks=hooks), as_json)
 
 
@@ -625,6 +626,34 @@ def bench_sql(
         lambda: run_sql_bench(sf=sf, row_group_size=row_group_size, repeats=repeats, quick=quick),
         as_json,
     )
+
+
+@bench_app.command("summaries")
+def bench_summaries(
+    out: Path = typer.Option(Path("out/summaries"), help="folder for REPORT.md and results"),
+    sf: float = typer.Option(1.0, help="TPC scale factor of the tables"),
+    model: list[str] = typer.Option([], help="reference model spec names (default: all 10)"),
+    budget: list[int] = typer.Option([], help="bytes per row group and model (default 8 16 32)"),
+    quick: bool = typer.Option(False, help="two models, the zoo's quick variants, fewer epochs"),
+    variants: bool = typer.Option(True, help="also measure the zoo variants of each model"),
+    cost: bool = typer.Option(True, help="also time writing and planning with summaries"),
+) -> None:
+    """Model-aware summaries on MLSkip's protocol: pruned share of skippable blocks per
+    byte budget, alone and with hulls, for each model and its zoo variants; their cost."""
+    from mlskip.tpch.bench_summaries import SummaryBenchConfig, run
+
+    cfg = SummaryBenchConfig(sf=sf, variants=variants, quick=quick)
+    if quick:
+        cfg.models, cfg.epochs = ("lineitem_disc_price_2in", "store_sales_net_profit_3in"), 60
+    if model:
+        cfg.models = tuple(model)
+    if budget:
+        cfg.budgets = tuple(budget)
+    try:
+        path = run(cfg, out, cost=cost)
+    except _user_errors() as error:
+        _fail(error)
+    console.print(path.read_text(), soft_wrap=True, highlight=False)
 
 
 @bench_app.command("index")

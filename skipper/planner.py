@@ -499,6 +499,17 @@ class Planner:
             labels[p][summarized] = ["file-level " + str(m) for m in method]
         return whole, labels
 
+    def row_group_verdicts(
+        self,
+        groups: Sequence,
+        bound: BoundPredicate,
+        bounds: Mapping[str, tuple[float, float]] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Verdicts and deciding methods for row-group summaries ``groups`` (of any files),
+        exactly as plans decide them: what benchmarks measure."""
+        verdicts, methods, _ = self._verify_one(groups, bound, bounds or {})
+        return verdicts, methods
+
     def _verify_one(
         self,
         groups: Sequence,

@@ -173,16 +173,24 @@ def _quote(name: str) -> str:
 
 
 class ModelSummarizer:
-    """A footer hook (metadata.writer.FooterHook) summarizing models over one file."""
+    """A footer hook (metadata.writer.FooterHook) summarizing models over one file;
+    ``skip_missing``: models reading a column the file lacks are left out (an index over
+    files of several schemas) instead of refused."""
 
-    def __init__(self, models: Sequence[SummarizedModel], schema: pa.Schema) -> None:
+    def __init__(
+        self, models: Sequence[SummarizedModel], schema: pa.Schema, skip_missing: bool = False
+    ) -> None:
+        kept = []
         for sm in models:
             missing = [c for c in sm.columns if c not in schema.names]
-            if missing:
+            if missing and not skip_missing:
                 raise InputDataError(
                     f"model {sm.name!r} reads column(s) {missing}, which the data does not "
                     f"have (columns: {schema.names})"
                 )
+            if not missing:
+                kept.append(sm)
+        models = kept
         self.models = list(models)
         self.columns = tuple(dict.fromkeys(c for sm in models for c in sm.columns))
         self._evaluators = [_Evaluator(sm) for sm in models]
@@ -258,9 +266,10 @@ class ModelHooks:
     (picklable, for index builds on Dask processes)."""
 
     models: tuple[SummarizedModel, ...]
+    skip_missing: bool = False  # index builds: files without a model's columns get none
 
     def __call__(self, schema: pa.Schema) -> list[ModelSummarizer]:
-        return [ModelSummarizer(self.models, schema)]
+        return [ModelSummarizer(self.models, schema, self.skip_missing)]
 
     def describe(self) -> list[dict]:
         return [
@@ -270,11 +279,13 @@ class ModelHooks:
         ]  # fmt: skip
 
 
-def model_hooks(models: Mapping[str, Any] | None, model_bytes: int) -> ModelHooks | None:
+def model_hooks(
+    models: Mapping[str, Any] | None, model_bytes: int, skip_missing: bool = False
+) -> ModelHooks | None:
     """The footer hooks of ``models=`` (None without models)."""
     if not models:
         return None
-    return ModelHooks(tuple(summarized_models(models, model_bytes)))
+    return ModelHooks(tuple(summarized_models(models, model_bytes)), skip_missing)
 
 
 def write_parquet(
@@ -295,9 +306,11 @@ def write_parquet(
     return write(data, path, footer_hooks=hooks, **kwargs)
 
 
-def _with_models(given: Any, models: Mapping[str, Any] | None, model_bytes: int) -> Any:
+def _with_models(
+    given: Any, models: Mapping[str, Any] | None, model_bytes: int, skip_missing: bool = False
+) -> Any:
     """Footer hooks: those given, plus the model summaries of ``models``."""
-    ours = model_hooks(models, model_bytes)
+    ours = model_hooks(models, model_bytes, skip_missing)
     if ours is None or given is None:
         return ours if given is None else given
     return lambda schema: [*given(schema), *ours(schema)]
@@ -323,7 +336,7 @@ def build_index(
     (``models`` as for ``write_parquet``), computed from the files' rows."""
     from mlskip.skipper.skip_index import build_index as build
 
-    hooks = _with_models(kwargs.pop("footer_hooks", None), models, model_bytes)
+    hooks = _with_models(kwargs.pop("footer_hooks", None), models, model_bytes, True)
     return build(sources, index, footer_hooks=hooks, **kwargs)
 
 
@@ -338,5 +351,5 @@ def refresh_index(
     ``models`` (give the models the index was built with)."""
     from mlskip.skipper.skip_index import refresh_index as refresh
 
-    hooks = _with_models(kwargs.pop("footer_hooks", None), models, model_bytes)
+    hooks = _with_models(kwargs.pop("footer_hooks", None), models, model_bytes, True)
     return refresh(index, footer_hooks=hooks, **kwargs)

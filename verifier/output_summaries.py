@@ -114,6 +114,8 @@ def deviation_bounds(
     """Sound bounds ``[n]`` on ``f - g`` before their final ops (single-output models of
     the same inputs and final op) over each region, or None where this module cannot
     combine the two models (then g is verified on its own)."""
+    if f is None or g is None:  # a model the verifier cannot read
+        return None
     if f.num_inputs != g.num_inputs or f.num_outputs != 1 or g.num_outputs != 1:
         return None
     if f.final != g.final:

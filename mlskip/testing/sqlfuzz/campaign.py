@@ -111,7 +111,7 @@ def run_trial(
             notes += [f"seed {seed}: {f}" for f in data.failures]
         if not data.sources:
             return []
-        index = _index_of(seed, root, workdir)
+        index = _index_of(seed, root, workdir, models, data)
         on, off = _connections(models, threads, verifier or _fuzz_verifier(), index)
         reports = _recorder(on)
         gen = QueryGen(rnd, data, models, off, forms)
@@ -168,19 +168,48 @@ def run_trial(
             os.remove(workdir / f"s{seed}.index")
 
 
-def _index_of(seed: int, root: Path, workdir: Path) -> str | None:
+def _index_of(
+    seed: int, root: Path, workdir: Path, models: Sequence[Model] = (), data: Any = None
+) -> str | None:
     """For INDEXED_SHARE of the trials (a stream of their own), a skip index of every
-    Parquet file of the dataset, kept outside it so that no query's glob reads it."""
+    Parquet file of the dataset, kept outside it so that no query's glob reads it; for
+    SUMMARY_SHARE of those (another stream) it also summarizes the DOUBLE-input models'
+    outputs over numeric columns of the first source (files lacking them get none)."""
     if np.random.default_rng([seed, 0x696478]).random() >= INDEXED_SHARE:
         return None
     from mlskip.skipper.skip_index import build_index
 
     index = str(workdir / f"s{seed}.index")
     try:
-        build_index(str(root / "**" / "*.parquet"), index)
+        build_index(str(root / "**" / "*.parquet"), index,
+                    footer_hooks=_summary_hooks(seed, models, data))  # fmt: skip
     except Exception:  # no Parquet file in this dataset: plan from footers
         return None
     return index
+
+
+SUMMARY_SHARE = 0.5  # of the indexed trials, those whose index also summarizes models
+
+
+def _summary_hooks(seed: int, models: Sequence[Model], data: Any):
+    from mlskip.udf.model import prepare_model
+    from mlskip.udf.summarize_models import ModelHooks, SummarizedModel
+
+    rng = np.random.default_rng([seed, 0x6D73])
+    if rng.random() >= SUMMARY_SHARE or data is None or not data.sources:
+        return None
+    numeric = [c.name for c in data.sources[0].cols if c.numeric]
+    chosen = []
+    for m in models:
+        if m.types or len(numeric) < m.inputs:
+            continue
+        prepared = prepare_model(m.obj)
+        if prepared.network is None:
+            continue
+        cols = tuple(str(c) for c in rng.choice(numeric, size=m.inputs, replace=False))
+        least = 1 + (m.classes + 7) // 8 if m.classes > 1 else 5
+        chosen.append(SummarizedModel(m.name, prepared, cols, int(rng.integers(least, 48))))
+    return ModelHooks(tuple(chosen), skip_missing=True) if chosen else None
 
 
 def replay(seed: int, index: int, **options: Any) -> QueryResult | None:
