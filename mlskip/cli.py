@@ -636,15 +636,19 @@ def bench_summaries(
     budget: list[int] = typer.Option([], help="bytes per row group and model (default 8 16 32)"),
     quick: bool = typer.Option(False, help="two models, the zoo's quick variants, fewer epochs"),
     variants: bool = typer.Option(True, help="also measure the zoo variants of each model"),
+    zoo_quick: bool = typer.Option(False, help="the zoo's quick list of variants"),
+    epochs: int = typer.Option(0, help="training epochs (default 150, quick 60)"),
     cost: bool = typer.Option(True, help="also time writing and planning with summaries"),
 ) -> None:
     """Model-aware summaries on MLSkip's protocol: pruned share of skippable blocks per
     byte budget, alone and with hulls, for each model and its zoo variants; their cost."""
     from mlskip.tpch.bench_summaries import SummaryBenchConfig, run
 
-    cfg = SummaryBenchConfig(sf=sf, variants=variants, quick=quick)
+    cfg = SummaryBenchConfig(sf=sf, variants=variants, quick=quick or zoo_quick)
     if quick:
         cfg.models, cfg.epochs = ("lineitem_disc_price_2in", "store_sales_net_profit_3in"), 60
+    if epochs:
+        cfg.epochs = epochs
     if model:
         cfg.models = tuple(model)
     if budget:

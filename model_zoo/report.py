@@ -123,6 +123,50 @@ def verification_metrics(
     }
 
 
+SUMMARY_BYTES = 32  # model-aware summary per block (metadata/MODELS.md)
+SUMMARY_PIECES = 64  # pieces per block bounding a variant through the dense summary
+
+
+def summary_metrics(
+    dense_path: Path,
+    variant_path: Path,
+    dense_blocks: list[np.ndarray],
+    boxes: np.ndarray,
+    kind: str,
+    threshold: float,
+) -> dict:
+    """Skip fraction the planner proves for a variant through the dense model's output
+    summaries (32 bytes per block, as ``write_parquet(models=...)`` stores them):
+    its own model straight from the bins, a variant through bounds on both models over
+    each block's box (skipper/summary_plan.py). Value predicates of one-output models."""
+    from mlskip.metadata.model_summary import ModelHeader, bin_intervals, value_range, value_record
+    from mlskip.verifier import NONE, Predicate, RegionBatch, load_model
+    from mlskip.verifier.output_summaries import output_error, reference_verdicts, value_verdicts
+
+    if kind not in ("gt", "lt"):
+        return {}
+    f, g = load_model(str(dense_path)), load_model(str(variant_path))
+    if f.num_outputs != 1 or g is None or g.num_outputs != 1:
+        return {}
+    rng = value_range(dense_blocks)
+    if rng is None:
+        return {}
+    header = ModelHeader("dense", "0" * 64, "value", "float32", (), (), "", 1, *rng, 0.0,
+                         SUMMARY_BYTES)  # fmt: skip
+    intervals = [bin_intervals(header, value_record(y, *rng, SUMMARY_BYTES)) for y in dense_blocks]
+    lo, hi = boxes[:, :, 0], boxes[:, :, 1]
+    pred = Predicate.gt(threshold) if kind == "gt" else Predicate.lt(threshold)
+    e_f = output_error(f, lo, hi)[:, 0]
+    if dense_path == variant_path:
+        widen = np.nextafter(2 * e_f, np.inf)
+        v = value_verdicts(intervals, widen, widen, pred)
+    else:
+        e_g = output_error(g, lo, hi)[:, 0]
+        v = reference_verdicts(f, g, intervals, e_f, e_g, RegionBatch(lo, hi), pred,
+                               SUMMARY_PIECES)  # fmt: skip
+    return {"summary_skip": float(np.mean(v == NONE))}
+
+
 def layouts_for(x: np.ndarray, dense_out: np.ndarray, columns) -> dict[str, np.ndarray]:
     """Row orders the boxes are cut from: the table's natural order, and sorted by the input
     column whose ranks correlate most with the dense model's output (layout-aware writing)."""
@@ -180,6 +224,17 @@ def measure(
                         )
                     except VerifierUnavailable as exc:
                         entry["verifier_missing"] = str(exc)
+                    if spec.task != CLASSIFICATION:
+                        dense_y = outs["dense"][order, 0]
+                        blocks = [dense_y[i : i + BLOCK_ROWS]
+                                  for i in range(0, len(dense_y), BLOCK_ROWS)]  # fmt: skip
+                        try:
+                            base = next(x for x in recs if x["variant"] == r["base"])
+                            entry.update(summary_metrics(
+                                out_dir / base["onnx"], path, blocks, boxes[lname], kind, t
+                            ))  # fmt: skip
+                        except Exception as exc:  # a variant the verifier cannot read
+                            entry["summary_missing"] = f"{type(exc).__name__}: {exc}"
                     r["skipping"][f"{lname}/{pname}"] = entry
             if r["variant"] in ("dense", "deep"):
                 dense_rps[r["variant"]] = r["rows_per_s"]
@@ -242,7 +297,9 @@ def write_markdown(path: Path, records: list[dict]) -> None:
         "rows/s = ONNX Runtime, 1 thread, batch 2048; data skip = mean over predicates of the fraction",
         f"of {BLOCK_ROWS}-row blocks with no qualifying row (an upper bound for any verifier);",
         f"verifier skip = blocks `mlskip.verifier` (methods {', '.join(VERIFIER_METHODS)}) proves empty on",
-        "their min-max boxes. nat. = the table's natural row order; sorted = rows sorted by the input",
+        "their min-max boxes; summary skip = blocks the planner prunes through the dense (or deep) model's",
+        f"{SUMMARY_BYTES}-byte output summaries (the model itself from its bins, a variant through bounds on",
+        "both models per block; value predicates). nat. = the table's natural row order; sorted = rows sorted by the input",
         "column most rank-correlated with the dense output. Predicates: output top/bottom 0.1% and top 1%",
         "(each variant's threshold at the dense model's selectivity); classifiers: argmax == rarest class.",
         "",
@@ -252,16 +309,18 @@ def write_markdown(path: Path, records: list[dict]) -> None:
         methods[r["method"]].append(r)
     header = (
         "| spec | variant | widths | params | nonzero | ONNX B | score | Δ | rows/s | speedup "
-        "| data skip nat. | verifier skip nat. | data skip sorted | verifier skip sorted | regions/s |"
+        "| data skip nat. | verifier skip nat. | summary skip nat. | data skip sorted "
+        "| verifier skip sorted | regions/s |"
     )
     for method, recs in methods.items():
-        lines += [f"## {method}", "", header, "|" + "---|" * 15]
+        lines += [f"## {method}", "", header, "|" + "---|" * 16]
         for r in recs:
             lines.append(
                 f"| {r['spec']} | {r['variant']} | {r['widths'] or 'MoE'} | {r['params']} | {r['nonzero_params']} "
                 f"| {r['onnx_bytes']} | {r['score']:.4f} | {r['score'] - r['base_score']:+.4f} "
                 f"| {r['rows_per_s'] / 1e6:.1f}M | {_fmt(r['speedup'], '{:.2f}x')} "
                 f"| {_fmt(_mean(r, 'data_skip', 'natural'), '{:.1%}')} | {_fmt(_mean(r, 'verifier_skip', 'natural'), '{:.1%}')} "
+                f"| {_fmt(_mean(r, 'summary_skip', 'natural'), '{:.1%}')} "
                 f"| {_fmt(_mean(r, 'data_skip', 'sorted'), '{:.1%}')} | {_fmt(_mean(r, 'verifier_skip', 'sorted'), '{:.1%}')} "
                 f"| {_fmt(_mean(r, 'verifier_regions_per_s'), '{:.0f}')} |"
             )

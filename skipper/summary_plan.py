@@ -25,8 +25,10 @@ from mlskip.verifier.output_summaries import (
     class_verdicts,
     deviation_bounds,
     output_error,
+    reference_verdicts,
     value_verdicts,
 )
+from mlskip.verifier.trees import TreeEnsemble
 
 # column types whose conversion to the model's DOUBLE input is the same in DuckDB and in
 # the Arrow scans (exact, or IEEE round-to-nearest of an integer): only these let a scan
@@ -35,6 +37,11 @@ ARROW_SAFE_TYPES = frozenset(
     {"DOUBLE", "FLOAT", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
      "UINTEGER", "UBIGINT"}
 )  # fmt: skip
+
+
+# pieces per row group that bound a variant's deviation from the summarized model: box
+# pieces are what CROWN is tight on (a piece costs one bound of a network twice as wide)
+DEVIATION_PIECES = 64
 
 
 def argument_inputs(bound) -> tuple[tuple[str, str | None], ...] | None:
@@ -86,6 +93,7 @@ def summary_verdicts(
     methods = np.full(len(todo), "", dtype=object)
     inputs = argument_inputs(bound)
     network = bound.network
+    trees = isinstance(network, TreeEnsemble)
     if inputs is None or network is None or not len(todo):
         return verdicts, methods
     candidates: dict[tuple, list[int]] = {}  # (digest, name) -> positions in todo
@@ -96,6 +104,12 @@ def summary_verdicts(
             if out.record.state != "ok" or not _matches(h, inputs, bound.sql_types):
                 continue
             if h.digest != bound.digest and h.digest not in bound.references:
+                continue
+            # a row group whose inputs may be NaN (rows outside every box): only a tree
+            # ensemble's own summary holds for them (its runtime bound is the same for all
+            # inputs, NaN too); a network's error bound, and another model's summary, speak
+            # of the rows inside the region only
+            if regions.untrusted[i] and (h.digest != bound.digest or not trees):
                 continue
             if h.digest == bound.digest or pos not in chosen:
                 chosen[pos] = out  # the model's own summary first
@@ -136,28 +150,37 @@ def _own(network, outs: list[RowGroupOutputs], box: RegionBatch, predicate) -> n
 def _through_reference(
     reference, network, outs: list[RowGroupOutputs], box: RegionBatch, full: RegionBatch, predicate
 ) -> np.ndarray:
-    """Verdicts for ``network`` from the summaries of ``reference``: its outputs shifted by
-    the bound on their difference over each row group's region."""
+    """Verdicts for ``network`` (g) from the summaries of ``reference`` (f): the occupied
+    bins shifted by a bound on ``f - g`` over each row group's region; where that decides
+    nothing, the region's pieces on which f can reach an occupied bin, and g's bounds there
+    (verifier/output_summaries.py)."""
     n = len(outs)
+    verdicts = np.full(n, UNKNOWN, dtype=np.int8)
     if outs[0].header.kind != "value":
-        return np.full(n, UNKNOWN, dtype=np.int8)
-    dev = deviation_bounds(reference, network, full)
-    if dev is None:
-        return np.full(n, UNKNOWN, dtype=np.int8)
-    dl, dh = dev
-    e = (
-        output_error(reference, box.lower, box.upper)[:, 0]
-        + output_error(network, box.lower, box.upper)[:, 0]
-    )
-    with np.errstate(invalid="ignore", over="ignore"):
-        if network.final is None:
-            below = np.nextafter(dh + e, np.inf)  # g = f - d with d in [dl, dh]
-            above = np.nextafter(-dl + e, np.inf)
-        else:
-            lip = FINAL_LIPSCHITZ[network.final]
-            shift = np.nextafter(lip * np.maximum(np.abs(dl), np.abs(dh)), np.inf)
-            below = above = np.nextafter(shift + e, np.inf)
-    bad = ~(dl <= dh)  # NaN or an empty reach: no use
-    below = np.where(bad, np.inf, below)
-    above = np.where(bad, np.inf, above)
-    return value_verdicts([o.intervals() for o in outs], below, above, predicate)
+        return verdicts
+    intervals = [o.intervals() for o in outs]
+    e_f = output_error(reference, box.lower, box.upper)[:, 0]
+    e_g = output_error(network, box.lower, box.upper)[:, 0]
+    dev = deviation_bounds(reference, network, full, DEVIATION_PIECES)
+    if dev is not None:
+        dl, dh = dev
+        e = e_f + e_g
+        with np.errstate(invalid="ignore", over="ignore"):
+            if network.final is None:
+                below = np.nextafter(dh + e, np.inf)  # g = f - d with d in [dl, dh]
+                above = np.nextafter(-dl + e, np.inf)
+            else:
+                lip = FINAL_LIPSCHITZ[network.final]
+                shift = np.nextafter(lip * np.maximum(np.abs(dl), np.abs(dh)), np.inf)
+                below = above = np.nextafter(shift + e, np.inf)
+        bad = ~(dl <= dh)  # NaN or an empty reach: no use
+        below = np.where(bad, np.inf, below)
+        above = np.where(bad, np.inf, above)
+        verdicts = value_verdicts(intervals, below, above, predicate)
+    open_ = np.flatnonzero(verdicts == UNKNOWN)
+    if len(open_):
+        verdicts[open_] = reference_verdicts(
+            reference, network, [intervals[i] for i in open_], e_f[open_], e_g[open_],
+            full.subset(open_), predicate, DEVIATION_PIECES,
+        )  # fmt: skip
+    return verdicts

@@ -334,6 +334,21 @@ def test_output_record_states():
 
 
 # ---------------------------------------------------------------------- deviation bounds
+def _triangle(rng, centre, half):
+    """A triangle around ``centre`` inside its box, as halfspaces ``A x <= b``."""
+    pts = centre + (rng.random((3, 2)) * 2 - 1) * half
+    c = pts.mean(axis=0)
+    A, b = [], []
+    for i in range(3):
+        p, q = pts[i], pts[(i + 1) % 3]
+        normal = np.array([q[1] - p[1], p[0] - q[0]])
+        if normal @ (c - p) > 0:
+            normal = -normal
+        A.append(normal)
+        b.append(normal @ p)
+    return np.array(A), np.array(b)
+
+
 @pytest.mark.parametrize("kind", ["pruned", "perturbed", "deeper", "wider"])
 def test_deviation_bounds_contain_every_difference(kind):
     """Bounds on f - g over boxes hold at every sampled point (aligned pairs by difference
@@ -361,13 +376,24 @@ def test_deviation_bounds_contain_every_difference(kind):
     n = 40
     centre = rng.normal(size=(n, 2)) * 3
     half = rng.random((n, 2)) * 2
-    lo, hi = deviation_bounds(f, g, RegionBatch(centre - half, centre + half))
-    assert np.isfinite(lo).all() and (lo <= hi).all()
-    for r in range(n):
-        x = centre[r] - half[r] + rng.random((2000, 2)) * 2 * half[r]
-        d = (f.evaluate(x, final=False) - g.evaluate(x, final=False))[:, 0]
-        slack = 1e-9 * (1 + np.abs(d).max())
-        assert lo[r] - slack <= d.min() and d.max() <= hi[r] + slack
+    boxes = RegionBatch(centre - half, centre + half)
+    A, b = zip(*[_triangle(rng, centre[r], half[r]) for r in range(n)], strict=True)
+    shaped = RegionBatch(centre - half, centre + half, ((0, 1),), ((np.array(A), np.array(b)),))
+    widths = {}
+    for name, regions, pieces in (("box", boxes, 1), ("box64", boxes, 64), ("poly64", shaped, 64)):
+        lo, hi = deviation_bounds(f, g, regions, pieces)
+        assert np.isfinite(lo).all() and (lo <= hi).all()
+        widths[name] = float(np.median(hi - lo))
+        for r in range(n):
+            x = centre[r] - half[r] + rng.random((4000, 2)) * 2 * half[r]
+            if regions.has_polygons:
+                x = x[(x @ A[r].T <= b[r]).all(axis=1)]
+            d = (f.evaluate(x, final=False) - g.evaluate(x, final=False))[:, 0]
+            slack = 1e-9 * (1 + np.abs(d).max(initial=0.0))
+            assert (
+                lo[r] - slack <= d.min(initial=np.inf) and d.max(initial=-np.inf) <= hi[r] + slack
+            )
+    assert widths["box64"] <= widths["box"]  # pieces tighten
 
 
 def test_tree_deviation_bounds_contain_every_difference():
@@ -420,3 +446,46 @@ def test_tree_model_summaries_same_rows(tmp_path, estimator):
                                         f"WHERE t(a, b) {op} {t!r}")  # fmt: skip
                 used += _methods(report).get("summary", 0)
     assert used > 0
+
+
+@pytest.mark.parametrize("kind", ["perturbed", "deeper"])
+def test_reference_verdicts_never_contradict_the_rows(kind):
+    """A variant planned through another model's bins: every NONE holds for the rows that
+    produced the bins, every ALL too (brute force on the rows, thresholds at their outputs)."""
+    from mlskip.verifier import ALL, NONE, Predicate, RegionBatch
+    from mlskip.verifier.output_summaries import output_error, reference_verdicts
+
+    rng = np.random.default_rng(17)
+    layers = [(rng.normal(size=(12, 2)), rng.normal(size=12)),
+              (rng.normal(size=(1, 12)), rng.normal(size=1))]  # fmt: skip
+    f = Network.mlp(layers, ReLU())
+    if kind == "perturbed":
+        g = Network.mlp([(W * (1 + 0.05 * rng.normal(size=W.shape)), b) for W, b in layers], ReLU())
+    else:
+        g = Network.mlp(layers[:1] + [(rng.normal(size=(6, 12)) * 0.3, rng.normal(size=6)),
+                                      (rng.normal(size=(1, 6)), rng.normal(size=1))], ReLU())  # fmt: skip
+    n = 30
+    rows = [rng.normal(size=(200, 2)) * rng.random(2) * 3 + rng.normal(size=2) for _ in range(n)]
+    lo = np.array([r.min(axis=0) for r in rows])
+    hi = np.array([r.max(axis=0) for r in rows])
+    regions = RegionBatch(lo, hi)
+    yf = [f.evaluate(r)[:, 0].astype(np.float32).astype(np.float64) for r in rows]
+    yg = [g.evaluate(r)[:, 0].astype(np.float32).astype(np.float64) for r in rows]
+    ys = np.concatenate(yf)
+    rng_lo, rng_hi = value_range(yf)
+    h = _header(lo=rng_lo, hi=rng_hi, budget=16)
+    intervals = [bin_intervals(h, value_record(y, rng_lo, rng_hi, 16)) for y in yf]
+    e_f = output_error(f, lo, hi)[:, 0]
+    e_g = output_error(g, lo, hi)[:, 0]
+    decided = 0
+    allg = np.concatenate(yg)
+    for t in np.r_[np.quantile(allg, [0.01, 0.2, 0.5, 0.8, 0.99]), ys.min(), ys.max()]:
+        for pred in (Predicate.gt(float(t)), Predicate.le(float(t)),
+                     Predicate.between(float(t), float(t) + 0.5)):  # fmt: skip
+            v = reference_verdicts(f, g, intervals, e_f, e_g, regions, pred, 64)
+            for r in range(n):
+                holds = pred.holds(yg[r][:, None])
+                assert v[r] != NONE or not holds.any()
+                assert v[r] != ALL or holds.all()
+            decided += int((v != 2).sum())
+    assert decided > 0

@@ -169,7 +169,7 @@ def _model_records(spec, cfg, work, planner) -> list[dict[str, Any]]:
             references = {} if m is dense else {dense.digest: dense.network}
             deviation = None
             if m is not dense:
-                dev = deviation_bounds(dense.network, m.network, _region_batch(regions))
+                dev = deviation_bounds(dense.network, m.network, _region_batch(regions), 64)
                 if dev is not None:
                     width = np.where(dev[1] >= dev[0], dev[1] - dev[0], np.inf)
                     y_range = float(np.ptp(dense.y[data.valid]))

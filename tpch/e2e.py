@@ -27,9 +27,11 @@ def _write_full(
     cluster_by: list[str] | None,
     order=None,
     row_group: int = E2E_ROW_GROUP,
+    models: dict[str, Any] | None = None,
 ) -> Path:
     """The whole table as one file, clustered by ``cluster_by`` (the writer's own option) or
-    taken in ``order`` (rows sorted by the model's prediction)."""
+    taken in ``order`` (rows sorted by the model's prediction); ``models``: summarize
+    their outputs (``write_parquet(models=...)``)."""
     import itertools
 
     import pyarrow as pa
@@ -42,7 +44,7 @@ def _write_full(
         tmp = path.with_suffix(".tmp")
         mlskip.write_parquet(
             table, tmp, row_group_size=row_group, hulls=pairs,
-            cluster_by=cluster_by or None, curve="hilbert",
+            cluster_by=cluster_by or None, curve="hilbert", models=models,
         )  # fmt: skip
         tmp.replace(path)
     return path
@@ -50,21 +52,24 @@ def _write_full(
 
 def _layouts(
     r: dict[str, Any], data, onnx: Path, kinds=("natural", "layout", "hilbert", "pred")
-) -> list[tuple[str, list[str] | None, Any]]:
-    """(tag, cluster_by, order) of each layout kind an e2e query runs on."""
+) -> list[tuple[str, list[str] | None, Any, bool]]:
+    """(tag, cluster_by, order, with the model's output summaries) of each layout kind an
+    e2e query runs on."""
     from mlskip.tpch import bench_models
 
     out = []
     for kind in kinds:
         if kind == "natural":
-            out.append(("natural", None, None))
+            out.append(("natural", None, None, False))
+        elif kind == "summary":
+            out.append(("natural-summary", None, None, True))
         elif kind == "layout":
-            out.append((f"by-{r['cluster_by']}", [r["cluster_by"]], None))
+            out.append((f"by-{r['cluster_by']}", [r["cluster_by"]], None, False))
         elif kind == "hilbert":
-            out.append(("hilbert-" + "-".join(r["hilbert_by"]), list(r["hilbert_by"]), None))
+            out.append(("hilbert-" + "-".join(r["hilbert_by"]), list(r["hilbert_by"]), None, False))
         elif kind == "pred":
             y = bench_models.evaluate_rows(onnx, data.x)
-            out.append(("by-prediction", None, bench_data.prediction_order(y, data.valid)))
+            out.append(("by-prediction", None, bench_data.prediction_order(y, data.valid), False))
     return out
 
 
@@ -123,15 +128,16 @@ def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[di
         onnx = work / f"{name}.onnx"
         call = f"{name}({', '.join(r['inputs'])})"
         lo, hi = r["filter"]["lo"], r["filter"]["hi"]
-        for tag, cluster_by, order in _layouts(r, data, onnx, kinds):
+        for tag, cluster_by, order, summarize in _layouts(r, data, onnx, kinds):
             progress.update(task, description=f"e2e {name} f{r['filter']['fid']} {tag}")
-            file_tag = f"{tag}-{name}" if order is not None else tag
+            file_tag = f"{tag}-{name}" if order is not None or summarize else tag
             path = _write_full(
                 data,
                 work / f"{r['table']}-{'-'.join(r['inputs'])}-full-{file_tag}{size_tag}.parquet",
                 cluster_by,
                 order,
                 row_group,
+                {name: (str(onnx), list(r["inputs"]))} if summarize else None,
             )
             sql = f"SELECT count(*) FROM '{path}' WHERE {call} BETWEEN {lo!r} AND {hi!r}"
             cons = {

@@ -34,7 +34,7 @@ import numpy as np
 
 from mlskip.tpch import bench_models
 
-from .paper_config import LAYOUTS, PROTOCOLS, SETTINGS, PaperConfig, layout_of
+from .paper_config import E2E_LAYOUTS, LAYOUTS, PROTOCOLS, SETTINGS, PaperConfig, layout_of
 from .paper_model import run_model
 
 __all__ = ["LAYOUTS", "PROTOCOLS", "SETTINGS", "PaperConfig", "layout_of", "main", "run_paper"]
@@ -187,7 +187,7 @@ def run_e2e_only(
     if row_group is not None:
         cfg_dict["e2e_row_group"] = row_group
     if layouts:
-        cfg_dict["e2e_layouts"] = tuple(k for k in LAYOUTS if k in layouts)
+        cfg_dict["e2e_layouts"] = tuple(k for k in E2E_LAYOUTS if k in layouts)
     cfg = PaperConfig(
         **{k: v for k, v in cfg_dict.items() if k in PaperConfig.__dataclass_fields__}
     )
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m mlskip.tpch.paper
     p.add_argument("--e2e-repeats", type=int)
     p.add_argument("--e2e-queries", type=int, help="queries per table")
     p.add_argument("--e2e-row-group", type=int, help="row-group size of the e2e files")
-    p.add_argument("--e2e-layout", action="append", default=[], choices=LAYOUTS)
+    p.add_argument("--e2e-layout", action="append", default=[], choices=E2E_LAYOUTS)
     p.add_argument("--no-e2e", action="store_true")
     p.add_argument(
         "--e2e-only",
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m mlskip.tpch.paper
     if a.setting:
         changes["settings"] = tuple(s for s in SETTINGS if s in a.setting)
     if a.e2e_layout:
-        changes["e2e_layouts"] = tuple(k for k in LAYOUTS if k in a.e2e_layout)
+        changes["e2e_layouts"] = tuple(k for k in E2E_LAYOUTS if k in a.e2e_layout)
     if a.no_e2e:
         changes["e2e"] = False
     cfg = dataclasses.replace(cfg, **changes)

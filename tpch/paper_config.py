@@ -19,6 +19,8 @@ SETTINGS = (
     "pred-hull",
 )
 LAYOUTS = ("natural", "layout", "hilbert", "pred")  # setting prefix of each writer layout
+# end-to-end files: the layouts, and natural order with the model's output summaries
+E2E_LAYOUTS = (*LAYOUTS, "summary")
 PROTOCOLS = ("sweep", "reference")
 
 

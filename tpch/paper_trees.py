@@ -75,12 +75,13 @@ def run_tree_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> li
         estimator = pickle.loads(onnx.with_suffix(".pkl").read_bytes())
         call = f"{name}({', '.join(r['inputs'])})"
         lo, hi = r["filter"]["lo"], r["filter"]["hi"]
-        for tag, cluster_by, order in _layouts(r, data, onnx, kinds):
+        for tag, cluster_by, order, summarize in _layouts(r, data, onnx, kinds):
             progress.update(task, description=f"trees e2e {name} f{r['filter']['fid']} {tag}")
-            file_tag = f"{tag}-{name}" if order is not None else tag
+            file_tag = f"{tag}-{name}" if order is not None or summarize else tag
             path = _write_full(
                 data, work / f"{r['table']}-{'-'.join(r['inputs'])}-full-{file_tag}.parquet",
                 cluster_by, order, row_group,
+                {name: (str(onnx), list(r["inputs"]))} if summarize else None,
             )  # fmt: skip
             sql = f"SELECT count(*) FROM '{path}' WHERE {call} BETWEEN {lo!r} AND {hi!r}"
             cons = {

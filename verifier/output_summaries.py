@@ -107,34 +107,163 @@ def class_verdicts(classes: Sequence[frozenset[int]], predicate: Predicate) -> n
     return out
 
 
+def _meets_inside(lo: np.ndarray, hi: np.ndarray, p: Predicate) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each interval ``[lo, hi]`` meets the predicate's set, and lies inside it."""
+    t, h = p.threshold, p.high
+    if p.op == ">":
+        return hi > t, lo > t
+    if p.op == ">=":
+        return hi >= t, lo >= t
+    if p.op == "<":
+        return lo < t, hi < t
+    if p.op == "<=":
+        return lo <= t, hi <= t
+    return (lo <= h) & (hi >= t), (lo >= t) & (hi <= h)
+
+
+def final_bounds(
+    model: Network | TreeEnsemble, regions: RegionBatch
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sound bounds ``[n]`` on a single-output model's exact output (final op included)
+    over each region: CROWN for networks, reachable leaves for tree ensembles."""
+    if isinstance(model, TreeEnsemble):
+        from .tree_reach import interval, reachable_leaves
+
+        lo, hi = interval(model, np.eye(1), reachable_leaves(model, regions))
+    else:
+        from .crown import crown_bounds
+
+        lo, hi = crown_bounds(model, regions)
+    lo, hi = lo[:, 0], hi[:, 0]
+    if model.final == "sigmoid":  # monotone; a few ulps for the float64 evaluation
+        with np.errstate(over="ignore"):
+            lo = np.nextafter(1.0 / (1.0 + np.exp(-lo)) - 4e-16, -np.inf)
+            hi = np.nextafter(1.0 / (1.0 + np.exp(-hi)) + 4e-16, np.inf)
+    return lo, hi
+
+
+def reference_verdicts(
+    f: Network | TreeEnsemble,
+    g: Network | TreeEnsemble,
+    intervals: Sequence[np.ndarray],
+    e_f: np.ndarray,
+    e_g: np.ndarray,
+    regions: RegionBatch,
+    predicate: Predicate,
+    pieces: int,
+) -> np.ndarray:
+    """Verdicts for ``g`` from summaries of ``f``'s outputs: each region is cut into pieces;
+    a piece matters only if ``f``'s bounds there (widened by ``e_f``) meet one of the
+    region's ``intervals`` (every row lies in such a piece: its summarized output is in a
+    bin); the region is pruned if ``g`` (widened by ``e_g``) misses the predicate on every
+    piece that matters, all-match if it holds on all of them."""
+    n = regions.n
+    out = np.full(n, UNKNOWN, dtype=np.int8)
+    if predicate.op == "argmax" or predicate.coef is not None or predicate.output != 0:
+        return out
+    if f is None or g is None or f.num_outputs != 1 or g.num_outputs != 1:
+        return out
+    if f.final not in (None, "sigmoid") or g.final not in (None, "sigmoid"):
+        return out
+    sub, owner = _grid_pieces(regions, pieces)
+    fl, fh = final_bounds(f, sub)
+    gl, gh = final_bounds(g, sub)
+    with np.errstate(invalid="ignore", over="ignore"):
+        fl, fh = np.nextafter(fl - e_f[owner], -np.inf), np.nextafter(fh + e_f[owner], np.inf)
+        gl, gh = np.nextafter(gl - e_g[owner], -np.inf), np.nextafter(gh + e_g[owner], np.inf)
+    meets, inside = _meets_inside(gl, gh, predicate)
+    for r in range(n):
+        mine = np.flatnonzero(owner == r)
+        iv = intervals[r]
+        if not len(mine) or not len(iv) or not (np.isfinite(e_f[r]) and np.isfinite(e_g[r])):
+            continue
+        matters = ((fl[mine, None] <= iv[None, :, 1]) & (fh[mine, None] >= iv[None, :, 0])).any(
+            axis=1
+        ) | ~(np.isfinite(fl[mine]) & np.isfinite(fh[mine]))
+        if not matters.any():
+            continue  # no piece can hold a row: something is off, decide nothing
+        if not meets[mine][matters].any():
+            out[r] = NONE
+        elif inside[mine][matters].all():
+            out[r] = ALL
+    return out
+
+
 # ---------------------------------------------------------------------- deviation
 def deviation_bounds(
-    f: Network | TreeEnsemble, g: Network | TreeEnsemble, regions: RegionBatch
+    f: Network | TreeEnsemble,
+    g: Network | TreeEnsemble,
+    regions: RegionBatch,
+    pieces: int = 1,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Sound bounds ``[n]`` on ``f - g`` before their final ops (single-output models of
     the same inputs and final op) over each region, or None where this module cannot
-    combine the two models (then g is verified on its own)."""
+    combine the two models (then g is verified on its own). ``pieces``: each region's box
+    is cut into about that many equal pieces, those outside its polygons dropped, and
+    bounded one by one (the bounds of small boxes are far tighter)."""
     if f is None or g is None:  # a model the verifier cannot read
         return None
     if f.num_inputs != g.num_inputs or f.num_outputs != 1 or g.num_outputs != 1:
         return None
-    if f.final != g.final:
+    if f.final != g.final or type(f) is not type(g):
         return None
-    if isinstance(f, TreeEnsemble) and isinstance(g, TreeEnsemble):
-        return _tree_deviation(f, g, regions)
-    if isinstance(f, Network) and isinstance(g, Network):
-        diff = difference_network(f, g)
-        if diff is None:
+    if pieces > 1 and regions.n:
+        sub, owner = _grid_pieces(regions, pieces)
+        got = _deviation(f, g, sub)
+        if got is None:
             return None
-        from .crown import crown_bounds
+        lo, hi = np.full(regions.n, np.inf), np.full(regions.n, -np.inf)
+        np.minimum.at(lo, owner, got[0])
+        np.maximum.at(hi, owner, got[1])
+        return lo, hi  # lo > hi: no piece survived (an empty region)
+    return _deviation(f, g, regions)
 
-        lo, hi = crown_bounds(diff, regions)
-        lo, hi = lo[:, 0], hi[:, 0]
-        if _aligned(f, g):
-            alo, ahi = aligned_difference(f, g, regions)
-            lo, hi = np.fmax(lo, alo), np.fmin(hi, ahi)
-        return lo, hi
-    return None
+
+def _grid_pieces(regions: RegionBatch, pieces: int) -> tuple[RegionBatch, np.ndarray]:
+    """Each region's box cut into ``k`` equal parts along every finite input (``k^d`` about
+    ``pieces``), pieces that provably miss the polygons dropped; and each piece's region."""
+    from .concretize import tighten_or_empty
+
+    n, d = regions.lower.shape
+    k = max(1, int(np.floor(pieces ** (1.0 / d) + 1e-9)))
+    grid = np.array(np.meshgrid(*[np.arange(k)] * d, indexing="ij")).reshape(d, -1).T  # [p, d]
+    lo, hi = regions.lower, regions.upper
+    finite = np.isfinite(lo) & np.isfinite(hi)
+    with np.errstate(over="ignore", invalid="ignore"):
+        step = np.where(finite, (hi - lo) / k, 0.0)
+    p_lo = lo[:, None, :] + grid[None, :, :] * step[:, None, :]
+    p_hi = lo[:, None, :] + (grid[None, :, :] + 1) * step[:, None, :]
+    # cut points are rounded: neighbouring pieces overlap by a step; the outer ends are exact
+    p_lo = np.where(grid[None] == 0, lo[:, None, :], np.nextafter(p_lo, -np.inf))
+    p_hi = np.where(grid[None] == k - 1, hi[:, None, :], np.nextafter(p_hi, np.inf))
+    # inputs that cannot be cut keep their whole range (and only their first slice)
+    keep = (finite[:, None, :] | (grid[None] == 0)).all(axis=2)  # [n, p]
+    p_lo = np.where(finite[:, None, :], p_lo, lo[:, None, :])
+    p_hi = np.where(finite[:, None, :], p_hi, hi[:, None, :])
+    owner = np.repeat(np.arange(n), grid.shape[0])[keep.ravel()]
+    sub = regions.with_boxes(p_lo.reshape(-1, d)[keep.ravel()], p_hi.reshape(-1, d)[keep.ravel()],
+                             owner)  # fmt: skip
+    if sub.has_polygons:
+        sub, empty = tighten_or_empty(sub)
+        live = np.flatnonzero(~empty)
+        sub, owner = sub.subset(live), owner[live]
+    return sub, owner
+
+
+def _deviation(f, g, regions: RegionBatch) -> tuple[np.ndarray, np.ndarray] | None:
+    if isinstance(f, TreeEnsemble):
+        return _tree_deviation(f, g, regions)
+    diff = difference_network(f, g)
+    if diff is None:
+        return None
+    from .crown import crown_bounds
+
+    lo, hi = crown_bounds(diff, regions)
+    lo, hi = lo[:, 0], hi[:, 0]
+    if _aligned(f, g):
+        alo, ahi = aligned_difference(f, g, regions)
+        lo, hi = np.fmax(lo, alo), np.fmin(hi, ahi)
+    return lo, hi
 
 
 def _aligned(f: Network, g: Network) -> bool:
