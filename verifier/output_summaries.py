@@ -393,7 +393,7 @@ def _tree_deviation(
     from .tree_reach import interval, reachable_leaves
     from .trees import concatenate
 
-    from_f, from_g = _tree_dicts(f), _tree_dicts(g)
+    from_f, from_g = f.tree_dicts(), g.tree_dicts()
     diff = concatenate(
         from_f + [dict(t, value=-t["value"]) for t in from_g],
         base=f.base - g.base, num_features=f.num_features, final=None,
@@ -402,20 +402,6 @@ def _tree_deviation(
     reach = reachable_leaves(diff, regions)
     lo, hi = interval(diff, np.eye(1), reach)
     return lo[:, 0], hi[:, 0]
-
-
-def _tree_dicts(ens: TreeEnsemble) -> list[dict]:
-    bounds = np.r_[ens.roots, ens.num_nodes]
-    out = []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        out.append({
-            "feature": ens.feature[a:b], "threshold": ens.threshold[a:b],
-            "strict": ens.strict[a:b], "missing_left": ens.missing_left[a:b],
-            "left": np.where(ens.left[a:b] >= 0, ens.left[a:b] - a, -1),
-            "right": np.where(ens.right[a:b] >= 0, ens.right[a:b] - a, -1),
-            "value": ens.value[a:b],
-        })  # fmt: skip
-    return out
 
 
 __all__ = [

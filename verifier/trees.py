@@ -233,6 +233,20 @@ class TreeEnsemble:
             z = e / e.sum(axis=1, keepdims=True)
         return z.astype(dtype)
 
+    def tree_dicts(self) -> list[dict]:
+        """The trees as node dicts with local indices (``concatenate``'s form)."""
+        bounds = np.r_[self.roots, self.num_nodes]
+        out = []
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            out.append({
+                "feature": self.feature[a:b], "threshold": self.threshold[a:b],
+                "strict": self.strict[a:b], "missing_left": self.missing_left[a:b],
+                "left": np.where(self.left[a:b] >= 0, self.left[a:b] - a, -1),
+                "right": np.where(self.right[a:b] >= 0, self.right[a:b] - a, -1),
+                "value": self.value[a:b],
+            })  # fmt: skip
+        return out
+
     def node_boxes(self) -> tuple[np.ndarray, np.ndarray]:
         """Each node's box on the precision's grid, the values its path lets through:
         closed ``[lo, hi]`` [nodes, d]."""
