@@ -185,11 +185,23 @@ def _methods(report) -> dict[str, int]:
 
 
 def _edge_thresholds(root, off, call: str, picks: int) -> list[float]:
-    """Thresholds at the bins' edges +-1 ulp, at the outputs' extremes and quantiles
-    (``picks`` bin edges, spread over the file)."""
+    """Thresholds at the bins' edges and at the edges widened by the runtime bound, +-1
+    ulp, and at the outputs' extremes and quantiles (``picks`` edges, spread over the
+    file)."""
+    from mlskip.verifier import load_model
+    from mlskip.verifier.output_summaries import output_error
+
     meta = mlskip.read_skip_metadata(root / "data.parquet")
     summary = next(m for m in meta.models if m.header.name == "f")
-    edges = np.concatenate([summary.intervals(r).ravel() for r in range(0, 30, 3)])
+    net = load_model(str(root / "f.onnx"))
+    edges = []
+    for r in range(3, 30, 3):  # the bins' edges, and the edges widened as the planner widens
+        box = meta.row_groups[r].box
+        lo, hi = np.array([[box["a"][0], box["b"][0]]]), np.array([[box["a"][1], box["b"][1]]])
+        widen = 2 * float(output_error(net, lo, hi)[0, 0])
+        iv = summary.intervals(r)
+        edges += [iv.ravel(), iv[:, 0] - widen, iv[:, 1] + widen]
+    edges = np.concatenate(edges)
     y = off.sql(f"SELECT {call} AS y FROM '{root / 'data.parquet'}'").fetchnumpy()["y"]
     y = y[np.isfinite(y)]
     chosen = edges[np.linspace(0, len(edges) - 1, picks).astype(int)]
