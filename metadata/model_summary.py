@@ -19,7 +19,6 @@ same digest as the ``mlskip.v3`` footer) and optionally signed with the footer k
 from __future__ import annotations
 
 import base64
-import hashlib
 import math
 import struct
 import zlib
@@ -381,11 +380,6 @@ def _read_record(cur: _Cursor, h: ModelHeader) -> OutputRecord:
     if bits[nbits:].any() or not bits[:nbits].any():
         raise MetadataError(f"model {h.name!r}: invalid value bitmap")
     return OutputRecord("ok", (c_lo, c_hi), tuple(bool(b) for b in bits[:nbits]))
-
-
-def model_digest(onnx_bytes: bytes) -> str:
-    """The digest a summary binds to: sha256 of the model bytes as run."""
-    return hashlib.sha256(onnx_bytes).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -197,12 +197,8 @@ class ModelSummarizer:
         self._outputs: list[list[np.ndarray]] = [[] for _ in models]
         self._boxes: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in models]
         self._types: list[list[str] | None] = [None for _ in models]
-        self.seconds = 0.0
 
     def add(self, table: pa.Table) -> None:
-        import time
-
-        start = time.perf_counter()
         for i, ev in enumerate(self._evaluators):
             y, lo, hi, types = ev.run(table)
             if self._types[i] is None:
@@ -211,7 +207,6 @@ class ModelSummarizer:
                 raise InputDataError(f"model {ev.sm.name!r}: column types changed mid-file")
             self._outputs[i].append(y)
             self._boxes[i].append((lo, hi))
-        self.seconds += time.perf_counter() - start
 
     def summaries(self) -> list[ModelSummary]:
         """One summary per model over the row groups added so far."""
