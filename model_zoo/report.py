@@ -124,7 +124,6 @@ def verification_metrics(
 
 
 SUMMARY_BYTES = 32  # model-aware summary per block (metadata/MODELS.md)
-SUMMARY_PIECES = 64  # pieces per block bounding a variant through the dense summary
 
 
 def summary_metrics(
@@ -140,6 +139,7 @@ def summary_metrics(
     its own model straight from the bins, a variant through bounds on both models over
     each block's box (skipper/summary_plan.py). Value predicates of one-output models."""
     from mlskip.metadata.model_summary import ModelHeader, bin_intervals, value_range, value_record
+    from mlskip.skipper.summary_plan import DEVIATION_PIECES
     from mlskip.verifier import NONE, Predicate, RegionBatch, load_model
     from mlskip.verifier.output_summaries import output_error, reference_verdicts, value_verdicts
 
@@ -163,7 +163,7 @@ def summary_metrics(
     else:
         e_g = output_error(g, lo, hi)[:, 0]
         v = reference_verdicts(f, g, intervals, e_f, e_g, RegionBatch(lo, hi), pred,
-                               SUMMARY_PIECES)  # fmt: skip
+                               DEVIATION_PIECES)  # fmt: skip
     return {"summary_skip": float(np.mean(v == NONE))}
 
 

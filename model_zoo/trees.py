@@ -79,19 +79,18 @@ def _trees_of(
     """The ensemble's trees as node dicts (trees.concatenate's form), with ``feature``,
     ``threshold`` and ``value`` [all nodes] in place of the ensemble's when given
     (feature -1: a leaf)."""
-    feature = ens.feature if feature is None else feature
-    threshold = ens.threshold if threshold is None else threshold
-    value = ens.value if value is None else value
+    overrides = {"feature": feature, "threshold": threshold, "value": value}
     bounds = np.r_[ens.roots, ens.num_nodes]
     out = []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        inner = feature[a:b] >= 0
-        left = np.where(inner, ens.left[a:b] - a, -1)
-        right = np.where(inner, ens.right[a:b] - a, -1)
+    for tree, a, b in zip(ens.tree_dicts(), bounds[:-1], bounds[1:], strict=True):
+        tree.update({k: v[a:b] for k, v in overrides.items() if v is not None})
+        inner = tree["feature"] >= 0
+        left = np.where(inner, tree["left"], -1)
+        right = np.where(inner, tree["right"], -1)
         out.append(
             tree_from_arrays(
-                feature[a:b], threshold[a:b], ens.strict[a:b], left, right,
-                ens.missing_left[a:b], value[a:b],
+                tree["feature"], tree["threshold"], tree["strict"], left, right,
+                tree["missing_left"], tree["value"],
             )
         )  # fmt: skip
     return out

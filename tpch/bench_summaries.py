@@ -21,12 +21,11 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from mlskip.tpch import bench_data, bench_models, filters
+from mlskip.tpch import bench_data, bench_models, effectiveness, filters
 
 SETTINGS = ("minmax", "hull", "summary", "summary+minmax", "summary+hull")
 VARIANT_TOLERANCE = 0.01  # "within 1% of the dense model's score": score >= 0.99 * base
@@ -50,11 +49,6 @@ class SummaryBenchConfig:
 def _plain_groups(groups):
     """Row groups without their model summaries (and without polygons: ``boxes``)."""
     return [replace(g, outputs=()) for g in groups]
-
-
-def _boxes(groups):
-    empty = MappingProxyType({})
-    return [replace(g, halfspaces=empty, hulls=empty) for g in groups]
 
 
 def _args(header):
@@ -156,9 +150,9 @@ def _model_records(spec, cfg, work, planner) -> list[dict[str, Any]]:
         path = _write(data, rows, cfg, dense, budget, work / f"{spec.name}-b{budget}.parquet")
         groups = read_skip_metadata(str(path)).row_groups
         per_setting = {
-            "minmax": _boxes(_plain_groups(groups)),
+            "minmax": effectiveness.without_hulls(_plain_groups(groups)),
             "hull": _plain_groups(groups),
-            "summary+minmax": _boxes(groups),
+            "summary+minmax": effectiveness.without_hulls(groups),
             "summary+hull": groups,
         }
         header = groups[0].outputs[0].header
