@@ -535,7 +535,11 @@ class Planner:
         # as computed, so also where a float input may be NaN (a box the verifier distrusts)
         summarized = np.flatnonzero(~regions.empty & ~regions.all_null)
         if bound.network is not None and len(summarized):
-            got, by = summary_verdicts(groups, summarized, bound, regions)
+            rows = int(sum(groups[i].num_rows for i in summarized))
+            pieces = getattr(
+                self.verifier_for(len(summarized), rows), "bab_pieces_per_region", None
+            )
+            got, by = summary_verdicts(groups, summarized, bound, regions, pieces)
             got[(got == 1) & regions.has_nulls[summarized]] = UNKNOWN
             decided = got != UNKNOWN
             verdicts[summarized[decided]] = got[decided]

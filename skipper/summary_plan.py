@@ -84,11 +84,12 @@ def _matches(header: ModelHeader, inputs, sql_types: Sequence[str]) -> bool:
 
 
 def summary_verdicts(
-    groups: Sequence, todo: np.ndarray, bound, regions
+    groups: Sequence, todo: np.ndarray, bound, regions, max_pieces: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Verdicts and deciding methods (``summary``, ``summary-deviation``) for the row
     groups ``todo`` of ``groups`` (indices into ``regions``); UNKNOWN where no summary
-    decides."""
+    decides. ``max_pieces``: the pieces per row group a model planned through another
+    model's summary may split its region into (at least ``DEVIATION_PIECES``)."""
     verdicts = np.full(len(todo), UNKNOWN, dtype=np.int8)
     methods = np.full(len(todo), "", dtype=object)
     inputs = argument_inputs(bound)
@@ -129,7 +130,9 @@ def summary_verdicts(
                 regions.lower[rows], regions.upper[rows], regions.pairs,
                 tuple((A[rows], b[rows]) for A, b in regions.halfspaces),
             )  # fmt: skip
-            got = _through_reference(reference, network, outs, box, full, bound.predicate)
+            got = _through_reference(
+                reference, network, outs, box, full, bound.predicate, max_pieces
+            )
             label = "summary-deviation"
         verdicts[pos] = got
         methods[pos] = np.where(got != UNKNOWN, label, "")
@@ -148,12 +151,18 @@ def _own(network, outs: list[RowGroupOutputs], box: RegionBatch, predicate) -> n
 
 
 def _through_reference(
-    reference, network, outs: list[RowGroupOutputs], box: RegionBatch, full: RegionBatch, predicate
+    reference,
+    network,
+    outs: list[RowGroupOutputs],
+    box: RegionBatch,
+    full: RegionBatch,
+    predicate,
+    max_pieces: int | None = None,
 ) -> np.ndarray:
     """Verdicts for ``network`` (g) from the summaries of ``reference`` (f): the occupied
     bins shifted by a bound on ``f - g`` over each row group's region; where that decides
-    nothing, the region's pieces on which f can reach an occupied bin, and g's bounds there
-    (verifier/output_summaries.py)."""
+    nothing, the region's pieces on which f can reach an occupied bin, and g's bounds there,
+    split further within ``max_pieces`` (verifier/output_summaries.py)."""
     n = len(outs)
     verdicts = np.full(n, UNKNOWN, dtype=np.int8)
     if outs[0].header.kind != "value":
@@ -181,6 +190,6 @@ def _through_reference(
     if len(open_):
         verdicts[open_] = reference_verdicts(
             reference, network, [intervals[i] for i in open_], e_f[open_], e_g[open_],
-            full.subset(open_), predicate, DEVIATION_PIECES,
+            full.subset(open_), predicate, DEVIATION_PIECES, max_pieces,
         )  # fmt: skip
     return verdicts

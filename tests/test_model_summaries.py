@@ -463,18 +463,20 @@ def test_tree_model_summaries_same_rows(tmp_path, estimator):
     assert used > 0
 
 
-@pytest.mark.parametrize("kind", ["perturbed", "deeper"])
+@pytest.mark.parametrize("kind", ["perturbed", "deeper", "hull"])
 def test_reference_verdicts_never_contradict_the_rows(kind):
     """A variant planned through another model's bins: every NONE holds for the rows that
-    produced the bins, every ALL too (brute force on the rows, thresholds at their outputs)."""
-    from mlskip.verifier import ALL, NONE, Predicate, RegionBatch
+    produced the bins, every ALL too (brute force on the rows, thresholds at their outputs),
+    with the 64 first pieces and split further up to 1,024 (which keeps every verdict of
+    64 pieces and decides more)."""
+    from mlskip.verifier import ALL, NONE, UNKNOWN, Predicate, RegionBatch
     from mlskip.verifier.output_summaries import output_error, reference_verdicts
 
     rng = np.random.default_rng(17)
     layers = [(rng.normal(size=(12, 2)), rng.normal(size=12)),
               (rng.normal(size=(1, 12)), rng.normal(size=1))]  # fmt: skip
     f = Network.mlp(layers, ReLU())
-    if kind == "perturbed":
+    if kind != "deeper":
         g = Network.mlp([(W * (1 + 0.05 * rng.normal(size=W.shape)), b) for W, b in layers], ReLU())
     else:
         g = Network.mlp(layers[:1] + [(rng.normal(size=(6, 12)) * 0.3, rng.normal(size=6)),
@@ -484,6 +486,17 @@ def test_reference_verdicts_never_contradict_the_rows(kind):
     lo = np.array([r.min(axis=0) for r in rows])
     hi = np.array([r.max(axis=0) for r in rows])
     regions = RegionBatch(lo, hi)
+    if kind == "hull":  # each row group's convex hull, as the writer's polygons hold it
+        from scipy.spatial import ConvexHull
+
+        eqs = [ConvexHull(r).equations for r in rows]
+        m = max(len(e) for e in eqs)
+        A = np.zeros((n, m, 2))
+        b = np.ones((n, m))  # padding rows: 0 <= 1
+        for r, e in enumerate(eqs):
+            A[r, : len(e)] = e[:, :2]
+            b[r, : len(e)] = -e[:, 2] + 1e-9 * (1 + np.abs(e[:, 2]))
+        regions = RegionBatch(lo, hi, ((0, 1),), ((A, b),))
     yf = [f.evaluate(r)[:, 0].astype(np.float32).astype(np.float64) for r in rows]
     yg = [g.evaluate(r)[:, 0].astype(np.float32).astype(np.float64) for r in rows]
     ys = np.concatenate(yf)
@@ -492,15 +505,18 @@ def test_reference_verdicts_never_contradict_the_rows(kind):
     intervals = [bin_intervals(h, value_record(y, rng_lo, rng_hi, 16)) for y in yf]
     e_f = output_error(f, lo, hi)[:, 0]
     e_g = output_error(g, lo, hi)[:, 0]
-    decided = 0
+    decided = {64: 0, 1024: 0}
     allg = np.concatenate(yg)
     for t in np.r_[np.quantile(allg, [0.01, 0.2, 0.5, 0.8, 0.99]), ys.min(), ys.max()]:
         for pred in (Predicate.gt(float(t)), Predicate.le(float(t)),
                      Predicate.between(float(t), float(t) + 0.5)):  # fmt: skip
-            v = reference_verdicts(f, g, intervals, e_f, e_g, regions, pred, 64)
-            for r in range(n):
-                holds = pred.holds(yg[r][:, None])
-                assert v[r] != NONE or not holds.any()
-                assert v[r] != ALL or holds.all()
-            decided += int((v != 2).sum())
-    assert decided > 0
+            first = reference_verdicts(f, g, intervals, e_f, e_g, regions, pred, 64)
+            split = reference_verdicts(f, g, intervals, e_f, e_g, regions, pred, 64, 1024)
+            assert (split[first != UNKNOWN] == first[first != UNKNOWN]).all()
+            for v, budget in ((first, 64), (split, 1024)):
+                for r in range(n):
+                    holds = pred.holds(yg[r][:, None])
+                    assert v[r] != NONE or not holds.any()
+                    assert v[r] != ALL or holds.all()
+                decided[budget] += int((v != UNKNOWN).sum())
+    assert 0 < decided[64] < decided[1024]

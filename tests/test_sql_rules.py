@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import sqlglot
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlskip.skipper.row_group_regions import expression_interval
 from mlskip.skipper.rules.predicates import AffineArg, analyse_where
@@ -184,6 +186,52 @@ def test_sql_string_and_ranges_render_safely():
     assert sql_string("a'; DROP TABLE x; --") == "'a''; DROP TABLE x; --'"
     assert ranges_condition(()) == "FALSE"
     assert ranges_condition(((5, 5),)) == "file_row_number = 5"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.sampled_from([1, 3, 256, 1000, 4096]),
+    picks=st.lists(st.booleans(), min_size=1, max_size=40),
+    tail=st.integers(0, 4095),
+    single=st.lists(st.tuples(st.integers(0, 50_000), st.integers(0, 300)), max_size=12),
+)
+def test_ranges_condition_selects_exactly_the_ranges(size, picks, tail, single):
+    """Whichever form it takes (BETWEENs, buckets of row groups), DuckDB keeps exactly the
+    rows of the ranges: row-group-aligned ranges, a last row group cut short, and
+    arbitrary ranges."""
+    import duckdb
+
+    aligned = []
+    for i, keep in enumerate(picks):
+        lo, hi = i * size, (i + 1) * size - 1
+        if keep and aligned and aligned[-1][1] + 1 == lo:
+            aligned[-1] = (aligned[-1][0], hi)
+        elif keep:
+            aligned.append((lo, hi))
+    if aligned and picks[-1]:  # the file's last row group may hold fewer rows
+        aligned[-1] = (aligned[-1][0], aligned[-1][0] + min(tail, aligned[-1][1] - aligned[-1][0]))
+    loose: list[tuple[int, int]] = []
+    for lo, n in sorted(single):
+        if not loose or lo > loose[-1][1] + 1:
+            loose.append((lo, lo + n))
+        else:
+            loose[-1] = (loose[-1][0], max(loose[-1][1], lo + n))
+    con = duckdb.connect()
+    for ranges in (tuple(aligned), tuple(loose)):
+        last = max([hi for _, hi in ranges], default=0) + 2 * size + 10
+        got = con.sql(
+            f"SELECT range AS file_row_number FROM range({last}) "
+            f"WHERE {ranges_condition(ranges)} ORDER BY 1"
+        ).fetchnumpy()["file_row_number"]
+        want = [r for lo, hi in ranges for r in range(lo, hi + 1)]
+        assert got.tolist() == want, ranges_condition(ranges)
+
+
+def test_many_row_group_ranges_are_tested_by_bucket():
+    every_other = tuple((i * 1000, i * 1000 + 999) for i in range(0, 40, 2))
+    assert "file_row_number // 1000 IN (0, 2, 4," in ranges_condition(every_other)
+    odd = tuple((i * 1000 + 1, i * 1000 + 999) for i in range(0, 40, 2))
+    assert "//" not in ranges_condition(odd)  # not aligned: BETWEENs
 
 
 def test_constants_are_read_as_duckdb_reads_them():

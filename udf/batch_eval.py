@@ -32,6 +32,11 @@ from mlskip.verifier import Predicate
 BATCH_ROWS = 1 << 16  # rows fetched from DuckDB at a time
 MODEL_ROWS = 8192  # rows per model call: larger batches fall out of cache and run slower
 MAX_SELECTIVITY = 0.05  # above this share of qualifying rows, the SQL function is cheaper
+# scattered row ranges that keep more than this share of the rows they span are read whole
+# and cut after reading: DuckDB tests a filter of many ranges on every row, which cost ~40%
+# of reading the rows it skips (SF1 lineitem, 10,000-row row groups, 87% kept: 0.51 s
+# against 0.39 s for all rows; 50% kept: 0.36 s against 0.38 s)
+MAX_FILTERED_SHARE = 0.5
 # model calls of one batch run side by side (ONNX Runtime releases the GIL; DuckDB runs
 # the SQL function on its worker threads too): a tree ensemble's rows cost microseconds
 # each, so one thread made batch evaluation slower than the SQL function
@@ -44,6 +49,20 @@ def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
         return reader.read_next_batch()
     except StopIteration:
         return None
+
+
+def _cut_after_reading(ranges) -> tuple[np.ndarray, np.ndarray] | None:
+    """Starts and ends of ``ranges`` when they are better cut from the rows they span after
+    reading than by DuckDB's filter (see ``MAX_FILTERED_SHARE``), else None."""
+    if ranges is None or len(ranges) < 2:
+        return None
+    ranges = sorted(ranges)
+    starts = np.array([lo for lo, _ in ranges], dtype=np.int64)
+    ends = np.array([hi for _, hi in ranges], dtype=np.int64)
+    kept = int((ends - starts + 1).sum())
+    if kept <= MAX_FILTERED_SHARE * (int(ends[-1]) - int(starts[0]) + 1):
+        return None
+    return starts, ends
 
 
 def qualifies(out: np.ndarray, kind: str, values: tuple[float, ...]) -> np.ndarray:
@@ -94,7 +113,11 @@ class BatchEvaluator:
     def _evaluate(self, task: EvaluationTask, runner: Runner, d: int) -> np.ndarray | None:
         """Qualifying row numbers, or None when the first batch shows the predicate is
         not selective (then listing the rows costs the query more than the SQL function)."""
-        where = [ranges_condition(task.ranges)] if task.ranges is not None else []
+        cut = _cut_after_reading(task.ranges)
+        where = []
+        if task.ranges is not None:
+            span = ((task.ranges[0][0], task.ranges[-1][1]),) if cut is not None else task.ranges
+            where.append(ranges_condition(span))
         where += [f"({f})" for f in task.filters]
         args = ", ".join(f"CAST(({a}) AS DOUBLE) AS x{i}" for i, a in enumerate(task.args))
         sql = f"SELECT file_row_number, {args} FROM {task.source}"
@@ -110,7 +133,7 @@ class BatchEvaluator:
                 seen = 0
                 while (batch := pending.result()) is not None:
                     pending = prefetch.submit(_next_batch, reader)
-                    rows = self._qualifying_rows(batch, task, runner, d, pool)
+                    rows = self._qualifying_rows(batch, task, runner, d, pool, cut)
                     seen += batch.num_rows
                     if rows.size:
                         found.append(rows)
@@ -130,10 +153,19 @@ class BatchEvaluator:
         runner: Runner,
         d: int,
         pool: ThreadPoolExecutor | None = None,
+        cut: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
-        """``file_row_number`` of the batch's rows that satisfy the predicate."""
+        """``file_row_number`` of the batch's rows that satisfy the predicate; with
+        ``cut`` (range starts and ends), of its rows inside those ranges only."""
         if batch.num_rows == 0:
             return np.zeros(0, dtype=np.int64)
+        if cut is not None:
+            number = batch.column(0).to_numpy(zero_copy_only=False)
+            at = np.searchsorted(cut[0], number, side="right") - 1
+            inside = (at >= 0) & (number <= cut[1][np.maximum(at, 0)])
+            batch = batch.filter(pa.array(inside))
+            if batch.num_rows == 0:
+                return np.zeros(0, dtype=np.int64)
         x, valid = model_rows([batch.column(j + 1) for j in range(d)])
         chunks = [x[i : i + MODEL_ROWS] for i in range(0, len(x), MODEL_ROWS)]
         outs = (

@@ -151,12 +151,17 @@ def reference_verdicts(
     regions: RegionBatch,
     predicate: Predicate,
     pieces: int,
+    max_pieces: int | None = None,
 ) -> np.ndarray:
-    """Verdicts for ``g`` from summaries of ``f``'s outputs: each region is cut into pieces;
-    a piece matters only if ``f``'s bounds there (widened by ``e_f``) meet one of the
-    region's ``intervals`` (every row lies in such a piece: its summarized output is in a
-    bin); the region is pruned if ``g`` (widened by ``e_g``) misses the predicate on every
-    piece that matters, all-match if it holds on all of them."""
+    """Verdicts for ``g`` from summaries of ``f``'s outputs.
+
+    Each region is cut into ``pieces`` pieces. A piece matters only if ``f``'s bounds
+    there (widened by ``e_f``) meet one of the region's ``intervals``: every row lies in
+    such a piece, since its summarized output is in a bin. A piece that matters says
+    *no* (``g``, widened by ``e_g``, misses the predicate), *yes* (holds on all of it) or
+    *maybe*; maybe pieces are split in two (input-domain branch and bound) while the
+    region has pieces left of ``max_pieces``. The region is pruned when every piece that
+    matters says no, all-match when every one says yes."""
     n = regions.n
     out = np.full(n, UNKNOWN, dtype=np.int8)
     if predicate.op == "argmax" or predicate.coef is not None or predicate.output != 0:
@@ -165,28 +170,109 @@ def reference_verdicts(
         return out
     if f.final not in (None, "sigmoid") or g.final not in (None, "sigmoid"):
         return out
+    usable = np.array([len(iv) > 0 for iv in intervals], bool) & np.isfinite(e_f)
+    usable &= np.isfinite(e_g)
+    limit = max(pieces, max_pieces or pieces)
     sub, owner = _grid_pieces(regions, pieces)
-    fl, fh = final_bounds(f, sub)
-    gl, gh = final_bounds(g, sub)
-    with np.errstate(invalid="ignore", over="ignore"):
-        fl, fh = np.nextafter(fl - e_f[owner], -np.inf), np.nextafter(fh + e_f[owner], np.inf)
-        gl, gh = np.nextafter(gl - e_g[owner], -np.inf), np.nextafter(gh + e_g[owner], np.inf)
-    meets, inside = _meets_inside(gl, gh, predicate)
-    for r in range(n):
-        mine = np.flatnonzero(owner == r)
-        iv = intervals[r]
-        if not len(mine) or not len(iv) or not (np.isfinite(e_f[r]) and np.isfinite(e_g[r])):
-            continue
-        matters = ((fl[mine, None] <= iv[None, :, 1]) & (fh[mine, None] >= iv[None, :, 0])).any(
-            axis=1
-        ) | ~(np.isfinite(fl[mine]) & np.isfinite(fh[mine]))
-        if not matters.any():
-            continue  # no piece can hold a row: something is off, decide nothing
-        if not meets[mine][matters].any():
-            out[r] = NONE
-        elif inside[mine][matters].all():
-            out[r] = ALL
+    keep = usable[owner]
+    sub, owner = sub.subset(np.flatnonzero(keep)), owner[keep]
+    spent = np.bincount(owner, minlength=n)
+    no, yes, left_open = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+    hit, miss = np.zeros(n, bool), np.zeros(n, bool)  # sampled rows: where to stop splitting
+    width = np.where(np.isfinite(regions.upper - regions.lower), regions.upper - regions.lower, 0)
+    while sub.n:
+        fl, fh = final_bounds(f, sub)
+        gl, gh = final_bounds(g, sub)
+        with np.errstate(invalid="ignore", over="ignore"):
+            fl, fh = _down(fl - e_f[owner]), _up(fh + e_f[owner])
+            gl, gh = _down(gl - e_g[owner]), _up(gh + e_g[owner])
+        matters = _reaches(fl, fh, intervals, owner)
+        meets, inside = _meets_inside(gl, gh, predicate)
+        np.logical_or.at(no, owner[matters & ~meets], True)
+        np.logical_or.at(yes, owner[matters & inside], True)
+        maybe = matters & meets & ~inside
+        _sample_centres(f, g, sub, owner, maybe, intervals, predicate, hit, miss)
+        # a region with a row on each side (proven or sampled) cannot be decided
+        hopeless = (no | miss) & (yes | hit)
+        finite = np.isfinite(sub.lower).all(axis=1) & np.isfinite(sub.upper).all(axis=1)
+        split = maybe & finite & ~hopeless[owner]
+        wanted = np.bincount(owner[split], minlength=n)
+        affords = spent + 2 * wanted <= limit
+        split &= affords[owner]
+        np.logical_or.at(left_open, owner[maybe & ~split], True)
+        spent += 2 * np.bincount(owner[split], minlength=n)
+        if not split.any():
+            break
+        sub, owner = _halves(regions, sub, owner[split], np.flatnonzero(split), width)
+    decided = usable & ~left_open
+    out[decided & no & ~yes] = NONE
+    out[decided & yes & ~no] = ALL
     return out
+
+
+def _reaches(fl: np.ndarray, fh: np.ndarray, intervals: Sequence[np.ndarray], owner) -> np.ndarray:
+    """Pieces whose bounds ``[fl, fh]`` meet one of their region's intervals (or are not
+    finite: then nothing is known)."""
+    out = ~(np.isfinite(fl) & np.isfinite(fh))
+    order = np.argsort(owner, kind="stable")
+    cuts = np.searchsorted(owner[order], np.arange(len(intervals) + 1))
+    for r in np.unique(owner):
+        mine = order[cuts[r] : cuts[r + 1]]
+        iv = intervals[r]
+        out[mine] |= ((fl[mine, None] <= iv[None, :, 1]) & (fh[mine, None] >= iv[None, :, 0])).any(
+            axis=1
+        )
+    return out
+
+
+def _sample_centres(f, g, sub, owner, maybe, intervals, predicate, hit, miss) -> None:
+    """Marks regions where the centre of an open piece has ``f`` strictly inside a bin and
+    ``g`` on one side of the predicate: such a region likely holds rows on that side, so
+    splitting cannot prove the other side. Guides the search only, never a verdict."""
+    idx = np.flatnonzero(maybe)
+    if not len(idx):
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        c = 0.5 * sub.lower[idx] + 0.5 * sub.upper[idx]
+        if not np.isfinite(c).all():
+            idx, c = idx[np.isfinite(c).all(axis=1)], c[np.isfinite(c).all(axis=1)]
+        fc = np.asarray(f.evaluate(c), dtype=np.float64)[:, 0]
+        holds = predicate.holds(np.asarray(g.evaluate(c), dtype=np.float64))
+    for k, r in zip(range(len(idx)), owner[idx], strict=True):
+        iv = intervals[r]
+        if ((fc[k] > iv[:, 0]) & (fc[k] < iv[:, 1])).any():
+            if holds[k]:
+                hit[r] = True
+            else:
+                miss[r] = True
+
+
+def _halves(
+    regions: RegionBatch, sub: RegionBatch, owner, idx, width
+) -> tuple[RegionBatch, np.ndarray]:
+    """Pieces ``idx`` of ``sub`` cut in two along the input widest relative to its region,
+    each half's box shrunk to its part inside the region's polygons (halves without a
+    point of the region dropped)."""
+    lo, hi = sub.lower[idx], sub.upper[idx]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.where(width[owner] > 0, (hi - lo) / width[owner], 0.0)
+    dim = np.argmax(rel, axis=1)
+    rows = np.arange(len(idx))
+    mid = 0.5 * lo[rows, dim] + 0.5 * hi[rows, dim]
+    hi_a, lo_b = hi.copy(), lo.copy()
+    hi_a[rows, dim] = mid
+    lo_b[rows, dim] = mid  # both halves hold the cut: every point stays covered
+    out = regions.with_boxes(
+        np.vstack([lo, lo_b]), np.vstack([hi_a, hi]), np.concatenate([owner, owner])
+    )
+    owners = np.concatenate([owner, owner])
+    if out.has_polygons:
+        from .concretize import tighten_or_empty
+
+        out, empty = tighten_or_empty(out, np.concatenate([dim, dim]))
+        live = np.flatnonzero(~empty)
+        out, owners = out.subset(live), owners[live]
+    return out, owners
 
 
 # ---------------------------------------------------------------------- deviation

@@ -1,8 +1,8 @@
 """Replace a Parquet scan by per-file scans that read only the planned row groups.
 
 Each file becomes ``read_parquet(file, ..., file_row_number = true)`` filtered
-to the row ranges of the row groups to read (DuckDB pushes such ranges into
-the scan and skips the other row groups). ML predicates moved into the scan
+to the row ranges of the row groups to read (DuckDB pushes a range's BETWEEN
+into the scan and skips the row groups outside it; ``ranges_condition``). ML predicates moved into the scan
 become ``(all-match ranges) OR predicate`` so the model does not run on row
 groups where every row provably qualifies. Files are combined with
 UNION ALL: DuckDB would not push per-file ranges through one multi-file scan.
@@ -11,6 +11,7 @@ UNION ALL: DuckDB would not push per-file ranges through one multi-file scan.
 from __future__ import annotations
 
 import functools
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,14 +44,53 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# more ranges than this are tested by bucket (a hash lookup per row) rather than by a
+# chain of BETWEENs: DuckDB evaluates an OR of comparisons term by term on every row, and
+# over ~10 ranges that costs more than reading the row groups it skips
+MAX_OR_RANGES = 8
+MIN_BUCKET_ROWS = 256  # buckets finer than this make the IN list larger than it saves
+MAX_BUCKETS = 100_000
+
+
 def ranges_condition(ranges: Ranges, column: str = "file_row_number") -> str:
-    """``column`` inside any of the inclusive ``ranges``; FALSE when there are none."""
+    """``column`` inside any of the inclusive ``ranges`` (sorted, disjoint); FALSE when
+    there are none. An exact condition DuckDB evaluates cheaply: one range is a BETWEEN
+    (pushed into the scan: row groups outside it are not read); more are that BETWEEN over
+    their span, and then a few BETWEENs or, for many row-group-aligned ranges, membership
+    of ``column // G`` in the buckets of ``G`` rows they cover."""
     if not ranges:
         return "FALSE"
     terms = [
         f"{column} = {lo}" if lo == hi else f"{column} BETWEEN {lo} AND {hi}" for lo, hi in ranges
     ]
-    return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
+    if len(terms) == 1:
+        return terms[0]
+    span = f"{column} BETWEEN {ranges[0][0]} AND {ranges[-1][1]}"
+    buckets = _buckets(ranges)
+    if len(ranges) > MAX_OR_RANGES and buckets is not None:
+        size, ids = buckets
+        return f"({span} AND {column} // {size} IN ({', '.join(map(str, ids))}))"
+    return f"({span} AND (" + " OR ".join(terms) + "))"
+
+
+def _buckets(ranges: Ranges) -> tuple[int, list[int]] | None:
+    """``(G, bucket ids)``: the largest ``G`` that every range starts at and every range
+    but the last ends at a multiple of, and the buckets ``r // G`` of the ranges' rows
+    (the last range's last bucket may reach past its end: the span's BETWEEN cuts it);
+    None when ``G`` would be small or the buckets many."""
+    size = 0
+    for i, (lo, hi) in enumerate(ranges):
+        size = math.gcd(size, lo)
+        if i + 1 < len(ranges):
+            size = math.gcd(size, hi + 1)
+    if size < MIN_BUCKET_ROWS:  # also 0: one range starting at row 0 (not reached here)
+        return None
+    ids: list[int] = []
+    for lo, hi in ranges:
+        ids.extend(range(lo // size, hi // size + 1))
+        if len(ids) > MAX_BUCKETS:
+            return None
+    return size, ids
 
 
 def _strip_qualifiers(node: exp.Expression) -> exp.Expression:
