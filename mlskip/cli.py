@@ -639,6 +639,9 @@ def bench_summaries(
     zoo_quick: bool = typer.Option(False, help="the zoo's quick list of variants"),
     epochs: int = typer.Option(0, help="training epochs (default 150, quick 60)"),
     cost: bool = typer.Option(True, help="also time writing and planning with summaries"),
+    pieces: list[int] = typer.Option(
+        [], help="larger planning budgets to also measure (pieces per row group; default 1024)"
+    ),
 ) -> None:
     """Model-aware summaries on MLSkip's protocol: pruned share of skippable blocks per
     byte budget, alone and with hulls, for each model and its zoo variants; their cost."""
@@ -653,6 +656,8 @@ def bench_summaries(
         cfg.models = tuple(model)
     if budget:
         cfg.budgets = tuple(budget)
+    if pieces:
+        cfg.pieces = tuple(pieces)
     try:
         path = run(cfg, out, cost=cost)
     except _user_errors() as error:

@@ -164,7 +164,9 @@ class Planner:
     ``footer_key`` (default ``$MLSKIP_FOOTER_KEY``, read at each footer read):
     when set, only footers signed with it are trusted. ``index``: a skip index
     (``mlskip index build``) that files are planned from instead of their footers,
-    wherever its entry still matches the file.
+    wherever its entry still matches the file. ``pieces_per_row_group``: the branch-and-
+    bound pieces each row group may be split into (default: ``work_budget``, what
+    planning can save by the row group's rows).
     """
 
     def __init__(
@@ -178,11 +180,13 @@ class Planner:
         filesystem: object | None = None,
         footer_key: str | bytes | None = None,
         index: str | os.PathLike | None = None,
+        pieces_per_row_group: int | None = None,
     ) -> None:
         # without an explicit verifier, the expensive methods get a work budget that
         # follows the rows at stake (planning must stay cheap next to the scan), and a
         # wall-clock safety cap of safety_seconds + seconds_per_row_group per row group
         self.verifier = verifier
+        self.pieces_per_row_group = pieces_per_row_group
         self.seconds_per_row_group = seconds_per_row_group
         self.safety_seconds = safety_seconds
         self._files: OrderedDict[str, FileFacts] = OrderedDict()
@@ -363,7 +367,7 @@ class Planner:
             methods=PLANNER_METHODS if lp else tuple(m for m in PLANNER_METHODS if m != "lp"),
             time_budget=None,
             bab_time_budget=float("inf"),
-            bab_pieces_per_region=work_budget(regions, rows),
+            bab_pieces_per_region=self.pieces_per_row_group or work_budget(regions, rows),
             safety_seconds=self.safety_seconds + self.seconds_per_row_group * regions,
             overlap_lp=lp,
             attack_steps=ATTACK_STEPS,

@@ -43,6 +43,9 @@ class SummaryBenchConfig:
     quick: bool = False  # the zoo's quick variant list, fewer epochs
     train_sf: float = 0.1
     epochs: int = 150
+    # a larger planning budget, as settings "hull@N" and "summary+hull@N": branch-and-bound
+    # pieces per row group (the planner's default is a piece per 16 rows, at least 64)
+    pieces: tuple[int, ...] = (1024,)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -134,7 +137,7 @@ def _model_records(spec, cfg, work, planner) -> list[dict[str, Any]]:
     import pyarrow as pa
 
     from mlskip.metadata import read_skip_metadata
-    from mlskip.skipper.planner import BoundPredicate
+    from mlskip.skipper.planner import BoundPredicate, Planner
     from mlskip.skipper.row_group_regions import build_regions
     from mlskip.skipper.summary_plan import summary_verdicts
     from mlskip.verifier import Predicate
@@ -146,6 +149,7 @@ def _model_records(spec, cfg, work, planner) -> list[dict[str, Any]]:
     dense = models[0]
     rows = pa.array(np.arange(data.table.num_rows))
     records = []
+    planners: dict[str, Any] = {}
     for budget in cfg.budgets:
         path = _write(data, rows, cfg, dense, budget, work / f"{spec.name}-b{budget}.parquet")
         groups = read_skip_metadata(str(path)).row_groups
@@ -191,11 +195,19 @@ def _model_records(spec, cfg, work, planner) -> list[dict[str, Any]]:
                     "deviation": deviation,
                 }  # fmt: skip
                 rec.update(_ideal(m.y, data.valid, cfg.block_rows, f.lo, f.hi, truth))
-                for setting in SETTINGS:
-                    if setting == "summary":
+                larger = cfg.pieces if budget == max(cfg.budgets) else ()
+                for setting in SETTINGS + tuple(f"{s}@{n}" for n in larger
+                                                for s in ("hull", "summary+hull")):  # fmt: skip
+                    name, _, pieces = setting.partition("@")
+                    if name == "summary":
                         v = summary_verdicts(groups, everything, bound, regions)[0]
+                    elif pieces:
+                        v = _verdicts(
+                            planners.setdefault(pieces, Planner(pieces_per_row_group=int(pieces))),
+                            per_setting[name], bound,
+                        )  # fmt: skip
                     else:
-                        v = _verdicts(planner, per_setting[setting], bound)
+                        v = _verdicts(planner, per_setting[name], bound)
                     pruned = v == 0
                     rec[setting] = int((pruned & truth.skippable).sum())
                     rec[f"{setting}_lost"] = int((pruned & ~truth.skippable).sum())
@@ -251,7 +263,7 @@ def report(records, cost: dict[str, Any] | None, cfg: SummaryBenchConfig) -> str
         f"Configuration: `{json.dumps(asdict(cfg), default=str)}`",
         "",
     ]
-    lost = sum(r[f"{s}_lost"] + r[f"{s}_wrong_all"] for r in records for s in SETTINGS)
+    lost = sum(r[k] for r in records for k in r if k.endswith(("_lost", "_wrong_all")))
     lines += [f"Lost row groups and wrong all-match verdicts over every record: **{lost}**.", ""]
     for max_sel, label in ((0.001, "selectivity <= 0.1%"), (None, "all filters (<= 1%)")):
         lines += [f"## Dense models, natural order, {label}", "",
@@ -265,13 +277,17 @@ def report(records, cost: dict[str, Any] | None, cfg: SummaryBenchConfig) -> str
         ideal = [share(records, s, max_sel, budget=cfg.budgets[0], variant="dense") for s in IDEAL]
         lines += ["", "Idealized (the issue's reference measures, no rounding allowance): "
                   + ", ".join(f"{n} {c[0]:.1f}%" for n, c in zip(IDEAL, ideal, strict=True)), ""]  # fmt: skip
+    big = [f"{s}@{n}" for n in cfg.pieces for s in ("hull", "summary+hull")]
     lines += ["## Variants through the dense model's summary (32 bytes, filters <= 1%)", "",
-              "| variant | method | within 1% | filters | hull | summary | summary+hull | deviation width / output range (median over models) |",
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "Settings `@N`: the planner with N branch-and-bound pieces per row group (by "
+              "default a piece per 16 rows, at least 64: 64 for these 1,000-row blocks).", "",
+              "| variant | method | within 1% | filters | hull | summary | summary+hull | "
+              + " | ".join(big) + " | deviation width / output range (median over models) |",
+              "|---|---|---|---|---|---|---|" + "---|" * len(big) + "---|"]  # fmt: skip
     b = max(cfg.budgets)
     for name in dict.fromkeys(r["variant"] for r in records):
         rs = [r for r in records if r["variant"] == name and r["budget"] == b]
-        cells = [share(rs, s) for s in ("hull", "summary", "summary+hull")]
+        cells = [share(rs, s) for s in ("hull", "summary", "summary+hull", *big)]
         devs = [r["deviation"]["median_width_of_range"] for r in rs if r["deviation"]]
         within = all(r["within_1pct"] for r in rs)
         dev = f"{np.median(devs):.3f}" if devs else "-"
@@ -281,9 +297,10 @@ def report(records, cost: dict[str, Any] | None, cfg: SummaryBenchConfig) -> str
         r for r in records if r["variant"] != "dense" and r["within_1pct"] and r["budget"] == b
     ]
     if variants:
-        v = share(variants, "summary+hull")
-        lines += ["", f"All variants within 1% of their dense model's score, summary+hull at {b} "
-                      f"bytes: **{v[0]:.1f}%** of skippable blocks ({v[1]} filters)."]  # fmt: skip
+        for setting in ("hull", "summary+hull", *big):
+            v = share(variants, setting)
+            lines += ["", f"All variants within 1% of their dense model's score, {setting} at "
+                          f"{b} bytes: **{v[0]:.1f}%** of skippable blocks ({v[1]} filters)."]  # fmt: skip
     if cost:
         lines += ["", "## Cost", "", "```", json.dumps(cost, indent=2), "```"]
     return "\n".join(lines) + "\n"

@@ -180,14 +180,16 @@ def reference_verdicts(
     no, yes, left_open = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
     hit, miss = np.zeros(n, bool), np.zeros(n, bool)  # sampled rows: where to stop splitting
     width = np.where(np.isfinite(regions.upper - regions.lower), regions.upper - regions.lower, 0)
+    joint = combinable(f, g)
     while sub.n:
         fl, fh = final_bounds(f, sub)
         gl, gh = final_bounds(g, sub)
         with np.errstate(invalid="ignore", over="ignore"):
-            fl, fh = _down(fl - e_f[owner]), _up(fh + e_f[owner])
             gl, gh = _down(gl - e_g[owner]), _up(gh + e_g[owner])
-        matters = _reaches(fl, fh, intervals, owner)
-        meets, inside = _meets_inside(gl, gh, predicate)
+        dev = _deviation(f, g, sub) if joint else None
+        matters, meets, inside = _piece_sides(
+            (fl, fh), (gl, gh), dev, intervals, owner, (e_f, e_g), g.final, predicate
+        )
         np.logical_or.at(no, owner[matters & ~meets], True)
         np.logical_or.at(yes, owner[matters & inside], True)
         maybe = matters & meets & ~inside
@@ -210,19 +212,56 @@ def reference_verdicts(
     return out
 
 
-def _reaches(fl: np.ndarray, fh: np.ndarray, intervals: Sequence[np.ndarray], owner) -> np.ndarray:
-    """Pieces whose bounds ``[fl, fh]`` meet one of their region's intervals (or are not
-    finite: then nothing is known)."""
-    out = ~(np.isfinite(fl) & np.isfinite(fh))
+def _piece_sides(
+    f_bounds, g_bounds, dev, intervals: Sequence[np.ndarray], owner, errors, final, predicate
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per piece: whether it matters (``f``'s exact bounds there meet one of the region's
+    intervals widened by ``f``'s error bound), whether ``g`` as the query computes it can
+    meet the predicate there, and whether it holds throughout. ``g`` lies within its own
+    bounds ``g_bounds`` (widened by its error bound already) and, where ``dev`` bounds
+    ``f - g`` on the pieces, within the part of each interval that ``f`` reaches there,
+    shifted by it (``g = f - d``; through a sigmoid by its Lipschitz bound) and widened by
+    ``g``'s error bound."""
+    fl, fh = f_bounds
+    gl, gh = g_bounds
+    e_f, e_g = errors
+    n = len(fl)
+    known = np.isfinite(fl) & np.isfinite(fh) & np.isfinite(gl) & np.isfinite(gh)
+    matters, meets, inside = ~known, ~known, np.zeros(n, bool)
+    if dev is not None:
+        dl, dh = dev
+        with np.errstate(invalid="ignore", over="ignore"):
+            if final is None:
+                below, above = _up(dh + e_g[owner]), _up(e_g[owner] - dl)  # g = f - d
+            else:
+                shift = _up(FINAL_LIPSCHITZ[final] * np.maximum(np.abs(dl), np.abs(dh)))
+                below = above = _up(shift + e_g[owner])
+        usable = dl <= dh  # NaN or an empty reach: no use
+        below = np.where(usable, below, np.inf)
+        above = np.where(usable, above, np.inf)
     order = np.argsort(owner, kind="stable")
     cuts = np.searchsorted(owner[order], np.arange(len(intervals) + 1))
     for r in np.unique(owner):
         mine = order[cuts[r] : cuts[r + 1]]
+        mine = mine[known[mine]]
+        if not len(mine):
+            continue
         iv = intervals[r]
-        out[mine] |= ((fl[mine, None] <= iv[None, :, 1]) & (fh[mine, None] >= iv[None, :, 0])).any(
-            axis=1
-        )
-    return out
+        with np.errstate(invalid="ignore", over="ignore"):
+            lo = np.maximum(_down(iv[None, :, 0] - e_f[r]), fl[mine, None])  # [p, m]
+            hi = np.minimum(_up(iv[None, :, 1] + e_f[r]), fh[mine, None])
+            glo = np.broadcast_to(gl[mine, None], lo.shape)
+            ghi = np.broadcast_to(gh[mine, None], lo.shape)
+            if dev is not None:
+                glo = np.fmax(_down(lo - below[mine, None]), glo)
+                ghi = np.fmin(_up(hi + above[mine, None]), ghi)
+        reach = (lo <= hi) & ~(glo > ghi)  # a part f reaches where g can be
+        unknown = np.isnan(glo) | np.isnan(ghi)
+        m_in, i_in = _meets_inside(glo, ghi, predicate)
+        matters[mine] = reach.any(axis=1)
+        meets[mine] = (reach & (m_in | unknown)).any(axis=1)
+        inside[mine] = matters[mine] & (i_in & ~unknown | ~reach).all(axis=1)
+    return matters, meets, inside
 
 
 def _sample_centres(f, g, sub, owner, maybe, intervals, predicate, hit, miss) -> None:
@@ -287,11 +326,7 @@ def deviation_bounds(
     combine the two models (then g is verified on its own). ``pieces``: each region's box
     is cut into about that many equal pieces, those outside its polygons dropped, and
     bounded one by one (the bounds of small boxes are far tighter)."""
-    if f is None or g is None:  # a model the verifier cannot read
-        return None
-    if f.num_inputs != g.num_inputs or f.num_outputs != 1 or g.num_outputs != 1:
-        return None
-    if f.final != g.final or type(f) is not type(g):
+    if not combinable(f, g):
         return None
     if pieces > 1 and regions.n:
         sub, owner = _grid_pieces(regions, pieces)
@@ -303,6 +338,20 @@ def deviation_bounds(
         np.maximum.at(hi, owner, got[1])
         return lo, hi  # lo > hi: no piece survived (an empty region)
     return _deviation(f, g, regions)
+
+
+def combinable(f: Network | TreeEnsemble | None, g: Network | TreeEnsemble | None) -> bool:
+    """Whether ``deviation_bounds`` can bound ``f - g``: single-output models of the same
+    inputs, kind and final op; ReLU networks, or tree ensembles of one precision."""
+    if f is None or g is None:  # a model the verifier cannot read
+        return False
+    if f.num_inputs != g.num_inputs or f.num_outputs != 1 or g.num_outputs != 1:
+        return False
+    if f.final != g.final or type(f) is not type(g):
+        return False
+    if isinstance(f, TreeEnsemble):
+        return f.precision == g.precision and f.num_features == g.num_features
+    return _relu_only(f) and _relu_only(g)
 
 
 def _grid_pieces(regions: RegionBatch, pieces: int) -> tuple[RegionBatch, np.ndarray]:
@@ -494,6 +543,7 @@ __all__ = [
     "FINAL_LIPSCHITZ",
     "UNIT",
     "class_verdicts",
+    "combinable",
     "deviation_bounds",
     "difference_network",
     "output_error",
