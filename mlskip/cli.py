@@ -642,6 +642,10 @@ def bench_summaries(
     pieces: list[int] = typer.Option(
         [], help="larger planning budgets to also measure (pieces per row group; default 1024)"
     ),
+    e2e: bool = typer.Option(
+        False, help="also time queries end to end on lineitem with and without summaries"
+    ),
+    e2e_only: bool = typer.Option(False, help="only the end-to-end stage (run it alone)"),
 ) -> None:
     """Model-aware summaries on MLSkip's protocol: pruned share of skippable blocks per
     byte budget, alone and with hulls, for each model and its zoo variants; their cost."""
@@ -658,8 +662,10 @@ def bench_summaries(
         cfg.budgets = tuple(budget)
     if pieces:
         cfg.pieces = tuple(pieces)
+    if e2e_only:
+        cfg.models, cost, e2e = (), False, True
     try:
-        path = run(cfg, out, cost=cost)
+        path = run(cfg, out, cost=cost, e2e=e2e)
     except _user_errors() as error:
         _fail(error)
     console.print(path.read_text(), soft_wrap=True, highlight=False)

@@ -306,6 +306,75 @@ def report(records, cost: dict[str, Any] | None, cfg: SummaryBenchConfig) -> str
     return "\n".join(lines) + "\n"
 
 
+E2E_SELECTIVITIES = (1e-3, 1e-4, 1e-5, 1e-6)
+
+
+def e2e_stage(
+    sf: float, work: Path, repeats: int = 3, row_group: int = 10_000
+) -> list[dict[str, Any]]:
+    """Wall time of ``SELECT count(*) ... WHERE m(...) > t`` on SF ``sf`` lineitem in
+    natural order (``row_group``-row row groups, 45-byte hulls), with and without the
+    model's summaries, at thresholds of the top 0.1% to 0.0001% of its outputs: the
+    PyTorch UDF and the ONNX UDF on every row against mlskip (``tpch.e2e.measure_query``)."""
+    import mlskip
+    from mlskip.model_zoo.specs import get_spec
+    from mlskip.tpch.e2e import _write_full, measure_query
+
+    spec = get_spec("lineitem_disc_price")
+    data = bench_data.load_inputs(spec.suite, spec.table, tuple(spec.inputs), sf)
+    onnx = work / "e2e_model.onnx"
+    if not onnx.exists():
+        model = bench_models.train_model(spec, (32,), work, 0.1, 60)
+        model.onnx_path.replace(onnx)
+    y = bench_models.evaluate_rows(onnx, data.x)[data.valid]
+    columns = ", ".join(spec.inputs)
+    out = []
+    for label, models in (
+        ("natural", None),
+        ("natural+summary", {"m": (str(onnx), list(spec.inputs))}),
+    ):
+        path = _write_full(data, work / f"e2e-{label}-rg{row_group}-sf{sf}.parquet", None, None,
+                           row_group, models)  # fmt: skip
+        for selectivity in E2E_SELECTIVITIES:
+            t = float(np.quantile(y, 1.0 - selectivity))
+            sql = f"SELECT count(*) FROM '{path}' WHERE m({columns}) > {t!r}"
+            cons = {
+                "torch": mlskip.connect(skipping=False, backend="torch"),
+                "onnx": mlskip.connect(skipping=False),
+                "mlskip": mlskip.connect(),
+            }
+            for con in cons.values():
+                con.register_model("m", onnx)
+            m = measure_query(cons, sql, repeats)
+            report, sec = m["report"], m["seconds"]
+            out.append({
+                "file": label, "selectivity": selectivity, "threshold": t, "sql": sql,
+                "row_groups": report.row_groups, "pruned": report.pruned,
+                "all_match": report.all_match, "counts": m["counts"],
+                "same_result": len(set(m["counts"].values())) == 1,
+                "torch_s": sec["torch"], "onnx_s": sec["onnx"], "mlskip_s": sec["mlskip"],
+                "torch_over_mlskip": sec["torch"] / sec["mlskip"],
+                "onnx_over_mlskip": sec["onnx"] / sec["mlskip"],
+                "planning_cold_s": m["planning_cold_s"], "planning_warm_s": m["planning_warm_s"],
+            })  # fmt: skip
+            print(f"e2e {label} selectivity {selectivity:g}: pruned {report.pruned}/"
+                  f"{report.row_groups}, {out[-1]['torch_over_mlskip']:.2f}x over PyTorch")  # fmt: skip
+    return out
+
+
+def e2e_report(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["## End to end (SF lineitem, natural order, `count(*) WHERE m(...) > t`)", "",
+             "| file | selectivity | pruned / row groups | PyTorch UDF s | ONNX UDF s | mlskip s | "
+             "x PyTorch | x ONNX | same counts |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        lines.append(
+            f"| {r['file']} | {r['selectivity']:g} | {r['pruned']} / {r['row_groups']} | "
+            f"{r['torch_s']:.3f} | {r['onnx_s']:.3f} | {r['mlskip_s']:.3f} | "
+            f"{r['torch_over_mlskip']:.2f} | {r['onnx_over_mlskip']:.2f} | {r['same_result']} |"
+        )
+    return lines
+
+
 def cost_stage(sf: float, work: Path) -> dict[str, Any]:
     """Seconds to write SF ``sf`` lineitem (natural order, 122,880-row row groups, hulls
     auto) with and without a model's summaries, and planning with them."""
@@ -352,7 +421,7 @@ def cost_stage(sf: float, work: Path) -> dict[str, Any]:
     return out
 
 
-def run(cfg: SummaryBenchConfig, out: Path, cost: bool = True) -> Path:
+def run(cfg: SummaryBenchConfig, out: Path, cost: bool = True, e2e: bool = False) -> Path:
     from mlskip.skipper.planner import Planner
 
     out.mkdir(parents=True, exist_ok=True)
@@ -360,13 +429,17 @@ def run(cfg: SummaryBenchConfig, out: Path, cost: bool = True) -> Path:
     work.mkdir(exist_ok=True)
     planner = Planner()
     records: list[dict[str, Any]] = []
-    for spec in bench_models.regressor_specs(cfg.models):
+    for spec in bench_models.regressor_specs(cfg.models) if cfg.models else ():
         start = time.perf_counter()
         records += _model_records(spec, cfg, work, planner)
         print(f"{spec.name}: {time.perf_counter() - start:.0f} s")
         (out / "records.json").write_text(json.dumps(records, default=float))
     costs = cost_stage(cfg.sf, work) if cost else None
+    ends = e2e_stage(cfg.sf, work) if e2e else None
     (out / "results.json").write_text(json.dumps({"config": asdict(cfg), "records": records,
-                                                  "cost": costs}, default=str))  # fmt: skip
-    (out / "REPORT.md").write_text(report(records, costs, cfg))
+                                                  "cost": costs, "e2e": ends}, default=str))  # fmt: skip
+    text = report(records, costs, cfg) if records else "# Model-aware summaries\n"
+    if ends:
+        text += "\n" + "\n".join(e2e_report(ends)) + "\n"
+    (out / "REPORT.md").write_text(text)
     return out / "REPORT.md"
