@@ -316,9 +316,8 @@ def e2e_stage(
     natural order (``row_group``-row row groups, 45-byte hulls), with and without the
     model's summaries, at thresholds of the top 0.1% to 0.0001% of its outputs: the
     PyTorch UDF and the ONNX UDF on every row against mlskip (``tpch.e2e.measure_query``)."""
-    import mlskip
     from mlskip.model_zoo.specs import get_spec
-    from mlskip.tpch.e2e import _write_full, measure_query
+    from mlskip.tpch.e2e import _write_full, compared_connections, measure_query
 
     spec = get_spec("lineitem_disc_price")
     data = bench_data.load_inputs(spec.suite, spec.table, tuple(spec.inputs), sf)
@@ -338,14 +337,7 @@ def e2e_stage(
         for selectivity in E2E_SELECTIVITIES:
             t = float(np.quantile(y, 1.0 - selectivity))
             sql = f"SELECT count(*) FROM '{path}' WHERE m({columns}) > {t!r}"
-            cons = {
-                "torch": mlskip.connect(skipping=False, backend="torch"),
-                "onnx": mlskip.connect(skipping=False),
-                "mlskip": mlskip.connect(),
-            }
-            for con in cons.values():
-                con.register_model("m", onnx)
-            m = measure_query(cons, sql, repeats)
+            m = measure_query(compared_connections("m", onnx), sql, repeats)
             report, sec = m["report"], m["seconds"]
             out.append({
                 "file": label, "selectivity": selectivity, "threshold": t, "sql": sql,

@@ -42,21 +42,15 @@ def run_sql_bench(
     """Measure and print; returns the figures."""
     from rich.console import Console
 
-    import mlskip
     from mlskip.progress import stage
+    from mlskip.tpch.e2e import compared_connections
 
     console = Console()
     if quick:
         sf, repeats = min(sf, 0.1), min(repeats, 2)
     with stage(console, f"lineitem sf={sf:g}, the model and a clustered copy"):
         source, clustered, model_path, rows = _bench_files(sf, row_group_size, out_dir)
-    cons = {
-        "torch": mlskip.connect(skipping=False, backend="torch"),
-        "onnx": mlskip.connect(skipping=False),
-        "mlskip": mlskip.connect(),
-    }
-    for con in cons.values():
-        con.register_model("disc_price", model_path)
+    cons = compared_connections("disc_price", model_path)
     y = _sample_outputs(cons["mlskip"], source)
     selective = float(np.quantile(y, 0.9995))
     median = float(np.quantile(y, 0.5))  # every natural-order row group holds rows on both sides

@@ -92,6 +92,21 @@ def _pick(records: list[dict[str, Any]], per_table: int) -> list[dict[str, Any]]
     return [r for lst in chosen.values() for r in lst]
 
 
+def compared_connections(name: str, model) -> dict[str, Any]:
+    """The connections an end-to-end query is timed on, ``model`` registered as ``name``
+    on each: the PyTorch UDF and the ONNX UDF on every row, and mlskip."""
+    import mlskip
+
+    cons = {
+        "torch": mlskip.connect(skipping=False, backend="torch"),
+        "onnx": mlskip.connect(skipping=False),
+        "mlskip": mlskip.connect(),
+    }
+    for con in cons.values():
+        con.register_model(name, model)
+    return cons
+
+
 def measure_query(cons: dict[str, Any], sql: str, repeats: int) -> dict[str, Any]:
     """One query on each connection: the skipping report of ``cons["mlskip"]`` with its
     cold and warm planning time, each connection's count, and medians of interleaved
@@ -114,7 +129,6 @@ def measure_query(cons: dict[str, Any], sql: str, repeats: int) -> dict[str, Any
 
 def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[dict[str, Any]]:
     """Measure every chosen query; one record per (query, layout)."""
-    import mlskip
 
     picks = _pick(records, cfg.e2e_queries_per_table)
     kinds = tuple(getattr(cfg, "e2e_layouts", ("natural", "layout", "hilbert", "pred")))
@@ -140,14 +154,7 @@ def run_e2e(cfg, records: list[dict[str, Any]], work: Path, progress) -> list[di
                 {name: (str(onnx), list(r["inputs"]))} if summarize else None,
             )
             sql = f"SELECT count(*) FROM '{path}' WHERE {call} BETWEEN {lo!r} AND {hi!r}"
-            cons = {
-                "torch": mlskip.connect(skipping=False, backend="torch"),
-                "onnx": mlskip.connect(skipping=False),
-                "mlskip": mlskip.connect(),
-            }
-            for con in cons.values():
-                con.register_model(name, onnx)
-            m = measure_query(cons, sql, cfg.e2e_repeats)
+            m = measure_query(compared_connections(name, onnx), sql, cfg.e2e_repeats)
             report, counts, med = m["report"], m["counts"], m["seconds"]
             out.append({
                 "table": r["table"], "model": name, "fid": r["filter"]["fid"], "lo": lo, "hi": hi,
