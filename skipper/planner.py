@@ -166,7 +166,7 @@ class Planner:
     (``mlskip index build``) that files are planned from instead of their footers,
     wherever its entry still matches the file. ``pieces_per_row_group``: the branch-and-
     bound pieces each row group may be split into (default: ``work_budget``, what
-    planning can save by the row group's rows).
+    planning can save by the row group's rows; a given ``verifier`` keeps its own).
     """
 
     def __init__(
