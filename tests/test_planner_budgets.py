@@ -23,6 +23,15 @@ def test_work_budget_follows_the_rows_at_stake():
     assert sizes == sorted(sizes)
 
 
+def test_planning_budget_can_be_set_per_row_group():
+    """``Planner(pieces_per_row_group=)`` replaces the cost model's budget, for the
+    verifier and for variants planned through another model's summary alike."""
+    assert Planner().verifier_for(100, 100_000).bab_pieces_per_region == 64
+    assert (
+        Planner(pieces_per_row_group=1024).verifier_for(100, 100_000).bab_pieces_per_region == 1024
+    )
+
+
 def test_overlap_lp_only_where_it_pays():
     """The certified overlap LP costs about what reading 1,000 rows costs per row group:
     the planner runs it on large row groups only."""
