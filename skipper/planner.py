@@ -540,8 +540,10 @@ class Planner:
         summarized = np.flatnonzero(~regions.empty & ~regions.all_null)
         if bound.network is not None and len(summarized):
             rows = int(sum(groups[i].num_rows for i in summarized))
-            pieces = getattr(
-                self.verifier_for(len(summarized), rows), "bab_pieces_per_region", None
+            chosen = self.verifier_for(len(summarized), rows)
+            # the verifier's branch-and-bound budget per row group, else its cap per region
+            pieces = getattr(chosen, "bab_pieces_per_region", None) or getattr(
+                chosen, "bab_max_pieces", None
             )
             got, by = summary_verdicts(groups, summarized, bound, regions, pieces)
             got[(got == 1) & regions.has_nulls[summarized]] = UNKNOWN
