@@ -640,7 +640,8 @@ def bench_summaries(
     epochs: int = typer.Option(0, help="training epochs (default 150, quick 60)"),
     cost: bool = typer.Option(True, help="also time writing and planning with summaries"),
     pieces: list[int] = typer.Option(
-        [], help="larger planning budgets to also measure (pieces per row group; default 1024)"
+        [],
+        help="larger budgets for the variants' summary path (pieces per row group; default 1024)",
     ),
     e2e: bool = typer.Option(
         False, help="also time queries end to end on lineitem with and without summaries"
