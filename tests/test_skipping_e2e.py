@@ -494,3 +494,12 @@ def same_rows_plain(on, off, sql):
     want = off.sql(sql).fetchall()
     assert on.sql(sql).fetchall() == want, sql
     return on.explain_skipping(sql)
+
+
+def test_ranges_cut_after_reading_cover_their_span_in_any_order():
+    from mlskip.udf.batch_eval import _cut_after_reading
+
+    starts, ends = _cut_after_reading(((5000, 5999), (0, 999), (1000, 2999)))
+    assert starts.tolist() == [0, 1000, 5000] and ends.tolist() == [999, 2999, 5999]
+    assert _cut_after_reading(((0, 999), (9000, 9999))) is None  # 20% kept: DuckDB filters
+    assert _cut_after_reading(((0, 999),)) is None  # one range: a pushed-down BETWEEN

@@ -60,7 +60,7 @@ def _cut_after_reading(ranges) -> tuple[np.ndarray, np.ndarray] | None:
     starts = np.array([lo for lo, _ in ranges], dtype=np.int64)
     ends = np.array([hi for _, hi in ranges], dtype=np.int64)
     kept = int((ends - starts + 1).sum())
-    if kept <= MAX_FILTERED_SHARE * (int(ends[-1]) - int(starts[0]) + 1):
+    if kept <= MAX_FILTERED_SHARE * (int(ends.max()) - int(starts[0]) + 1):
         return None
     return starts, ends
 
@@ -116,7 +116,7 @@ class BatchEvaluator:
         cut = _cut_after_reading(task.ranges)
         where = []
         if task.ranges is not None:
-            span = ((task.ranges[0][0], task.ranges[-1][1]),) if cut is not None else task.ranges
+            span = task.ranges if cut is None else ((int(cut[0][0]), int(cut[1].max())),)
             where.append(ranges_condition(span))
         where += [f"({f})" for f in task.filters]
         args = ", ".join(f"CAST(({a}) AS DOUBLE) AS x{i}" for i, a in enumerate(task.args))
