@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from mlskip.skipper.models import EvaluationTask
-from mlskip.skipper.rules.rewrite import ranges_condition
+from mlskip.skipper.rules.rewrite import ranges_condition, span_is_cheaper
 from mlskip.udf.inputs import model_rows
 from mlskip.udf.model import SqlModel
 from mlskip.udf.runtime import Runner
@@ -32,11 +32,6 @@ from mlskip.verifier import Predicate
 BATCH_ROWS = 1 << 16  # rows fetched from DuckDB at a time
 MODEL_ROWS = 8192  # rows per model call: larger batches fall out of cache and run slower
 MAX_SELECTIVITY = 0.05  # above this share of qualifying rows, the SQL function is cheaper
-# scattered row ranges that keep more than this share of the rows they span are read whole
-# and cut after reading: DuckDB tests a filter of many ranges on every row, which cost ~40%
-# of reading the rows it skips (SF1 lineitem, 10,000-row row groups, 87% kept: 0.51 s
-# against 0.39 s for all rows; 50% kept: 0.36 s against 0.38 s)
-MAX_FILTERED_SHARE = 0.5
 # model calls of one batch run side by side (ONNX Runtime releases the GIL; DuckDB runs
 # the SQL function on its worker threads too): a tree ensemble's rows cost microseconds
 # each, so one thread made batch evaluation slower than the SQL function
@@ -53,15 +48,12 @@ def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
 
 def _cut_after_reading(ranges) -> tuple[np.ndarray, np.ndarray] | None:
     """Starts and ends of ``ranges`` when they are better cut from the rows they span after
-    reading than by DuckDB's filter (see ``MAX_FILTERED_SHARE``), else None."""
-    if ranges is None or len(ranges) < 2:
+    reading than by DuckDB's filter (``span_is_cheaper``), else None."""
+    if ranges is None or not span_is_cheaper(tuple(sorted(ranges))):
         return None
     ranges = sorted(ranges)
     starts = np.array([lo for lo, _ in ranges], dtype=np.int64)
     ends = np.array([hi for _, hi in ranges], dtype=np.int64)
-    kept = int((ends - starts + 1).sum())
-    if kept <= MAX_FILTERED_SHARE * (int(ends.max()) - int(starts[0]) + 1):
-        return None
     return starts, ends
 
 

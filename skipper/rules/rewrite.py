@@ -73,6 +73,22 @@ def ranges_condition(ranges: Ranges, column: str = "file_row_number") -> str:
     return f"({span} AND (" + " OR ".join(terms) + "))"
 
 
+# scattered ranges that keep more than this share of the rows they span are cheaper read
+# whole: DuckDB tests a filter of many ranges on every row, which cost ~40% of reading the
+# rows it skips (SF1 lineitem, 10,000-row row groups, 87% kept: 0.51 s against 0.39 s for
+# all rows; 50% kept: 0.36 s against 0.38 s)
+MAX_FILTERED_SHARE = 0.5
+
+
+def span_is_cheaper(ranges: Ranges) -> bool:
+    """Whether reading every row the (sorted, disjoint) ``ranges`` span, and dropping the
+    others after reading, costs less than DuckDB's filter of the ranges."""
+    if len(ranges) < 2:
+        return False
+    kept = sum(hi - lo + 1 for lo, hi in ranges)
+    return kept > MAX_FILTERED_SHARE * (max(hi for _, hi in ranges) - ranges[0][0] + 1)
+
+
 def _buckets(ranges: Ranges) -> tuple[int, list[int]] | None:
     """``(G, bucket ids)``: the largest ``G`` that every range starts at and every range
     but the last ends at a multiple of, and the buckets ``r // G`` of the ranges' rows
@@ -139,9 +155,15 @@ def file_scan_sql(scan: ParquetScan, file: FileScan, moved: Sequence[MLPredicate
     )
     star = "*" if user_wants_row_number else "* EXCLUDE (file_row_number)"
     where: list[str] = []
-    if file.read is not None:
-        where.append(ranges_condition(file.read))
     matches = file.matches or (None,) * len(moved)
+    if file.read is not None:
+        read = file.read
+        # where every moved predicate keeps only listed rows (matches, all-match ranges),
+        # rows of pruned row groups are dropped anyway: their filter need only save reading
+        listed = bool(moved) and all(m is not None for m in matches)
+        if listed and span_is_cheaper(tuple(sorted(read))):
+            read = ((min(lo for lo, _ in read), max(hi for _, hi in read)),)
+        where.append(ranges_condition(read))
     for predicate, ranges, match in zip(moved, file.all_match, matches, strict=True):
         if match is not None:
             condition = f"file_row_number IN (SELECT file_row_number FROM {match})"
